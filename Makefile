@@ -1,0 +1,32 @@
+# The two commands of the README: `make run` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install bench bench-pipeline clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Reinstall when the dependencies change.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/eventtrack up
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# wrk is the load generator (C, not Python-bound); installed from Debian's packages when missing.
+bench: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.run_ingest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""eventtrack ingest service: HTTP capture API writing raw events to Postgres."""

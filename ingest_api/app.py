@@ -1,0 +1,94 @@
+"""The Starlette application, built by a factory so tests pass their own settings."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ingest_api.database import sqlalchemy_url
+from ingest_api.errors import ApiError, error_response
+from ingest_api.openapi import openapi_document
+from ingest_api.routes import capture, health, sessions
+from ingest_api.settings import Settings
+from ingest_api.sink import EventSink
+from ingest_api.state import AppState
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1/analytics"
+
+
+def _both(path: str, endpoint, methods: list[str]) -> list[Route]:
+    """The documented path has a trailing slash; the same path without it answers too (no redirect: SDKs POST)."""
+    return [Route(path, endpoint, methods=methods), Route(path.rstrip("/"), endpoint, methods=methods)]
+
+
+async def _openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+def routes() -> list[Route]:
+    return [
+        *_both(f"{API}/capture/", capture.capture, ["POST"]),
+        *_both(f"{API}/batch/", capture.batch, ["POST"]),
+        *_both(f"{API}/session/start/", sessions.start_session, ["POST"]),
+        *_both(f"{API}/session/{{session_id}}/end/", sessions.end_session, ["PUT"]),
+        Route(f"{API}/openapi.json", _openapi, methods=["GET"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+    ]
+
+
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return error_response(ApiError(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), {}, dict(exc.headers or {})))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(ApiError(500, "internal_error", "An unexpected error occurred; it has been logged."))
+
+
+def create_app(settings: Settings) -> Starlette:
+    database_url = settings.require_database_url()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        engine = create_async_engine(
+            sqlalchemy_url(database_url),
+            pool_size=5,
+            max_overflow=5,
+            pool_timeout=settings.db_connect_timeout_seconds,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": max(1, int(settings.db_connect_timeout_seconds))},
+        )
+        sink = EventSink(
+            database_url,
+            max_rows=settings.group_commit_max_rows,
+            commit_timeout=settings.commit_timeout_seconds,
+            connect_timeout=settings.db_connect_timeout_seconds,
+        )
+        await sink.start()
+        app.state.eventtrack = AppState(settings=settings, sink=sink, engine=engine)
+        try:
+            yield
+        finally:
+            await sink.stop()
+            await engine.dispose()
+
+    return Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+    )

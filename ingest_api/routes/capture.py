@@ -1,0 +1,135 @@
+"""POST /api/v1/analytics/capture/ (one event) and /batch/ (many)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingest_api.dead_letter import reject_event
+from ingest_api.errors import ApiError, DatabaseUnavailable, EventInvalid, unavailable
+from ingest_api.routes.body import dead_letter_body, read_json_body, remote_addr
+from ingest_api.sink import RejectRow
+from ingest_api.state import AppState
+from ingest_api.validation import EventRow, normalize_event, parse_batch_sent_at
+
+CAPTURE = "capture"
+BATCH = "batch"
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _status_for(code: str) -> int:
+    return 413 if code == "event_too_large" else 400
+
+
+async def capture(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    received_at = datetime.now(timezone.utc)
+    body = await read_json_body(request, state, CAPTURE, state.settings.max_capture_body_bytes, received_at)
+    if not isinstance(body.value, dict):
+        err = ApiError(400, "not_an_object", "The body must be a JSON object (one event).", {"body": "must be an object"})
+        await dead_letter_body(request, state, CAPTURE, err, body.raw, len(body.raw), received_at)
+        raise err
+    try:
+        row = normalize_event(
+            body.value,
+            received_at=received_at,
+            batch_sent_at=None,
+            limits=state.limits(received_at),
+            sanitize=body.needs_sanitizing,
+        )
+    except EventInvalid as invalid:
+        reject = _reject(request, state, CAPTURE, received_at, invalid, body.value, None)
+        await _write(state, (), (reject,))
+        raise ApiError(_status_for(invalid.code), invalid.code, invalid.detail, invalid.fields) from None
+    await _write(state, (row,), ())
+    return _json({"accepted": 1, "uuid": str(row.uuid), "warnings": list(row.warnings)})
+
+
+async def batch(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    settings = state.settings
+    received_at = datetime.now(timezone.utc)
+    body = await read_json_body(request, state, BATCH, settings.max_batch_body_bytes, received_at)
+
+    async def refuse(err: ApiError) -> None:
+        await dead_letter_body(request, state, BATCH, err, body.raw, len(body.raw), received_at)
+        raise err
+
+    value = body.value
+    if not isinstance(value, dict):
+        await refuse(ApiError(400, "not_an_object", "The body must be a JSON object with an `events` list.", {"body": "must be an object"}))
+    events = value.get("events", value.get("batch"))
+    if not isinstance(events, list):
+        await refuse(ApiError(400, "invalid_batch", "The body must carry a list under `events` (or `batch`).", {"events": "must be a list"}))
+    if not events:
+        await refuse(ApiError(400, "empty_batch", "The batch holds no events.", {"events": "must not be empty"}))
+    if len(events) > settings.max_batch_events:
+        await refuse(
+            ApiError(
+                400,
+                "batch_too_large",
+                f"The batch holds {len(events)} events; the limit is {settings.max_batch_events}.",
+                {"events": f"at most {settings.max_batch_events} events"},
+            )
+        )
+    try:
+        batch_sent_at = parse_batch_sent_at(value.get("sent_at"))
+    except EventInvalid as invalid:
+        await refuse(ApiError(400, invalid.code, invalid.detail, invalid.fields))
+
+    limits = state.limits(received_at)
+    rows: list[EventRow] = []
+    rejects: list[RejectRow] = []
+    refused: list[dict[str, Any]] = []
+    warnings: list[dict[str, Any]] = []
+    for index, raw_event in enumerate(events):
+        try:
+            row = normalize_event(
+                raw_event,
+                received_at=received_at,
+                batch_sent_at=batch_sent_at,
+                limits=limits,
+                sanitize=body.needs_sanitizing,
+            )
+        except EventInvalid as invalid:
+            rejects.append(_reject(request, state, BATCH, received_at, invalid, raw_event, index))
+            refused.append({"index": index, "error": invalid.code, "detail": invalid.detail, "fields": invalid.fields})
+            continue
+        rows.append(row)
+        if row.warnings:
+            warnings.append({"index": index, "warnings": list(row.warnings)})
+    await _write(state, rows, rejects)
+    answer: dict[str, Any] = {"accepted": len(rows), "rejected": refused}
+    if warnings:
+        answer["warnings"] = warnings
+    return _json(answer)
+
+
+def _reject(
+    request: Request, state: AppState, endpoint: str, received_at: datetime, invalid: EventInvalid, event: Any, index: int | None
+) -> RejectRow:
+    return reject_event(
+        received_at=received_at,
+        endpoint=endpoint,
+        code=invalid.code,
+        detail=invalid.detail,
+        fields=invalid.fields,
+        event=event,
+        index=index,
+        keep=state.settings.dead_letter_payload_bytes,
+        remote_addr=remote_addr(request),
+    )
+
+
+async def _write(state: AppState, rows, rejects) -> None:
+    try:
+        await state.sink.write(rows, rejects)
+    except DatabaseUnavailable:
+        raise unavailable(state.settings.retry_after_seconds) from None

@@ -1,0 +1,98 @@
+"""The one place that reads the environment.
+
+Every other module receives a `Settings` value; defaults run out of the box.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the embedded Postgres (and later Dagster's home) keeps its files.
+    data_dir: Path = Path(".data")
+    # None means: start the embedded server under data_dir.
+    database_url: str | None = None
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 1
+    dagster_port: int = 3000
+
+    events_retention_days: int = 90
+    partitions_ahead_days: int = 7
+
+    max_capture_body_bytes: int = 1 * MIB
+    max_batch_body_bytes: int = 20 * MIB
+    max_event_bytes: int = 64 * KIB
+    max_batch_events: int = 1000
+    max_properties_depth: int = 32
+    # Raw payloads kept in the dead-letter table are cut to this size.
+    dead_letter_payload_bytes: int = 64 * KIB
+    # A corrected timestamp further than this in the future is clamped.
+    max_future_skew_hours: int = 23
+
+    # Group commit: how many rows one transaction takes at most.
+    group_commit_max_rows: int = 20_000
+    # A request never waits longer than this for its commit before 503.
+    commit_timeout_seconds: float = 5.0
+    db_connect_timeout_seconds: float = 2.0
+    retry_after_seconds: int = 2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        return cls(
+            data_dir=Path(env.get("EVENTTRACK_DATA_DIR") or ".data").resolve(),
+            database_url=env.get("DATABASE_URL") or None,
+            api_host=env.get("API_HOST") or "127.0.0.1",
+            api_port=_int(env, "API_PORT", 8000),
+            api_workers=_int(env, "API_WORKERS", 1),
+            dagster_port=_int(env, "DAGSTER_PORT", 3000),
+            events_retention_days=_int(env, "EVENTS_RETENTION_DAYS", 90),
+            partitions_ahead_days=_int(env, "EVENTS_PARTITIONS_AHEAD_DAYS", 7),
+            max_capture_body_bytes=_int(env, "MAX_CAPTURE_BODY_BYTES", 1 * MIB),
+            max_batch_body_bytes=_int(env, "MAX_BATCH_BODY_BYTES", 20 * MIB),
+            max_event_bytes=_int(env, "MAX_EVENT_BYTES", 64 * KIB),
+            max_batch_events=_int(env, "MAX_BATCH_EVENTS", 1000),
+            max_properties_depth=_int(env, "MAX_PROPERTIES_DEPTH", 32),
+            dead_letter_payload_bytes=_int(env, "DEAD_LETTER_PAYLOAD_BYTES", 64 * KIB),
+            group_commit_max_rows=_int(env, "GROUP_COMMIT_MAX_ROWS", 20_000),
+            commit_timeout_seconds=_float(env, "COMMIT_TIMEOUT_SECONDS", 5.0),
+            db_connect_timeout_seconds=_float(env, "DB_CONNECT_TIMEOUT_SECONDS", 2.0),
+        )
+
+    def with_database_url(self, url: str) -> "Settings":
+        return replace(self, database_url=url)
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError("no database URL: start the embedded Postgres or set DATABASE_URL")
+        return self.database_url
