@@ -1,0 +1,111 @@
+"""Shared fixtures: a throwaway embedded Postgres per test session, and a real uvicorn server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+import pytest
+import uvicorn
+
+from ingest_api.app import create_app
+from ingest_api.embedded_postgres import EmbeddedPostgres
+from ingest_api.migrate import migrate
+from ingest_api.settings import Settings
+
+RAW_TABLES = ("events", "event_uuids", "sessions", "rejected_events")
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[EmbeddedPostgres]:
+    """A fresh server in a short temp dir (unix socket paths are limited to ~100 chars)."""
+    root = Path(tempfile.mkdtemp(prefix="et-", dir="/tmp"))
+    pg = EmbeddedPostgres(root / "pg").start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def embedded_pg() -> Iterator[EmbeddedPostgres]:
+    if os.environ.get("DATABASE_URL"):
+        pytest.fail("tests use their own throwaway embedded Postgres; unset DATABASE_URL")
+    with throwaway_postgres() as pg:
+        yield pg
+
+
+@pytest.fixture(scope="session")
+def database_url(embedded_pg: EmbeddedPostgres) -> str:
+    url = embedded_pg.url()
+    migrate(url, retention_days=90, ahead_days=7)
+    return url
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    """A connection to the test database, with the raw tables emptied first."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE " + ", ".join(RAW_TABLES))
+        yield conn
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    """uvicorn serving the real app on a loopback port, in a thread of the test process."""
+
+    def __init__(self, settings: Settings):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, loop="uvloop", http="httptools", log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "RunningServer":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+def settings_for(database_url: str, **overrides) -> Settings:
+    from dataclasses import replace
+
+    return replace(Settings(database_url=database_url), **overrides)
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str) -> Iterator[RunningServer]:
+    with RunningServer(settings_for(database_url)) as running:
+        yield running
+
+
+@pytest.fixture
+def api(server: RunningServer, db):
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
