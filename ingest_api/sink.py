@@ -203,6 +203,12 @@ class EventSink:
                 return
             _settle(group[0], exc=DatabaseUnavailable("write failed"))
             return
+        except Exception as exc:  # a bug must not kill the writer task and with it every later request
+            log.exception("unexpected error in the event writer")
+            await self._drop_connection()
+            for item in group:
+                _settle(item, exc=DatabaseUnavailable(str(exc)))
+            return
         for item in group:
             _settle(item)
 
