@@ -51,3 +51,24 @@ def test_up_serves_the_api_on_embedded_postgres_and_ctrl_c_stops_everything():
         if proc.poll() is None:
             proc.kill()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_migrate_honours_database_url_with_a_unix_socket_host(embedded_pg, tmp_path):
+    from ingest_api.embedded_postgres import ensure_database
+
+    ensure_database(embedded_pg.admin_url(), "other_instance")
+    url = embedded_pg.url("other_instance")
+    assert "host=/" in url  # a libpq URI with a unix-socket directory
+    env = {**os.environ, "DATABASE_URL": url, "EVENTTRACK_DATA_DIR": str(tmp_path / "unused")}
+    eventtrack = Path(sys.executable).parent / "eventtrack"
+    for _ in range(2):  # idempotent
+        result = subprocess.run([str(eventtrack), "migrate"], env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+    assert "none pending" in result.stdout
+    assert not (tmp_path / "unused" / "pg").exists(), "started an embedded server although DATABASE_URL was set"
+
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        partitions = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass").fetchone()[0]
+    assert partitions == 98  # today - 90 days .. today + 7 days
