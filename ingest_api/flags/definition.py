@@ -1,0 +1,303 @@
+"""Feature flag definitions: the typed model the evaluator reads, and the
+validator for the JSON bodies of the admin create/update endpoints.
+
+Pure: no I/O. Uniqueness of `key` across flags is the database's job.
+
+Choices worth knowing:
+- `rollout_percentage` defaults to 0, so a flag created without one reaches
+  nobody until someone states a percentage (a group whose own percentage is
+  null falls back to the flag's, so it reaches nobody either).
+- Semver values ignore pre-release and build suffixes: "1.2.3-beta+7" is 1.2.3.
+  Most app-version targeting wants "this build and later", and a beta of 2.0.0
+  belongs to 2.0.0's audience.
+- Unknown fields are refused at every level (body, variant, group, filter), so
+  a typo never silently turns into a default.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+OPERATORS: frozenset[str] = frozenset(
+    {
+        "exact", "is_not", "in", "not_in", "icontains", "not_icontains", "regex", "not_regex",
+        "gt", "gte", "lt", "lte", "is_set", "is_not_set",
+        "semver_eq", "semver_gt", "semver_gte", "semver_lt", "semver_lte",
+    }
+)
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,199}")
+_SEMVER = re.compile(r"[vV]?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:[-+].*)?", re.DOTALL)
+_EDITABLE = ("key", "name", "description", "active", "rollout_percentage", "variants", "conditions", "payload")
+_VARIANT_FIELDS = frozenset({"key", "rollout_percentage", "payload"})
+_GROUP_FIELDS = frozenset({"properties", "rollout_percentage", "variant"})
+_FILTER_FIELDS = frozenset({"key", "operator", "value"})
+_MAX_NAME = 400
+
+
+@dataclass(frozen=True)
+class PropertyFilter:
+    key: str
+    operator: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class ConditionGroup:
+    properties: tuple[PropertyFilter, ...]
+    rollout_percentage: float | None
+    variant: str | None
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    rollout_percentage: float
+    payload: Any = None
+
+
+@dataclass(frozen=True)
+class FlagDefinition:
+    key: str
+    active: bool
+    rollout_percentage: float
+    variants: tuple[Variant, ...] = ()
+    conditions: tuple[ConditionGroup, ...] = ()
+    payload: Any = None
+
+
+class FlagDefinitionError(Exception):
+    """Every problem found in a definition, as field path -> message."""
+
+    def __init__(self, fields: dict[str, str]):
+        super().__init__("; ".join(f"{path}: {message}" for path, message in fields.items()))
+        self.fields = fields
+
+
+def parse_semver(text: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) of "v1.2.3-rc.1+build", missing parts as 0; None if not a version."""
+    match = _SEMVER.fullmatch(text.strip())
+    if match is None:
+        return None
+    return tuple(int(part or 0) for part in match.groups())  # type: ignore[return-value]
+
+
+def flag_from_row(row: Mapping[str, Any]) -> FlagDefinition:
+    """Build the evaluator's model from a stored, already-validated dict."""
+    return FlagDefinition(
+        key=row["key"],
+        active=bool(row.get("active", True)),
+        rollout_percentage=float(row.get("rollout_percentage") or 0),
+        variants=tuple(
+            Variant(v["key"], float(v["rollout_percentage"]), v.get("payload")) for v in row.get("variants") or ()
+        ),
+        conditions=tuple(
+            ConditionGroup(
+                properties=tuple(
+                    PropertyFilter(f["key"], f["operator"], f.get("value")) for f in g.get("properties") or ()
+                ),
+                rollout_percentage=None if g.get("rollout_percentage") is None else float(g["rollout_percentage"]),
+                variant=g.get("variant"),
+            )
+            for g in row.get("conditions") or ()
+        ),
+        payload=row.get("payload"),
+    )
+
+
+def parse_flag_definition(data: Mapping[str, Any], *, partial_of: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Validate an admin create (or, with `partial_of`, PATCH) body; return the normalized editable fields.
+
+    For a PATCH the body is merged over the stored flag first and the result is
+    validated whole, so a change that breaks another field (say, dropping the
+    variant a group forces) is caught. Raises FlagDefinitionError with all errors.
+    """
+    if not isinstance(data, Mapping):
+        raise FlagDefinitionError({"body": "must be a JSON object"})
+    errors: dict[str, str] = {}
+    for field in data:
+        if field not in _EDITABLE:
+            errors[str(field)] = "unknown field"
+
+    merged = {k: partial_of[k] for k in _EDITABLE if partial_of is not None and k in partial_of}
+    merged.update((k, v) for k, v in data.items() if k in _EDITABLE)
+
+    key = merged.get("key")
+    if not _is_slug(key):
+        errors["key"] = "required: 1-200 lowercase letters, digits, '_' or '-', starting with a letter or digit"
+
+    name = merged.get("name")
+    if name is None:
+        name = key
+    elif not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
+        errors["name"] = f"must be a non-empty string of at most {_MAX_NAME} characters"
+
+    description = merged.get("description")
+    if description is None:
+        description = ""
+    elif not isinstance(description, str):
+        errors["description"] = "must be a string"
+
+    active = merged.get("active", True)
+    if not isinstance(active, bool):
+        errors["active"] = "must be true or false"
+
+    rollout = merged.get("rollout_percentage", 0)
+    if not _is_percentage(rollout):
+        errors["rollout_percentage"] = "must be a number from 0 to 100"
+
+    variants = _check_variants(merged.get("variants"), errors)
+    variant_keys = {v["key"] for v in variants if isinstance(v.get("key"), str)}
+    conditions = _check_conditions(merged.get("conditions"), variant_keys, errors)
+
+    if errors:
+        raise FlagDefinitionError(errors)
+    return {
+        "key": key,
+        "name": name,
+        "description": description,
+        "active": active,
+        "rollout_percentage": rollout,
+        "variants": variants,
+        "conditions": conditions,
+        "payload": merged.get("payload"),
+    }
+
+
+def _is_slug(value: Any) -> bool:
+    return isinstance(value, str) and _SLUG.fullmatch(value) is not None
+
+
+def _is_number(value: Any) -> bool:
+    # JSON true/false are ints in Python; "50" is a string. Neither is a percentage.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_percentage(value: Any) -> bool:
+    return _is_number(value) and 0 <= value <= 100
+
+
+def _unknown_fields(item: Mapping[str, Any], allowed: frozenset[str], path: str, errors: dict[str, str]) -> None:
+    for field in item:
+        if field not in allowed:
+            errors[f"{path}.{field}"] = "unknown field"
+
+
+def _check_variants(raw: Any, errors: dict[str, str]) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        errors["variants"] = "must be a list"
+        return []
+    variants: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    weights_ok = True
+    for i, item in enumerate(raw):
+        path = f"variants[{i}]"
+        if not isinstance(item, Mapping):
+            errors[path] = "must be an object"
+            weights_ok = False
+            continue
+        _unknown_fields(item, _VARIANT_FIELDS, path, errors)
+        key = item.get("key")
+        if not _is_slug(key):
+            errors[f"{path}.key"] = "required: a slug of lowercase letters, digits, '_' or '-'"
+        elif key in seen:
+            errors[f"{path}.key"] = f"duplicate variant key '{key}'"
+        else:
+            seen.add(key)
+        weight = item.get("rollout_percentage")
+        if not _is_percentage(weight):
+            errors[f"{path}.rollout_percentage"] = "must be a number from 0 to 100"
+            weights_ok = False
+        variants.append({"key": key, "rollout_percentage": weight, "payload": item.get("payload")})
+    # Only judge the sum when every weight is a number; otherwise the per-variant error says it.
+    if variants and weights_ok:
+        total = math.fsum(v["rollout_percentage"] for v in variants)
+        if abs(total - 100) > 1e-9:
+            errors["variants"] = f"rollout percentages must sum to 100 (got {total:g})"
+    return variants
+
+
+def _check_conditions(raw: Any, variant_keys: set[str], errors: dict[str, str]) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        errors["conditions"] = "must be a list"
+        return []
+    groups: list[dict[str, Any]] = []
+    for i, item in enumerate(raw):
+        path = f"conditions[{i}]"
+        if not isinstance(item, Mapping):
+            errors[path] = "must be an object"
+            continue
+        _unknown_fields(item, _GROUP_FIELDS, path, errors)
+        properties = item.get("properties")
+        if properties is None:
+            properties = []
+        elif not isinstance(properties, list):
+            errors[f"{path}.properties"] = "must be a list"
+            properties = []
+        filters = [_check_filter(f, f"{path}.properties[{j}]", errors) for j, f in enumerate(properties)]
+        rollout = item.get("rollout_percentage")
+        if rollout is not None and not _is_percentage(rollout):
+            errors[f"{path}.rollout_percentage"] = "must be null or a number from 0 to 100"
+        variant = item.get("variant")
+        if variant is not None and (not isinstance(variant, str) or variant not in variant_keys):
+            errors[f"{path}.variant"] = f"unknown variant {variant!r}: must be one of the flag's variant keys"
+        groups.append({"properties": filters, "rollout_percentage": rollout, "variant": variant})
+    return groups
+
+
+def _check_filter(item: Any, path: str, errors: dict[str, str]) -> dict[str, Any]:
+    if not isinstance(item, Mapping):
+        errors[path] = "must be an object"
+        return {}
+    _unknown_fields(item, _FILTER_FIELDS, path, errors)
+    key, operator, value = item.get("key"), item.get("operator"), item.get("value")
+    if not isinstance(key, str) or not key:
+        errors[f"{path}.key"] = "required: a property name"
+    if operator not in OPERATORS:
+        errors[f"{path}.operator"] = f"unknown operator {operator!r}"
+        return {"key": key, "operator": operator, "value": value}
+    if operator in ("is_set", "is_not_set"):
+        value = None  # these operators take no value; drop whatever was sent
+    else:
+        problem = _value_problem(operator, value)
+        if problem:
+            errors[f"{path}.value"] = problem
+    return {"key": key, "operator": operator, "value": value}
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, bool)) or _is_number(value)
+
+
+def _value_problem(operator: str, value: Any) -> str | None:
+    """Why `value` cannot be used with `operator`, or None when it can."""
+    if operator in ("in", "not_in") or (operator in ("exact", "is_not") and isinstance(value, list)):
+        if not isinstance(value, list) or not value or not all(_is_scalar(v) for v in value):
+            return "must be a non-empty list of strings, numbers or booleans"
+        return None
+    if operator in ("exact", "is_not"):
+        return None if _is_scalar(value) else "must be a string, number, boolean or a list of them"
+    if operator in ("icontains", "not_icontains"):
+        return None if isinstance(value, str) or _is_number(value) else "must be a string or a number"
+    if operator in ("regex", "not_regex"):
+        if not isinstance(value, str):
+            return "must be a regular expression string"
+        try:
+            re.compile(value)
+        except re.error as exc:
+            return f"invalid regular expression: {exc}"
+        return None
+    if operator in ("gt", "gte", "lt", "lte"):
+        return None if (isinstance(value, str) and value) or _is_number(value) else "must be a number or a string"
+    # semver_*
+    if not isinstance(value, str) or parse_semver(value) is None:
+        return "must be a version string like '1.2.3'"
+    return None
