@@ -12,10 +12,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ingest_api.admin.routes import admin_routes
+from ingest_api.config_cache import ConfigCache
 from ingest_api.database import sqlalchemy_url
 from ingest_api.errors import ApiError, error_response
 from ingest_api.openapi import openapi_document
-from ingest_api.routes import capture, health, sessions
+from ingest_api.routes import capture, flags, health, sessions
 from ingest_api.settings import Settings
 from ingest_api.sink import EventSink
 from ingest_api.state import AppState
@@ -40,6 +42,10 @@ def routes() -> list[Route]:
         *_both(f"{API}/batch/", capture.batch, ["POST"]),
         *_both(f"{API}/session/start/", sessions.start_session, ["POST"]),
         *_both(f"{API}/session/{{session_id}}/end/", sessions.end_session, ["PUT"]),
+        *_both(f"{flags.PUBLIC}/", flags.list_flags, ["GET"]),
+        *_both(f"{flags.PUBLIC}/for_user/", flags.flags_for_user, ["GET", "POST"]),
+        *_both(f"{flags.PUBLIC}/{{flag_id}}/", flags.get_flag, ["GET"]),
+        *admin_routes(),
         Route(f"{API}/openapi.json", _openapi, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
@@ -79,11 +85,14 @@ def create_app(settings: Settings) -> Starlette:
             commit_timeout=settings.commit_timeout_seconds,
             connect_timeout=settings.db_connect_timeout_seconds,
         )
+        config = ConfigCache(engine)
         await sink.start()
-        app.state.eventtrack = AppState(settings=settings, sink=sink, engine=engine)
+        await config.start()
+        app.state.eventtrack = AppState(settings=settings, sink=sink, engine=engine, config=config)
         try:
             yield
         finally:
+            await config.stop()
             await sink.stop()
             await engine.dispose()
 

@@ -20,8 +20,12 @@ log = logging.getLogger("eventtrack")
 
 
 @contextmanager
-def database(settings: Settings, *, stop_on_exit: bool) -> Iterator[Settings]:
-    """Yields settings with a database URL: DATABASE_URL, or the embedded server under the data dir."""
+def database(settings: Settings) -> Iterator[Settings]:
+    """Yields settings with a database URL: DATABASE_URL, or the embedded server under the data dir.
+
+    An embedded server this command started is stopped on exit; one already running
+    (e.g. under `make run`) is left alone.
+    """
     if settings.database_url:
         yield settings
         return
@@ -30,7 +34,7 @@ def database(settings: Settings, *, stop_on_exit: bool) -> Iterator[Settings]:
     try:
         yield settings.with_database_url(embedded.url())
     finally:
-        if stop_on_exit:
+        if embedded.started_here:
             embedded.stop()
             log.info("embedded PostgreSQL stopped")
 
@@ -41,7 +45,7 @@ def _migrate(settings: Settings) -> None:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    with database(settings, stop_on_exit=not settings.database_url) as s:
+    with database(settings) as s:
         _migrate(s)
     return 0
 
@@ -70,14 +74,14 @@ def _api_command(settings: Settings) -> list[str]:
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     """Serves the API in the foreground (the database must be up: `eventtrack up` does all)."""
-    with database(settings, stop_on_exit=True) as s:
+    with database(settings) as s:
         env = {**os.environ, "DATABASE_URL": s.require_database_url()}
         return subprocess.call(_api_command(s), env=env)
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """Database (embedded unless DATABASE_URL), migrations, then every service until Ctrl-C."""
-    with database(settings, stop_on_exit=True) as s:
+    with database(settings) as s:
         _migrate(s)
         env = {**os.environ, "DATABASE_URL": s.require_database_url()}
         services = {"api": _api_command(s)}
@@ -114,6 +118,36 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_create_admin_key(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest_api.admin.key_store import create_admin_key
+
+    with database(settings) as s:
+        key_id, key = create_admin_key(s.require_database_url(), args.name)
+    print(f"admin key {key_id} ({args.name}) created. It is shown only this once:\n{key}")
+    return 0
+
+
+def cmd_list_admin_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest_api.admin.key_store import list_admin_keys
+
+    with database(settings) as s:
+        for key_id, name, prefix, created_at, revoked_at in list_admin_keys(s.require_database_url()):
+            status = f"revoked {revoked_at:%Y-%m-%d %H:%M}" if revoked_at else "active"
+            print(f"{key_id}\t{name}\t{prefix}...\tcreated {created_at:%Y-%m-%d %H:%M}\t{status}")
+    return 0
+
+
+def cmd_revoke_admin_key(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest_api.admin.key_store import revoke_admin_key
+
+    with database(settings) as s:
+        if revoke_admin_key(s.require_database_url(), args.id):
+            print(f"admin key {args.id} revoked")
+            return 0
+    print(f"no active admin key with id {args.id}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="eventtrack", description="Self-hosted event tracking for mobile apps.")
@@ -121,9 +155,21 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply database migrations and create event partitions")
     sub.add_parser("api", help="serve the ingest API (uvicorn)")
     sub.add_parser("up", help="database + migrations + all services; what `make run` calls")
+    create = sub.add_parser("create-admin-key", help="create an admin API key and print it once")
+    create.add_argument("--name", required=True)
+    sub.add_parser("list-admin-keys", help="list admin API keys (never the keys themselves)")
+    revoke = sub.add_parser("revoke-admin-key", help="revoke an admin API key by id")
+    revoke.add_argument("id", type=int)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    handlers = {"migrate": cmd_migrate, "api": cmd_api, "up": cmd_up}
+    handlers = {
+        "migrate": cmd_migrate,
+        "api": cmd_api,
+        "up": cmd_up,
+        "create-admin-key": cmd_create_admin_key,
+        "list-admin-keys": cmd_list_admin_keys,
+        "revoke-admin-key": cmd_revoke_admin_key,
+    }
     return handlers[args.command](settings, args)
 
 

@@ -127,6 +127,8 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_flag_paths(),
+            **_admin_paths(),
             "/healthz": {"get": {"operationId": "healthz", "summary": "The process is up", "responses": {"200": {"description": "Up."}}}},
             "/readyz": {
                 "get": {
@@ -202,6 +204,208 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 "Error": _ERROR,
+                "FlagDefinition": _FLAG_DEFINITION,
+                "Flag": _FLAG,
+                "FlagsForUser": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "properties": {"active": {"type": "boolean"}, "variant": {"type": ["string", "null"]}, "payload": {}},
+                    },
+                },
+                "UserContext": {
+                    "type": "object",
+                    "required": ["distinct_id"],
+                    "properties": {
+                        "distinct_id": {"oneOf": [_STR200, {"type": "integer"}]},
+                        "device_id": _OPT_STR,
+                        "app_version": _OPT_STR,
+                        "os_name": _OPT_STR,
+                        "os_version": _OPT_STR,
+                        "properties": {"type": "object"},
+                    },
+                },
+                "Page": {
+                    "type": "object",
+                    "properties": {
+                        "next": {"type": ["string", "null"]},
+                        "previous": {"type": ["string", "null"]},
+                        "results": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+            },
+            "securitySchemes": {"adminKey": {"type": "http", "scheme": "bearer", "description": "An admin API key (eventtrack create-admin-key)."}},
+        },
+    }
+
+
+_FILTER = {
+    "type": "object",
+    "required": ["key", "operator"],
+    "properties": {"key": {"type": "string"}, "operator": {"type": "string"}, "value": {}},
+}
+_FLAG_DEFINITION = {
+    "type": "object",
+    "properties": {
+        "key": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$", "maxLength": 200},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "active": {"type": "boolean"},
+        "rollout_percentage": {"type": "number", "minimum": 0, "maximum": 100},
+        "variants": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["key", "rollout_percentage"],
+                "properties": {"key": {"type": "string"}, "rollout_percentage": {"type": "number"}, "payload": {}},
+            },
+        },
+        "conditions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "properties": {"type": "array", "items": _FILTER},
+                    "rollout_percentage": {"type": ["number", "null"]},
+                    "variant": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "payload": {},
+    },
+}
+_FLAG = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        **_FLAG_DEFINITION["properties"],
+        "version": {"type": "integer"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def _ok(schema_ref: str, description: str = "OK.") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": schema_ref}}}}
+
+
+def _query(name: str, schema: dict[str, Any], required: bool = False, description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+_ETAG = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+_FLAG_ID = {"name": "flag_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+_PAGING = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+    _query("cursor", {"type": "string"}, description="From a `next` or `previous` link."),
+]
+_WINDOW = [_query("start", {"type": "string", "format": "date-time"}), _query("end", {"type": "string", "format": "date-time"})]
+_ADMIN_ERRORS = {"400": _err("Invalid parameter or body."), "401": _err("Missing, malformed, unknown or revoked admin key."), "503": _COMMON_ERRORS["503"]}
+
+
+def _flag_paths() -> dict[str, Any]:
+    base = "/api/v1/analytics/public/feature-flags"
+    return {
+        f"{base}/": {
+            "get": {
+                "operationId": "listActiveFlags",
+                "summary": "The active feature flags",
+                "parameters": [_ETAG],
+                "responses": {"200": {"description": "Active flags, with an ETag."}, "304": {"description": "Not modified."}},
+            }
+        },
+        f"{base}/{{flag_id}}/": {
+            "get": {
+                "operationId": "getFlag",
+                "summary": "One feature flag",
+                "parameters": [_FLAG_ID],
+                "responses": {"200": _ok("#/components/schemas/Flag"), "404": _err("Unknown flag.")},
+            }
+        },
+        f"{base}/for_user/": {
+            "get": {
+                "operationId": "flagsForUserGet",
+                "summary": "Evaluate every flag for a user",
+                "parameters": [
+                    _query("distinct_id", {"type": "string", "minLength": 1, "maxLength": 200}, required=True),
+                    _query("device_id", {"type": "string"}),
+                    _query("app_version", {"type": "string"}),
+                    _query("os_name", {"type": "string"}),
+                    _query("os_version", {"type": "string"}),
+                    _query("properties", {"type": "string"}, description="Person properties as a JSON object."),
+                    _ETAG,
+                ],
+                "responses": {"200": _ok("#/components/schemas/FlagsForUser"), "304": {"description": "Not modified."}, "400": _err("distinct_id missing or invalid.")},
+            },
+            "post": {
+                "operationId": "flagsForUserPost",
+                "summary": "Evaluate every flag for a user (context in the body)",
+                "requestBody": _json_body("#/components/schemas/UserContext"),
+                "responses": {"200": _ok("#/components/schemas/FlagsForUser"), "400": _err("distinct_id missing or invalid."), "413": _COMMON_ERRORS["413"]},
+            },
+        },
+    }
+
+
+def _admin_paths() -> dict[str, Any]:
+    base = "/api/v1/analytics/admin"
+    secured = [{"adminKey": []}]
+    return {
+        f"{base}/events/": {
+            "get": {
+                "operationId": "adminListEvents",
+                "summary": "Raw events, newest first",
+                "security": secured,
+                "parameters": [_query("event_type", {"type": "string"}), _query("distinct_id", {"type": "string"}), _query("session_id", {"type": "string"}), *_WINDOW, *_PAGING],
+                "responses": {"200": _ok("#/components/schemas/Page"), **_ADMIN_ERRORS},
+            }
+        },
+        f"{base}/sessions/": {
+            "get": {
+                "operationId": "adminListSessions",
+                "summary": "Sessions, newest first",
+                "security": secured,
+                "parameters": [_query("distinct_id", {"type": "string"}), _query("status", {"type": "string", "enum": ["active", "ended"]}), *_WINDOW, *_PAGING],
+                "responses": {"200": _ok("#/components/schemas/Page"), **_ADMIN_ERRORS},
+            }
+        },
+        f"{base}/feature-flags/": {
+            "get": {
+                "operationId": "adminListFlags",
+                "summary": "All feature flags",
+                "security": secured,
+                "parameters": [_query("active", {"type": "string", "enum": ["true", "false"]}), *_PAGING],
+                "responses": {"200": _ok("#/components/schemas/Page"), **_ADMIN_ERRORS},
+            },
+            "post": {
+                "operationId": "adminCreateFlag",
+                "summary": "Create a feature flag",
+                "security": secured,
+                "requestBody": _json_body("#/components/schemas/FlagDefinition"),
+                "responses": {"201": _ok("#/components/schemas/Flag", "Created."), **_ADMIN_ERRORS},
+            },
+        },
+        f"{base}/feature-flags/{{flag_id}}/": {
+            **{
+                method: {
+                    "operationId": f"admin{name}Flag",
+                    "summary": summary,
+                    "security": secured,
+                    "parameters": [_FLAG_ID],
+                    **({"requestBody": _json_body("#/components/schemas/FlagDefinition")} if method in ("put", "patch") else {}),
+                    "responses": {
+                        **({"204": {"description": "Deleted."}} if method == "delete" else {"200": _ok("#/components/schemas/Flag")}),
+                        "404": _err("Unknown flag."),
+                        **_ADMIN_ERRORS,
+                    },
+                }
+                for method, name, summary in [
+                    ("get", "Get", "One feature flag"),
+                    ("put", "Replace", "Replace a flag's definition (bumps version)"),
+                    ("patch", "Update", "Change some fields of a flag (bumps version)"),
+                    ("delete", "Delete", "Delete a flag"),
+                ]
             }
         },
     }

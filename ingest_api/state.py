@@ -7,6 +7,7 @@ from datetime import timedelta, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ingest_api.config_cache import ConfigCache
 from ingest_api.partitions import retention_cutoff
 from ingest_api.settings import Settings
 from ingest_api.sink import EventSink
@@ -18,6 +19,7 @@ class AppState:
     settings: Settings
     sink: EventSink
     engine: AsyncEngine
+    config: ConfigCache
 
     def limits(self, now: datetime) -> Limits:
         s = self.settings

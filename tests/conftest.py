@@ -21,7 +21,7 @@ from ingest_api.embedded_postgres import EmbeddedPostgres
 from ingest_api.migrate import migrate
 from ingest_api.settings import Settings
 
-RAW_TABLES = ("events", "event_uuids", "sessions", "rejected_events")
+RAW_TABLES = ("events", "event_uuids", "sessions", "rejected_events", "feature_flags", "admin_api_keys")
 
 
 @contextmanager
@@ -108,4 +108,36 @@ def api(server: RunningServer, db):
     import httpx
 
     with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+def wait_until(condition, timeout: float = 5.0, interval: float = 0.05):
+    """Polls `condition` until it returns a truthy value (for caches that refresh in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def admin_key(api, database_url) -> str:
+    """A fresh admin key, already visible to the running server."""
+    from ingest_api.admin.key_store import create_admin_key
+
+    _, key = create_admin_key(database_url, "tests")
+    headers = {"Authorization": f"Bearer {key}"}
+    wait_until(lambda: api.get("/api/v1/analytics/admin/feature-flags/", headers=headers).status_code == 200)
+    return key
+
+
+@pytest.fixture
+def admin(api, admin_key):
+    """An HTTP client to the running server that sends the admin key."""
+    import httpx
+
+    with httpx.Client(base_url=str(api.base_url), timeout=30, headers={"Authorization": f"Bearer {admin_key}"}) as client:
         yield client

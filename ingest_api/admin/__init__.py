@@ -1,0 +1,1 @@
+"""The authenticated admin API."""

@@ -1,0 +1,343 @@
+"""Admin API routes: events, sessions, feature-flag management. Every route requires an admin key."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from datetime import datetime
+from typing import Any, Awaitable, Callable
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ingest_api.admin.keys import bearer_token, find_key
+from ingest_api.admin.pagination import decode_cursor, page, parse_limit
+from ingest_api.clock import InvalidTimestamp, parse_timestamp
+from ingest_api.config_cache import FLAG_COLUMNS, flag_json
+from ingest_api.decode import parse_json
+from ingest_api.errors import ApiError, unavailable
+from ingest_api.flags.definition import FlagDefinitionError, parse_flag_definition
+from ingest_api.state import AppState
+
+ADMIN = "/api/v1/analytics/admin"
+_DB_DOWN = (OperationalError, InterfaceError, TimeoutError)
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body, default=_default), status_code=status, media_type="application/json", headers=headers)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError
+
+
+def admin_only(handler: Handler) -> Handler:
+    """401 unless `Authorization: Bearer <active admin key>`. Keys are checked against the in-process cache."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: Request) -> Response:
+        state: AppState = request.app.state.eventtrack
+        snapshot = state.config.snapshot
+        if not snapshot.loaded:
+            raise unavailable(state.settings.retry_after_seconds, "Configuration not loaded yet; retry.")
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None or find_key(token, snapshot.admin_keys) is None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "A valid admin API key is required: send `Authorization: Bearer <key>`.",
+                {"authorization": "missing, malformed, unknown or revoked key"},
+                {"WWW-Authenticate": "Bearer"},
+            )
+        try:
+            return await handler(request)
+        except _DB_DOWN:
+            raise unavailable(state.settings.retry_after_seconds) from None
+
+    return wrapped
+
+
+# --- query parameters --------------------------------------------------------
+
+
+def _time_param(request: Request, name: str) -> datetime | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return parse_timestamp(value)
+    except InvalidTimestamp as exc:
+        raise ApiError(400, "invalid_parameter", f"{name} {exc}.", {name: str(exc)}) from None
+
+
+def _text_param(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    if value is not None and (len(value) > 200 or "\x00" in value):
+        raise ApiError(400, "invalid_parameter", f"{name} is too long or holds NUL characters.", {name: "invalid"})
+    return value or None
+
+
+def _check_unknown_params(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise ApiError(400, "invalid_parameter", "Unknown query parameters: " + ", ".join(unknown) + ".", {k: "unknown parameter" for k in unknown})
+
+
+def _base_url(request: Request) -> str:
+    return str(request.url.replace(query=""))
+
+
+# --- events -------------------------------------------------------------------
+
+_EVENT_FIELDS = (
+    "uuid, event_type, distinct_id, properties, device_id, session_id, app_version, os_name, os_version,"
+    ' "timestamp", client_timestamp, sent_at, received_at'
+)
+
+
+@admin_only
+async def list_events(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    _check_unknown_params(request, {"event_type", "distinct_id", "session_id", "start", "end", "limit", "cursor"})
+    limit = parse_limit(request.query_params.get("limit"))
+    cursor = decode_cursor(request.query_params.get("cursor"), 2)
+    where, params = [], {}
+    for name in ("event_type", "distinct_id", "session_id"):
+        value = _text_param(request, name)
+        if value is not None:
+            where.append(f"{name} = :{name}")
+            params[name] = value
+    start, end = _time_param(request, "start"), _time_param(request, "end")
+    if start:
+        where.append('"timestamp" >= :start')
+        params["start"] = start
+    if end:
+        where.append('"timestamp" < :end')
+        params["end"] = end
+    order = "DESC"
+    if cursor:
+        try:
+            params["c_ts"], params["c_uuid"] = datetime.fromisoformat(cursor.key[0]), uuid.UUID(cursor.key[1])
+        except (TypeError, ValueError):
+            raise ApiError(400, "invalid_parameter", "The cursor is not valid.", {"cursor": "invalid cursor"}) from None
+        # Newest first: "forward" means older rows.
+        where.append('("timestamp", uuid) < (:c_ts, :c_uuid)' if cursor.forward else '("timestamp", uuid) > (:c_ts, :c_uuid)')
+        order = "DESC" if cursor.forward else "ASC"
+    sql = f"SELECT {_EVENT_FIELDS} FROM events"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f' ORDER BY "timestamp" {order}, uuid {order} LIMIT {limit + 1}'
+    async with state.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), params)).all()]
+    body = page(
+        rows,
+        limit=limit,
+        cursor=cursor,
+        key_of=lambda r: (r["timestamp"].isoformat(), str(r["uuid"])),
+        base_url=_base_url(request),
+        params=dict(request.query_params),
+    )
+    return json_response(body)
+
+
+# --- sessions -------------------------------------------------------------------
+
+_SESSION_FIELDS = (
+    "session_id, distinct_id, device_id, app_version, os_name, os_version, properties, started_at, ended_at,"
+    " end_reason, EXTRACT(EPOCH FROM ended_at - started_at)::float8 AS duration_seconds,"
+    " CASE WHEN ended_at IS NULL THEN 'active' ELSE 'ended' END AS status"
+)
+
+
+@admin_only
+async def list_sessions(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    _check_unknown_params(request, {"distinct_id", "status", "start", "end", "limit", "cursor"})
+    limit = parse_limit(request.query_params.get("limit"))
+    cursor = decode_cursor(request.query_params.get("cursor"), 2)
+    where, params = [], {}
+    distinct_id = _text_param(request, "distinct_id")
+    if distinct_id:
+        where.append("distinct_id = :distinct_id")
+        params["distinct_id"] = distinct_id
+    status = request.query_params.get("status")
+    if status not in (None, "", "active", "ended"):
+        raise ApiError(400, "invalid_parameter", "status must be active or ended.", {"status": "active or ended"})
+    if status == "active":
+        where.append("ended_at IS NULL")
+    elif status == "ended":
+        where.append("ended_at IS NOT NULL")
+    start, end = _time_param(request, "start"), _time_param(request, "end")
+    if start:
+        where.append("started_at >= :start")
+        params["start"] = start
+    if end:
+        where.append("started_at < :end")
+        params["end"] = end
+    order = "DESC"
+    if cursor:
+        try:
+            params["c_ts"], params["c_id"] = datetime.fromisoformat(cursor.key[0]), uuid.UUID(cursor.key[1])
+        except (TypeError, ValueError):
+            raise ApiError(400, "invalid_parameter", "The cursor is not valid.", {"cursor": "invalid cursor"}) from None
+        where.append("(started_at, session_id) < (:c_ts, :c_id)" if cursor.forward else "(started_at, session_id) > (:c_ts, :c_id)")
+        order = "DESC" if cursor.forward else "ASC"
+    sql = f"SELECT {_SESSION_FIELDS} FROM sessions"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY started_at {order}, session_id {order} LIMIT {limit + 1}"
+    async with state.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), params)).all()]
+    body = page(
+        rows,
+        limit=limit,
+        cursor=cursor,
+        key_of=lambda r: (r["started_at"].isoformat(), str(r["session_id"])),
+        base_url=_base_url(request),
+        params=dict(request.query_params),
+    )
+    return json_response(body)
+
+
+# --- feature flags ------------------------------------------------------------
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > 256 * 1024:
+        raise ApiError(413, "payload_too_large", "A flag definition is limited to 256 KiB.", {"body": "max 256 KiB"})
+    value, _ = parse_json(raw)
+    if not isinstance(value, dict):
+        raise ApiError(400, "not_an_object", "The body must be a JSON object.", {"body": "must be an object"})
+    return value
+
+
+def _invalid(err: FlagDefinitionError) -> ApiError:
+    return ApiError(400, "validation_error", "The flag definition is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields)
+
+
+def _flag_id(request: Request) -> int:
+    try:
+        flag_id = int(request.path_params["flag_id"])
+    except ValueError:
+        flag_id = -1
+    if not 0 < flag_id < 2**63:
+        raise ApiError(404, "not_found", "No feature flag has this id.", {"id": "unknown"})
+    return flag_id
+
+
+_RETURNING = "RETURNING " + ", ".join(FLAG_COLUMNS)
+_JSONB_FIELDS = ("variants", "conditions", "payload")
+
+
+def _db_params(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: (orjson.dumps(v).decode() if k in _JSONB_FIELDS else v) for k, v in fields.items()}
+
+
+@admin_only
+async def flags_collection(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    if request.method == "GET":
+        _check_unknown_params(request, {"limit", "cursor", "active"})
+        limit = parse_limit(request.query_params.get("limit"))
+        cursor = decode_cursor(request.query_params.get("cursor"), 1)
+        where, params = [], {}
+        if cursor:
+            where.append("id > :c_id" if cursor.forward else "id < :c_id")
+            params["c_id"] = cursor.key[0] if isinstance(cursor.key[0], int) else 0
+        active = request.query_params.get("active")
+        if active is not None:
+            if active not in ("true", "false"):
+                raise ApiError(400, "invalid_parameter", "active must be true or false.", {"active": "true or false"})
+            where.append("active = :active")
+            params["active"] = active == "true"
+        order = "ASC" if cursor is None or cursor.forward else "DESC"
+        sql = f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY id {order} LIMIT {limit + 1}"
+        async with state.engine.connect() as conn:
+            rows = [flag_json(r) for r in (await conn.execute(sa.text(sql), params)).all()]
+        body = page(rows, limit=limit, cursor=cursor, key_of=lambda r: (r["id"],), base_url=_base_url(request), params=dict(request.query_params))
+        return json_response(body)
+
+    try:
+        fields = parse_flag_definition(await _json_object(request))
+    except FlagDefinitionError as err:
+        raise _invalid(err) from None
+    columns = list(fields)
+    sql = (
+        f"INSERT INTO feature_flags ({', '.join(columns)}) VALUES ("
+        + ", ".join(f"CAST(:{c} AS jsonb)" if c in _JSONB_FIELDS else f":{c}" for c in columns)
+        + f") {_RETURNING}"
+    )
+    try:
+        async with state.engine.begin() as conn:
+            row = (await conn.execute(sa.text(sql), _db_params(fields))).one()
+    except IntegrityError:
+        raise ApiError(400, "validation_error", "A flag with this key already exists.", {"key": "already exists"}) from None
+    await state.config.refresh()
+    return json_response(flag_json(row), 201)
+
+
+@admin_only
+async def flag_item(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    flag_id = _flag_id(request)
+    not_found = ApiError(404, "not_found", "No feature flag has this id.", {"id": "unknown"})
+    select = sa.text(f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags WHERE id = :id")
+
+    if request.method == "GET":
+        async with state.engine.connect() as conn:
+            row = (await conn.execute(select, {"id": flag_id})).first()
+        if row is None:
+            raise not_found
+        return json_response(flag_json(row))
+
+    if request.method == "DELETE":
+        async with state.engine.begin() as conn:
+            deleted = (await conn.execute(sa.text("DELETE FROM feature_flags WHERE id = :id RETURNING id"), {"id": flag_id})).first()
+        if deleted is None:
+            raise not_found
+        await state.config.refresh()
+        return Response(status_code=204)
+
+    body = await _json_object(request)
+    try:
+        async with state.engine.begin() as conn:
+            existing = (await conn.execute(select, {"id": flag_id})).first()
+            if existing is None:
+                raise not_found
+            partial_of = flag_json(existing) if request.method == "PATCH" else None
+            try:
+                fields = parse_flag_definition(body, partial_of=partial_of)
+            except FlagDefinitionError as err:
+                raise _invalid(err) from None
+            assignments = ", ".join(f"{c} = CAST(:{c} AS jsonb)" if c in _JSONB_FIELDS else f"{c} = :{c}" for c in fields)
+            sql = f"UPDATE feature_flags SET {assignments}, version = version + 1, updated_at = now() WHERE id = :id {_RETURNING}"
+            row = (await conn.execute(sa.text(sql), {**_db_params(fields), "id": flag_id})).one()
+    except IntegrityError:
+        raise ApiError(400, "validation_error", "A flag with this key already exists.", {"key": "already exists"}) from None
+    await state.config.refresh()
+    return json_response(flag_json(row))
+
+
+def admin_routes() -> list[Route]:
+    def both(path: str, endpoint: Handler, methods: list[str]) -> list[Route]:
+        return [Route(path, endpoint, methods=methods), Route(path.rstrip("/"), endpoint, methods=methods)]
+
+    return [
+        *both(f"{ADMIN}/events/", list_events, ["GET"]),
+        *both(f"{ADMIN}/sessions/", list_sessions, ["GET"]),
+        *both(f"{ADMIN}/feature-flags/", flags_collection, ["GET", "POST"]),
+        *both(f"{ADMIN}/feature-flags/{{flag_id}}/", flag_item, ["GET", "PUT", "PATCH", "DELETE"]),
+    ]

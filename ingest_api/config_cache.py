@@ -1,0 +1,106 @@
+"""In-process cache of feature flags and admin keys, refreshed when they change.
+
+Each worker polls one small row (`config_versions`) every half second and
+reloads only what moved, so a flag evaluation or an admin key check never
+queries the database, and a change is seen by every worker within a second.
+When the database is unreachable the last loaded state keeps being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ingest_api.flags.definition import FlagDefinition, flag_from_row
+
+log = logging.getLogger(__name__)
+
+FLAG_COLUMNS = (
+    "id", "key", "name", "description", "active", "rollout_percentage",
+    "variants", "conditions", "payload", "version", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def flag_json(row: Any) -> dict[str, Any]:
+    """A stored flag as the API shows it."""
+    data = {c: getattr(row, c) for c in FLAG_COLUMNS}
+    data["created_at"] = data["created_at"].isoformat()
+    data["updated_at"] = data["updated_at"].isoformat()
+    return data
+
+
+@dataclass(frozen=True)
+class CachedFlag:
+    data: dict[str, Any]  # API form
+    definition: FlagDefinition
+
+
+@dataclass
+class ConfigSnapshot:
+    flags: tuple[CachedFlag, ...] = ()
+    flags_by_id: dict[int, CachedFlag] = field(default_factory=dict)
+    flags_etag: str = ""
+    admin_keys: tuple[tuple[bytes, int], ...] = ()
+    loaded: bool = False
+
+
+class ConfigCache:
+    def __init__(self, engine: AsyncEngine, poll_seconds: float = 0.5):
+        self._engine = engine
+        self._poll_seconds = poll_seconds
+        self._versions: dict[str, int] = {}
+        self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+        self.snapshot = ConfigSnapshot()
+
+    async def start(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # the poller retries; flag routes answer 503 until loaded
+            log.warning("config not loaded at start: %s", exc)
+        self._task = asyncio.create_task(self._poll(), name="config-cache")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            try:
+                await self.refresh()
+            except Exception as exc:
+                log.debug("config refresh failed: %s", exc)
+
+    async def refresh(self, force: bool = False) -> None:
+        async with self._lock:
+            async with self._engine.connect() as conn:
+                versions = dict((await conn.execute(sa.text("SELECT name, version FROM config_versions"))).all())
+                snap = self.snapshot
+                flags, keys = snap.flags, snap.admin_keys
+                if force or versions.get("feature_flags") != self._versions.get("feature_flags"):
+                    rows = (await conn.execute(sa.text(f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags ORDER BY id"))).all()
+                    flags = tuple(CachedFlag(flag_json(r), flag_from_row(flag_json(r))) for r in rows)
+                if force or versions.get("admin_api_keys") != self._versions.get("admin_api_keys"):
+                    rows = (await conn.execute(sa.text("SELECT key_hash, id FROM admin_api_keys WHERE revoked_at IS NULL"))).all()
+                    keys = tuple((bytes(r.key_hash), r.id) for r in rows)
+            self._versions = versions
+            etag = hashlib.sha1(orjson.dumps([f.data for f in flags])).hexdigest()
+            self.snapshot = ConfigSnapshot(
+                flags=flags,
+                flags_by_id={f.data["id"]: f for f in flags},
+                flags_etag=f'"{etag}"',
+                admin_keys=keys,
+                loaded=True,
+            )

@@ -1,0 +1,101 @@
+"""Public feature-flag endpoints (no authentication): list, one flag, evaluation for a user.
+
+Served from the in-process cache (ingest_api/config_cache.py): no database query per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingest_api.decode import parse_json
+from ingest_api.errors import ApiError, unavailable
+from ingest_api.flags.evaluator import evaluate
+from ingest_api.state import AppState
+from ingest_api.validation import clean_string
+
+PUBLIC = "/api/v1/analytics/public/feature-flags"
+_EVENT_FIELDS = ("device_id", "app_version", "os_name", "os_version")
+
+
+def _snapshot(request: Request):
+    state: AppState = request.app.state.eventtrack
+    snapshot = state.config.snapshot
+    if not snapshot.loaded:
+        raise unavailable(state.settings.retry_after_seconds, "Feature flags not loaded yet; retry.")
+    return snapshot
+
+
+def _cached_json(request: Request, body: bytes, etag: str) -> Response:
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+async def list_flags(request: Request) -> Response:
+    snapshot = _snapshot(request)
+    body = orjson.dumps({"results": [f.data for f in snapshot.flags if f.data["active"]]})
+    return _cached_json(request, body, snapshot.flags_etag)
+
+
+async def get_flag(request: Request) -> Response:
+    snapshot = _snapshot(request)
+    try:
+        flag = snapshot.flags_by_id.get(int(request.path_params["flag_id"]))
+    except ValueError:
+        flag = None
+    if flag is None:
+        raise ApiError(404, "not_found", "No feature flag has this id.", {"id": "unknown"})
+    return Response(orjson.dumps(flag.data), media_type="application/json")
+
+
+def _user_context(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """distinct_id and the properties flags are evaluated against (person properties + app fields)."""
+    distinct_id = data.get("distinct_id")
+    if isinstance(distinct_id, int) and not isinstance(distinct_id, bool):
+        distinct_id = str(distinct_id)
+    if not isinstance(distinct_id, str) or not 1 <= len(distinct_id) <= 200:
+        raise ApiError(400, "validation_error", "distinct_id is required (a string of 1 to 200 characters).", {"distinct_id": "is required"})
+    properties = data.get("properties")
+    if properties is None:
+        properties = {}
+    elif not isinstance(properties, dict):
+        raise ApiError(400, "validation_error", "properties must be a JSON object.", {"properties": "must be an object"})
+    context = dict(properties)
+    for name in _EVENT_FIELDS:
+        value = data.get(name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise ApiError(400, "validation_error", f"{name} must be a string.", {name: "must be a string"})
+            context[name] = value
+    return clean_string(distinct_id), context
+
+
+async def flags_for_user(request: Request) -> Response:
+    snapshot = _snapshot(request)
+    if request.method == "POST":
+        raw = await request.body()
+        if len(raw) > 64 * 1024:
+            raise ApiError(413, "payload_too_large", "The body is limited to 64 KiB.", {"body": "max 64 KiB"})
+        data, _ = parse_json(raw) if raw.strip() else ({}, False)
+        if not isinstance(data, dict):
+            raise ApiError(400, "not_an_object", "The body must be a JSON object.", {"body": "must be an object"})
+    else:
+        data = {k: v for k, v in request.query_params.items() if k in ("distinct_id", *_EVENT_FIELDS)}
+        if "properties" in request.query_params:
+            try:
+                data["properties"] = orjson.loads(request.query_params["properties"])
+            except orjson.JSONDecodeError:
+                raise ApiError(400, "validation_error", "properties must be a JSON object.", {"properties": "must be a JSON object"}) from None
+    distinct_id, context = _user_context(data)
+    result: dict[str, Any] = {}
+    for flag in snapshot.flags:
+        outcome = evaluate(flag.definition, distinct_id, context)
+        result[flag.data["key"]] = {"active": outcome.active, "variant": outcome.variant, "payload": outcome.payload}
+    body = orjson.dumps(result)
+    return _cached_json(request, body, '"' + hashlib.sha1(body).hexdigest() + '"')
