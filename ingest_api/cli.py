@@ -74,9 +74,15 @@ def _api_command(settings: Settings) -> list[str]:
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     """Serves the API in the foreground (the database must be up: `eventtrack up` does all)."""
+    if settings.database_url:  # nothing to clean up after: become uvicorn, so signals reach it directly
+        os.execv(sys.executable, _api_command(settings))
     with database(settings) as s:
         env = {**os.environ, "DATABASE_URL": s.require_database_url()}
-        return subprocess.call(_api_command(s), env=env)
+        child = subprocess.Popen(_api_command(s), env=env)
+        # Forward Ctrl-C / SIGTERM so uvicorn shuts down gracefully before the database stops.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda n, f: child.send_signal(n))
+        return child.wait()
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
