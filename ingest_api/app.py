@@ -8,6 +8,8 @@ import logging
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -16,6 +18,7 @@ from ingest_api.admin.routes import admin_routes
 from ingest_api.config_cache import ConfigCache
 from ingest_api.database import sqlalchemy_url
 from ingest_api.errors import ApiError, error_response
+from ingest_api.middleware import RateLimitMiddleware, RequestIdMiddleware
 from ingest_api.openapi import openapi_document
 from ingest_api.routes import capture, flags, health, sessions
 from ingest_api.settings import Settings
@@ -96,8 +99,28 @@ def create_app(settings: Settings) -> Starlette:
             await sink.stop()
             await engine.dispose()
 
+    middleware = [Middleware(RequestIdMiddleware)]
+    if settings.cors_allow_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_allow_origins),
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["content-type", "content-encoding", "authorization", "x-api-key", "x-request-id", "if-none-match"],
+                expose_headers=["etag", "retry-after", "x-request-id"],
+            )
+        )
+    middleware.append(
+        Middleware(
+            RateLimitMiddleware,
+            rate_per_second=settings.rate_limit_per_second,
+            burst=settings.rate_limit_burst,
+            prefixes=(f"{API}/capture", f"{API}/batch", f"{API}/session", f"{API}/public"),
+        )
+    )
     return Starlette(
         routes=routes(),
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
     )

@@ -1,0 +1,80 @@
+"""ASGI middleware: request ids, per-client rate limits. Pure ASGI (no BaseHTTPMiddleware) to keep the hot path cheap."""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ingest_api.errors import ApiError, error_response
+from ingest_api.rate_limit import TokenBuckets, retry_after_header
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Takes a sane `X-Request-ID` from the client (or makes one), logs with it and echoes it back."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
+        request_id = given if given and _SAFE_ID.match(given) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+class RateLimitMiddleware:
+    """429 + Retry-After past `rate` requests/s per client on the public paths.
+
+    The client is its API key when it sends one (`X-API-Key`), else its address.
+    Off by default: many phones share one address behind carrier NAT.
+    """
+
+    def __init__(self, app: ASGIApp, rate_per_second: float, burst: int, prefixes: tuple[str, ...]):
+        self.app = app
+        self.prefixes = prefixes
+        self.buckets = TokenBuckets(rate_per_second, burst) if rate_per_second > 0 else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.buckets is None or scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
+            await self.app(scope, receive, send)
+            return
+        client = None
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                client = "key:" + value.decode("latin-1")[:200]
+                break
+        if client is None:
+            client = "ip:" + (scope["client"][0] if scope.get("client") else "unknown")
+        wait = self.buckets.take(client, time.monotonic())
+        if wait:
+            retry = retry_after_header(wait)
+            response = error_response(
+                ApiError(429, "rate_limited", f"Too many requests; retry after {retry} s.", {}, {"Retry-After": retry})
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
