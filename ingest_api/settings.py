@@ -45,9 +45,15 @@ class Settings:
     api_port: int = 8000
     api_workers: int = 1
     dagster_port: int = 3000
+    dagster_host: str = "127.0.0.1"
 
     events_retention_days: int = 90
     partitions_ahead_days: int = 7
+    # Pipeline: a session with no event for this long is closed ('timeout'),
+    # and events without a session_id are split into sessions at such gaps.
+    session_timeout_minutes: int = 30
+    aggregates_retention_days: int = 730
+    rejected_events_retention_days: int = 30
 
     max_capture_body_bytes: int = 1 * MIB
     max_batch_body_bytes: int = 20 * MIB
@@ -66,6 +72,13 @@ class Settings:
     db_connect_timeout_seconds: float = 2.0
     retry_after_seconds: int = 2
 
+    # Per-client request rate on the public endpoints; 0 turns the limit off (the default).
+    rate_limit_per_second: float = 0.0
+    rate_limit_burst: int = 100
+    # Origins allowed to call the API from a browser (CORS); empty: no CORS headers.
+    cors_allow_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
@@ -76,8 +89,12 @@ class Settings:
             api_port=_int(env, "API_PORT", 8000),
             api_workers=_int(env, "API_WORKERS", 1),
             dagster_port=_int(env, "DAGSTER_PORT", 3000),
+            dagster_host=env.get("DAGSTER_HOST") or "127.0.0.1",
             events_retention_days=_int(env, "EVENTS_RETENTION_DAYS", 90),
             partitions_ahead_days=_int(env, "EVENTS_PARTITIONS_AHEAD_DAYS", 7),
+            session_timeout_minutes=_int(env, "SESSION_TIMEOUT_MINUTES", 30),
+            aggregates_retention_days=_int(env, "AGGREGATES_RETENTION_DAYS", 730),
+            rejected_events_retention_days=_int(env, "REJECTED_EVENTS_RETENTION_DAYS", 30),
             max_capture_body_bytes=_int(env, "MAX_CAPTURE_BODY_BYTES", 1 * MIB),
             max_batch_body_bytes=_int(env, "MAX_BATCH_BODY_BYTES", 20 * MIB),
             max_event_bytes=_int(env, "MAX_EVENT_BYTES", 64 * KIB),
@@ -87,6 +104,10 @@ class Settings:
             group_commit_max_rows=_int(env, "GROUP_COMMIT_MAX_ROWS", 20_000),
             commit_timeout_seconds=_float(env, "COMMIT_TIMEOUT_SECONDS", 5.0),
             db_connect_timeout_seconds=_float(env, "DB_CONNECT_TIMEOUT_SECONDS", 2.0),
+            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            rate_limit_per_second=_float(env, "RATE_LIMIT_PER_SECOND", 0.0),
+            rate_limit_burst=_int(env, "RATE_LIMIT_BURST", 100),
+            cors_allow_origins=tuple(o.strip() for o in (env.get("CORS_ALLOW_ORIGINS") or "").split(",") if o.strip()),
         )
 
     def with_database_url(self, url: str) -> "Settings":
