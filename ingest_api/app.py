@@ -18,6 +18,7 @@ from ingest_api.admin.routes import admin_routes
 from ingest_api.config_cache import ConfigCache
 from ingest_api.database import sqlalchemy_url
 from ingest_api.errors import ApiError, error_response
+from ingest_api.metrics import Metrics
 from ingest_api.middleware import RateLimitMiddleware, RequestIdMiddleware
 from ingest_api.openapi import openapi_document
 from ingest_api.routes import capture, flags, health, sessions
@@ -39,6 +40,11 @@ async def _openapi(request: Request) -> Response:
     return JSONResponse(openapi_document())
 
 
+async def _metrics(request: Request) -> Response:
+    metrics: Metrics = request.app.state.metrics
+    return Response(metrics.render(), media_type=metrics.content_type)
+
+
 def routes() -> list[Route]:
     return [
         *_both(f"{API}/capture/", capture.capture, ["POST"]),
@@ -50,6 +56,7 @@ def routes() -> list[Route]:
         *_both(f"{flags.PUBLIC}/{{flag_id}}/", flags.get_flag, ["GET"]),
         *admin_routes(),
         Route(f"{API}/openapi.json", _openapi, methods=["GET"]),
+        Route("/metrics", _metrics, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
     ]
@@ -71,6 +78,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     database_url = settings.require_database_url()
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -87,6 +95,7 @@ def create_app(settings: Settings) -> Starlette:
             max_rows=settings.group_commit_max_rows,
             commit_timeout=settings.commit_timeout_seconds,
             connect_timeout=settings.db_connect_timeout_seconds,
+            metrics=metrics,
         )
         config = ConfigCache(engine)
         await sink.start()
@@ -99,7 +108,7 @@ def create_app(settings: Settings) -> Starlette:
             await sink.stop()
             await engine.dispose()
 
-    middleware = [Middleware(RequestIdMiddleware)]
+    middleware = [Middleware(RequestIdMiddleware, metrics=metrics)]
     if settings.cors_allow_origins:
         middleware.append(
             Middleware(
@@ -118,9 +127,11 @@ def create_app(settings: Settings) -> Starlette:
             prefixes=(f"{API}/capture", f"{API}/batch", f"{API}/session", f"{API}/public"),
         )
     )
-    return Starlette(
+    app = Starlette(
         routes=routes(),
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
     )
+    app.state.metrics = metrics
+    return app

@@ -10,6 +10,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest_api.errors import ApiError, error_response
+from ingest_api.metrics import Metrics
 from ingest_api.rate_limit import TokenBuckets, retry_after_header
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -17,10 +18,12 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestIdMiddleware:
-    """Takes a sane `X-Request-ID` from the client (or makes one), logs with it and echoes it back."""
+    """Takes a sane `X-Request-ID` from the client (or makes one), logs with it and echoes it back;
+    counts responses by status for /metrics."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app = app
+        self.responses = metrics.responses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,6 +41,7 @@ class RequestIdMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), header]
+                self.responses.labels(str(message["status"])).inc()
             await send(message)
 
         try:

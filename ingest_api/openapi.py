@@ -129,6 +129,13 @@ def openapi_document() -> dict[str, Any]:
             },
             **_flag_paths(),
             **_admin_paths(),
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics of this process",
+                    "responses": {"200": {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                }
+            },
             "/healthz": {"get": {"operationId": "healthz", "summary": "The process is up", "responses": {"200": {"description": "Up."}}}},
             "/readyz": {
                 "get": {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Sequence
@@ -20,6 +21,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from ingest_api.errors import DatabaseUnavailable
+from ingest_api.metrics import Metrics
 from ingest_api.validation import EventRow
 
 log = logging.getLogger(__name__)
@@ -133,8 +135,11 @@ class _Pending:
 
 
 class EventSink:
-    def __init__(self, database_url: str, *, max_rows: int, commit_timeout: float, connect_timeout: float):
+    def __init__(
+        self, database_url: str, *, max_rows: int, commit_timeout: float, connect_timeout: float, metrics: Metrics | None = None
+    ):
         self._url = database_url
+        self._metrics = metrics or Metrics()
         self._max_rows = max_rows
         self._commit_timeout = commit_timeout
         self._connect_timeout = connect_timeout
@@ -142,6 +147,7 @@ class EventSink:
         self._conn: psycopg.AsyncConnection | None = None
         self._task: asyncio.Task | None = None
         self._known_days: set[date] = set()
+        self._metrics.track_queue(self._queue.qsize)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-sink")
@@ -183,9 +189,12 @@ class EventSink:
                     self._queue.task_done()
 
     async def _commit_group(self, group: list[_Pending]) -> None:
+        metrics = self._metrics
+        began = time.perf_counter()
         try:
-            await self._write(group)
+            inserted = await self._write(group)
         except (psycopg.OperationalError, OSError, asyncio.TimeoutError) as exc:
+            metrics.database_errors.inc()
             log.warning("database unavailable, %d requests refused: %s", len(group), exc)
             await self._drop_connection()
             for item in group:
@@ -194,6 +203,7 @@ class EventSink:
         except psycopg.Error:
             # Should not happen after validation (a partition dropped under us is the
             # known case); write each request alone so one cannot fail the others.
+            metrics.database_errors.inc()
             log.exception("group write failed; retrying requests one by one")
             await self._rollback()
             self.forget_partitions()
@@ -209,7 +219,14 @@ class EventSink:
             for item in group:
                 _settle(item, exc=DatabaseUnavailable(str(exc)))
             return
+        rows = sum(len(item.events) for item in group)
+        metrics.group_commit_seconds.observe(time.perf_counter() - began)
+        metrics.group_commit_rows.observe(rows + sum(len(item.rejects) for item in group))
+        metrics.events_accepted.inc(rows)
+        metrics.events_deduplicated.inc(rows - inserted)
         for item in group:
+            for reject in item.rejects:
+                metrics.events_rejected.labels(reject.reason).inc()
             _settle(item)
 
     async def _connection(self) -> psycopg.AsyncConnection:
@@ -220,10 +237,12 @@ class EventSink:
             await self._conn.commit()
         return self._conn
 
-    async def _write(self, group: list[_Pending]) -> None:
+    async def _write(self, group: list[_Pending]) -> int:
+        """Writes the group in one transaction; returns how many events were new (not duplicates)."""
         conn = await asyncio.wait_for(self._connection(), self._connect_timeout + 1)
         events = [row for item in group for row in item.events]
         rejects = [r for item in group for r in item.rejects]
+        inserted = 0
         async with conn.transaction():
             if events:
                 await self._ensure_partitions(conn, {e.timestamp.date() for e in events})
@@ -235,8 +254,10 @@ class EventSink:
                         for row in events:
                             await copy.write_row(copy_row(row))
                     await cur.execute(_INSERT_NEW)
+                    inserted = cur.rowcount
             if rejects:
                 await _insert_rejects(conn, rejects)
+        return inserted
 
     async def _ensure_partitions(self, conn: psycopg.AsyncConnection, days: set[date]) -> None:
         missing = days - self._known_days

@@ -84,6 +84,7 @@ async def batch(request: Request) -> Response:
     except EventInvalid as invalid:
         await refuse(ApiError(400, invalid.code, invalid.detail, invalid.fields))
 
+    request.app.state.metrics.batch_size.observe(len(events))
     limits = state.limits(received_at)
     rows: list[EventRow] = []
     rejects: list[RejectRow] = []
