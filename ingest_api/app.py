@@ -95,6 +95,7 @@ def create_app(settings: Settings) -> Starlette:
             max_rows=settings.group_commit_max_rows,
             commit_timeout=settings.commit_timeout_seconds,
             connect_timeout=settings.db_connect_timeout_seconds,
+            max_queued_rows=settings.max_queued_rows,
             metrics=metrics,
         )
         config = ConfigCache(engine)

@@ -28,6 +28,7 @@ class Metrics:
         self.group_commit_seconds = Histogram("eventtrack_group_commit_seconds", "Duration of a group-commit transaction", registry=r)
         self.queue_depth = Gauge("eventtrack_sink_queue_depth", "Requests waiting for the writer", registry=r)
         self.responses = Counter("eventtrack_http_responses", "HTTP responses by status code", ["status"], registry=r)
+        self.overloaded = Counter("eventtrack_sink_overloaded", "Writes refused (503) because the queue was full", registry=r)
         self.database_errors = Counter("eventtrack_database_errors", "Failed database operations of the writer", registry=r)
 
     def track_queue(self, depth: Callable[[], int]) -> None:

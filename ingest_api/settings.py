@@ -67,6 +67,8 @@ class Settings:
 
     # Group commit: how many rows one transaction takes at most.
     group_commit_max_rows: int = 20_000
+    # Backpressure: rows waiting for the writer before new writes get 503.
+    max_queued_rows: int = 200_000
     # A request never waits longer than this for its commit before 503.
     commit_timeout_seconds: float = 5.0
     db_connect_timeout_seconds: float = 2.0
@@ -102,6 +104,7 @@ class Settings:
             max_properties_depth=_int(env, "MAX_PROPERTIES_DEPTH", 32),
             dead_letter_payload_bytes=_int(env, "DEAD_LETTER_PAYLOAD_BYTES", 64 * KIB),
             group_commit_max_rows=_int(env, "GROUP_COMMIT_MAX_ROWS", 20_000),
+            max_queued_rows=_int(env, "MAX_QUEUED_ROWS", 200_000),
             commit_timeout_seconds=_float(env, "COMMIT_TIMEOUT_SECONDS", 5.0),
             db_connect_timeout_seconds=_float(env, "DB_CONNECT_TIMEOUT_SECONDS", 2.0),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),

@@ -79,6 +79,10 @@ ORDER BY i.uuid
 """
 
 
+class SinkOverloaded(DatabaseUnavailable):
+    """Too much is already waiting for the database: refused before queueing."""
+
+
 class JsonbBytes(bytes):
     """Already-serialized JSON, copied as jsonb without parsing it again in Python."""
 
@@ -136,9 +140,20 @@ class _Pending:
 
 class EventSink:
     def __init__(
-        self, database_url: str, *, max_rows: int, commit_timeout: float, connect_timeout: float, metrics: Metrics | None = None
+        self,
+        database_url: str,
+        *,
+        max_rows: int,
+        commit_timeout: float,
+        connect_timeout: float,
+        max_queued_rows: int = 200_000,
+        metrics: Metrics | None = None,
     ):
         self._url = database_url
+        # Backpressure: past this many waiting rows new writes are refused at once
+        # (503) instead of letting memory grow while the database falls behind.
+        self._max_queued_rows = max_queued_rows
+        self._queued_rows = 0
         self._metrics = metrics or Metrics()
         self._max_rows = max_rows
         self._commit_timeout = commit_timeout
@@ -166,8 +181,13 @@ class EventSink:
 
     async def write(self, events: Sequence[EventRow], rejects: Sequence[RejectRow] = ()) -> None:
         """Returns once the rows are committed; raises DatabaseUnavailable otherwise."""
+        size = len(events) + len(rejects)
+        if self._queued_rows and self._queued_rows + size > self._max_queued_rows:
+            self._metrics.overloaded.inc()
+            raise SinkOverloaded(f"{self._queued_rows} rows already waiting")
         pending = _Pending(events, rejects)
         self._queue.put_nowait(pending)
+        self._queued_rows += size
         try:
             return await asyncio.wait_for(asyncio.shield(pending.done), self._commit_timeout)
         except asyncio.TimeoutError:
@@ -182,6 +202,7 @@ class EventSink:
                 item = self._queue.get_nowait()
                 group.append(item)
                 rows += len(item.events)
+            self._queued_rows -= sum(len(item.events) + len(item.rejects) for item in group)
             try:
                 await self._commit_group(group)
             finally:
