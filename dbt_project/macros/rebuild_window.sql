@@ -1,0 +1,59 @@
+{#-
+  Which time buckets an incremental aggregate rebuilds, and the arrival
+  watermark it records.
+
+  Rows are selected by when they ARRIVED (events.ingest_seq), not by event
+  time: every bucket that received a row since the previous run is rebuilt
+  whole from the raw events, so late and duplicate events give exact results.
+  The watermark is kept in the model's own `_ingest_seq_watermark` column.
+  On a first build the previous watermark is 0 and every bucket is built.
+-#}
+
+{% macro previous_ingest_watermark() -%}
+    {%- if is_incremental() -%}
+        (select coalesce(max(_ingest_seq_watermark), 0) from {{ this }})
+    {%- else -%}
+        0::bigint
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The watermark this run records: the newest arrival older than the settle
+    delay (younger rows may sit behind still-open transactions with lower
+    ingest_seq values, so the next run reads them again), or the previous one. -#}
+{% macro next_ingest_watermark(events) -%}
+    coalesce(
+        (
+            select max(ingest_seq) from {{ events }}
+            where ingest_seq > {{ previous_ingest_watermark() }}
+              and received_at < current_timestamp - interval '{{ var("arrival_settle_minutes") | int }} minutes'
+        ),
+        {{ previous_ingest_watermark() }}
+    )
+{%- endmacro %}
+
+{#- Start (timestamptz, UTC-aligned) of every `grain` bucket that received a row since the last run. -#}
+{% macro arrived_buckets(events, grain) -%}
+    select distinct date_trunc('{{ grain }}', event_at, 'UTC') as bucket_start
+    from {{ events }}
+    where ingest_seq > {{ previous_ingest_watermark() }}
+{%- endmacro %}
+
+{#- Bucket starts of the half-open [min_ts, max_ts) window given as dbt vars
+    (a Dagster partition), or no rows when the vars are unset. -#}
+{% macro window_buckets(grain) -%}
+    {%- set min_ts = var('min_ts', none) -%}
+    {%- set max_ts = var('max_ts', none) -%}
+    {%- if (min_ts is none) != (max_ts is none) -%}
+        {{ exceptions.raise_compiler_error("set both vars min_ts and max_ts, or neither") }}
+    {%- endif -%}
+    {%- if min_ts is none -%}
+    select null::timestamptz as bucket_start where false
+    {%- else -%}
+    select bucket_start_utc at time zone 'UTC' as bucket_start
+    from generate_series(
+        date_trunc('{{ grain }}', timestamptz '{{ min_ts }}' at time zone 'UTC'),
+        (timestamptz '{{ max_ts }}' at time zone 'UTC') - interval '1 microsecond',
+        interval '1 {{ grain }}'
+    ) as bucket_start_utc
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,1 @@
+"""The Dagster code location: when and what runs; dbt_project/ says how."""

@@ -1,0 +1,118 @@
+"""The dbt project as Dagster assets.
+
+The manifest is prepared once at setup (`orchestration.runner.prepare_dbt_manifest`,
+run by install / `eventtrack up`), or on load under `dagster dev`; importing
+this module only reads it.
+"""
+
+import json
+import shutil
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Mapping
+
+from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, FreshnessPolicy
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from orchestration.partitions import daily_partitions, hourly_partitions, window_vars
+from orchestration.resources import EventtrackResource
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+dbt_project.prepare_if_dev()
+
+
+def dbt_resource() -> DbtCliResource:
+    # The dbt next to this interpreter: the venv's bin is not always on PATH.
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).with_name("dbt")))
+
+# Two dbt invocations never run at once: every dbt op takes a slot of this
+# pool, limited to 1 in dagster.yaml (and the dbt jobs carry DBT_RUN_TAG).
+DBT_POOL = "dbt"
+DBT_RUN_TAG = {"eventtrack/dbt": "true"}
+
+HOURLY_MODELS = "agg_events_hourly"
+DAILY_MODELS = "agg_events_daily active_users_daily"
+
+
+class EventtrackTranslator(DagsterDbtTranslator):
+    """Groups by dbt folder; freshness from the model's `meta.freshness_fail_hours`."""
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        hours = (props.get("config", {}).get("meta") or {}).get("freshness_fail_hours")
+        if hours is not None:
+            spec = spec.replace_attributes(freshness_policy=FreshnessPolicy.time_window(fail_window=timedelta(hours=hours)))
+        return spec
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "source":
+            return "raw"
+        fqn = dbt_resource_props.get("fqn", [])
+        return fqn[1] if len(fqn) > 2 else "dbt"
+
+
+translator = EventtrackTranslator()
+
+
+def dbt_vars(eventtrack: EventtrackResource, context: AssetExecutionContext) -> dict[str, Any]:
+    """What every run passes to dbt: the session timeout, and the partition window if any."""
+    values: dict[str, Any] = {"session_timeout_minutes": eventtrack.session_timeout_minutes}
+    if context.has_partition_key or context.has_partition_key_range:
+        window = context.partition_time_window
+        values.update(window_vars(window.start, window.end))
+    return values
+
+
+def _build(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
+    invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars(eventtrack, context))], context=context)
+    yield from invocation.stream()
+    # Each invocation has its own target dir (~2 MB); Dagster has recorded the results.
+    # A failed one raises above and keeps its dir for inspection.
+    shutil.rmtree(invocation.target_path, ignore_errors=True)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    exclude=f"{HOURLY_MODELS} {DAILY_MODELS}",
+    dagster_dbt_translator=translator,
+    name="dbt_models",
+    pool=DBT_POOL,
+)
+def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
+    """Staging views, sessionized events and fct_sessions (rebuilt whole)."""
+    yield from _build(context, dbt, eventtrack)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    select=HOURLY_MODELS,
+    dagster_dbt_translator=translator,
+    partitions_def=hourly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    name="dbt_hourly_aggregates",
+    pool=DBT_POOL,
+)
+def dbt_hourly_aggregates(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
+    """Rebuilds the partition's hours, and every hour that received late events."""
+    yield from _build(context, dbt, eventtrack)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    select=DAILY_MODELS,
+    dagster_dbt_translator=translator,
+    partitions_def=daily_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    name="dbt_daily_aggregates",
+    pool=DBT_POOL,
+)
+def dbt_daily_aggregates(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
+    """Rebuilds the partition's days, and every day touched by late events."""
+    yield from _build(context, dbt, eventtrack)

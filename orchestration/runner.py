@@ -1,0 +1,123 @@
+"""Starting the pipeline: what `eventtrack up`, `eventtrack catch-up` and install call.
+
+- `prepare_dbt_manifest()`: `dbt parse`, once at install and at each start
+  (orchestration.dbt reads the manifest; it never parses on import).
+- `prepare_dagster(settings)`: the `dagster` database on the same server,
+  DAGSTER_HOME under the data dir with dagster.yaml; returns the environment
+  for the Dagster processes.
+- `dagster_commands(settings)`: the webserver and the daemon (which runs the
+  schedules), as argv lists to start with that environment.
+- `catch_up(settings)`: materializes everything once, in this process.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from ingest_api.embedded_postgres import ensure_database
+from ingest_api.settings import Settings
+from orchestration.resources import dbt_connection_env
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+WORKSPACE_FILE = REPO_ROOT / "workspace.yaml"
+DAGSTER_YAML_TEMPLATE = Path(__file__).resolve().parent / "dagster.yaml"
+DAGSTER_DATABASE = "dagster"
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def prepare_dbt_manifest() -> Path:
+    """Parses the dbt project into dbt_project/target/manifest.json (no database needed)."""
+    subprocess.run(
+        [_bin("dbt"), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+        check=True,
+        cwd=DBT_PROJECT_DIR,
+    )
+    return DBT_PROJECT_DIR / "target" / "manifest.json"
+
+
+def dagster_home(settings: Settings) -> Path:
+    return settings.data_dir / "dagster"
+
+
+def dagster_database_url(database_url: str) -> str:
+    """The app's libpq URL with the database swapped for Dagster's own (same server, same credentials)."""
+    parts = urlsplit(database_url)
+    return urlunsplit(parts._replace(path=f"/{DAGSTER_DATABASE}"))
+
+
+def dagster_environment(settings: Settings) -> dict[str, str]:
+    """Variables the Dagster processes need on top of the inherited environment."""
+    url = settings.require_database_url()
+    return {
+        "DATABASE_URL": url,
+        "DAGSTER_HOME": str(dagster_home(settings)),
+        "DAGSTER_PG_URL": dagster_database_url(url),
+        **dbt_connection_env(url),
+    }
+
+
+def prepare_dagster(settings: Settings) -> dict[str, str]:
+    """Manifest, Dagster's database and DAGSTER_HOME/dagster.yaml. Returns the environment for the processes."""
+    prepare_dbt_manifest()
+    ensure_database(settings.require_database_url(), DAGSTER_DATABASE)
+    home = dagster_home(settings)
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DAGSTER_YAML_TEMPLATE, home / "dagster.yaml")
+    return dagster_environment(settings)
+
+
+def dagster_commands(settings: Settings) -> dict[str, list[str]]:
+    """The long-running Dagster processes, by name; start them from the repo root with prepare_dagster()'s env."""
+    workspace = ["-w", str(WORKSPACE_FILE)]
+    return {
+        "dagster-webserver": [
+            _bin("dagster-webserver"),
+            *workspace,
+            "-h",
+            settings.dagster_host,
+            "-p",
+            str(settings.dagster_port),
+        ],
+        "dagster-daemon": [_bin("dagster-daemon"), "run", *workspace],
+    }
+
+
+def catch_up(settings: Settings) -> bool:
+    """Builds every model now: the views and fct_sessions, then the aggregates for the latest
+    complete hour and day (the arrival watermark adds every bucket that received events since
+    the last run, so this catches up whatever the schedules missed). Maintenance first.
+
+    Runs in this process against the instance of DAGSTER_HOME (call prepare_dagster first and
+    export its environment). Returns True when everything succeeded.
+    """
+    from datetime import datetime, timezone
+
+    from dagster import DagsterInstance, materialize
+
+    from orchestration.dbt import dbt_daily_aggregates, dbt_hourly_aggregates, dbt_models, dbt_resource
+    from orchestration.maintenance import maintenance_assets
+    from orchestration.partitions import daily_partitions, hourly_partitions
+    from orchestration.resources import EventtrackResource
+
+    resources = {"dbt": dbt_resource(), "eventtrack": EventtrackResource.from_settings(settings)}
+    now = datetime.now(timezone.utc)
+    instance = DagsterInstance.get()
+    steps = [
+        (maintenance_assets, None),
+        ([dbt_models], None),
+        ([dbt_hourly_aggregates], hourly_partitions.get_last_partition_key(current_time=now)),
+        ([dbt_daily_aggregates], daily_partitions.get_last_partition_key(current_time=now)),
+    ]
+    ok = True
+    for assets, partition_key in steps:
+        result = materialize(assets, resources=resources, instance=instance, partition_key=partition_key, raise_on_error=False)
+        ok = ok and result.success
+    return ok

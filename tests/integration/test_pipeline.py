@@ -1,0 +1,328 @@
+"""The dbt models run through Dagster against the test Postgres, checked against ground truth.
+
+One dbt manifest is parsed per test session. The aggregates are materialized
+twice, with late events, duplicates and a session bridge arriving in between,
+and every mart is compared with a GROUP BY / Python recomputation over the
+raw events.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+from typing import Iterator
+
+import psycopg
+import pytest
+
+from orchestration.partitions import window_vars
+from orchestration.resources import dbt_connection_env
+from orchestration.runner import prepare_dbt_manifest
+
+TIMEOUT = timedelta(minutes=30)
+ANALYTICS_SCHEMAS = ("analytics", "analytics_staging", "analytics_intermediate")
+
+
+@pytest.fixture(scope="session")
+def dbt_env(database_url: str) -> Iterator[dict[str, str]]:
+    """The dbt connection in this process's environment (dbt runs as a subprocess and inherits it).
+
+    PGTZ puts the dbt sessions in a half-hour-offset time zone: the models must
+    bucket in UTC whatever the server or session time zone.
+    """
+    env = {**dbt_connection_env(database_url), "PGTZ": "America/St_Johns"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    prepare_dbt_manifest()
+    yield env
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def pipeline(dbt_env, database_url, db):
+    """Raw tables emptied and the analytics schemas dropped; returns a runner of the dbt assets."""
+    for schema in ANALYTICS_SCHEMAS:
+        db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    from ingest_api.settings import Settings
+
+    return Pipeline(Settings(database_url=database_url))
+
+
+class Pipeline:
+    def __init__(self, settings):
+        from orchestration.dbt import dbt_resource
+        from orchestration.resources import EventtrackResource
+
+        self.resources = {"dbt": dbt_resource(), "eventtrack": EventtrackResource.from_settings(settings)}
+
+    def materialize(self, assets, partition_key: str | None = None):
+        from dagster import materialize
+
+        result = materialize(assets, resources=self.resources, partition_key=partition_key)
+        assert result.success
+        return result
+
+    def run_all(self, hour_key: str, day_key: str) -> None:
+        from orchestration.dbt import dbt_daily_aggregates, dbt_hourly_aggregates, dbt_models
+
+        self.materialize([dbt_models])
+        self.materialize([dbt_hourly_aggregates], partition_key=hour_key)
+        self.materialize([dbt_daily_aggregates], partition_key=day_key)
+
+
+# --- raw data -------------------------------------------------------------------------------
+
+EVENT_COLUMNS = ("uuid", "event_type", "distinct_id", "device_id", "session_id", "app_version", "os_name", "timestamp", "received_at")
+
+
+def insert_events(db: psycopg.Connection, rows: list[dict]) -> None:
+    cols = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+    with db.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO events ({cols}) VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))})",
+            [tuple(r[c] for c in EVENT_COLUMNS) for r in rows],
+        )
+
+
+def event(ts: datetime, user: str, device: str | None, *, event_type="screen_view", session_id=None,
+          app_version="1.0", os_name="ios", received_at: datetime | None = None) -> dict:
+    return {
+        "uuid": uuid.uuid4(),
+        "event_type": event_type,
+        "distinct_id": user,
+        "device_id": device,
+        "session_id": session_id,
+        "app_version": app_version,
+        "os_name": os_name,
+        "timestamp": ts,
+        "received_at": received_at or datetime.now(timezone.utc) - timedelta(hours=1),
+    }
+
+
+def explicit_session_id(user: str, n: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{user}/{n}"))
+
+
+def random_events(rng: random.Random, start: datetime, hours: int, n: int, received_at: datetime) -> list[dict]:
+    rows = []
+    for _ in range(n):
+        user = f"u{rng.randrange(12)}"
+        ts = start + timedelta(seconds=rng.randrange(hours * 3600))
+        rows.append(
+            event(
+                ts,
+                user,
+                rng.choice([f"{user}-phone", f"{user}-tablet", None]),
+                event_type=rng.choice(["app_open", "screen_view", "purchase"]),
+                session_id=rng.choice([None, None, None, explicit_session_id(user, rng.randrange(2))]),
+                app_version=rng.choice(["1.0", "1.1", None]),
+                os_name=rng.choice(["ios", "android", None]),
+                received_at=received_at,
+            )
+        )
+    return rows
+
+
+def insert_sessions(db: psycopg.Connection, start: datetime) -> None:
+    """Rows in the sessions table for some of the explicit ids: open, ended by the app, and one without events."""
+    rows = [
+        (explicit_session_id("u0", 0), "u0", "u0-phone", start, None, None),
+        (explicit_session_id("u1", 0), "u1", None, start, start + timedelta(hours=40), "client"),
+        (explicit_session_id("u2", 1), "u2", "u2-tablet", start + timedelta(hours=3), start + timedelta(hours=4), "timeout"),
+        (explicit_session_id("nobody", 0), "nobody", None, start + timedelta(hours=1), None, None),
+    ]
+    with db.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO sessions (session_id, distinct_id, device_id, app_version, os_name, started_at, ended_at, end_reason)"
+            " VALUES (%s, %s, %s, '1.0', 'ios', %s, %s, %s)",
+            rows,
+        )
+
+
+# --- ground truth ---------------------------------------------------------------------------
+
+
+def raw_events(db: psycopg.Connection) -> list[dict]:
+    cur = db.cursor(row_factory=psycopg.rows.dict_row)
+    return cur.execute('SELECT *, "timestamp" AS ts FROM events ORDER BY "timestamp", ingest_seq').fetchall()
+
+
+def session_keys(events: list[dict]) -> dict[int, object]:
+    """ingest_seq -> session key, sessionizing independently of the SQL: explicit id, or a 30-minute-gap chain."""
+    keys: dict[int, object] = {}
+    last: dict[tuple, tuple[datetime, object]] = {}
+    for e in events:  # ordered by time
+        if e["session_id"] is not None:
+            keys[e["ingest_seq"]] = ("explicit", e["session_id"])
+            continue
+        chain = (e["distinct_id"], e["device_id"])
+        previous = last.get(chain)
+        key = previous[1] if previous and e["ts"] - previous[0] <= TIMEOUT else ("derived", chain, e["ts"])
+        last[chain] = (e["ts"], key)
+        keys[e["ingest_seq"]] = key
+    return keys
+
+
+def expected_aggregates(events: list[dict], bucket) -> dict[tuple, tuple]:
+    keys = session_keys(events)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for e in events:
+        groups[(bucket(e["ts"]), e["event_type"], e["app_version"], e["os_name"])].append(e)
+    return {
+        group: (
+            len({e["uuid"] for e in rows}),
+            len({e["distinct_id"] for e in rows}),
+            len({e["device_id"] for e in rows if e["device_id"] is not None}),
+            len({keys[e["ingest_seq"]] for e in rows}),
+        )
+        for group, rows in groups.items()
+    }
+
+
+def utc_hour(ts: datetime) -> datetime:
+    return ts.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def utc_day(ts: datetime) -> date:
+    return ts.astimezone(timezone.utc).date()
+
+
+def expected_active_users(events: list[dict]) -> dict[date, tuple[int, int, int]]:
+    users_by_day: dict[date, set] = defaultdict(set)
+    for e in events:
+        users_by_day[utc_day(e["ts"])].add(e["distinct_id"])
+
+    def active(day: date, days: int) -> int:
+        return len(set().union(*(users_by_day.get(day - timedelta(days=i), set()) for i in range(days))))
+
+    return {day: (active(day, 1), active(day, 7), active(day, 30)) for day in users_by_day}
+
+
+def expected_sessions(db: psycopg.Connection, events: list[dict]) -> tuple[dict, list]:
+    """(explicit sessions by id, sorted derived sessions) as fct_sessions should hold them; all events are > timeout old."""
+    keys = session_keys(events)
+    by_key: dict[object, list[dict]] = defaultdict(list)
+    for e in events:
+        by_key[keys[e["ingest_seq"]]].append(e)
+
+    def stats(rows):
+        return (len({e["uuid"] for e in rows}), rows[0]["event_type"], rows[-1]["event_type"]) if rows else (0, None, None)
+
+    explicit = {}
+    table = db.execute("SELECT session_id::text, distinct_id, started_at, ended_at, end_reason FROM sessions").fetchall()
+    for sid, user, started, ended, reason in table:
+        explicit[sid] = (user, started, ended, reason or "open", *stats(by_key.pop(("explicit", sid), [])))
+    derived = []
+    for key, rows in by_key.items():
+        first, last = rows[0], rows[-1]
+        row = (first["distinct_id"], first["ts"], last["ts"], "timeout", *stats(rows))
+        if key[0] == "explicit":
+            explicit[key[1]] = row
+        else:
+            derived.append(row)
+    return explicit, sorted(derived)
+
+
+def actual_sessions(db: psycopg.Connection) -> tuple[dict, list]:
+    rows = db.execute(
+        "SELECT session_id, session_source, distinct_id, started_at, ended_at, end_reason, event_count,"
+        " first_event_type, last_event_type FROM analytics.fct_sessions"
+    ).fetchall()
+    explicit = {r[0]: r[2:] for r in rows if r[1] == "explicit"}
+    return explicit, sorted(r[2:] for r in rows if r[1] == "derived")
+
+
+def actual(db: psycopg.Connection, sql: str) -> dict[tuple, tuple]:
+    return {row[:4]: row[4:] for row in db.execute(sql).fetchall()}
+
+
+def assert_marts_match_raw(db: psycopg.Connection) -> None:
+    events = raw_events(db)
+    assert actual(
+        db,
+        "SELECT hour, event_type, app_version, os_name, event_count, unique_users, unique_devices, unique_sessions"
+        " FROM analytics.agg_events_hourly",
+    ) == expected_aggregates(events, utc_hour)
+    assert actual(
+        db,
+        "SELECT day, event_type, app_version, os_name, event_count, unique_users, unique_devices, unique_sessions"
+        " FROM analytics.agg_events_daily",
+    ) == expected_aggregates(events, utc_day)
+    rows = db.execute("SELECT day, dau, wau, mau FROM analytics.active_users_daily").fetchall()
+    assert {r[0]: r[1:] for r in rows} == expected_active_users(events)
+    assert actual_sessions(db) == expected_sessions(db, events)
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+def test_definitions_load(dbt_env):
+    from dagster import Definitions
+
+    from orchestration.definitions import defs
+
+    Definitions.validate_loadable(defs)
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {
+        "eventtrack/events",
+        "analytics_staging/stg_eventtrack__events",
+        "analytics/agg_events_hourly",
+        "analytics/agg_events_daily",
+        "analytics/active_users_daily",
+        "analytics/fct_sessions",
+        "maintenance/session_closure",
+        "maintenance/retention",
+        "maintenance/event_partitions",
+    } <= keys
+
+
+def test_aggregates_are_exact_after_late_events_and_duplicates(pipeline, db):
+    rng = random.Random(7)
+    now = datetime.now(timezone.utc)
+    today = datetime(now.year, now.month, now.day, tzinfo=timezone.utc)
+    start = today - timedelta(days=3)
+    before_first_run = now - timedelta(hours=1)
+    first = random_events(rng, start, 48, 400, received_at=before_first_run)
+    # Nulls in every group column but event_type, on the same hour: still one row each.
+    first += [
+        event(start + timedelta(minutes=m), "u-null", None, app_version=None, os_name=None, received_at=before_first_run)
+        for m in (1, 2, 50)
+    ]
+    # Two derived sessions of one device, 50 minutes apart across an hour boundary...
+    bridge_at = start + timedelta(hours=30)
+    first += [event(bridge_at + timedelta(minutes=m), "u-bridge", "dev-b", received_at=before_first_run) for m in (-25, 25)]
+    insert_events(db, first)
+    insert_sessions(db, start)
+
+    pipeline.run_all((start + timedelta(hours=5)).strftime("%Y-%m-%d-%H:%M"), start.strftime("%Y-%m-%d"))
+    assert_marts_match_raw(db)
+    assert db.execute("SELECT count(*) FROM analytics.fct_sessions WHERE distinct_id = 'u-bridge'").fetchone() == (2,)
+    (first_mark,) = db.execute("SELECT max(_ingest_seq_watermark) FROM analytics.agg_events_hourly").fetchone()
+
+    # Between the runs: late events for old hours, exact duplicates of stored rows (as if
+    # resent after the dedup window), and ...the event that joins them into one.
+    arriving = now - timedelta(minutes=20)
+    late = random_events(rng, start, 6, 30, received_at=arriving)
+    duplicates = [dict(row, received_at=arriving) for row in first[:25]]
+    insert_events(db, late + duplicates + [event(bridge_at, "u-bridge", "dev-b", received_at=arriving)])
+    yesterday = today - timedelta(days=1)
+    pipeline.run_all(yesterday.strftime("%Y-%m-%d-%H:%M"), yesterday.strftime("%Y-%m-%d"))
+    assert_marts_match_raw(db)
+    assert db.execute("SELECT count(*) FROM analytics.fct_sessions WHERE distinct_id = 'u-bridge'").fetchone() == (1,)
+
+    # Only the hours that received rows, and the partition's hour, were rewritten.
+    rewritten = {
+        row[0]
+        for row in db.execute(
+            "SELECT DISTINCT hour FROM analytics.agg_events_hourly WHERE _ingest_seq_watermark > %s", (first_mark,)
+        )
+    }
+    arrived = {utc_hour(r["timestamp"]) for r in late + duplicates} | {bridge_at}
+    assert arrived <= rewritten <= arrived | {yesterday}

@@ -1,0 +1,40 @@
+from ingest_api.settings import Settings
+from orchestration.resources import dbt_connection_env, export_dbt_connection_env
+from orchestration.runner import dagster_database_url
+
+
+def test_embedded_socket_url_gives_socket_dir_as_dbt_host():
+    assert dbt_connection_env("postgresql://postgres:@/eventtrack?host=/tmp/x/pg") == {
+        "EVENTTRACK_DB_HOST": "/tmp/x/pg",
+        "EVENTTRACK_DB_PORT": "5432",
+        "EVENTTRACK_DB_USER": "postgres",
+        "EVENTTRACK_DB_PASSWORD": "",
+        "EVENTTRACK_DB_NAME": "eventtrack",
+        "EVENTTRACK_DB_SSLMODE": "prefer",
+    }
+
+
+def test_tcp_url_with_escaped_password_port_and_sslmode():
+    env = dbt_connection_env("postgresql://bob:s%40cret@db.example:6543/app?sslmode=require")
+    assert env["EVENTTRACK_DB_HOST"] == "db.example"
+    assert env["EVENTTRACK_DB_PORT"] == "6543"
+    assert env["EVENTTRACK_DB_USER"] == "bob"
+    assert env["EVENTTRACK_DB_PASSWORD"] == "s@cret"
+    assert env["EVENTTRACK_DB_NAME"] == "app"
+    assert env["EVENTTRACK_DB_SSLMODE"] == "require"
+
+
+def test_export_keeps_variables_an_operator_already_set():
+    environ = {"EVENTTRACK_DB_HOST": "elsewhere"}
+    export_dbt_connection_env(Settings(database_url="postgresql://u:p@h:1/d"), environ)
+    assert environ["EVENTTRACK_DB_HOST"] == "elsewhere"
+    assert environ["EVENTTRACK_DB_NAME"] == "d"
+
+
+def test_dagster_gets_its_own_database_on_the_same_server():
+    assert dagster_database_url("postgresql://postgres:@/eventtrack?host=/tmp/x/pg") == (
+        "postgresql://postgres:@/dagster?host=/tmp/x/pg"
+    )
+    assert dagster_database_url("postgresql://u:p@h:5433/app?sslmode=require") == (
+        "postgresql://u:p@h:5433/dagster?sslmode=require"
+    )
