@@ -135,9 +135,9 @@ def _parse_int(text: str) -> int | float:
     # Same outcome as orjson: integers beyond 64 bits become the nearest double.
     try:
         value = int(text)
-    except ValueError:  # thousands of digits: out of range like any other huge number
+        return value if _INT64_MIN <= value <= _UINT64_MAX else float(value)
+    except (ValueError, OverflowError):  # beyond a double (or thousands of digits): out of range
         return math.inf
-    return value if _INT64_MIN <= value <= _UINT64_MAX else float(value)
 
 
 def _parse_constant(name: str) -> float:

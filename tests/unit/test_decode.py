@@ -84,3 +84,8 @@ def test_malformed_json_is_invalid_json(body):
 
 def test_duplicate_keys_last_one_wins():
     assert parse_json(b'{"a": 1, "a": 2}')[0] == {"a": 2}
+
+
+def test_integer_beyond_a_double_is_out_of_range_not_a_crash():
+    value, _ = parse_json(b'{"a": ' + b"9" * 400 + b"}")
+    assert value["a"] == math.inf
