@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import orjson
+from starlette.requests import ClientDisconnect
 
 from ingest_api.errors import ApiError
 
@@ -66,11 +67,16 @@ async def read_limited(stream: AsyncIterator[bytes], content_length: str | None,
             raise BodyRefused(too_large, head, declared)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in stream:
-        size += len(chunk)
-        if size > limit:
-            raise BodyRefused(too_large, b"".join(chunks)[:keep], size)
-        chunks.append(chunk)
+    try:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > limit:
+                raise BodyRefused(too_large, b"".join(chunks)[:keep], size)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody will read an answer, but what arrived is kept like any refusal.
+        gone = ApiError(400, "client_disconnected", "The client closed the connection before the body was complete.", {"body": "incomplete"})
+        raise BodyRefused(gone, b"".join(chunks)[:keep], size) from None
     return b"".join(chunks)
 
 

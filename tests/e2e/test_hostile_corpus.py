@@ -113,7 +113,11 @@ def test_content_length_longer_than_the_body_does_not_break_the_server(server, d
     head = f"POST {CAPTURE} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(head + b'{"distinct_id": "u"')  # then the client gives up
+    from tests.conftest import wait_until
+
+    wait_until(lambda: db.execute("SELECT reason FROM rejected_events").fetchall() == [("client_disconnected",)])
     assert api.get("/healthz").status_code == 200
+    assert 'status="500"' not in api.get("/metrics").text
     assert api.post(CAPTURE, json={"distinct_id": "u", "event": "after"}).status_code == 200
 
 
