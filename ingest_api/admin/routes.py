@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from datetime import datetime
 from typing import Any, Awaitable, Callable
@@ -29,7 +30,11 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body, default=_default), status_code=status, media_type="application/json", headers=headers)
+    try:
+        content = orjson.dumps(body, default=_default)
+    except TypeError:  # jsonb can hold integers beyond 64 bits, which orjson refuses
+        content = json.dumps(body, default=_default, ensure_ascii=False).encode()
+    return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
 def _default(value: Any) -> Any:

@@ -261,8 +261,8 @@ def _check_filter(item: Any, path: str, errors: dict[str, str]) -> dict[str, Any
     key, operator, value = item.get("key"), item.get("operator"), item.get("value")
     if not isinstance(key, str) or not key:
         errors[f"{path}.key"] = "required: a property name"
-    if operator not in OPERATORS:
-        errors[f"{path}.operator"] = f"unknown operator {operator!r}"
+    if not isinstance(operator, str) or operator not in OPERATORS:
+        errors[f"{path}.operator"] = f"unknown operator {str(operator)[:50]!r}"
         return {"key": key, "operator": operator, "value": value}
     if operator in ("is_set", "is_not_set"):
         value = None  # these operators take no value; drop whatever was sent

@@ -170,3 +170,13 @@ def test_invalid_flag_definitions_are_400_with_field_errors(admin, body, field):
 def test_duplicate_flag_key_is_400(admin):
     assert admin.post(f"{ADMIN}/feature-flags/", json=FLAG).status_code == 201
     assert_error(admin.post(f"{ADMIN}/feature-flags/", json=FLAG), 400, "validation_error", "key")
+
+
+def test_events_with_integers_beyond_64_bits_in_properties_are_listed(api, admin, db):
+    db.execute(
+        "INSERT INTO events (uuid, event_type, distinct_id, properties, timestamp, received_at)"
+        " VALUES (gen_random_uuid(), 'x', 'u', '{\"n\": 123456789012345678901234567890}', now(), now())"
+    )
+    response = admin.get(f"{ADMIN}/events/")
+    assert response.status_code == 200
+    assert response.json()["results"][0]["properties"]["n"] == 123456789012345678901234567890

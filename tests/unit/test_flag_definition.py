@@ -276,3 +276,16 @@ def test_parsed_definition_evaluates_end_to_end():
     assert (result.active, result.variant, result.payload) == (True, "one-page", {"steps": 1})
     assert result.reason == "condition_match"
     assert evaluate(f, "user-1", {**props, "app_version": "3.1.9"}).reason == "no_condition_match"
+
+
+def test_operator_that_is_not_a_string_is_a_field_error_not_a_crash():
+    from ingest_api.flags.definition import FlagDefinitionError, parse_flag_definition
+
+    for operator in ({}, [], 3, None):
+        body = {"key": "f", "conditions": [{"properties": [{"key": "plan", "operator": operator, "value": "x"}]}]}
+        try:
+            parse_flag_definition(body)
+        except FlagDefinitionError as err:
+            assert "conditions[0].properties[0].operator" in err.fields
+        else:
+            raise AssertionError("accepted a non-string operator")
