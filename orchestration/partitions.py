@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from dagster import DailyPartitionsDefinition, HourlyPartitionsDefinition
+from dagster import DailyPartitionsDefinition, HourlyPartitionsDefinition, TimeWindowPartitionsDefinition
 
 # Older partitions would only rebuild buckets whose raw events are long gone
 # (a no-op: delete+insert never deletes a bucket it has no rows for).
@@ -24,3 +24,11 @@ def window_vars(start: datetime, end: datetime) -> dict[str, str]:
         "min_ts": start.astimezone(timezone.utc).isoformat(),
         "max_ts": end.astimezone(timezone.utc).isoformat(),
     }
+
+
+def last_complete_partition_key(partitions: TimeWindowPartitionsDefinition, now: datetime) -> str:
+    """The key of the latest partition that ended at or before `now` (at 10:05, the hour 09:00)."""
+    window = partitions.get_prev_partition_window(now)
+    if window is None:
+        raise ValueError(f"no partition ends before {now.isoformat()}")
+    return partitions.get_partition_key_for_timestamp(window.start.timestamp())

@@ -104,7 +104,7 @@ def catch_up(settings: Settings) -> bool:
 
     from orchestration.dbt import dbt_daily_aggregates, dbt_hourly_aggregates, dbt_models, dbt_resource
     from orchestration.maintenance import maintenance_assets
-    from orchestration.partitions import daily_partitions, hourly_partitions
+    from orchestration.partitions import daily_partitions, hourly_partitions, last_complete_partition_key
     from orchestration.resources import EventtrackResource
 
     resources = {"dbt": dbt_resource(), "eventtrack": EventtrackResource.from_settings(settings)}
@@ -113,8 +113,8 @@ def catch_up(settings: Settings) -> bool:
     steps = [
         (maintenance_assets, None),
         ([dbt_models], None),
-        ([dbt_hourly_aggregates], hourly_partitions.get_last_partition_key(current_time=now)),
-        ([dbt_daily_aggregates], daily_partitions.get_last_partition_key(current_time=now)),
+        ([dbt_hourly_aggregates], last_complete_partition_key(hourly_partitions, now)),
+        ([dbt_daily_aggregates], last_complete_partition_key(daily_partitions, now)),
     ]
     ok = True
     for assets, partition_key in steps:

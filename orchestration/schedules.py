@@ -13,7 +13,7 @@ from dagster import (
 
 from orchestration.dbt import DBT_RUN_TAG, dbt_daily_aggregates, dbt_hourly_aggregates, dbt_models
 from orchestration.maintenance import event_partitions_ahead, retention, session_closure
-from orchestration.partitions import daily_partitions, hourly_partitions
+from orchestration.partitions import daily_partitions, hourly_partitions, last_complete_partition_key
 
 hourly_aggregates_job = define_asset_job(
     "hourly_aggregates", selection=AssetSelection.assets(dbt_hourly_aggregates), partitions_def=hourly_partitions, tags=DBT_RUN_TAG
@@ -31,7 +31,7 @@ jobs = [hourly_aggregates_job, daily_aggregates_job, dbt_models_job, session_clo
 
 
 def _last_complete_partition(context: ScheduleEvaluationContext, partitions) -> RunRequest:
-    key = partitions.get_last_partition_key(current_time=context.scheduled_execution_time)
+    key = last_complete_partition_key(partitions, context.scheduled_execution_time)
     return RunRequest(run_key=key, partition_key=key)
 
 

@@ -326,3 +326,71 @@ def test_aggregates_are_exact_after_late_events_and_duplicates(pipeline, db):
     }
     arrived = {utc_hour(r["timestamp"]) for r in late + duplicates} | {bridge_at}
     assert arrived <= rewritten <= arrived | {yesterday}
+
+
+def test_schedules_run_in_utc_at_the_documented_times(dbt_env):
+    from dagster import DefaultScheduleStatus
+
+    from orchestration.schedules import schedules
+
+    assert {s.name: (s.cron_schedule, s.execution_timezone) for s in schedules} == {
+        "hourly_aggregates_schedule": ("5 * * * *", "UTC"),
+        "daily_aggregates_schedule": ("0 1 * * *", "UTC"),
+        "daily_sessions_schedule": ("0 1 * * *", "UTC"),
+        "session_closure_schedule": ("*/10 * * * *", "UTC"),
+        "raw_maintenance_schedule": ("30 0 * * *", "UTC"),
+    }
+    assert {s.default_status for s in schedules} == {DefaultScheduleStatus.RUNNING}
+
+
+@pytest.mark.parametrize(
+    "schedule_name, tick, partition_key",
+    [
+        ("hourly_aggregates_schedule", datetime(2026, 3, 29, 10, 5, tzinfo=timezone.utc), "2026-03-29-09:00"),
+        ("hourly_aggregates_schedule", datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc), "2025-12-31-23:00"),
+        ("daily_aggregates_schedule", datetime(2026, 3, 29, 1, 0, tzinfo=timezone.utc), "2026-03-28"),
+    ],
+)
+def test_partitioned_schedules_request_the_bucket_that_just_ended(dbt_env, schedule_name, tick, partition_key):
+    from dagster import build_schedule_context
+
+    from orchestration import schedules
+    from orchestration.definitions import defs
+
+    schedule = getattr(schedules, schedule_name)
+    context = build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def())
+    [request] = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == partition_key
+
+
+def test_dbt_runs_get_the_session_timeout_and_the_partition_window(dbt_env):
+    from dagster import build_asset_context
+
+    from orchestration.dbt import dbt_vars
+    from orchestration.resources import EventtrackResource
+
+    eventtrack = EventtrackResource(database_url="", session_timeout_minutes=45)
+    assert dbt_vars(eventtrack, build_asset_context()) == {"session_timeout_minutes": 45}
+
+
+def test_dagster_instance_keeps_its_state_in_its_own_postgres_database(database_url, tmp_path, monkeypatch):
+    from dagster import DagsterInstance
+
+    from ingest_api.settings import Settings
+    from orchestration.runner import dagster_commands, prepare_dagster
+
+    settings = Settings(database_url=database_url, data_dir=tmp_path)
+    env = prepare_dagster(settings)
+    monkeypatch.setenv("DAGSTER_PG_URL", env["DAGSTER_PG_URL"])
+
+    instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
+    try:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert instance.run_storage.postgres_url.endswith("/dagster?host=" + env["EVENTTRACK_DB_HOST"])
+        limits = instance.get_concurrency_config()
+        assert limits.pool_config.default_pool_limit == 1
+        assert [dict(l) for l in limits.run_queue_config.tag_concurrency_limits] == [{"key": "eventtrack/dbt", "limit": 1}]
+    finally:
+        instance.dispose()
+    for argv in dagster_commands(settings).values():
+        assert os.path.exists(argv[0])

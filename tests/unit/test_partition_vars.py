@@ -2,7 +2,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from orchestration.partitions import daily_partitions, hourly_partitions, window_vars
+from orchestration.partitions import daily_partitions, hourly_partitions, last_complete_partition_key, window_vars
 
 
 def test_window_becomes_half_open_utc_vars():
@@ -43,3 +43,17 @@ def test_partition_windows_are_utc_hours_and_days():
         "min_ts": "2026-03-29T00:00:00+00:00",
         "max_ts": "2026-03-30T00:00:00+00:00",
     }
+
+
+@pytest.mark.parametrize(
+    "partitions, now, key",
+    [
+        (hourly_partitions, datetime(2026, 3, 29, 10, 5, tzinfo=timezone.utc), "2026-03-29-09:00"),
+        (hourly_partitions, datetime(2026, 3, 29, 10, 0, tzinfo=timezone.utc), "2026-03-29-09:00"),
+        (hourly_partitions, datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc), "2025-12-31-23:00"),
+        (daily_partitions, datetime(2026, 3, 29, 1, 0, tzinfo=timezone.utc), "2026-03-28"),
+        (daily_partitions, datetime(2026, 3, 29, 0, 0, tzinfo=timezone.utc), "2026-03-28"),
+    ],
+)
+def test_last_complete_partition_is_the_bucket_that_just_ended(partitions, now, key):
+    assert last_complete_partition_key(partitions, now) == key
