@@ -368,6 +368,31 @@ def _admin_paths() -> dict[str, Any]:
                 "responses": {"200": _ok("#/components/schemas/Page"), **_ADMIN_ERRORS},
             }
         },
+        f"{base}/events/event_counts/": {
+            "get": {
+                "operationId": "adminEventCounts",
+                "summary": "Exact event counts by type over [start, end) (default: the last 24 hours)",
+                "security": secured,
+                "parameters": [_query("event_type", {"type": "string"}), *_WINDOW],
+                "responses": {"200": {"description": "Counts by event type, largest first."}, **_ADMIN_ERRORS},
+            }
+        },
+        f"{base}/event-aggregates/": {
+            "get": {
+                "operationId": "adminEventAggregates",
+                "summary": "Rows of the hourly or daily aggregate",
+                "security": secured,
+                "parameters": [
+                    _query("granularity", {"type": "string", "enum": ["hour", "day"]}),
+                    _query("event_type", {"type": "string"}),
+                    _query("app_version", {"type": "string"}),
+                    _query("os_name", {"type": "string"}),
+                    *_WINDOW,
+                    *_PAGING,
+                ],
+                "responses": {"200": _ok("#/components/schemas/Page"), **_ADMIN_ERRORS},
+            }
+        },
         f"{base}/sessions/": {
             "get": {
                 "operationId": "adminListSessions",

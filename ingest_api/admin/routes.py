@@ -337,11 +337,15 @@ async def flag_item(request: Request) -> Response:
 
 
 def admin_routes() -> list[Route]:
+    from ingest_api.admin.aggregates import event_aggregates, event_counts  # they build on this module
+
     def both(path: str, endpoint: Handler, methods: list[str]) -> list[Route]:
         return [Route(path, endpoint, methods=methods), Route(path.rstrip("/"), endpoint, methods=methods)]
 
     return [
         *both(f"{ADMIN}/events/", list_events, ["GET"]),
+        *both(f"{ADMIN}/events/event_counts/", event_counts, ["GET"]),
+        *both(f"{ADMIN}/event-aggregates/", event_aggregates, ["GET"]),
         *both(f"{ADMIN}/sessions/", list_sessions, ["GET"]),
         *both(f"{ADMIN}/feature-flags/", flags_collection, ["GET", "POST"]),
         *both(f"{ADMIN}/feature-flags/{{flag_id}}/", flag_item, ["GET", "PUT", "PATCH", "DELETE"]),

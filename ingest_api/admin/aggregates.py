@@ -1,0 +1,165 @@
+"""Admin routes over the pipeline's marts: exact event counts, and the hourly/daily aggregate rows.
+
+The service only reads the analytics schema; dbt owns it (docs/analytics.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingest_api.admin.pagination import decode_cursor, page, parse_limit
+from ingest_api.admin.routes import _base_url, _check_unknown_params, _text_param, _time_param, admin_only, json_response
+from ingest_api.errors import ApiError
+from ingest_api.state import AppState
+
+HOURLY = "analytics.agg_events_hourly"
+DAILY = "analytics.agg_events_daily"
+MAX_COUNT_RANGE = timedelta(days=800)
+
+
+def full_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The whole UTC hours inside [start, end) as [first, last); empty (first >= last) when there are none."""
+    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    first = start.replace(minute=0, second=0, microsecond=0)
+    if first < start:
+        first += timedelta(hours=1)
+    last = end.replace(minute=0, second=0, microsecond=0)
+    return first, last
+
+
+# Exact counts: the hourly aggregate for whole hours that received nothing since
+# the pipeline's last run, raw events for the rest (the partial hours at the
+# edges, and "dirty" hours that got events after the last run: late or new).
+# An hour with no aggregate row and no new arrival has no events at all, because
+# any event it had arrived before the watermark and made the pipeline build it.
+_COUNTS_WITH_AGGREGATES = f"""
+WITH watermark AS (
+    SELECT coalesce(max(_ingest_seq_watermark), 0) AS seq FROM {HOURLY}
+),
+dirty AS (
+    SELECT DISTINCT date_trunc('hour', e."timestamp", 'UTC') AS hour
+    FROM events e, watermark w
+    WHERE e.ingest_seq > w.seq AND e."timestamp" >= :h_first AND e."timestamp" < :h_last {{event_filter_e}}
+),
+counts AS (
+    SELECT a.event_type, sum(a.event_count)::bigint AS n
+    FROM {HOURLY} a
+    WHERE a.hour >= :h_first AND a.hour < :h_last
+      AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.hour = a.hour) {{event_filter_a}}
+    GROUP BY a.event_type
+    UNION ALL
+    SELECT e.event_type, count(*) AS n
+    FROM events e JOIN dirty d ON e."timestamp" >= d.hour AND e."timestamp" < d.hour + interval '1 hour'
+    WHERE true {{event_filter_e}}
+    GROUP BY e.event_type
+    UNION ALL
+    SELECT e.event_type, count(*) AS n
+    FROM events e
+    WHERE ((e."timestamp" >= :start AND e."timestamp" < :h_first) OR (e."timestamp" >= :h_last AND e."timestamp" < :end)) {{event_filter_e}}
+    GROUP BY e.event_type
+)
+SELECT event_type, sum(n)::bigint AS count FROM counts GROUP BY event_type ORDER BY count DESC, event_type
+"""
+
+_COUNTS_RAW = """
+SELECT e.event_type, count(*)::bigint AS count FROM events e
+WHERE e."timestamp" >= :start AND e."timestamp" < :end {event_filter_e}
+GROUP BY e.event_type ORDER BY count DESC, e.event_type
+"""
+
+
+async def _has_table(conn, name: str) -> bool:
+    return (await conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name})).scalar_one()
+
+
+@admin_only
+async def event_counts(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    _check_unknown_params(request, {"start", "end", "event_type"})
+    end = _time_param(request, "end") or datetime.now(timezone.utc)
+    start = _time_param(request, "start") or end - timedelta(hours=24)
+    if start >= end:
+        raise ApiError(400, "invalid_parameter", "start must be before end.", {"start": "must be before end"})
+    if end - start > MAX_COUNT_RANGE:
+        raise ApiError(400, "invalid_parameter", "The range is limited to 800 days.", {"start": "range too long"})
+    event_type = _text_param(request, "event_type")
+    params: dict[str, Any] = {"start": start, "end": end}
+    filters = {"event_filter_e": "", "event_filter_a": ""}
+    if event_type:
+        params["event_type"] = event_type
+        filters = {"event_filter_e": "AND e.event_type = :event_type", "event_filter_a": "AND a.event_type = :event_type"}
+    h_first, h_last = full_hours(start, end)
+    async with state.engine.connect() as conn:
+        if h_first < h_last and await _has_table(conn, HOURLY):
+            params.update(h_first=h_first, h_last=h_last)
+            sql = _COUNTS_WITH_AGGREGATES.format(**filters)
+        else:
+            sql = _COUNTS_RAW.format(**filters)
+        rows = (await conn.execute(sa.text(sql), params)).all()
+    return json_response(
+        {
+            "start": start,
+            "end": end,
+            "total": sum(r.count for r in rows),
+            "results": [{"event_type": r.event_type, "count": r.count} for r in rows],
+        }
+    )
+
+
+@admin_only
+async def event_aggregates(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    _check_unknown_params(request, {"granularity", "event_type", "app_version", "os_name", "start", "end", "limit", "cursor"})
+    granularity = request.query_params.get("granularity", "hour")
+    if granularity not in ("hour", "day"):
+        raise ApiError(400, "invalid_parameter", "granularity must be hour or day.", {"granularity": "hour or day"})
+    table, bucket = (HOURLY, "hour") if granularity == "hour" else (DAILY, "day")
+    limit = parse_limit(request.query_params.get("limit"))
+    cursor = decode_cursor(request.query_params.get("cursor"), 4)
+    where, params = [], {}
+    for name in ("event_type", "app_version", "os_name"):
+        value = _text_param(request, name)
+        if value is not None:
+            where.append(f"{name} = :{name}")
+            params[name] = value
+    start, end = _time_param(request, "start"), _time_param(request, "end")
+    if start:
+        where.append(f"{bucket} >= :start")
+        params["start"] = start if granularity == "hour" else start.date()
+    if end:
+        where.append(f"{bucket} < :end")
+        params["end"] = end if granularity == "hour" else end.date()
+    sort = [bucket, "event_type", "coalesce(app_version, '')", "coalesce(os_name, '')"]
+    order = "ASC"
+    if cursor:
+        try:
+            edge = datetime.fromisoformat(cursor.key[0])
+        except (TypeError, ValueError):
+            raise ApiError(400, "invalid_parameter", "The cursor is not valid.", {"cursor": "invalid cursor"}) from None
+        params.update(c_b=edge if granularity == "hour" else edge.date(), c_e=str(cursor.key[1]), c_a=str(cursor.key[2]), c_o=str(cursor.key[3]))
+        op = ">" if cursor.forward else "<"
+        where.append(f"({', '.join(sort)}) {op} (:c_b, :c_e, :c_a, :c_o)")
+        order = "ASC" if cursor.forward else "DESC"
+    columns = f"{bucket}, event_type, app_version, os_name, event_count, unique_users, unique_devices, unique_sessions"
+    sql = f"SELECT {columns} FROM {table}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY " + ", ".join(f"{c} {order}" for c in sort) + f" LIMIT {limit + 1}"
+    async with state.engine.connect() as conn:
+        if not await _has_table(conn, table):
+            rows: list[dict[str, Any]] = []  # the pipeline has not built it yet
+        else:
+            rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), params)).all()]
+
+    def key_of(row: dict[str, Any]) -> tuple:
+        value = row[bucket]
+        edge = value.isoformat() if granularity == "hour" else datetime(value.year, value.month, value.day).isoformat()
+        return (edge, row["event_type"], row["app_version"] or "", row["os_name"] or "")
+
+    body = page(rows, limit=limit, cursor=cursor, key_of=key_of, base_url=_base_url(request), params=dict(request.query_params))
+    return json_response(body)
