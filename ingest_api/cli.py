@@ -154,6 +154,36 @@ def cmd_revoke_admin_key(settings: Settings, args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_create_write_key(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest_api.write_keys import create_write_key
+
+    with database(settings) as s:
+        key_id, key = create_write_key(s.require_database_url(), args.name)
+    print(f"write key {key_id} ({args.name}) created; from now on capture and flag requests must carry a write key:\n{key}")
+    return 0
+
+
+def cmd_list_write_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest_api.write_keys import list_write_keys
+
+    with database(settings) as s:
+        for key_id, name, key, created_at, revoked_at in list_write_keys(s.require_database_url()):
+            status = f"revoked {revoked_at:%Y-%m-%d %H:%M}" if revoked_at else "active"
+            print(f"{key_id}\t{name}\t{key}\tcreated {created_at:%Y-%m-%d %H:%M}\t{status}")
+    return 0
+
+
+def cmd_revoke_write_key(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest_api.write_keys import revoke_write_key
+
+    with database(settings) as s:
+        if revoke_write_key(s.require_database_url(), args.id):
+            print(f"write key {args.id} revoked")
+            return 0
+    print(f"no active write key with id {args.id}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="eventtrack", description="Self-hosted event tracking for mobile apps.")
@@ -166,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list-admin-keys", help="list admin API keys (never the keys themselves)")
     revoke = sub.add_parser("revoke-admin-key", help="revoke an admin API key by id")
     revoke.add_argument("id", type=int)
+    create_write = sub.add_parser("create-write-key", help="create a project write key (public: it ships in apps)")
+    create_write.add_argument("--name", required=True)
+    sub.add_parser("list-write-keys", help="list project write keys")
+    revoke_write = sub.add_parser("revoke-write-key", help="revoke a project write key by id")
+    revoke_write.add_argument("id", type=int)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     handlers = {
@@ -175,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         "create-admin-key": cmd_create_admin_key,
         "list-admin-keys": cmd_list_admin_keys,
         "revoke-admin-key": cmd_revoke_admin_key,
+        "create-write-key": cmd_create_write_key,
+        "list-write-keys": cmd_list_write_keys,
+        "revoke-write-key": cmd_revoke_write_key,
     }
     return handlers[args.command](settings, args)
 

@@ -1,4 +1,4 @@
-"""In-process cache of feature flags and admin keys, refreshed when they change.
+"""In-process cache of feature flags, admin keys and write keys, refreshed when they change.
 
 Each worker polls one small row (`config_versions`) every half second and
 reloads only what moved, so a flag evaluation or an admin key check never
@@ -48,6 +48,7 @@ class ConfigSnapshot:
     flags_by_id: dict[int, CachedFlag] = field(default_factory=dict)
     flags_etag: str = ""
     admin_keys: tuple[tuple[bytes, int], ...] = ()
+    write_keys: frozenset[str] = frozenset()  # active project write keys; empty: capture is open
     loaded: bool = False
 
 
@@ -88,13 +89,16 @@ class ConfigCache:
             async with self._engine.connect() as conn:
                 versions = dict((await conn.execute(sa.text("SELECT name, version FROM config_versions"))).all())
                 snap = self.snapshot
-                flags, keys = snap.flags, snap.admin_keys
+                flags, keys, write_keys = snap.flags, snap.admin_keys, snap.write_keys
                 if force or versions.get("feature_flags") != self._versions.get("feature_flags"):
                     rows = (await conn.execute(sa.text(f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags ORDER BY id"))).all()
                     flags = tuple(CachedFlag(flag_json(r), flag_from_row(flag_json(r))) for r in rows)
                 if force or versions.get("admin_api_keys") != self._versions.get("admin_api_keys"):
                     rows = (await conn.execute(sa.text("SELECT key_hash, id FROM admin_api_keys WHERE revoked_at IS NULL"))).all()
                     keys = tuple((bytes(r.key_hash), r.id) for r in rows)
+                if force or versions.get("write_keys") != self._versions.get("write_keys"):
+                    rows = (await conn.execute(sa.text("SELECT key FROM write_keys WHERE revoked_at IS NULL"))).all()
+                    write_keys = frozenset(r.key for r in rows)
             self._versions = versions
             etag = hashlib.sha1(orjson.dumps([f.data for f in flags])).hexdigest()
             self.snapshot = ConfigSnapshot(
@@ -102,5 +106,6 @@ class ConfigCache:
                 flags_by_id={f.data["id"]: f for f in flags},
                 flags_etag=f'"{etag}"',
                 admin_keys=keys,
+                write_keys=write_keys,
                 loaded=True,
             )

@@ -46,8 +46,10 @@ def _err(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+_WRITE_KEY_ERROR = {"401": _err("`invalid_api_key`: write keys exist and the request carries no active one (see docs/integration_guide.md).")}
 _COMMON_ERRORS = {
     "400": _err("Invalid body (see `error`)."),
+    **_WRITE_KEY_ERROR,
     "413": _err("Body or event over the size limit."),
     "415": _err("Unsupported Content-Type or Content-Encoding."),
     "503": {**_err("Database unavailable; retry after `Retry-After` seconds."), "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
@@ -319,7 +321,7 @@ def _flag_paths() -> dict[str, Any]:
                 "operationId": "listActiveFlags",
                 "summary": "The active feature flags",
                 "parameters": [_ETAG],
-                "responses": {"200": {"description": "Active flags, with an ETag."}, "304": {"description": "Not modified."}},
+                "responses": {"200": {"description": "Active flags, with an ETag."}, "304": {"description": "Not modified."}, **_WRITE_KEY_ERROR},
             }
         },
         f"{base}/{{flag_id}}/": {
@@ -327,7 +329,7 @@ def _flag_paths() -> dict[str, Any]:
                 "operationId": "getFlag",
                 "summary": "One feature flag",
                 "parameters": [_FLAG_ID],
-                "responses": {"200": _ok("#/components/schemas/Flag"), "404": _err("Unknown flag.")},
+                "responses": {"200": _ok("#/components/schemas/Flag"), "404": _err("Unknown flag."), **_WRITE_KEY_ERROR},
             }
         },
         f"{base}/for_user/": {
@@ -343,13 +345,13 @@ def _flag_paths() -> dict[str, Any]:
                     _query("properties", {"type": "string"}, description="Person properties as a JSON object."),
                     _ETAG,
                 ],
-                "responses": {"200": _ok("#/components/schemas/FlagsForUser"), "304": {"description": "Not modified."}, "400": _err("distinct_id missing or invalid.")},
+                "responses": {"200": _ok("#/components/schemas/FlagsForUser"), "304": {"description": "Not modified."}, "400": _err("distinct_id missing or invalid."), **_WRITE_KEY_ERROR},
             },
             "post": {
                 "operationId": "flagsForUserPost",
                 "summary": "Evaluate every flag for a user (context in the body)",
                 "requestBody": _json_body("#/components/schemas/UserContext"),
-                "responses": {"200": _ok("#/components/schemas/FlagsForUser"), "400": _err("distinct_id missing or invalid."), "413": _COMMON_ERRORS["413"]},
+                "responses": {"200": _ok("#/components/schemas/FlagsForUser"), "400": _err("distinct_id missing or invalid."), "413": _COMMON_ERRORS["413"], **_WRITE_KEY_ERROR},
             },
         },
     }

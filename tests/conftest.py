@@ -21,7 +21,10 @@ from ingest_api.embedded_postgres import EmbeddedPostgres
 from ingest_api.migrate import migrate
 from ingest_api.settings import Settings
 
-RAW_TABLES = ("events", "event_uuids", "sessions", "rejected_events", "feature_flags", "admin_api_keys")
+RAW_TABLES = (
+    "events", "event_uuids", "sessions", "rejected_events", "feature_flags", "admin_api_keys",
+    "write_keys", "persons", "person_distinct_ids",
+)  # fmt: skip
 
 
 @contextmanager
@@ -141,3 +144,16 @@ def admin(api, admin_key):
 
     with httpx.Client(base_url=str(api.base_url), timeout=30, headers={"Authorization": f"Bearer {admin_key}"}) as client:
         yield client
+
+
+@pytest.fixture
+def write_key(api, database_url) -> Iterator[str]:
+    """An active project write key, enforced by the running server; removed (and capture open again) after the test."""
+    from ingest_api.write_keys import create_write_key
+
+    _, key = create_write_key(database_url, "tests")
+    wait_until(lambda: api.get("/api/v1/analytics/public/feature-flags/").status_code == 401)
+    yield key
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE write_keys")
+    wait_until(lambda: api.get("/api/v1/analytics/public/feature-flags/").status_code == 200)

@@ -15,6 +15,7 @@ from ingest_api.routes.body import dead_letter_body, read_json_body, remote_addr
 from ingest_api.sink import RejectRow
 from ingest_api.state import AppState
 from ingest_api.validation import EventRow, normalize_event, parse_batch_sent_at
+from ingest_api.write_keys import require_write_key
 
 CAPTURE = "capture"
 BATCH = "batch"
@@ -32,6 +33,7 @@ async def capture(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
     received_at = datetime.now(timezone.utc)
     body = await read_json_body(request, state, CAPTURE, state.settings.max_capture_body_bytes, received_at)
+    require_write_key(request, body.value)
     if not isinstance(body.value, dict):
         err = ApiError(400, "not_an_object", "The body must be a JSON object (one event).", {"body": "must be an object"})
         await dead_letter_body(request, state, CAPTURE, err, body.raw, len(body.raw), received_at)
@@ -57,6 +59,7 @@ async def batch(request: Request) -> Response:
     settings = state.settings
     received_at = datetime.now(timezone.utc)
     body = await read_json_body(request, state, BATCH, settings.max_batch_body_bytes, received_at)
+    require_write_key(request, body.value)
 
     async def refuse(err: ApiError) -> None:
         await dead_letter_body(request, state, BATCH, err, body.raw, len(body.raw), received_at)

@@ -17,6 +17,7 @@ from ingest_api.errors import ApiError, unavailable
 from ingest_api.flags.evaluator import evaluate
 from ingest_api.state import AppState
 from ingest_api.validation import clean_string
+from ingest_api.write_keys import require_write_key
 
 PUBLIC = "/api/v1/analytics/public/feature-flags"
 _EVENT_FIELDS = ("device_id", "app_version", "os_name", "os_version")
@@ -39,12 +40,14 @@ def _cached_json(request: Request, body: bytes, etag: str) -> Response:
 
 async def list_flags(request: Request) -> Response:
     snapshot = _snapshot(request)
+    require_write_key(request)
     body = orjson.dumps({"results": [f.data for f in snapshot.flags if f.data["active"]]})
     return _cached_json(request, body, snapshot.flags_etag)
 
 
 async def get_flag(request: Request) -> Response:
     snapshot = _snapshot(request)
+    require_write_key(request)
     try:
         flag = snapshot.flags_by_id.get(int(request.path_params["flag_id"]))
     except ValueError:
@@ -92,6 +95,7 @@ async def flags_for_user(request: Request) -> Response:
                 data["properties"] = orjson.loads(request.query_params["properties"])
             except orjson.JSONDecodeError:
                 raise ApiError(400, "validation_error", "properties must be a JSON object.", {"properties": "must be a JSON object"}) from None
+    require_write_key(request, data)
     distinct_id, context = _user_context(data)
     result: dict[str, Any] = {}
     for flag in snapshot.flags:

@@ -19,6 +19,7 @@ from ingest_api.routes.body import dead_letter_body, read_json_body, remote_addr
 from ingest_api.state import AppState
 from ingest_api.validation import check_json_tree, distinct_id_field, optional_string
 from ingest_api.uuid7 import uuid7
+from ingest_api.write_keys import require_write_key
 
 START = "session/start"
 END = "session/end"
@@ -64,6 +65,7 @@ def _client_time(body: dict[str, Any], name: str, received_at: datetime, state: 
 
 async def _body(request: Request, state: AppState, endpoint: str, received_at: datetime) -> dict[str, Any]:
     decoded = await read_json_body(request, state, endpoint, _SESSION_BODY_LIMIT, received_at, allow_empty=True)
+    require_write_key(request, None if decoded is None else decoded.value)
     if decoded is None:
         return {}
     if not isinstance(decoded.value, dict):
