@@ -68,7 +68,10 @@ def dbt_vars(eventtrack: EventtrackResource, context: AssetExecutionContext) -> 
 
 
 def _build(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
-    invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars(eventtrack, context))], context=context)
+    # dbt unit tests are for development and CI (tests/integration), not production runs: an
+    # incremental model's unit tests also need the model's table to exist already.
+    args = ["build", "--exclude-resource-type", "unit_test", "--vars", json.dumps(dbt_vars(eventtrack, context))]
+    invocation = dbt.cli(args, context=context)
     yield from invocation.stream()
     # Each invocation has its own target dir (~2 MB); Dagster has recorded the results.
     # A failed one raises above and keeps its dir for inspection.

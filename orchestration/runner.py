@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +29,8 @@ DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 WORKSPACE_FILE = REPO_ROOT / "workspace.yaml"
 DAGSTER_YAML_TEMPLATE = Path(__file__).resolve().parent / "dagster.yaml"
 DAGSTER_DATABASE = "dagster"
+MANIFEST = "manifest.json"
+PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 def _bin(name: str) -> str:
@@ -34,13 +38,29 @@ def _bin(name: str) -> str:
 
 
 def prepare_dbt_manifest() -> Path:
-    """Parses the dbt project into dbt_project/target/manifest.json (no database needed)."""
-    subprocess.run(
-        [_bin("dbt"), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
-        check=True,
-        cwd=DBT_PROJECT_DIR,
-    )
-    return DBT_PROJECT_DIR / "target" / "manifest.json"
+    """Parses the dbt project into dbt_project/target/manifest.json (no database needed).
+
+    Parses into a scratch dir, then renames the files into place: a process
+    reading the manifest (or another parse running at the same time) never
+    sees a half-written file.
+    """
+    target = DBT_PROJECT_DIR / "target"
+    scratch = target / f"parse-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir(parents=True)
+    try:
+        if (target / PARTIAL_PARSE).exists():  # lets dbt re-parse only what changed
+            shutil.copyfile(target / PARTIAL_PARSE, scratch / PARTIAL_PARSE)
+        subprocess.run(
+            [_bin("dbt"), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+             "--target-path", str(scratch)],
+            check=True,
+            cwd=DBT_PROJECT_DIR,
+        )
+        for name in (PARTIAL_PARSE, MANIFEST):
+            os.replace(scratch / name, target / name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target / MANIFEST
 
 
 def dagster_home(settings: Settings) -> Path:
@@ -48,9 +68,13 @@ def dagster_home(settings: Settings) -> Path:
 
 
 def dagster_database_url(database_url: str) -> str:
-    """The app's libpq URL with the database swapped for Dagster's own (same server, same credentials)."""
+    """The app's libpq URL with the database swapped for Dagster's own (same server, same credentials).
+
+    As a SQLAlchemy URL naming psycopg2: dagster-postgres sends `NOTIFY channel, %s`,
+    which psycopg 3 (SQLAlchemy 2.1's default driver) binds server-side and Postgres refuses.
+    """
     parts = urlsplit(database_url)
-    return urlunsplit(parts._replace(path=f"/{DAGSTER_DATABASE}"))
+    return urlunsplit(parts._replace(scheme="postgresql+psycopg2", path=f"/{DAGSTER_DATABASE}"))
 
 
 def dagster_environment(settings: Settings) -> dict[str, str]:

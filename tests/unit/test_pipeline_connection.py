@@ -33,8 +33,8 @@ def test_export_keeps_variables_an_operator_already_set():
 
 def test_dagster_gets_its_own_database_on_the_same_server():
     assert dagster_database_url("postgresql://postgres:@/eventtrack?host=/tmp/x/pg") == (
-        "postgresql://postgres:@/dagster?host=/tmp/x/pg"
+        "postgresql+psycopg2://postgres:@/dagster?host=/tmp/x/pg"
     )
     assert dagster_database_url("postgresql://u:p@h:5433/app?sslmode=require") == (
-        "postgresql://u:p@h:5433/dagster?sslmode=require"
+        "postgresql+psycopg2://u:p@h:5433/dagster?sslmode=require"
     )
