@@ -21,6 +21,7 @@ from ingest_api.errors import ApiError, error_response
 from ingest_api.metrics import Metrics
 from ingest_api.middleware import RateLimitMiddleware, RequestIdMiddleware
 from ingest_api.openapi import openapi_document
+from ingest_api.posthog import routes as posthog_routes
 from ingest_api.routes import capture, flags, health, sessions
 from ingest_api.settings import Settings
 from ingest_api.sink import EventSink
@@ -55,6 +56,7 @@ def routes() -> list[Route]:
         *_both(f"{flags.PUBLIC}/for_user/", flags.flags_for_user, ["GET", "POST"]),
         *_both(f"{flags.PUBLIC}/{{flag_id}}/", flags.get_flag, ["GET"]),
         *admin_routes(),
+        *posthog_routes.routes(),
         Route(f"{API}/openapi.json", _openapi, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -125,7 +127,7 @@ def create_app(settings: Settings) -> Starlette:
             RateLimitMiddleware,
             rate_per_second=settings.rate_limit_per_second,
             burst=settings.rate_limit_burst,
-            prefixes=(f"{API}/capture", f"{API}/batch", f"{API}/session", f"{API}/public"),
+            prefixes=(f"{API}/capture", f"{API}/batch", f"{API}/session", f"{API}/public", *posthog_routes.RATE_LIMITED_PREFIXES),
         )
     )
     app = Starlette(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingest_api.posthog import openapi as compat
+
 _STR200 = {"type": "string", "minLength": 1, "maxLength": 200}
 _OPT_STR = {"type": ["string", "null"], "maxLength": 200}
 _TS = {"type": ["string", "null"], "format": "date-time"}
@@ -131,6 +133,7 @@ def openapi_document() -> dict[str, Any]:
             },
             **_flag_paths(),
             **_admin_paths(),
+            **compat.capture_paths(),
             "/metrics": {
                 "get": {
                     "operationId": "metrics",
@@ -213,6 +216,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 "Error": _ERROR,
+                **compat.SCHEMAS,
                 "FlagDefinition": _FLAG_DEFINITION,
                 "Flag": _FLAG,
                 "FlagsForUser": {

@@ -1,0 +1,1 @@
+"""PostHog-compatible capture and flag endpoints, translated onto the native pipeline."""
