@@ -452,6 +452,11 @@ def load(
         "events_per_s": round(ok * events_per_request / seconds, 1),
         "latency_ms": {k: round(v / 1000, 2) for k, v in stats["latency_us"].items()},
         "cpu_percent": _cpu_percent(cpu0, cpu1, wall, wrk=stats["wrk_cpu_seconds"]),
+        # CPU per event hardly depends on load from outside the benchmark, unlike throughput.
+        "cpu_us_per_event": {
+            name: round(1e6 * _delta(cpu0[name], cpu1[name]) / max(1, stats["requests"] * events_per_request), 1)
+            for name in ("server", "postgres")
+        },
         "wrk_output": stats["wrk_output"],
     }
     if database_url:
@@ -520,6 +525,10 @@ def raw_copy(url: str, chunks: list[list[tuple]], duration: int, meter: CpuMeter
         "seconds": round(elapsed, 3),
         "rows_per_s": round(copied / elapsed, 1),
         "cpu_percent": _cpu_percent(cpu0, cpu1, elapsed, python_client=proc1 - proc0),
+        "cpu_us_per_event": {
+            "postgres": round(1e6 * _delta(cpu0["postgres"], cpu1["postgres"]) / copied, 1),
+            "python_client": round(1e6 * (proc1 - proc0) / copied, 1),
+        },
         "verification": {"rows_copied": copied, "rows_counted": counted, "ok": True},
     }
 
@@ -587,7 +596,8 @@ def _summary(results: dict[str, Any]) -> str:
         return f"p50 {r['latency_ms']['p50']:>7.2f} ms   p99 {r['latency_ms']['p99']:>7.2f} ms"
 
     def cpu(r: dict[str, Any]) -> str:
-        return ", ".join(f"{k} {v:.0f}%" for k, v in r["cpu_percent"].items())
+        per_event = ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us_per_event"].items())
+        return ", ".join(f"{k} {v:.0f}%" for k, v in r["cpu_percent"].items()) + f"; CPU us/event: {per_event}"
 
     lines = [
         "",
@@ -622,8 +632,9 @@ def _summary(results: dict[str, Any]) -> str:
         f"           raw COPY {b['raw_copy']['rows_per_s']:>9.1f} rows/s",
         f"  service / raw COPY = {b['ratio']:.1%} (target >= {BATCH_MIN_RATIO:.0%}): {yes(b['ratio_met'])}",
         "",
-        "CPU in % of one core (the machine has "
-        f"{m['cpus']}); 'others' is load from outside the benchmark, 'steal' is time the VM host took.",
+        "[CPU in % of one core (the machine has "
+        f"{m['cpus']}); 'others' is load from outside the benchmark, 'steal' is time the VM host took;"
+        " CPU us/event: CPU time per event (per request for single capture), which load from outside hardly changes]",
         "Row checks: after every load `events` grew by (200 answers) x (events per request), plus the requests"
         " in flight when wrk stopped; nothing was lost.",
         f"Targets: {'ALL MET' if results['all_targets_met'] else 'NOT ALL MET'}",
