@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingest_api.ofrep import openapi as ofrep
 from ingest_api.posthog import openapi as compat
 
 _STR200 = {"type": "string", "minLength": 1, "maxLength": 200}
@@ -134,6 +135,8 @@ def openapi_document() -> dict[str, Any]:
             **_flag_paths(),
             **_admin_paths(),
             **compat.capture_paths(),
+            **compat.flag_paths(),
+            **ofrep.paths(),
             "/metrics": {
                 "get": {
                     "operationId": "metrics",
@@ -217,6 +220,7 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "Error": _ERROR,
                 **compat.SCHEMAS,
+                **ofrep.SCHEMAS,
                 "FlagDefinition": _FLAG_DEFINITION,
                 "Flag": _FLAG,
                 "FlagsForUser": {

@@ -88,3 +88,50 @@ def capture_paths() -> dict[str, Any]:
         for path in CAPTURE_PATHS
     }
 
+
+_FLAGS_REQUEST = {
+    "type": "object",
+    "required": ["distinct_id"],
+    "properties": {
+        "api_key": {"type": "string"},
+        "token": {"type": "string"},
+        "distinct_id": {"type": ["string", "integer"]},
+        "person_properties": {"type": "object", "additionalProperties": True},
+        "groups": {"type": "object"},
+        "group_properties": {"type": "object"},
+        "flag_keys_to_evaluate": {"type": "array", "items": {"type": "string"}},
+    },
+}
+SCHEMAS["PosthogFlagsRequest"] = _FLAGS_REQUEST
+SCHEMAS["PosthogFlagsResponse"] = {
+    "type": "object",
+    "description": "`flags` (per-flag records: /flags v2+, /decide v4+) or `featureFlags` + `featureFlagPayloads` (older versions).",
+    "properties": {
+        "flags": {"type": "object", "additionalProperties": {"type": "object"}},
+        "featureFlags": {"type": "object", "additionalProperties": {"type": ["boolean", "string"]}},
+        "featureFlagPayloads": {"type": "object", "additionalProperties": {"type": "string"}},
+        "errorsWhileComputingFlags": {"type": "boolean"},
+        "requestId": {"type": "string"},
+    },
+}
+
+
+def flag_paths() -> dict[str, Any]:
+    def operation(name: str, versions: str) -> dict[str, Any]:
+        return {
+            "post": {
+                "operationId": f"posthog{name.capitalize()}",
+                "summary": f"PostHog-compatible flag evaluation ({versions})",
+                "parameters": [
+                    {"name": "v", "in": "query", "required": False, "schema": {"type": "string"}, "description": versions},
+                    _COMPRESSION,
+                ],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PosthogFlagsRequest"}}}},
+                "responses": {
+                    "200": {"description": "Every active flag, evaluated.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PosthogFlagsResponse"}}}},
+                    **_ERRORS,
+                },
+            }
+        }
+
+    return {"/flags/": operation("flags", "v=2 or later (default): per-flag records; v=1: maps"), "/decide/": operation("decide", "v=4: per-flag records; v=3 and older: maps")}

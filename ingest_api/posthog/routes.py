@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from ingest_api.posthog import capture
+from ingest_api.posthog import capture, flag_routes
 
 # Where PostHog SDKs send events (posthog-js: /e/, /i/v0/e/; mobile and server SDKs: /batch/, /capture/; /track/: legacy).
 CAPTURE_PATHS = ("/batch/", "/e/", "/capture/", "/i/v0/e/", "/track/")
@@ -18,4 +18,6 @@ def _both(path: str, endpoint, methods: list[str]) -> list[Route]:
 def routes() -> list[Route]:
     return [
         *(route for path in CAPTURE_PATHS for route in _both(path, capture.capture, ["POST"])),
+        *_both("/flags/", flag_routes.flags, ["POST"]),
+        *_both("/decide/", flag_routes.decide, ["POST"]),
     ]

@@ -1,0 +1,1 @@
+"""OpenFeature Remote Evaluation Protocol (OFREP) endpoints over the native flags."""

@@ -1,0 +1,70 @@
+"""POST /flags/?v=2 and /decide/?v=3|4: PostHog SDKs' flag requests, served from the config cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingest_api.decode import parse_json
+from ingest_api.errors import ApiError
+from ingest_api.posthog.decode import decode_body
+from ingest_api.posthog.flags import evaluate_all, flags_response, wants_detailed
+from ingest_api.routes.flags import _snapshot
+from ingest_api.validation import clean_string
+from ingest_api.write_keys import require_write_key
+
+FLAGS_BODY_LIMIT = 64 * 1024
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > FLAGS_BODY_LIMIT:
+        raise ApiError(413, "payload_too_large", "The body is limited to 64 KiB.", {"body": "max 64 KiB"})
+    body = decode_body(
+        raw,
+        content_type=request.headers.get("content-type"),
+        encoding_header=request.headers.get("content-encoding"),
+        compression=request.query_params.get("compression"),
+        limit=FLAGS_BODY_LIMIT,
+    )
+    data, _ = parse_json(body) if body.strip() else ({}, False)
+    if not isinstance(data, dict):
+        raise ApiError(400, "not_an_object", "The body must be a JSON object.", {"body": "must be an object"})
+    return data
+
+
+def _distinct_id(data: dict[str, Any]) -> str:
+    value = data.get("distinct_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not 1 <= len(value) <= 200:
+        raise ApiError(400, "validation_error", "distinct_id is required (a string of 1 to 200 characters).", {"distinct_id": "is required"})
+    return clean_string(value)
+
+
+async def _answer(request: Request, path_kind: str) -> Response:
+    snapshot = _snapshot(request)
+    data = await _body(request)
+    require_write_key(request, data)
+    distinct_id = _distinct_id(data)
+    properties = data.get("person_properties")
+    if properties is None:
+        properties = {}
+    elif not isinstance(properties, dict):
+        raise ApiError(400, "validation_error", "person_properties must be a JSON object.", {"person_properties": "must be an object"})
+    only = data.get("flag_keys_to_evaluate")
+    only = {k for k in only if isinstance(k, str)} if isinstance(only, list) else None
+    results = evaluate_all(snapshot.flags, distinct_id, properties, only)
+    answer = flags_response(results, wants_detailed(path_kind, request.query_params.get("v")))
+    return Response(orjson.dumps(answer), media_type="application/json")
+
+
+async def flags(request: Request) -> Response:
+    return await _answer(request, "flags")
+
+
+async def decide(request: Request) -> Response:
+    return await _answer(request, "decide")
