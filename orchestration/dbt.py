@@ -7,26 +7,22 @@ this module only reads it.
 
 import json
 import shutil
-import sys
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Mapping
 
 from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, FreshnessPolicy
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.partitions import daily_partitions, hourly_partitions, window_vars
-from orchestration.resources import EventtrackResource
-
-DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+from orchestration.resources import DBT_PROJECT_DIR, EventtrackResource, venv_executable
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 dbt_project.prepare_if_dev()
 
 
 def dbt_resource() -> DbtCliResource:
-    # The dbt next to this interpreter: the venv's bin is not always on PATH.
-    return DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).with_name("dbt")))
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=venv_executable("dbt"))
+
 
 # Two dbt invocations never run at once: every dbt op takes a slot of this
 # pool, limited to 1 in dagster.yaml (and the dbt jobs carry DBT_RUN_TAG).

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
+
 import psycopg
 from dagster import ConfigurableResource
 from psycopg.conninfo import conninfo_to_dict
 
 from ingest_api.settings import Settings
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+
+
+def venv_executable(name: str) -> str:
+    """A console script installed next to this interpreter (the venv's bin is not always on PATH)."""
+    return str(Path(sys.executable).with_name(name))
+
 
 # The variables dbt_project/profiles.yml reads.
 DBT_ENV_VARS = (

@@ -15,26 +15,20 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from ingest_api.embedded_postgres import ensure_database
 from ingest_api.settings import Settings
-from orchestration.resources import dbt_connection_env
+from orchestration.resources import DBT_PROJECT_DIR, dbt_connection_env, venv_executable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 WORKSPACE_FILE = REPO_ROOT / "workspace.yaml"
 DAGSTER_YAML_TEMPLATE = Path(__file__).resolve().parent / "dagster.yaml"
 DAGSTER_DATABASE = "dagster"
 MANIFEST = "manifest.json"
 PARTIAL_PARSE = "partial_parse.msgpack"
-
-
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
 
 
 def prepare_dbt_manifest() -> Path:
@@ -50,12 +44,9 @@ def prepare_dbt_manifest() -> Path:
     try:
         if (target / PARTIAL_PARSE).exists():  # lets dbt re-parse only what changed
             shutil.copyfile(target / PARTIAL_PARSE, scratch / PARTIAL_PARSE)
-        subprocess.run(
-            [_bin("dbt"), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-             "--target-path", str(scratch)],
-            check=True,
-            cwd=DBT_PROJECT_DIR,
-        )
+        project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+        output = ["--target-path", str(scratch), "--log-path", str(scratch)]
+        subprocess.run([venv_executable("dbt"), "parse", "--quiet", *project, *output], check=True, cwd=DBT_PROJECT_DIR)
         for name in (PARTIAL_PARSE, MANIFEST):
             os.replace(scratch / name, target / name)
     finally:
@@ -103,14 +94,14 @@ def dagster_commands(settings: Settings) -> dict[str, list[str]]:
     workspace = ["-w", str(WORKSPACE_FILE)]
     return {
         "dagster-webserver": [
-            _bin("dagster-webserver"),
+            venv_executable("dagster-webserver"),
             *workspace,
             "-h",
             settings.dagster_host,
             "-p",
             str(settings.dagster_port),
         ],
-        "dagster-daemon": [_bin("dagster-daemon"), "run", *workspace],
+        "dagster-daemon": [venv_executable("dagster-daemon"), "run", *workspace],
     }
 
 

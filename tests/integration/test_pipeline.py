@@ -426,13 +426,13 @@ def test_catch_up_builds_every_mart_through_the_persistent_instance(pipeline, db
         assert len(instance.get_runs()) == 4
 
 
-def test_dbt_unit_tests_pass(pipeline):
+def test_dbt_unit_tests_pass(pipeline, tmp_path):
     """The dbt unit tests (sessionization gaps, late rows, partition window); they need the models' tables to exist."""
     from orchestration.dbt import dbt_resource
 
     dbt = dbt_resource()
-    dbt.cli(["run", "--empty"]).wait()
-    invocation = dbt.cli(["test", "--select", "test_type:unit"]).wait()
+    dbt.cli(["run", "--empty"], target_path=tmp_path / "run").wait()
+    invocation = dbt.cli(["test", "--select", "test_type:unit"], target_path=tmp_path / "test").wait()
     results = invocation.get_artifact("run_results.json")["results"]
     assert len(results) >= 5
     assert {r["status"] for r in results} == {"pass"}

@@ -5,7 +5,10 @@
         unique_key='day',
         on_schema_change='fail',
         full_refresh=false,
-        post_hook="create index if not exists {{ this.name }}_day_idx on {{ this }} (day)",
+        post_hook=[
+            "create index if not exists {{ this.name }}_day_idx on {{ this }} (day)",
+            "create index if not exists {{ this.name }}_watermark_idx on {{ this }} (_ingest_seq_watermark)",
+        ],
     )
 }}
 -- One row per UTC day with at least one event. A day's users also count in

@@ -5,7 +5,10 @@
         unique_key='hour',
         on_schema_change='fail',
         full_refresh=false,
-        post_hook="create index if not exists {{ this.name }}_hour_idx on {{ this }} (hour)",
+        post_hook=[
+            "create index if not exists {{ this.name }}_hour_idx on {{ this }} (hour)",
+            "create index if not exists {{ this.name }}_watermark_idx on {{ this }} (_ingest_seq_watermark)",
+        ],
     )
 }}
 -- Rebuilds whole hours: those that received events since the last run
