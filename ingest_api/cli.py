@@ -89,8 +89,12 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """Database (embedded unless DATABASE_URL), migrations, then every service until Ctrl-C."""
     with database(settings) as s:
         _migrate(s)
-        env = {**os.environ, "DATABASE_URL": s.require_database_url()}
-        services = {"api": _api_command(s)}
+        from orchestration.runner import REPO_ROOT, dagster_commands, prepare_dagster
+
+        # The dbt manifest, Dagster's database and DAGSTER_HOME, then the webserver and
+        # the daemon (which runs the schedules) next to the API.
+        env = {**os.environ, "DATABASE_URL": s.require_database_url(), **prepare_dagster(s)}
+        services = {"api": _api_command(s), **dagster_commands(s)}
         children: dict[str, subprocess.Popen] = {}
         stopping = False
 
@@ -103,8 +107,12 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         try:
             for name, command in services.items():
                 # Own process group: Ctrl-C reaches us once; we stop the children in order.
-                children[name] = subprocess.Popen(command, env=env, start_new_session=True)
-            print(f"eventtrack is up: API on http://{s.api_host}:{s.api_port}  (Ctrl-C stops everything)", flush=True)
+                children[name] = subprocess.Popen(command, env=env, cwd=REPO_ROOT, start_new_session=True)
+            print(
+                f"eventtrack is up: API on http://{s.api_host}:{s.api_port}, "
+                f"Dagster UI on http://{s.dagster_host}:{s.dagster_port}  (Ctrl-C stops everything)",
+                flush=True,
+            )
             while not stopping:
                 for name, child in children.items():
                     if child.poll() is not None:
@@ -122,6 +130,29 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
                     child.kill()
             print("stopped", flush=True)
     return 0
+
+
+def cmd_catch_up(settings: Settings, args: argparse.Namespace) -> int:
+    """Runs now, in this process, what the schedules would have run by this moment."""
+    from orchestration.runner import catch_up, prepare_dagster
+
+    with database(settings) as s:
+        _migrate(s)
+        env = prepare_dagster(s)
+        os.environ.update(env)  # dbt and Dagster read their connection and home from the environment
+        ok = catch_up(s)
+    print("catch-up " + ("done" if ok else "FAILED: see the runs in the Dagster UI or the log above"))
+    return 0 if ok else 1
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Sends a realistic stream of mobile events over the last days to a running API."""
+    from ingest_api.demo import run_demo
+
+    base_url = args.url or f"http://{settings.api_host}:{settings.api_port}"
+    stats = run_demo(base_url, users=args.users, days=args.days)
+    print(f"demo: {stats['events']} events in {stats['requests']} requests to {base_url} ({stats['failed']} failed)")
+    return 0 if stats["failed"] == 0 else 1
 
 
 def cmd_create_admin_key(settings: Settings, args: argparse.Namespace) -> int:
@@ -191,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply database migrations and create event partitions")
     sub.add_parser("api", help="serve the ingest API (uvicorn)")
     sub.add_parser("up", help="database + migrations + all services; what `make run` calls")
+    sub.add_parser("catch-up", help="run now what the schedules would have run (aggregates, sessions, maintenance)")
+    demo = sub.add_parser("demo", help="send a realistic stream of mobile events to the running API")
+    demo.add_argument("--users", type=int, default=200)
+    demo.add_argument("--days", type=int, default=7)
+    demo.add_argument("--url", help="API base URL (default: http://API_HOST:API_PORT)")
     create = sub.add_parser("create-admin-key", help="create an admin API key and print it once")
     create.add_argument("--name", required=True)
     sub.add_parser("list-admin-keys", help="list admin API keys (never the keys themselves)")
@@ -207,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": cmd_migrate,
         "api": cmd_api,
         "up": cmd_up,
+        "catch-up": cmd_catch_up,
+        "demo": cmd_demo,
         "create-admin-key": cmd_create_admin_key,
         "list-admin-keys": cmd_list_admin_keys,
         "revoke-admin-key": cmd_revoke_admin_key,

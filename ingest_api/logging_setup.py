@@ -31,7 +31,10 @@ def configure_json_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # No access log: a line per request costs throughput and records client addresses;
+    # the reverse proxy in front keeps one if wanted.
+    logging.getLogger("uvicorn.access").disabled = True

@@ -37,11 +37,33 @@ def test_up_serves_the_api_on_embedded_postgres_and_ctrl_c_stops_everything():
             time.sleep(0.5)
         response = httpx.post(f"{base}/api/v1/analytics/capture/", json={"distinct_id": "u", "event": "app_open"})
         assert response.status_code == 200
+
+        # The Dagster UI with the whole asset graph and the schedules running.
+        ui = f"http://127.0.0.1:{env['DAGSTER_PORT']}"
+        while True:
+            try:
+                if httpx.get(f"{ui}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "Dagster UI did not come up"
+            time.sleep(0.5)
+        assets = graphql(ui, "{ assetNodes { assetKey { path } } }")["assetNodes"]
+        names = {"/".join(a["assetKey"]["path"]) for a in assets}
+        assert {"eventtrack/events", "analytics/agg_events_hourly", "analytics/agg_events_daily", "analytics/fct_sessions",
+                "analytics/active_users_daily", "maintenance/retention", "maintenance/session_closure"} <= names
+        repos = graphql(ui, "{ repositoriesOrError { ... on RepositoryConnection { nodes { schedules {"
+                            " name cronSchedule executionTimezone scheduleState { status } } } } } }")
+        schedules = repos["repositoriesOrError"]["nodes"][0]["schedules"]
+        assert schedules and all(s["scheduleState"]["status"] == "RUNNING" and s["executionTimezone"] == "UTC" for s in schedules)
         assert (data_dir / "pg" / "postmaster.pid").exists()
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
         assert not (data_dir / "pg" / "postmaster.pid").exists(), "embedded Postgres still running"
+        for pattern in (str(data_dir), f"dagster-webserver.*{env['DAGSTER_PORT']}"):
+            leftovers = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+            assert not leftovers, f"processes matching {pattern} survived Ctrl-C"
         try:
             httpx.get(f"{base}/healthz", timeout=2)
             raise AssertionError("API still answering after Ctrl-C")
@@ -51,6 +73,12 @@ def test_up_serves_the_api_on_embedded_postgres_and_ctrl_c_stops_everything():
         if proc.poll() is None:
             proc.kill()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def graphql(ui: str, query: str) -> dict:
+    response = httpx.post(f"{ui}/graphql", json={"query": query}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
 
 
 def test_migrate_honours_database_url_with_a_unix_socket_host(embedded_pg, tmp_path):

@@ -1,0 +1,156 @@
+"""`eventtrack demo`: a realistic stream of mobile events over the last days, sent through the real HTTP API.
+
+Users on iOS and Android with several app versions open the app, browse, buy,
+start and end sessions; some phones have clocks hours off (fixed by sent_at),
+some come back online with days-old events, and some batches are sent twice
+(deduplicated by uuid). Generation is pure and seeded (`plan_demo`); sending is
+a thin HTTP loop (`send_demo`).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
+
+import httpx
+
+APP_VERSIONS = {"iOS": ["3.0.0", "3.1.0", "3.2.0"], "Android": ["3.0.0", "3.1.2", "3.2.0"]}
+OS_VERSIONS = {"iOS": ["17.6", "18.1", "18.2"], "Android": ["13", "14", "15"]}
+SCREENS = ["home", "search", "item", "cart", "profile", "settings"]
+
+
+@dataclass
+class DemoSession:
+    session_id: str
+    distinct_id: str
+    device_id: str
+    app_version: str
+    os_name: str
+    os_version: str
+    started_at: datetime
+    ended_at: datetime | None  # None: the app never said (the pipeline closes it on timeout)
+    events: list[dict] = field(default_factory=list)
+    clock_offset: timedelta = timedelta(0)  # how wrong the phone's clock is
+    offline: bool = False  # sent days later, when the phone is back online
+    resend: bool = False  # the batch is sent twice (a retry after a timeout)
+
+
+def plan_demo(users: int, days: int, now: datetime, seed: int = 42) -> list[DemoSession]:
+    rng = random.Random(seed)
+    sessions: list[DemoSession] = []
+    for n in range(users):
+        os_name = rng.choice(["iOS", "iOS", "Android"])
+        distinct_id = f"user-{n:04d}"
+        device_id = str(uuid.UUID(int=rng.getrandbits(128)))
+        version_index = rng.randrange(3)
+        clock_offset = timedelta(hours=rng.choice([0, 0, 0, 0, 2, -3]))
+        for _ in range(rng.randrange(1, 3 * days + 1)):
+            started = now - timedelta(seconds=rng.randrange(days * 86400))
+            if rng.random() < 0.1 and version_index < 2:  # users update the app now and then
+                version_index += 1
+            session = DemoSession(
+                session_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                distinct_id=distinct_id,
+                device_id=device_id,
+                app_version=APP_VERSIONS[os_name][version_index],
+                os_name=os_name,
+                os_version=rng.choice(OS_VERSIONS[os_name]),
+                started_at=started,
+                ended_at=None,
+                clock_offset=clock_offset,
+                offline=rng.random() < 0.05,
+                resend=rng.random() < 0.05,
+            )
+            at = started
+            session.events.append(_event(rng, session, "app_open", at, {}))
+            for _ in range(rng.randrange(1, 15)):
+                at += timedelta(seconds=rng.randrange(5, 240))
+                if at > now:  # the session is still going on
+                    break
+                screen = rng.choice(SCREENS)
+                session.events.append(_event(rng, session, "screen_view", at, {"screen": screen}))
+                if screen == "item" and rng.random() < 0.5:
+                    session.events.append(_event(rng, session, "item_viewed", at, {"item_id": f"sku-{rng.randrange(50)}"}))
+                if screen == "cart" and rng.random() < 0.3:
+                    amount = round(rng.uniform(2, 120), 2)
+                    session.events.append(_event(rng, session, "purchase_completed", at, {"amount": amount, "currency": "EUR"}))
+            if at < now and rng.random() < 0.7:
+                session.ended_at = min(at + timedelta(seconds=rng.randrange(1, 60)), now)
+            sessions.append(session)
+    sessions.sort(key=lambda s: s.started_at)
+    return [s for s in sessions if s.started_at < now]
+
+
+def _event(rng: random.Random, session: DemoSession, event_type: str, at: datetime, properties: dict) -> dict:
+    return {
+        "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "distinct_id": session.distinct_id,
+        "event_type": event_type,
+        "session_id": session.session_id,
+        "device_id": session.device_id,
+        "app_version": session.app_version,
+        "os_name": session.os_name,
+        "os_version": session.os_version,
+        # As the phone's clock says it.
+        "timestamp": (at + session.clock_offset).isoformat(),
+        "properties": properties,
+    }
+
+
+def _requests(session: DemoSession, now: datetime) -> Iterator[tuple[str, str, dict]]:
+    """(method, path, body) in the order the app sends them."""
+    phone_now = (now + session.clock_offset).isoformat()
+    yield "POST", "/api/v1/analytics/session/start/", {
+        "session_id": session.session_id,
+        "distinct_id": session.distinct_id,
+        "device_id": session.device_id,
+        "app_version": session.app_version,
+        "os_name": session.os_name,
+        "os_version": session.os_version,
+        "started_at": (session.started_at + session.clock_offset).isoformat(),
+        "sent_at": phone_now,
+    }
+    batch = {"events": session.events, "sent_at": phone_now}
+    if batch["events"]:
+        yield "POST", "/api/v1/analytics/batch/", batch
+        if session.resend:
+            yield "POST", "/api/v1/analytics/batch/", batch
+    if session.ended_at is not None:
+        yield "PUT", f"/api/v1/analytics/session/{session.session_id}/end/", {
+            "ended_at": (session.ended_at + session.clock_offset).isoformat(),
+            "sent_at": phone_now,
+        }
+
+
+def send_demo(base_url: str, sessions: list[DemoSession], now: datetime, out=sys.stderr) -> dict[str, int]:
+    """Sends every session through the API; returns counts of events sent and answers by status."""
+    requests = [r for s in sorted(sessions, key=lambda s: s.offline) for r in _requests(s, now)]  # offline phones last
+    stats = {"requests": 0, "events": 0, "failed": 0}
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for done, (method, path, body) in enumerate(requests, 1):
+            response = client.request(method, path, json=body)
+            stats["requests"] += 1
+            if response.status_code >= 400:
+                stats["failed"] += 1
+            elif path.endswith("/batch/"):
+                stats["events"] += response.json()["accepted"]
+            _progress(out, done, len(requests))
+    out.write("\n")
+    return stats
+
+
+def _progress(out, done: int, total: int, width: int = 40) -> None:
+    if done != total and done % 25:
+        return
+    filled = width * done // total
+    out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} requests")
+    out.flush()
+
+
+def run_demo(base_url: str, users: int, days: int) -> dict[str, int]:
+    now = datetime.now(timezone.utc)
+    return send_demo(base_url, plan_demo(users, days, now), now)
