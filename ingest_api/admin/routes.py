@@ -109,49 +109,59 @@ _EVENT_FIELDS = (
 )
 
 
-@admin_only
-async def list_events(request: Request) -> Response:
+async def _newest_first_page(
+    request: Request, *, select: str, where: list[str], params: dict[str, Any], time_column: str, id_column: str
+) -> Response:
+    """A keyset page of `select` ordered newest first by (time_column, id_column): the events and sessions listings."""
     state: AppState = request.app.state.eventtrack
-    _check_unknown_params(request, {"event_type", "distinct_id", "session_id", "start", "end", "limit", "cursor"})
     limit = parse_limit(request.query_params.get("limit"))
     cursor = decode_cursor(request.query_params.get("cursor"), 2)
+    start, end = _time_param(request, "start"), _time_param(request, "end")
+    if start:
+        where.append(f"{time_column} >= :start")
+        params["start"] = start
+    if end:
+        where.append(f"{time_column} < :end")
+        params["end"] = end
+    order = "DESC"
+    if cursor:
+        try:
+            params["c_ts"], params["c_id"] = datetime.fromisoformat(cursor.key[0]), uuid.UUID(cursor.key[1])
+        except (TypeError, ValueError):
+            raise ApiError(400, "invalid_parameter", "The cursor is not valid.", {"cursor": "invalid cursor"}) from None
+        # Newest first: "forward" means older rows.
+        where.append(f"({time_column}, {id_column}) {'<' if cursor.forward else '>'} (:c_ts, :c_id)")
+        order = "DESC" if cursor.forward else "ASC"
+    sql = select
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY {time_column} {order}, {id_column} {order} LIMIT {limit + 1}"
+    async with state.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), params)).all()]
+    time_key, id_key = time_column.strip('"'), id_column
+    body = page(
+        rows,
+        limit=limit,
+        cursor=cursor,
+        key_of=lambda r: (r[time_key].isoformat(), str(r[id_key])),
+        base_url=_base_url(request),
+        params=dict(request.query_params),
+    )
+    return json_response(body)
+
+
+@admin_only
+async def list_events(request: Request) -> Response:
+    _check_unknown_params(request, {"event_type", "distinct_id", "session_id", "start", "end", "limit", "cursor"})
     where, params = [], {}
     for name in ("event_type", "distinct_id", "session_id"):
         value = _text_param(request, name)
         if value is not None:
             where.append(f"{name} = :{name}")
             params[name] = value
-    start, end = _time_param(request, "start"), _time_param(request, "end")
-    if start:
-        where.append('"timestamp" >= :start')
-        params["start"] = start
-    if end:
-        where.append('"timestamp" < :end')
-        params["end"] = end
-    order = "DESC"
-    if cursor:
-        try:
-            params["c_ts"], params["c_uuid"] = datetime.fromisoformat(cursor.key[0]), uuid.UUID(cursor.key[1])
-        except (TypeError, ValueError):
-            raise ApiError(400, "invalid_parameter", "The cursor is not valid.", {"cursor": "invalid cursor"}) from None
-        # Newest first: "forward" means older rows.
-        where.append('("timestamp", uuid) < (:c_ts, :c_uuid)' if cursor.forward else '("timestamp", uuid) > (:c_ts, :c_uuid)')
-        order = "DESC" if cursor.forward else "ASC"
-    sql = f"SELECT {_EVENT_FIELDS} FROM events"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f' ORDER BY "timestamp" {order}, uuid {order} LIMIT {limit + 1}'
-    async with state.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), params)).all()]
-    body = page(
-        rows,
-        limit=limit,
-        cursor=cursor,
-        key_of=lambda r: (r["timestamp"].isoformat(), str(r["uuid"])),
-        base_url=_base_url(request),
-        params=dict(request.query_params),
+    return await _newest_first_page(
+        request, select=f"SELECT {_EVENT_FIELDS} FROM events", where=where, params=params, time_column='"timestamp"', id_column="uuid"
     )
-    return json_response(body)
 
 
 # --- sessions -------------------------------------------------------------------
@@ -165,10 +175,7 @@ _SESSION_FIELDS = (
 
 @admin_only
 async def list_sessions(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
     _check_unknown_params(request, {"distinct_id", "status", "start", "end", "limit", "cursor"})
-    limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), 2)
     where, params = [], {}
     distinct_id = _text_param(request, "distinct_id")
     if distinct_id:
@@ -181,36 +188,9 @@ async def list_sessions(request: Request) -> Response:
         where.append("ended_at IS NULL")
     elif status == "ended":
         where.append("ended_at IS NOT NULL")
-    start, end = _time_param(request, "start"), _time_param(request, "end")
-    if start:
-        where.append("started_at >= :start")
-        params["start"] = start
-    if end:
-        where.append("started_at < :end")
-        params["end"] = end
-    order = "DESC"
-    if cursor:
-        try:
-            params["c_ts"], params["c_id"] = datetime.fromisoformat(cursor.key[0]), uuid.UUID(cursor.key[1])
-        except (TypeError, ValueError):
-            raise ApiError(400, "invalid_parameter", "The cursor is not valid.", {"cursor": "invalid cursor"}) from None
-        where.append("(started_at, session_id) < (:c_ts, :c_id)" if cursor.forward else "(started_at, session_id) > (:c_ts, :c_id)")
-        order = "DESC" if cursor.forward else "ASC"
-    sql = f"SELECT {_SESSION_FIELDS} FROM sessions"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY started_at {order}, session_id {order} LIMIT {limit + 1}"
-    async with state.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), params)).all()]
-    body = page(
-        rows,
-        limit=limit,
-        cursor=cursor,
-        key_of=lambda r: (r["started_at"].isoformat(), str(r["session_id"])),
-        base_url=_base_url(request),
-        params=dict(request.query_params),
+    return await _newest_first_page(
+        request, select=f"SELECT {_SESSION_FIELDS} FROM sessions", where=where, params=params, time_column="started_at", id_column="session_id"
     )
-    return json_response(body)
 
 
 # --- feature flags ------------------------------------------------------------
