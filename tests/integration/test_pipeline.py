@@ -436,3 +436,25 @@ def test_dbt_unit_tests_pass(pipeline, tmp_path):
     results = invocation.get_artifact("run_results.json")["results"]
     assert len(results) >= 5
     assert {r["status"] for r in results} == {"pass"}
+
+
+def test_rows_of_a_transaction_still_open_during_a_run_are_counted_by_the_next_run(pipeline, db, database_url):
+    """A still-uncommitted ingest transaction holds a lower ingest_seq than rows committed after it:
+    the watermark must not move past it, or those rows would never be aggregated."""
+    from orchestration.dbt import dbt_hourly_aggregates, dbt_models
+
+    pipeline.materialize([dbt_models])  # the staging views
+    now = datetime.now(timezone.utc)
+    hour = utc_hour(now - timedelta(hours=3))
+    other_hour_key = (hour - timedelta(hours=5)).strftime("%Y-%m-%d-%H:%M")
+    insert_events(db, [event(hour + timedelta(minutes=1), "u1", "d1", received_at=now - timedelta(hours=1))])
+    with psycopg.connect(database_url) as in_flight:
+        insert_events(in_flight, [event(hour + timedelta(minutes=2), "u2", "d2", received_at=now)])  # lower seq, open
+        insert_events(db, [event(hour + timedelta(minutes=3), "u3", "d3", received_at=now)])  # higher seq, committed
+        pipeline.materialize([dbt_hourly_aggregates], partition_key=other_hour_key)
+        assert db.execute("SELECT sum(event_count) FROM analytics.agg_events_hourly").fetchone() == (2,)
+        in_flight.commit()
+
+    pipeline.materialize([dbt_hourly_aggregates], partition_key=other_hour_key)
+
+    assert db.execute("SELECT hour, sum(event_count) FROM analytics.agg_events_hourly GROUP BY hour").fetchall() == [(hour, 3)]
