@@ -14,6 +14,7 @@ from orchestration.maintenance import (
     close_inactive_sessions,
     event_partitions,
     event_partitions_ahead,
+    prune_aggregates,
     retention,
     session_closure,
 )
@@ -144,3 +145,30 @@ def test_partition_maintenance_creates_the_coming_days(db, eventtrack):
     assert partition_name(last) in event_partitions(db)
     [materialization] = result.asset_materializations_for_node("maintenance__event_partitions")
     assert materialization.metadata["partitions_created"].value == 1
+
+
+def test_aggregate_buckets_older_than_their_retention_are_pruned_and_missing_tables_skipped(db):
+    now = datetime.now(timezone.utc)
+    today = now.date()
+    db.execute("DROP SCHEMA IF EXISTS analytics CASCADE")
+    db.execute("CREATE SCHEMA analytics")
+    try:
+        db.execute("CREATE TABLE analytics.agg_events_hourly (hour timestamptz)")
+        db.execute("CREATE TABLE analytics.agg_events_daily (day date)")
+        midnight = datetime(today.year, today.month, today.day, tzinfo=timezone.utc)
+        oldest_kept = midnight - timedelta(days=730)
+        db.execute(
+            "INSERT INTO analytics.agg_events_hourly VALUES (%s), (%s)", (oldest_kept - timedelta(hours=1), oldest_kept)
+        )
+        db.execute(
+            "INSERT INTO analytics.agg_events_daily VALUES (%s), (%s)",
+            (oldest_kept.date() - timedelta(days=1), oldest_kept.date()),
+        )
+
+        deleted = prune_aggregates(db, now, 730)
+
+        assert deleted == {"analytics.agg_events_hourly": 1, "analytics.agg_events_daily": 1}
+        assert db.execute("SELECT hour FROM analytics.agg_events_hourly").fetchall() == [(oldest_kept,)]
+        assert db.execute("SELECT day FROM analytics.agg_events_daily").fetchall() == [(oldest_kept.date(),)]
+    finally:
+        db.execute("DROP SCHEMA analytics CASCADE")
