@@ -577,7 +577,10 @@ def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "ingest_api", "bench"], cwd=ROOT, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--", "ingest_api", "bench/run_ingest.py", "bench/bare_app.py", str(LUA_SCRIPT)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
     except OSError:
