@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench bench-pipeline clean
+.PHONY: run test install bench bench-pipeline bench-soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ test: install
 bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.run_ingest
+
+# Dagster + dbt on 1M and 10M synthetic events (BENCH_ROWS_SMALL / BENCH_ROWS_LARGE).
+bench-pipeline: install
+	$(BIN)/python -m bench.run_pipeline
+
+# 5 minutes of the batch load with the API's RSS sampled every 5 s (SOAK_SECONDS to change).
+bench-soak: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.run_soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache
