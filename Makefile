@@ -27,6 +27,7 @@ test: install
 bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.run_ingest
+	$(BIN)/python -m bench.run_flags
 
 # Dagster + dbt on 1M and 10M synthetic events (BENCH_ROWS_SMALL / BENCH_ROWS_LARGE).
 bench-pipeline: install
