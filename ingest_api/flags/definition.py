@@ -16,6 +16,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -78,6 +79,7 @@ class FlagDefinitionError(Exception):
         self.fields = fields
 
 
+@functools.lru_cache(maxsize=4096)  # app versions repeat across requests: parse each once
 def parse_semver(text: str) -> tuple[int, int, int] | None:
     """(major, minor, patch) of "v1.2.3-rc.1+build", missing parts as 0; None if not a version."""
     match = _SEMVER.fullmatch(text.strip())
