@@ -19,10 +19,15 @@ buckets as (
     {{ window_buckets(grain) }}
 ),
 
+-- The min/max bounds are InitPlans, so Postgres prunes the event partitions
+-- outside the rebuilt range when the query starts: a run costs what the new
+-- data touches, not the whole history. The EXISTS then keeps only the buckets.
 events_in_scope as (
     select events.*
     from events
-    where exists (
+    where events.event_at >= (select min(bucket_start) from buckets)
+      and events.event_at < (select max(bucket_start) from buckets) + {{ span }}
+      and exists (
         select 1 from buckets
         where events.event_at >= buckets.bucket_start
           and events.event_at < buckets.bucket_start + {{ span }}
