@@ -39,20 +39,18 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg
 
-from ingest_api.embedded_postgres import EmbeddedPostgres
+from bench.run_ingest import throwaway_postgres
 from ingest_api.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,21 +76,6 @@ ROWS_LARGE = _env_int("BENCH_ROWS_LARGE", 10_000_000)
 
 def log(message: str) -> None:
     print(f"[bench-pipeline {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-@contextmanager
-def throwaway_postgres() -> Iterator[EmbeddedPostgres]:
-    root = Path(tempfile.mkdtemp(prefix="etp-", dir="/tmp"))  # short: unix socket paths are limited
-    pg = EmbeddedPostgres(root / "pg")
-    try:
-        log(f"starting embedded Postgres in {root}")
-        pg.start()
-        yield pg
-    finally:
-        if pg._server is not None:
-            pg.stop()
-            log("embedded Postgres stopped")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- synthetic events
