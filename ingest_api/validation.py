@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from ingest_api.clock import InvalidTimestamp, corrected_event_time, parse_timestamp
-from ingest_api.errors import EventInvalid
+from ingest_api.errors import ApiError, EventInvalid
 from ingest_api.uuid7 import uuid7
 
 MAX_ID_LENGTH = 200
@@ -281,3 +281,17 @@ def check_json_tree(value: dict, max_depth: int, sanitize: bool) -> dict | str:
 
     cleaned = walk(value, 1)
     return problems[0] if problems else cleaned
+
+
+def batch_size_error(events: list, max_events: int, field: str) -> ApiError | None:
+    """The refusal of a batch with no events or too many (the same rule for every capture protocol)."""
+    if not events:
+        return ApiError(400, "empty_batch", "The batch holds no events.", {field: "must not be empty"})
+    if len(events) > max_events:
+        return ApiError(
+            400,
+            "batch_too_large",
+            f"The batch holds {len(events)} events; the limit is {max_events}.",
+            {field: f"at most {max_events} events"},
+        )
+    return None

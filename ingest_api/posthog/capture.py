@@ -27,7 +27,7 @@ from ingest_api.routes.body import dead_letter_body
 from ingest_api.routes.capture import _reject, _status_for, _write
 from ingest_api.sink import RejectRow
 from ingest_api.state import AppState
-from ingest_api.validation import EventRow, normalize_event, parse_batch_sent_at
+from ingest_api.validation import EventRow, batch_size_error, normalize_event, parse_batch_sent_at
 from ingest_api.write_keys import require_write_key
 
 ENDPOINT = "posthog"
@@ -68,17 +68,9 @@ async def capture(request: Request) -> Response:
     require_write_key(request, {"api_key": payload.token})
 
     events = payload.events
-    if not events:
-        await refuse(ApiError(400, "empty_batch", "The batch holds no events.", {"batch": "must not be empty"}))
-    if len(events) > settings.max_batch_events:
-        await refuse(
-            ApiError(
-                400,
-                "batch_too_large",
-                f"The batch holds {len(events)} events; the limit is {settings.max_batch_events}.",
-                {"batch": f"at most {settings.max_batch_events} events"},
-            )
-        )
+    size_error = batch_size_error(events, settings.max_batch_events, "batch")
+    if size_error is not None:
+        await refuse(size_error)
     try:
         batch_sent_at = parse_batch_sent_at(payload.sent_at)
     except EventInvalid as invalid:

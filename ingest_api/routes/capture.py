@@ -14,7 +14,7 @@ from ingest_api.errors import ApiError, DatabaseUnavailable, EventInvalid, unava
 from ingest_api.routes.body import dead_letter_body, read_json_body, remote_addr
 from ingest_api.sink import RejectRow
 from ingest_api.state import AppState
-from ingest_api.validation import EventRow, normalize_event, parse_batch_sent_at
+from ingest_api.validation import EventRow, batch_size_error, normalize_event, parse_batch_sent_at
 from ingest_api.write_keys import require_write_key
 
 CAPTURE = "capture"
@@ -71,17 +71,9 @@ async def batch(request: Request) -> Response:
     events = value.get("events", value.get("batch"))
     if not isinstance(events, list):
         await refuse(ApiError(400, "invalid_batch", "The body must carry a list under `events` (or `batch`).", {"events": "must be a list"}))
-    if not events:
-        await refuse(ApiError(400, "empty_batch", "The batch holds no events.", {"events": "must not be empty"}))
-    if len(events) > settings.max_batch_events:
-        await refuse(
-            ApiError(
-                400,
-                "batch_too_large",
-                f"The batch holds {len(events)} events; the limit is {settings.max_batch_events}.",
-                {"events": f"at most {settings.max_batch_events} events"},
-            )
-        )
+    size_error = batch_size_error(events, settings.max_batch_events, "events")
+    if size_error is not None:
+        await refuse(size_error)
     try:
         batch_sent_at = parse_batch_sent_at(value.get("sent_at"))
     except EventInvalid as invalid:
