@@ -61,15 +61,28 @@ def _env(url: str, server: RunningServer, data_dir: Path, key: str, expect_4xx: 
         "DATABASE_URL": url,
         "EVENTTRACK_DATA_DIR": str(data_dir),
         "KEY": key,
+        "DOCS_STATE": str(data_dir.parent / "shell-state"),
     }
     if expect_4xx:
         env["DOCS_EXPECT_4XX"] = "1"
     return env
 
 
+# Shell variables an example sets (KEY=$(...)) are kept for the next blocks of
+# the same file, as in a reader's terminal; bash's own variables are not.
+SAVE_VARIABLES = r"""
+for v in $(compgen -v); do
+  [[ $v =~ ^[A-Z][A-Z0-9_]*$ ]] || continue
+  [[ $v =~ ^(BASH.*|EUID|UID|PPID|SHELLOPTS|GROUPS|FUNCNAME|PIPESTATUS|DIRSTACK|HOST.*|OSTYPE|MACHTYPE|SHLVL|OPT.*|IFS|PS4|LINENO|RANDOM|SRANDOM|SECONDS|EPOCH.*|HISTCMD|PWD|OLDPWD|PATH|COMP.*)$ ]] && continue
+  declare -p "$v"
+done > "$DOCS_STATE"
+"""
+
+
 def _shell(example: Example, server: RunningServer) -> str:
     code = example.code.replace("http://localhost:8000", server.url).replace(".venv/bin/", f"{BIN}/")
-    return "set -euo pipefail\n" + CURL_GUARD + code
+    restore = '[[ -s "$DOCS_STATE" ]] && source "$DOCS_STATE"\n'
+    return "set -euo pipefail\n" + restore + CURL_GUARD + code + SAVE_VARIABLES
 
 
 def _seed_and_build(url: str, server: RunningServer, env: dict[str, str]) -> None:
