@@ -24,7 +24,7 @@ import pytest
 
 from ingest_api.migrate import migrate
 from tests.conftest import RunningServer, settings_for, wait_until
-from tests.docs_examples import Example, examples, runnable
+from tests.docs_examples import RUNNABLE, SHELL, Example, examples, runnable
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -102,6 +102,17 @@ def test_every_skipped_example_says_why():
                 assert example.reason, f"{example.where}: a skipped example must give its reason"
 
 
+def test_every_request_example_is_run():
+    """A curl or CLI example in a block the test does not run (plain fence, other language) would go stale."""
+    for path in DOC_FILES:
+        for example in examples(path):
+            if example.language in RUNNABLE or example.marker == "skip":
+                continue
+            assert "curl " not in example.code and "eventtrack " not in example.code, (
+                f"{example.where}: put this example in a ```sh block (run by this test) or mark it skipped with a reason"
+            )
+
+
 @pytest.mark.parametrize("doc", [p for p in DOC_FILES if runnable(p)], ids=lambda p: p.name)
 def test_doc_examples_run(doc: Path, embedded_pg, tmp_path):
     from ingest_api.admin.key_store import create_admin_key
@@ -113,7 +124,7 @@ def test_doc_examples_run(doc: Path, embedded_pg, tmp_path):
         seeded = False
         for example in runnable(doc):
             env = _env(url, server, tmp_path / "data", key, example.marker == "expect-4xx")
-            if example.language == "sh":
+            if example.language in SHELL:
                 code, out, err = _run_bash(_shell(example, server), env)
                 assert code == 0, f"{example.where} failed:\n{example.code}\n{out}\n{err}"
             else:
