@@ -387,3 +387,19 @@ def test_logout_ends_the_session(page, seed):
     assert "You are signed out" in page.locator(".alert.ok").inner_text()
     page.goto(seed.url + "/admin/flags")
     assert "/admin/login" in page.url
+
+
+def test_revoking_the_key_ends_its_dashboard_sessions(page, seed):
+    from ingest_api.admin.key_store import create_admin_key, revoke_admin_key
+
+    key_id, key = create_admin_key(seed.database_url, "revoked soon")
+    own = Seed(seed.server, key, seed.database_url)
+    wait_until(lambda: httpx.get(f"{seed.url}{API}/admin/feature-flags/", headers={"Authorization": f"Bearer {key}"}).status_code == 200)
+    sign_in(page, own, "/admin/flags")
+    assert revoke_admin_key(seed.database_url, key_id)
+
+    def signed_out() -> bool:
+        page.goto(seed.url + "/admin/flags")
+        return "/admin/login" in page.url
+
+    assert wait_until(signed_out, timeout=3, interval=0.2)
