@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlencode
 
 import httpx
 import psycopg
@@ -253,6 +254,13 @@ def test_events_explorer_pages_through_every_event_and_shows_one_as_json(page, s
     rows = page.locator("#events-table tbody tr")
     expected = [e for e in seed.events if e["event"] == "purchase" and e["distinct_id"] == "u3"]
     assert rows.count() == len(expected) > 0
+    # The time inputs are datetime-local (no zone): read as UTC.
+    times = sorted(datetime.fromisoformat(e["timestamp"]) for e in seed.events)
+    cutoff = times[-10]
+    page.goto(seed.url + "/admin/events?" + urlencode({"start": cutoff.strftime("%Y-%m-%dT%H:%M:%S")}))
+    assert page.locator("#events-table a.event-link").count() == sum(t >= cutoff for t in times)
+    assert page.locator("#f-start").input_value() == cutoff.strftime("%Y-%m-%dT%H:%M:%S")
+
     allow_status(page, 400)
     page.goto(seed.url + "/admin/events?start=not-a-time")
     assert "start" in page.locator(".alert.error").inner_text()
@@ -277,6 +285,8 @@ def test_flag_form_shows_validation_errors_then_create_and_toggle_change_for_use
         sign_in(page, seed, "/admin/flags")
         page.get_by_role("link", name="New flag").click()
         page.get_by_label("Key", exact=True).fill("new-checkout")
+        page.get_by_label("Rollout percentage slider").fill("40")  # the slider drives the number field
+        assert page.get_by_label("Rollout percentage", exact=True).input_value() == "40"
         page.get_by_label("Rollout percentage", exact=True).fill("100")
         page.get_by_label("Variants (JSON)").fill('[{"key": "a", "rollout_percentage": 30}, {"key": "b", "rollout_percentage": 30}]')
         page.get_by_role("button", name="Save flag").click()

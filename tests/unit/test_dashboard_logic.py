@@ -147,3 +147,4 @@ def test_dagster_answer_becomes_the_last_run():
     assert parse_last_run(ui, {"data": {"runsOrError": {"__typename": "Runs", "results": []}}}).problem == "no run yet"
     assert parse_last_run(ui, {"errors": ["x"]}).problem == "unexpected answer from Dagster"
     assert parse_last_run(ui, {"data": {"runsOrError": {"__typename": "PythonError", "message": "boom"}}}).problem == "boom"
+
