@@ -55,6 +55,20 @@ SECURITY_HEADERS = {
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
+def utc_text(value: datetime | str | None) -> str:
+    """A time as the pages show it: UTC to the second. The database answers in its session's
+    time zone (whatever the server's TimeZone or PGTZ is), so every time is converted here."""
+    if value is None or value == "":
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+templates.env.filters["utc"] = utc_text
+
+
 @dataclass
 class Page:
     """What a page handler gets besides the request."""

@@ -282,6 +282,9 @@ def test_sessions_list_shows_the_explicit_sessions(page, seed):
     rows = page.locator("#sessions-table tbody tr")
     assert rows.count() == 3
     assert sorted(rows.nth(i).locator("td").nth(3).inner_text() for i in range(3)) == ["10.0 min", "20.0 min", "30.0 min"]
+    # Shown in UTC, whatever time zone the database session answers in (PGTZ is set for dbt here).
+    shown = sorted(rows.nth(i).locator("td").nth(0).inner_text() for i in range(3))
+    assert shown == sorted(t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") for t in seed.session_starts)
     shot(page, "sessions")
 
 

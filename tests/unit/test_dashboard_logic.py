@@ -148,3 +148,11 @@ def test_dagster_answer_becomes_the_last_run():
     assert parse_last_run(ui, {"errors": ["x"]}).problem == "unexpected answer from Dagster"
     assert parse_last_run(ui, {"data": {"runsOrError": {"__typename": "PythonError", "message": "boom"}}}).problem == "boom"
 
+
+
+def test_times_are_shown_in_utc_whatever_zone_the_database_answered_in():
+    from ingest_api.dashboard.routes import utc_text
+
+    assert utc_text("2026-11-25T13:28:20.5-03:30") == "2026-11-25 16:58:20"
+    assert utc_text(datetime(2026, 11, 25, 23, 30, tzinfo=timezone(timedelta(hours=-2)))) == "2026-11-26 01:30:00"
+    assert utc_text(None) == ""
