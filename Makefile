@@ -20,7 +20,9 @@ install: $(STAMP)
 run: install
 	$(BIN)/eventtrack up
 
+# The dashboard's browser tests drive Debian's chromium (installed when missing).
 test: install
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # wrk is the load generator (C, not Python-bound); installed from Debian's packages when missing.

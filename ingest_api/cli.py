@@ -110,6 +110,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
                 children[name] = subprocess.Popen(command, env=env, cwd=REPO_ROOT, start_new_session=True)
             print(
                 f"eventtrack is up: API on http://{s.api_host}:{s.api_port}, "
+                f"dashboard on http://{s.api_host}:{s.api_port}/admin/, "
                 f"Dagster UI on http://{s.dagster_host}:{s.dagster_port}  (Ctrl-C stops everything)",
                 flush=True,
             )

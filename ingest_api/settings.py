@@ -81,6 +81,15 @@ class Settings:
     cors_allow_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
 
+    # Admin dashboard (/admin/): the key that signs its session cookie. None: a
+    # random one generated once and kept in data_dir/dashboard_secret, so
+    # restarts keep sessions. Set it (same value) when several hosts serve /admin/.
+    dashboard_secret: str | None = None
+    # A dashboard session lasts this long after sign-in.
+    dashboard_session_hours: int = 12
+    # Always mark the session cookie Secure (it is anyway when the request came over https).
+    dashboard_cookie_secure: bool = False
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
@@ -111,6 +120,9 @@ class Settings:
             rate_limit_per_second=_float(env, "RATE_LIMIT_PER_SECOND", 0.0),
             rate_limit_burst=_int(env, "RATE_LIMIT_BURST", 100),
             cors_allow_origins=tuple(o.strip() for o in (env.get("CORS_ALLOW_ORIGINS") or "").split(",") if o.strip()),
+            dashboard_secret=env.get("DASHBOARD_SECRET") or None,
+            dashboard_session_hours=_int(env, "DASHBOARD_SESSION_HOURS", 12),
+            dashboard_cookie_secure=(env.get("DASHBOARD_COOKIE_SECURE") or "").lower() in ("1", "true", "yes"),
         )
 
     def with_database_url(self, url: str) -> "Settings":
