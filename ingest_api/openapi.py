@@ -134,6 +134,7 @@ def openapi_document() -> dict[str, Any]:
             },
             **_flag_paths(),
             **_admin_paths(),
+            **_analytics_paths(),
             **compat.capture_paths(),
             **compat.flag_paths(),
             **ofrep.paths(),
@@ -383,7 +384,7 @@ def _admin_paths() -> dict[str, Any]:
                 "operationId": "adminEventCounts",
                 "summary": "Exact event counts by type over [start, end) (default: the last 24 hours)",
                 "security": secured,
-                "parameters": [_query("event_type", {"type": "string"}), *_WINDOW],
+                "parameters": [_query("event_type", {"type": "string"}), *_WINDOW, *_SEGMENT],
                 "responses": {"200": {"description": "Counts by event type, largest first."}, **_ADMIN_ERRORS},
             }
         },
@@ -399,6 +400,7 @@ def _admin_paths() -> dict[str, Any]:
                     _query("os_name", {"type": "string"}),
                     *_WINDOW,
                     *_PAGING,
+                    *_SEGMENT,
                 ],
                 "responses": {"200": _ok("#/components/schemas/Page"), **_ADMIN_ERRORS},
             }
@@ -448,6 +450,50 @@ def _admin_paths() -> dict[str, Any]:
                     ("patch", "Update", "Change some fields of a flag (bumps version)"),
                     ("delete", "Delete", "Delete a flag"),
                 ]
+            }
+        },
+    }
+
+
+# Segmentation (ingest_api/admin/segments.py, docs/analytics.md "Segmentation").
+_FILTER = {
+    "name": "filter",
+    "in": "query",
+    "required": False,
+    "style": "form",
+    "explode": True,
+    "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+    "description": "Repeatable `properties.<key><op><value>`, op one of = != > >= < <=; e.g. `properties.plan=pro`.",
+}
+_BREAKDOWN = _query("breakdown", {"type": "string"}, description="`os_name`, `app_version`, `os_version`, `event_type` or `properties.<key>`.")
+_SEGMENT = [_FILTER, _BREAKDOWN]
+
+
+def _analytics_paths() -> dict[str, Any]:
+    base = "/api/v1/analytics/admin"
+    secured = [{"adminKey": []}]
+    return {
+        f"{base}/funnels/": {
+            "get": {
+                "operationId": "adminFunnel",
+                "summary": "Users reaching each step in order within the conversion window (raw events)",
+                "security": secured,
+                "parameters": [
+                    _query("steps", {"type": "string"}, required=True, description="2-10 event types, comma-separated: `app_open,view_item,purchase`."),
+                    _query("window", {"type": "string", "pattern": "^[1-9][0-9]{0,6}[smhd]$"}, description="Conversion window from the first step; default 24h, at most 90d."),
+                    *_WINDOW,
+                    *_SEGMENT,
+                ],
+                "responses": {"200": {"description": "Per step: users, conversions, median seconds from the previous step."}, **_ADMIN_ERRORS},
+            }
+        },
+        f"{base}/retention/": {
+            "get": {
+                "operationId": "adminRetention",
+                "summary": "The cohort triangle of analytics.retention_weekly / retention_daily",
+                "security": secured,
+                "parameters": [_query("period", {"type": "string", "enum": ["week", "day"]}), *_WINDOW],
+                "responses": {"200": {"description": "One entry per cohort: users and retained users per period."}, **_ADMIN_ERRORS},
             }
         },
     }

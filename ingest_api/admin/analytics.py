@@ -1,0 +1,104 @@
+"""Admin analytics routes: funnels (raw events, one SQL query) and retention (the dbt marts)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingest_api.admin.funnel_query import FunnelParamError, funnel_params, funnel_sql, parse_steps, parse_window, shape_results
+from ingest_api.admin.routes import _check_unknown_params, _time_param, admin_only, json_response
+from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
+from ingest_api.errors import ApiError
+from ingest_api.state import AppState
+
+MAX_FUNNEL_RANGE = timedelta(days=366)
+
+
+def _invalid(fields: dict[str, str]) -> ApiError:
+    return ApiError(400, "invalid_parameter", "Invalid parameters: " + ", ".join(sorted(fields)) + ".", fields)
+
+
+def time_range(request: Request, default: timedelta, limit: timedelta) -> tuple[datetime, datetime]:
+    end = _time_param(request, "end") or datetime.now(timezone.utc)
+    start = _time_param(request, "start") or end - default
+    if start >= end:
+        raise _invalid({"start": "must be before end"})
+    if end - start > limit:
+        raise _invalid({"start": f"range longer than {limit.days} days"})
+    return start, end
+
+
+@admin_only
+async def funnel(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    _check_unknown_params(request, {"steps", "window", "start", "end", "breakdown", "filter"})
+    try:
+        steps = parse_steps(request.query_params.get("steps"))
+        window = parse_window(request.query_params.get("window"))
+        filters = parse_filters(request.query_params.getlist("filter"))
+        breakdown = parse_breakdown(request.query_params.get("breakdown"))
+    except (FunnelParamError, SegmentError) as err:
+        raise _invalid(err.fields) from None
+    start, end = time_range(request, timedelta(days=30), MAX_FUNNEL_RANGE)
+    where, params = filters_sql(filters)
+    params.update(funnel_params(steps, start, end, window))
+    async with state.engine.connect() as conn:
+        rows = (await conn.execute(sa.text(funnel_sql(len(steps), breakdown, where)), params)).all()
+    body: dict[str, Any] = {
+        "steps": steps,
+        "window_seconds": int(window.total_seconds()),
+        "start": start,
+        "end": end,
+        "filter": request.query_params.getlist("filter"),
+        "breakdown_by": request.query_params.get("breakdown") or None,
+    }
+    body.update(shape_results(steps, [(r.is_total, r.bd, r.step, r.users, r.median_seconds) for r in rows], breakdown is not None))
+    return json_response(body)
+
+
+RETENTION_TABLES = {"week": "analytics.retention_weekly", "day": "analytics.retention_daily"}
+
+
+def cohort_triangle(rows: list[tuple]) -> list[dict[str, Any]]:
+    """(cohort, cohort_users, period_number, retained_users, return_event) rows -> one entry per cohort, periods in order."""
+    cohorts: dict[Any, dict[str, Any]] = {}
+    for cohort, cohort_users, n, retained, _ in sorted(rows, key=lambda r: (r[0], r[2])):
+        entry = cohorts.setdefault(cohort, {"cohort": cohort.isoformat(), "users": cohort_users, "retained": [], "rates": []})
+        entry["retained"].append(retained)
+        entry["rates"].append(round(retained / cohort_users, 6) if cohort_users else None)
+    return list(cohorts.values())
+
+
+@admin_only
+async def retention(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    _check_unknown_params(request, {"period", "start", "end"})
+    period = request.query_params.get("period", "week")
+    if period not in RETENTION_TABLES:
+        raise _invalid({"period": "week or day"})
+    table = RETENTION_TABLES[period]
+    start, end = _time_param(request, "start"), _time_param(request, "end")
+    where, params = [], {}
+    if start:
+        where.append("cohort >= :start")
+        params["start"] = start.astimezone(timezone.utc).date()
+    if end:
+        where.append("cohort < :end")
+        params["end"] = end.astimezone(timezone.utc).date()
+    sql = f"SELECT cohort, cohort_users, period_number, retained_users, return_event FROM {table}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    async with state.engine.connect() as conn:
+        exists = (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table})).scalar_one()
+        rows = [tuple(r) for r in (await conn.execute(sa.text(sql), params)).all()] if exists else []
+    return json_response(
+        {
+            "period": period,
+            "return_event": rows[0][4] if rows else None,
+            "cohorts": cohort_triangle(rows),
+        }
+    )
