@@ -45,18 +45,21 @@ def valid_key(key: str) -> bool:
     return bool(KEY.match(key))
 
 
-def text_expr(key: str, alias: str = "e") -> str:
-    """`(alias.properties ->> 'key')`: the text form; also a promoted text index's expression."""
+def _column(key: str, alias: str) -> str:
     if not valid_key(key):  # the one guard between a key and the SQL text
         raise SegmentError({"key": "invalid property key"})
-    return f"({alias}.properties ->> '{key}')"
+    return f"{alias}.properties" if alias else "properties"
+
+
+def text_expr(key: str, alias: str = "e") -> str:
+    """`(alias.properties ->> 'key')`: the text form; also a promoted text index's expression (alias "")."""
+    return f"({_column(key, alias)} ->> '{key}')"
 
 
 def numeric_expr(key: str, alias: str = "e") -> str:
     """The property as numeric when it is a JSON number, else null (a cast of "abc" would fail the query)."""
-    if not valid_key(key):
-        raise SegmentError({"key": "invalid property key"})
-    return f"(CASE WHEN jsonb_typeof({alias}.properties -> '{key}') = 'number' THEN ({alias}.properties ->> '{key}')::numeric END)"
+    col = _column(key, alias)
+    return f"(CASE WHEN jsonb_typeof({col} -> '{key}') = 'number' THEN ({col} ->> '{key}')::numeric END)"
 
 
 def parse_filter(raw: str) -> PropertyFilter:
