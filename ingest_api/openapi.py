@@ -159,6 +159,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "schemas": {
+                "SavedFunnel": SAVED_FUNNEL_SCHEMA,
                 "Event": _EVENT,
                 "Batch": {
                     "type": "object",
@@ -487,6 +488,38 @@ def _analytics_paths() -> dict[str, Any]:
                 "responses": {"200": {"description": "Per step: users, conversions, median seconds from the previous step."}, **_ADMIN_ERRORS},
             }
         },
+        f"{base}/funnels/saved/": {
+            "get": {
+                "operationId": "adminListSavedFunnels",
+                "summary": "Saved funnels (their results are built daily by the pipeline)",
+                "security": secured,
+                "responses": {"200": {"description": "Every saved funnel."}, **_ADMIN_ERRORS},
+            },
+            "post": {
+                "operationId": "adminSaveFunnel",
+                "summary": "Save a funnel",
+                "security": secured,
+                "requestBody": _json_body("#/components/schemas/SavedFunnel"),
+                "responses": {"201": {"description": "Saved; results appear after the next daily run."}, **_ADMIN_ERRORS, "413": _COMMON_ERRORS["413"]},
+            },
+        },
+        f"{base}/funnels/saved/{{funnel_id}}/": {
+            method: {
+                "operationId": operation,
+                "summary": summary,
+                "security": secured,
+                "parameters": [_FUNNEL_ID],
+                "responses": {
+                    **({"204": {"description": "Deleted."}} if method == "delete" else {"200": {"description": "Definition and the latest results."}}),
+                    "404": _err("Unknown saved funnel."),
+                    **_ADMIN_ERRORS,
+                },
+            }
+            for method, operation, summary in [
+                ("get", "adminGetSavedFunnel", "A saved funnel and its results from analytics.funnel_results"),
+                ("delete", "adminDeleteSavedFunnel", "Delete a saved funnel"),
+            ]
+        },
         f"{base}/retention/": {
             "get": {
                 "operationId": "adminRetention",
@@ -497,3 +530,17 @@ def _analytics_paths() -> dict[str, Any]:
             }
         },
     }
+
+
+_FUNNEL_ID = {"name": "funnel_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+SAVED_FUNNEL_SCHEMA = {
+    "type": "object",
+    "required": ["name", "steps"],
+    "additionalProperties": False,
+    "properties": {
+        "name": _STR200,
+        "steps": {"type": "array", "minItems": 2, "maxItems": 10, "items": _STR200},
+        "window": {"type": "string", "pattern": "^[1-9][0-9]{0,6}[smhd]$", "description": "Default 24h, at most 90d."},
+        "range_days": {"type": "integer", "minimum": 1, "maximum": 366, "description": "Whole UTC days before each run; default 30."},
+    },
+}

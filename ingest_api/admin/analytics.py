@@ -9,8 +9,18 @@ import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_api.admin.funnel_query import FunnelParamError, funnel_params, funnel_sql, parse_steps, parse_window, shape_results
-from ingest_api.admin.routes import _check_unknown_params, _time_param, admin_only, json_response
+from ingest_api.admin.funnel_query import (
+    FunnelParamError,
+    StepRow,
+    funnel_params,
+    funnel_sql,
+    parse_saved_funnel,
+    parse_steps,
+    parse_window,
+    shape_results,
+    step_results,
+)
+from ingest_api.admin.routes import _check_unknown_params, _json_object, _time_param, admin_only, json_response
 from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
 from ingest_api.state import AppState
@@ -102,3 +112,74 @@ async def retention(request: Request) -> Response:
             "cohorts": cohort_triangle(rows),
         }
     )
+
+
+# --- saved funnels: definitions here, results built daily by dbt (analytics.funnel_results) ----------
+
+_SAVED_COLUMNS = "id, name, steps, window_seconds, range_days, created_at"
+FUNNEL_RESULTS = "analytics.funnel_results"
+
+
+def _saved_json(row) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "steps": list(row.steps), "window_seconds": row.window_seconds, "range_days": row.range_days, "created_at": row.created_at}
+
+
+def _saved_id(request: Request) -> int:
+    try:
+        funnel_id = int(request.path_params["funnel_id"])
+    except ValueError:
+        funnel_id = -1
+    if not 0 < funnel_id < 2**63:
+        raise ApiError(404, "not_found", "No saved funnel has this id.", {"id": "unknown"})
+    return funnel_id
+
+
+@admin_only
+async def saved_funnels(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    if request.method == "GET":
+        _check_unknown_params(request, set())
+        async with state.engine.connect() as conn:
+            rows = (await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels ORDER BY id LIMIT 1000"))).all()
+        return json_response({"results": [_saved_json(r) for r in rows]})
+    try:
+        fields = parse_saved_funnel(await _json_object(request))
+    except FunnelParamError as err:
+        raise ApiError(400, "validation_error", "The saved funnel is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields) from None
+    sql = (
+        "INSERT INTO saved_funnels (name, steps, window_seconds, range_days) VALUES (:name, :steps, :window_seconds, :range_days)"
+        f" RETURNING {_SAVED_COLUMNS}"
+    )
+    async with state.engine.begin() as conn:
+        row = (await conn.execute(sa.text(sql), fields)).one()
+    return json_response({**_saved_json(row), "results": None}, 201)
+
+
+@admin_only
+async def saved_funnel_item(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    funnel_id = _saved_id(request)
+    not_found = ApiError(404, "not_found", "No saved funnel has this id.", {"id": "unknown"})
+    if request.method == "DELETE":
+        async with state.engine.begin() as conn:
+            if (await conn.execute(sa.text("DELETE FROM saved_funnels WHERE id = :id RETURNING id"), {"id": funnel_id})).first() is None:
+                raise not_found
+        return Response(status_code=204)
+    _check_unknown_params(request, set())
+    async with state.engine.connect() as conn:
+        row = (await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels WHERE id = :id"), {"id": funnel_id})).first()
+        if row is None:
+            raise not_found
+        built = (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": FUNNEL_RESULTS})).scalar_one()
+        results = []
+        if built:
+            results = (await conn.execute(
+                sa.text(f"SELECT step, users, median_seconds_from_previous, range_start, range_end FROM {FUNNEL_RESULTS} WHERE funnel_id = :id ORDER BY step"),
+                {"id": funnel_id},
+            )).all()  # fmt: skip
+    body = _saved_json(row)
+    # Until the next daily run after saving, the funnel has no rows: results is null.
+    body["results"] = step_results(body["steps"], [StepRow(r.step, r.users, r.median_seconds_from_previous) for r in results]) if results else None
+    body["range_start"] = results[0].range_start if results else None
+    body["range_end"] = results[0].range_end if results else None
+    return json_response(body)

@@ -149,3 +149,37 @@ def shape_results(steps: list[str], rows: list[tuple[bool, Any, int, int, float 
         body["breakdown_values_truncated"] = len(ordered) > MAX_BREAKDOWN_VALUES
         body["breakdown"] = [{"value": value, "results": step_results(steps, rs)} for value, rs in ordered[:MAX_BREAKDOWN_VALUES]]
     return body
+
+
+def parse_saved_funnel(body: dict[str, Any]) -> dict[str, Any]:
+    """A saved funnel's definition from a JSON body: name, steps (list), window (e.g. "24h"), range_days (1-366, default 30)."""
+    fields: dict[str, str] = {}
+    unknown = sorted(set(body) - {"name", "steps", "window", "range_days"})
+    for name in unknown:
+        fields[name] = "unknown field"
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or "\x00" in name:
+        fields["name"] = "required: a string of 1-200 characters"
+    steps = body.get("steps")
+    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+        fields["steps"] = "required: a list of 2 to 10 event types"
+    else:
+        try:
+            steps = parse_steps(",".join(steps)) if all("," not in s for s in steps) else None
+        except FunnelParamError as err:
+            fields.update(err.fields)
+        if steps is None:
+            fields["steps"] = "an event type may not contain a comma"
+    window = body.get("window", "24h")
+    try:
+        window = parse_window(window) if isinstance(window, str) else None
+    except FunnelParamError as err:
+        fields.update(err.fields)
+    if window is None:
+        fields["window"] = "a string like 24h"
+    range_days = body.get("range_days", 30)
+    if isinstance(range_days, bool) or not isinstance(range_days, int) or not 1 <= range_days <= 366:
+        fields["range_days"] = "an integer from 1 to 366"
+    if fields:
+        raise FunnelParamError(fields)
+    return {"name": name.strip(), "steps": steps, "window_seconds": int(window.total_seconds()), "range_days": range_days}
