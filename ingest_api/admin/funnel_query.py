@@ -61,31 +61,51 @@ def parse_window(raw: str | None) -> timedelta:
 def funnel_sql(n_steps: int, breakdown_expr: str | None, filters: str) -> str:
     """One query: per step (and breakdown value, plus the total) the users and the median seconds from the previous step.
 
-    Binds: :types (array of the step event types), :s1..:sN, :start, :end, :end_w (end + window),
-    :window, plus the filters' parameters. `filters` is rendered by segments.filters_sql on alias `e`.
+    Binds: :s1..:sN, :start, :end, :end_w (end + window), :window, plus the filters'
+    parameters. `filters` is rendered by segments.filters_sql on alias `e`.
+
+    Step 1 is one aggregate over the step-1 events of the range (an index-only scan of
+    events (event_type, distinct_id, timestamp) without filters). Each later step is,
+    per user, one probe of that index for the earliest event after the previous step
+    (ORDER BY timestamp LIMIT 1; run-time partition pruning keeps it to the days of
+    the window), so the cost follows users x steps rather than every event of the steps.
     """
-    bd = breakdown_expr if breakdown_expr else "NULL::text"
     ctes = [
-        # Each step's events are read once (index on (event_type, timestamp)), then joined per step.
-        f"""ev AS MATERIALIZED (
-    SELECT e.distinct_id, e."timestamp" AS ts, e.event_type,
-           CASE WHEN e.event_type = :s1 THEN {bd} END AS bd
+        f"""first_step AS (
+    SELECT e.distinct_id, min(e."timestamp") AS t1
     FROM events e
-    WHERE e.event_type = ANY(:types) AND e."timestamp" >= :start AND e."timestamp" < :end_w{filters}
-)""",
-        """f1 AS (
-    SELECT DISTINCT ON (distinct_id) distinct_id, ts AS t1, bd, NULL::timestamptz AS prev, ts AS t
-    FROM ev WHERE event_type = :s1 AND ts < :end
-    ORDER BY distinct_id, ts
-)""",
+    WHERE e.event_type = :s1 AND e."timestamp" >= :start AND e."timestamp" < :end{filters}
+    GROUP BY e.distinct_id
+)"""
     ]
+    if breakdown_expr:
+        # The breakdown value is read from the user's first step-1 event (any one of them on a timestamp tie).
+        ctes.append(
+            f"""f1 AS (
+    SELECT f.distinct_id, f.t1, b.bd, NULL::timestamptz AS prev, f.t1 AS t
+    FROM first_step f
+    LEFT JOIN LATERAL (
+        SELECT {breakdown_expr} AS bd FROM events e
+        WHERE e.event_type = :s1 AND e.distinct_id = f.distinct_id AND e."timestamp" = f.t1
+          AND e."timestamp" >= :start AND e."timestamp" < :end{filters}
+        LIMIT 1
+    ) b ON true
+)"""
+        )
+    else:
+        ctes.append("f1 AS (SELECT distinct_id, t1, NULL::text AS bd, NULL::timestamptz AS prev, t1 AS t FROM first_step)")
     for k in range(2, n_steps + 1):
         ctes.append(
             f"""f{k} AS (
-    SELECT p.distinct_id, p.t1, p.bd, p.t AS prev, min(ev.ts) AS t
-    FROM f{k - 1} p JOIN ev ON ev.distinct_id = p.distinct_id
-    WHERE ev.event_type = :s{k} AND ev.ts > p.t AND ev.ts < p.t1 + :window
-    GROUP BY p.distinct_id, p.t1, p.bd, p.t
+    SELECT p.distinct_id, p.t1, p.bd, p.t AS prev, n.t
+    FROM f{k - 1} p
+    CROSS JOIN LATERAL (
+        SELECT e."timestamp" AS t FROM events e
+        WHERE e.event_type = :s{k} AND e.distinct_id = p.distinct_id
+          AND e."timestamp" > p.t AND e."timestamp" < p.t1 + :window
+          AND e."timestamp" >= :start AND e."timestamp" < :end_w{filters}  -- plan-time pruning to the range's partitions
+        ORDER BY e."timestamp" LIMIT 1
+    ) n
 )"""
         )
     group = "GROUP BY GROUPING SETS ((bd), ())" if breakdown_expr else ""
@@ -99,7 +119,7 @@ def funnel_sql(n_steps: int, breakdown_expr: str | None, filters: str) -> str:
 
 
 def funnel_params(steps: list[str], start, end, window: timedelta) -> dict[str, Any]:
-    params: dict[str, Any] = {"types": list(dict.fromkeys(steps)), "start": start, "end": end, "end_w": end + window, "window": window}
+    params: dict[str, Any] = {"start": start, "end": end, "end_w": end + window, "window": window}
     params.update({f"s{k}": step for k, step in enumerate(steps, 1)})
     return params
 

@@ -1,4 +1,9 @@
--- Product analytics: promoted event properties and saved funnels.
+-- Product analytics: funnel index, promoted event properties and saved funnels.
+
+-- Funnels (ingest_api/admin/funnel_query.py): the users of a step-1 event type
+-- in a range (index-only scan), and per user the earliest event of the next step
+-- after a given instant (one probe). Built on every partition, existing and new.
+CREATE INDEX IF NOT EXISTS events_event_type_distinct_id_timestamp_idx ON events (event_type, distinct_id, "timestamp");
 
 -- Event properties with an expression index on `events` (created by
 -- `eventtrack promote-property`, see ingest_api/promote.py). The index is the
