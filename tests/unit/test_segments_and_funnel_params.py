@@ -54,3 +54,26 @@ def test_conversions_from_previous_and_first_step():
     assert [(r["users"], r["conversion_from_previous"], r["conversion_from_first"]) for r in out] == [(8, 1.0, 1.0), (4, 0.5, 0.5), (0, 0.0, 0.0)]
     empty = step_results(["a", "b"], [StepRow(1, 0, None)])
     assert [(r["conversion_from_previous"], r["conversion_from_first"]) for r in empty] == [(None, None), (None, None)]
+
+
+def test_saved_funnel_definitions_are_validated_field_by_field():
+    from ingest_api.admin.funnel_query import parse_saved_funnel
+
+    assert parse_saved_funnel({"name": " checkout ", "steps": ["a", "b"], "window": "2h"}) == {
+        "name": "checkout", "steps": ["a", "b"], "window_seconds": 7200, "range_days": 30,
+    }  # fmt: skip
+    with pytest.raises(FunnelParamError) as err:
+        parse_saved_funnel({"name": 3, "steps": ["a,b", "c"], "window": 5, "range_days": True, "extra": 1})
+    assert set(err.value.fields) == {"name", "steps", "window", "range_days", "extra"}
+
+
+def test_cohort_triangle_orders_periods_and_computes_rates():
+    from datetime import date
+
+    from ingest_api.admin.analytics import cohort_triangle
+
+    rows = [(date(2026, 1, 5), 4, 1, 1, None), (date(2026, 1, 5), 4, 0, 4, None), (date(2026, 1, 12), 0, 0, 0, None)]
+    assert cohort_triangle(rows) == [
+        {"cohort": "2026-01-05", "users": 4, "retained": [4, 1], "rates": [1.0, 0.25]},
+        {"cohort": "2026-01-12", "users": 0, "retained": [0], "rates": [None]},
+    ]
