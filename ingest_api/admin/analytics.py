@@ -55,7 +55,10 @@ async def funnel(request: Request) -> Response:
         raise _invalid(err.fields) from None
     start, end = time_range(request, timedelta(days=30), MAX_FUNNEL_RANGE)
     where, params = filters_sql(filters)
-    params.update(funnel_params(steps, start, end, window))
+    try:
+        params.update(funnel_params(steps, start, end, window))
+    except OverflowError:  # end + window past year 9999
+        raise _invalid({"end": "too far in the future"}) from None
     async with state.engine.connect() as conn:
         rows = (await conn.execute(sa.text(funnel_sql(len(steps), breakdown, where)), params)).all()
     body: dict[str, Any] = {

@@ -76,8 +76,8 @@ def parse_filter(raw: str) -> PropertyFilter:
             number = Decimal(value)
         except InvalidOperation:
             raise SegmentError({"filter": f"{op} needs a number, got {value[:60]!r}"}) from None
-        if not number.is_finite():
-            raise SegmentError({"filter": f"{op} needs a finite number"})
+        if not number.is_finite() or abs(number.adjusted()) > 100:  # beyond that Postgres' numeric overflows
+            raise SegmentError({"filter": f"{op} needs a finite number below 1e100"})
         return PropertyFilter(key, op, number)
     return PropertyFilter(key, op, value)
 

@@ -15,7 +15,7 @@ def test_filter_syntax_parses_text_and_numeric_comparisons():
     assert parse_filter("properties.a=b=c") == PropertyFilter("a", "=", "b=c")  # the first operator splits
 
 
-@pytest.mark.parametrize("raw", ["plan=pro", "properties.=x", "properties.pl'an=x", "properties.p>=abc", "properties.p<Infinity", "properties.p"])
+@pytest.mark.parametrize("raw", ["plan=pro", "properties.=x", "properties.pl'an=x", "properties.p>=abc", "properties.p<Infinity", "properties.p", "properties.p>1e999999"])
 def test_filter_syntax_refuses_what_it_cannot_render_safely(raw):
     with pytest.raises(SegmentError) as err:
         parse_filter(raw)
