@@ -215,8 +215,8 @@ async def _segmented_counts(state: AppState, start, end, params, event_filter: s
     return json_response({"start": start, "end": end, "total": sum(r.count for r in rows), "results": results})
 
 
-# Same columns as the marts; unique_sessions counts explicit session ids only (derived
-# sessions exist only in the pipeline's models), so it is null here.
+# Same columns as the marts; unique_sessions is null: sessions (explicit or derived)
+# are only known to the pipeline's models.
 _RAW_COLUMNS = "{bucket}, event_type, app_version, os_name, event_count, unique_users, unique_devices, unique_sessions"
 
 
@@ -232,7 +232,8 @@ def _raw_buckets(bucket: str, filters, where: str, breakdown: str | None, params
         params["raw_start"] = params["start"] if bucket == "hour" else datetime(params["start"].year, params["start"].month, params["start"].day, tzinfo=timezone.utc)
     if "end" in params:
         bounds += ' AND e."timestamp" < :raw_end'
-        params["raw_end"] = params["end"] if bucket == "hour" else datetime(params["end"].year, params["end"].month, params["end"].day, tzinfo=timezone.utc)
+        # The last bucket taken (hour < end, day < end's day) is whole, as in the marts.
+        params["raw_end"] = full_hours(params["end"], params["end"])[0] if bucket == "hour" else datetime(params["end"].year, params["end"].month, params["end"].day, tzinfo=timezone.utc)
     return (
         f"(SELECT {bucket_expr} AS {bucket}, e.event_type, e.app_version, e.os_name, count(*)::bigint AS event_count,"
         " count(DISTINCT e.distinct_id)::bigint AS unique_users, count(DISTINCT e.device_id)::bigint AS unique_devices,"
