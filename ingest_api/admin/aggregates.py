@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest_api.admin.pagination import decode_cursor, page, parse_limit
-from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.admin.routes import _base_url, _check_unknown_params, _text_param, _time_param, admin_only, json_response
+from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
 from ingest_api.state import AppState
 
