@@ -54,6 +54,8 @@ class Settings:
     session_timeout_minutes: int = 30
     aggregates_retention_days: int = 730
     rejected_events_retention_days: int = 30
+    # Retention marts: the event that counts as "came back"; None: any event.
+    retention_return_event: str | None = None
 
     max_capture_body_bytes: int = 1 * MIB
     max_batch_body_bytes: int = 20 * MIB
@@ -106,6 +108,7 @@ class Settings:
             session_timeout_minutes=_int(env, "SESSION_TIMEOUT_MINUTES", 30),
             aggregates_retention_days=_int(env, "AGGREGATES_RETENTION_DAYS", 730),
             rejected_events_retention_days=_int(env, "REJECTED_EVENTS_RETENTION_DAYS", 30),
+            retention_return_event=env.get("RETENTION_RETURN_EVENT") or None,
             max_capture_body_bytes=_int(env, "MAX_CAPTURE_BODY_BYTES", 1 * MIB),
             max_batch_body_bytes=_int(env, "MAX_BATCH_BODY_BYTES", 20 * MIB),
             max_event_bytes=_int(env, "MAX_EVENT_BYTES", 64 * KIB),
