@@ -97,7 +97,7 @@ def parse_experiment(data: Any, flag: Mapping[str, Any] | None, *, partial_of: M
             errors["control_variant"] = "must be one of the flag's variants: " + ", ".join(keys)
         elif next(v for v in variants if v["key"] == control)["expected_percentage"] <= 0:
             errors["control_variant"] = "the control variant must have a rollout percentage above 0"
-        elif sum(1 for v in variants if v["expected_percentage"] > 0) < 2:
+        if sum(1 for v in variants if v["expected_percentage"] > 0) < 2:
             errors["flag_key"] = "the flag must split users into at least two variants with a rollout above 0"
 
     goal = merged.get("goal_event")
