@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench bench-pipeline bench-soak clean
+.PHONY: run test install bench bench-pipeline bench-soak bench-experiments clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench-pipeline: install
 bench-soak: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.run_soak
+
+# Experiment results refresh (dbt counts + statistics asset) with 1M exposed users (BENCH_EXPOSED_USERS).
+bench-experiments: install
+	$(BIN)/python -m bench.run_experiments
 
 clean:
 	rm -rf $(VENV) .pytest_cache

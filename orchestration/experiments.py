@@ -20,6 +20,7 @@ COUNTS = AssetKey(["analytics", "experiment_variant_counts"])
 RESULTS_TABLE = "analytics.experiment_results"
 # The dbt models the results are built from (for jobs that rebuild only these).
 EXPERIMENT_DBT_MODELS = [
+    AssetKey(["analytics_staging", "stg_eventtrack__events"]),
     AssetKey(["analytics_staging", "stg_eventtrack__experiments"]),
     AssetKey(["analytics_intermediate", "int_experiment_exposures"]),
     COUNTS,

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from ingest_api.admin.pagination import decode_cursor, page, parse_limit
 from ingest_api.admin.routes import _base_url, _check_unknown_params, _json_object, admin_only, json_response
 from ingest_api.errors import ApiError
-from ingest_api.experiments.definition import ExperimentDefinitionError, merged_body, parse_experiment
+from ingest_api.experiments.definition import ExperimentDefinitionError, is_text, merged_body, parse_experiment
 from ingest_api.state import AppState
 
 COLUMNS = (
@@ -61,7 +61,7 @@ async def _validated(conn, body: dict[str, Any], partial_of: dict[str, Any] | No
     try:
         flag_key = merged_body(body, partial_of).get("flag_key")
         flag = None
-        if isinstance(flag_key, str) and flag_key:
+        if is_text(flag_key) and flag_key:
             row = (await conn.execute(sa.text("SELECT rollout_percentage, variants FROM feature_flags WHERE key = :k"), {"k": flag_key})).first()
             flag = dict(row._mapping) if row is not None else None
         return parse_experiment(body, flag, partial_of=partial_of)

@@ -54,8 +54,19 @@ def flag_variants(flag: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"key": "true", "expected_percentage": rollout}, {"key": "false", "expected_percentage": 100.0 - rollout}]
 
 
+def is_text(value: Any) -> bool:
+    """A string Postgres can store: no NUL character, no lone surrogate."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _event_name(value: Any) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= _MAX_EVENT and value.strip() != "" and "\x00" not in value
+    return is_text(value) and 0 < len(value) <= _MAX_EVENT and value.strip() != ""
 
 
 def parse_experiment(data: Any, flag: Mapping[str, Any] | None, *, partial_of: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -68,17 +79,17 @@ def parse_experiment(data: Any, flag: Mapping[str, Any] | None, *, partial_of: M
     errors: dict[str, str] = {str(k): "unknown field" for k in data if k not in EDITABLE}
 
     name = merged.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
+    if not is_text(name) or not name.strip() or len(name) > _MAX_NAME:
         errors["name"] = f"required: a non-empty string of at most {_MAX_NAME} characters"
     description = merged.get("description")
     if description is None:
         description = ""
-    elif not isinstance(description, str) or "\x00" in description or len(description) > 10_000:
+    elif not is_text(description) or len(description) > 10_000:
         errors["description"] = "must be a string of at most 10000 characters"
 
     flag_key = merged.get("flag_key")
     variants: list[dict[str, Any]] = []
-    if not isinstance(flag_key, str) or not flag_key:
+    if not is_text(flag_key) or not flag_key:
         errors["flag_key"] = "required: the key of an existing feature flag"
     elif flag is None:
         errors["flag_key"] = f"no feature flag has the key '{flag_key[:200]}'"
@@ -86,6 +97,8 @@ def parse_experiment(data: Any, flag: Mapping[str, Any] | None, *, partial_of: M
         variants = flag_variants(flag)
 
     control = merged.get("control_variant")
+    if control is not None and not is_text(control):
+        control = ""  # reported below as not one of the variants
     keys = [v["key"] for v in variants]
     boolean = keys == ["true", "false"] and not (flag or {}).get("variants")
     if boolean and control in (None, "control"):

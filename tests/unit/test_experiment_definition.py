@@ -71,3 +71,8 @@ def test_flag_variants_of_a_boolean_flag_split_the_rollout():
         {"key": "true", "expected_percentage": 0.0},
         {"key": "false", "expected_percentage": 100.0},
     ]
+
+
+def test_text_postgres_cannot_store_is_a_field_error_not_a_crash():
+    found = errors({**BODY, "name": "a\x00b", "goal_event": "\udac4", "flag_key": "x\x00", "secondary_events": ["ok", "\x00"]}, flag=None)
+    assert set(found) == {"name", "goal_event", "flag_key", "secondary_events[1]"}
