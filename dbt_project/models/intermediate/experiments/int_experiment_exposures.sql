@@ -25,6 +25,12 @@ with experiments as (
     from {{ ref('stg_eventtrack__experiments') }}
 ),
 
+-- NOT MATERIALIZED: each branch below scans only the events it needs.
+events as not materialized (
+    select distinct_id, event_type, event_at, properties
+    from {{ ref('stg_eventtrack__events') }}
+),
+
 -- Materialized: joined by hash, not re-expanded per exposure event.
 variant_keys as materialized (
     select x.experiment_id, v.value ->> 'key' as variant
@@ -38,7 +44,7 @@ tagged as (
     select x.experiment_id, e.distinct_id collate "C" as distinct_id, 0 as kind, null::text as event_name, e.event_at,
            -- A boolean response reads as 'true' / 'false', the variant keys of a boolean flag.
            e.properties ->> '$feature_flag_response' as variant
-    from {{ ref('stg_eventtrack__events') }} e
+    from events e
     inner join experiments x
         on e.properties ->> '$feature_flag' = x.flag_key
         and e.event_at >= x.start_at
@@ -52,7 +58,7 @@ tagged as (
     union all
 
     select x.experiment_id, e.distinct_id collate "C", 1, null, e.event_at, null
-    from {{ ref('stg_eventtrack__events') }} e
+    from events e
     inner join experiments x
         on e.event_type = x.goal_event
         and e.event_at >= x.start_at
@@ -63,7 +69,7 @@ tagged as (
     select x.experiment_id, e.distinct_id collate "C", 2, s.event_name, e.event_at, null
     from experiments x
     cross join lateral jsonb_array_elements_text(x.secondary_events) as s(event_name)
-    inner join {{ ref('stg_eventtrack__events') }} e
+    inner join events e
         on e.event_type = s.event_name
         and e.event_at >= x.start_at
         and e.event_at < x.end_at
