@@ -31,7 +31,7 @@ raw_maintenance_job = define_asset_job(
 # The experiment models of the dbt project (a subset of dbt_models), then the statistics.
 experiments_job = define_asset_job(
     "experiment_results",
-    selection=AssetSelection.keys(*EXPERIMENT_DBT_MODELS) | AssetSelection.assets(experiment_results),
+    selection=AssetSelection.assets(*EXPERIMENT_DBT_MODELS, experiment_results),
     tags=DBT_RUN_TAG,
 )
 

@@ -222,6 +222,17 @@ def test_experiment_results_match_the_planted_answer(api, admin, db, pipeline, e
     assert (onboarding_rows["false"]["exposures"], onboarding_rows["false"]["conversions"]) == (210, 42)
     assert onboarding_rows["true"]["srm_warning"] is False
 
+    # The example query of docs/analytics.md: the boolean flag's `true` wins (33% vs 20%, split as planned).
+    winners = db.execute(
+        """SELECT e.name, r.variant, r.exposures, round(r.conversion_rate::numeric, 4) AS rate,
+                  round(r.relative_uplift::numeric, 3) AS uplift, r.probability_to_beat_control, r.p_value
+           FROM analytics.experiment_results r
+           JOIN public.experiments e ON e.id = r.experiment_id
+           WHERE NOT r.is_control AND NOT r.srm_warning AND r.probability_to_beat_control > 0.95
+           ORDER BY e.id, r.variant"""
+    ).fetchall()
+    assert [(w[0], w[1], w[2]) for w in winners] == [("Onboarding", "true", 90)]
+
     # A second run replaces the rows (no duplicates), and a deleted experiment's rows go.
     assert admin.delete(f"{base}{onboarding.json()['id']}/").status_code == 204
     pipeline.materialize([dbt_models, experiment_results])
