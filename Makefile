@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench bench-pipeline bench-soak bench-analytics clean
+.PHONY: run test install bench bench-pipeline bench-soak bench-analytics bench-experiments clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench-soak: install
 # The funnels endpoint on 10M synthetic events (BENCH_FUNNEL_ROWS), median of BENCH_FUNNEL_RUNS requests.
 bench-analytics: install
 	$(BIN)/python -m bench.run_funnels
+# Experiment results refresh (dbt counts + statistics asset) with 1M exposed users (BENCH_EXPOSED_USERS).
+bench-experiments: install
+	$(BIN)/python -m bench.run_experiments
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingest_api.experiments import openapi as experiments
 from ingest_api.ofrep import openapi as ofrep
 from ingest_api.posthog import openapi as compat
 
@@ -135,6 +136,7 @@ def openapi_document() -> dict[str, Any]:
             **_flag_paths(),
             **_admin_paths(),
             **_analytics_paths(),
+            **experiments.paths(),
             **compat.capture_paths(),
             **compat.flag_paths(),
             **ofrep.paths(),
@@ -223,6 +225,7 @@ def openapi_document() -> dict[str, Any]:
                 "Error": _ERROR,
                 **compat.SCHEMAS,
                 **ofrep.SCHEMAS,
+                **experiments.SCHEMAS,
                 "FlagDefinition": _FLAG_DEFINITION,
                 "Flag": _FLAG,
                 "FlagsForUser": {
@@ -313,6 +316,13 @@ def _query(name: str, schema: dict[str, Any], required: bool = False, descriptio
     return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
 
 
+_RECORD_EXPOSURE = {
+    "name": "record_exposure",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
+    "description": "true: also record a `$feature_flag_called` event per active flag (one per flag, user and UTC day).",
+}
 _ETAG = {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
 _FLAG_ID = {"name": "flag_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 _PAGING = [
@@ -354,12 +364,14 @@ def _flag_paths() -> dict[str, Any]:
                     _query("os_version", {"type": "string"}),
                     _query("properties", {"type": "string"}, description="Person properties as a JSON object."),
                     _ETAG,
+                    _RECORD_EXPOSURE,
                 ],
                 "responses": {"200": _ok("#/components/schemas/FlagsForUser"), "304": {"description": "Not modified."}, "400": _err("distinct_id missing or invalid."), **_WRITE_KEY_ERROR},
             },
             "post": {
                 "operationId": "flagsForUserPost",
                 "summary": "Evaluate every flag for a user (context in the body)",
+                "parameters": [_RECORD_EXPOSURE],
                 "requestBody": _json_body("#/components/schemas/UserContext"),
                 "responses": {"200": _ok("#/components/schemas/FlagsForUser"), "400": _err("distinct_id missing or invalid."), "413": _COMMON_ERRORS["413"], **_WRITE_KEY_ERROR},
             },

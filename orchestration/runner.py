@@ -118,6 +118,7 @@ def catch_up(settings: Settings) -> bool:
     from dagster import DagsterInstance, materialize
 
     from orchestration.dbt import dbt_daily_aggregates, dbt_hourly_aggregates, dbt_models, dbt_resource
+    from orchestration.experiments import experiment_assets
     from orchestration.maintenance import maintenance_assets
     from orchestration.partitions import daily_partitions, hourly_partitions, last_complete_partition_key
     from orchestration.resources import EventtrackResource
@@ -128,6 +129,7 @@ def catch_up(settings: Settings) -> bool:
     steps = [
         (maintenance_assets, None),
         ([dbt_models], None),
+        (experiment_assets, None),  # over the experiment counts dbt_models just built
         ([dbt_hourly_aggregates], last_complete_partition_key(hourly_partitions, now)),
         ([dbt_daily_aggregates], last_complete_partition_key(daily_partitions, now)),
     ]

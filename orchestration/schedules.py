@@ -12,6 +12,7 @@ from dagster import (
 )
 
 from orchestration.dbt import DBT_RUN_TAG, dbt_daily_aggregates, dbt_hourly_aggregates, dbt_models
+from orchestration.experiments import EXPERIMENT_DBT_MODELS, experiment_results
 from orchestration.maintenance import event_partitions_ahead, retention, session_closure
 from orchestration.partitions import daily_partitions, hourly_partitions, last_complete_partition_key
 
@@ -27,7 +28,14 @@ raw_maintenance_job = define_asset_job(
     "raw_maintenance", selection=AssetSelection.assets(retention, event_partitions_ahead)
 )
 
-jobs = [hourly_aggregates_job, daily_aggregates_job, dbt_models_job, session_closure_job, raw_maintenance_job]
+# The experiment models of the dbt project (a subset of dbt_models), then the statistics.
+experiments_job = define_asset_job(
+    "experiment_results",
+    selection=AssetSelection.assets(*EXPERIMENT_DBT_MODELS, experiment_results),
+    tags=DBT_RUN_TAG,
+)
+
+jobs = [hourly_aggregates_job, daily_aggregates_job, dbt_models_job, session_closure_job, raw_maintenance_job, experiments_job]
 
 
 def _last_complete_partition(context: ScheduleEvaluationContext, partitions) -> RunRequest:
@@ -89,10 +97,22 @@ def raw_maintenance_schedule(context: ScheduleEvaluationContext):
     return RunRequest()
 
 
+@schedule(
+    cron_schedule="30 1 * * *",
+    job=experiments_job,
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+)
+def experiment_results_schedule(context: ScheduleEvaluationContext):
+    """At 01:30 (queued behind the 01:00 dbt runs): exposures and conversions up to now, then the statistics."""
+    return RunRequest()
+
+
 schedules = [
     hourly_aggregates_schedule,
     daily_aggregates_schedule,
     daily_sessions_schedule,
     session_closure_schedule,
     raw_maintenance_schedule,
+    experiment_results_schedule,
 ]

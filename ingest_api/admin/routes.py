@@ -319,6 +319,7 @@ async def flag_item(request: Request) -> Response:
 def admin_routes() -> list[Route]:
     from ingest_api.admin.aggregates import event_aggregates, event_counts  # they build on this module
     from ingest_api.admin.analytics import funnel, retention, saved_funnel_item, saved_funnels
+    from ingest_api.admin.experiments import experiment_routes
 
     def both(path: str, endpoint: Handler, methods: list[str]) -> list[Route]:
         return [Route(path, endpoint, methods=methods), Route(path.rstrip("/"), endpoint, methods=methods)]
@@ -334,4 +335,5 @@ def admin_routes() -> list[Route]:
         *both(f"{ADMIN}/funnels/saved/", saved_funnels, ["GET", "POST"]),
         *both(f"{ADMIN}/funnels/saved/{{funnel_id}}/", saved_funnel_item, ["GET", "DELETE"]),
         *both(f"{ADMIN}/retention/", retention, ["GET"]),
+        *experiment_routes(),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from starlette.responses import Response
 
 from ingest_api.decode import parse_json
 from ingest_api.errors import ApiError
+from ingest_api.experiments.exposure import exposure_rows, record_exposures, wants_exposure
 from ingest_api.posthog.decode import decode_body
 from ingest_api.posthog.flags import evaluate_all, flags_response, wants_detailed
 from ingest_api.routes.flags import _snapshot
@@ -47,6 +49,7 @@ def _distinct_id(data: dict[str, Any]) -> str:
 
 async def _answer(request: Request, path_kind: str) -> Response:
     snapshot = _snapshot(request)
+    record = wants_exposure(request)
     data = await _body(request)
     require_write_key(request, data)
     distinct_id = _distinct_id(data)
@@ -58,6 +61,9 @@ async def _answer(request: Request, path_kind: str) -> Response:
     only = data.get("flag_keys_to_evaluate")
     only = {k for k in only if isinstance(k, str)} if isinstance(only, list) else None
     results = evaluate_all(snapshot.flags, distinct_id, properties, only)
+    if record:
+        responses = [(flag.data["key"], result.variant or result.active) for flag, result in results]
+        await record_exposures(request.app.state.eventtrack, exposure_rows(distinct_id, responses, datetime.now(timezone.utc)))
     answer = flags_response(results, wants_detailed(path_kind, request.query_params.get("v")))
     return Response(orjson.dumps(answer), media_type="application/json")
 

@@ -125,6 +125,13 @@ def flag_paths() -> dict[str, Any]:
                 "parameters": [
                     {"name": "v", "in": "query", "required": False, "schema": {"type": "string"}, "description": versions},
                     _COMPRESSION,
+                    {
+                        "name": "record_exposure",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
+                        "description": "true: also record a `$feature_flag_called` event per evaluated flag (one per flag, user and UTC day).",
+                    },
                 ],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PosthogFlagsRequest"}}}},
                 "responses": {

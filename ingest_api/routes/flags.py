@@ -6,6 +6,7 @@ Served from the in-process cache (ingest_api/config_cache.py): no database query
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from starlette.responses import Response
 
 from ingest_api.decode import parse_json
 from ingest_api.errors import ApiError, unavailable
+from ingest_api.experiments.exposure import exposure_rows, record_exposures, wants_exposure
 from ingest_api.flags.evaluator import evaluate
 from ingest_api.state import AppState
 from ingest_api.validation import clean_string
@@ -81,6 +83,7 @@ def _user_context(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 async def flags_for_user(request: Request) -> Response:
     snapshot = _snapshot(request)
+    record = wants_exposure(request)
     if request.method == "POST":
         raw = await request.body()
         if len(raw) > 64 * 1024:
@@ -98,8 +101,13 @@ async def flags_for_user(request: Request) -> Response:
     require_write_key(request, data)
     distinct_id, context = _user_context(data)
     result: dict[str, Any] = {}
+    exposures: list[tuple[str, Any]] = []
     for flag in snapshot.flags:
         outcome = evaluate(flag.definition, distinct_id, context)
         result[flag.data["key"]] = {"active": outcome.active, "variant": outcome.variant, "payload": outcome.payload}
+        if record and flag.data["active"]:
+            exposures.append((flag.data["key"], outcome.variant or outcome.active))
+    if exposures:
+        await record_exposures(request.app.state.eventtrack, exposure_rows(distinct_id, exposures, datetime.now(timezone.utc)))
     body = orjson.dumps(result)
     return _cached_json(request, body, '"' + hashlib.sha1(body).hexdigest() + '"')

@@ -347,6 +347,7 @@ def test_schedules_run_in_utc_at_the_documented_times(dbt_env):
         "daily_sessions_schedule": ("0 1 * * *", "UTC"),
         "session_closure_schedule": ("*/10 * * * *", "UTC"),
         "raw_maintenance_schedule": ("30 0 * * *", "UTC"),
+        "experiment_results_schedule": ("30 1 * * *", "UTC"),
     }
     assert {s.default_status for s in schedules} == {DefaultScheduleStatus.RUNNING}
 
@@ -423,7 +424,9 @@ def test_catch_up_builds_every_mart_through_the_persistent_instance(pipeline, db
     assert_marts_match_raw(db)
     with DagsterInstance.get() as instance:
         assert {run.job_name for run in instance.get_runs()} == {"__ephemeral_asset_job__"}
-        assert len(instance.get_runs()) == 4
+        assert len(instance.get_runs()) == 5  # maintenance, dbt_models, experiment_results, hourly, daily
+    (results,) = db.execute("SELECT to_regclass('analytics.experiment_results') IS NOT NULL").fetchone()
+    assert results
 
 
 def test_dbt_unit_tests_pass(pipeline, tmp_path):

@@ -1,0 +1,79 @@
+{#-
+  The counting half of analytics.experiment_results (the Dagster asset
+  `experiment_results` adds the statistics): per experiment and variant of its
+  flag, the users exposed to that variant only, and those of them who converted.
+-#}
+with experiments as (
+    select experiment_id, secondary_events, control_variant, variants
+    from {{ ref('stg_eventtrack__experiments') }}
+),
+
+variants as (
+    select
+        x.experiment_id,
+        v.value ->> 'key' as variant,
+        v.ordinality as variant_order,
+        (v.value ->> 'expected_percentage')::float8 as expected_percentage,
+        v.value ->> 'key' = x.control_variant as is_control,
+        x.secondary_events
+    from experiments x
+    cross join lateral jsonb_array_elements(x.variants) with ordinality as v(value, ordinality)
+),
+
+users as (
+    select * from {{ ref('int_experiment_exposures') }}
+),
+
+counts as (
+    select experiment_id, variant, count(*) as exposures, count(*) filter (where converted) as conversions
+    from users
+    where not is_multi_variant
+    group by experiment_id, variant
+),
+
+multi_variant as (
+    select experiment_id, count(*) as multi_exposure_users
+    from users
+    where is_multi_variant
+    group by experiment_id
+),
+
+secondary_counts as (
+    select u.experiment_id, u.variant, s.event_name, count(*) as conversions
+    from users u
+    cross join lateral unnest(u.secondary_conversions) as s(event_name)
+    where not u.is_multi_variant
+    group by u.experiment_id, u.variant, s.event_name
+),
+
+-- Every secondary event of the experiment, 0 when nobody converted on it.
+secondary as (
+    select v.experiment_id, v.variant, jsonb_object_agg(s.event_name, coalesce(sc.conversions, 0)) as secondary_conversions
+    from variants v
+    cross join lateral jsonb_array_elements_text(v.secondary_events) as s(event_name)
+    left join secondary_counts sc
+        on sc.experiment_id = v.experiment_id
+        and sc.variant = v.variant
+        and sc.event_name = s.event_name
+    group by v.experiment_id, v.variant
+)
+
+select
+    v.experiment_id,
+    v.variant,
+    v.variant_order,
+    v.is_control,
+    v.expected_percentage,
+    coalesce(c.exposures, 0) as exposures,
+    coalesce(c.conversions, 0) as conversions,
+    coalesce(m.multi_exposure_users, 0) as multi_exposure_users,
+    coalesce(s.secondary_conversions, '{}'::jsonb) as secondary_conversions
+from variants v
+left join counts c
+    on c.experiment_id = v.experiment_id
+    and c.variant = v.variant
+left join multi_variant m
+    on m.experiment_id = v.experiment_id
+left join secondary s
+    on s.experiment_id = v.experiment_id
+    and s.variant = v.variant

@@ -1,0 +1,172 @@
+"""Admin routes of A/B experiments: CRUD, and the results the pipeline computed.
+
+Definitions live in `experiments` (ingest_api owns them); results are read from
+analytics.experiment_results, written by the Dagster asset `experiment_results`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingest_api.admin.pagination import decode_cursor, page, parse_limit
+from ingest_api.admin.routes import _base_url, _check_unknown_params, _json_object, admin_only, json_response
+from ingest_api.errors import ApiError
+from ingest_api.experiments.definition import ExperimentDefinitionError, is_text, merged_body, parse_experiment
+from ingest_api.state import AppState
+
+COLUMNS = (
+    "id", "name", "description", "flag_key", "control_variant", "goal_event", "secondary_events",
+    "variants", "start_at", "end_at", "created_at", "updated_at",
+)  # fmt: skip
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM experiments"
+_RETURNING = "RETURNING " + ", ".join(COLUMNS)
+_JSONB = ("secondary_events", "variants")
+RESULTS_TABLE = "analytics.experiment_results"
+RESULT_COLUMNS = (
+    "variant", "is_control", "expected_share", "exposures", "conversions", "conversion_rate",
+    "absolute_uplift", "relative_uplift", "uplift_ci_low", "uplift_ci_high", "probability_to_beat_control",
+    "p_value", "srm_p_value", "srm_warning", "multi_exposure_users", "secondary_metrics", "computed_at",
+)  # fmt: skip
+_NOT_FOUND = ApiError(404, "not_found", "No experiment has this id.", {"id": "unknown"})
+
+
+def _experiment_json(row: Any) -> dict[str, Any]:
+    data = dict(row._mapping)
+    for name in ("start_at", "end_at", "created_at", "updated_at"):
+        data[name] = data[name].isoformat()
+    return data
+
+
+def _experiment_id(request: Request) -> int:
+    try:
+        value = int(request.path_params["experiment_id"])
+    except ValueError:
+        value = -1
+    if not 0 < value < 2**63:
+        raise _NOT_FOUND
+    return value
+
+
+def _invalid(err: ExperimentDefinitionError) -> ApiError:
+    return ApiError(400, "validation_error", "The experiment is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields)
+
+
+async def _validated(conn, body: dict[str, Any], partial_of: dict[str, Any] | None) -> dict[str, Any]:
+    """Looks up the flag the (merged) body names, then validates the whole definition."""
+    try:
+        flag_key = merged_body(body, partial_of).get("flag_key")
+        flag = None
+        if is_text(flag_key) and flag_key:
+            row = (await conn.execute(sa.text("SELECT rollout_percentage, variants FROM feature_flags WHERE key = :k"), {"k": flag_key})).first()
+            flag = dict(row._mapping) if row is not None else None
+        return parse_experiment(body, flag, partial_of=partial_of)
+    except ExperimentDefinitionError as err:
+        raise _invalid(err) from None
+
+
+def _params(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: (orjson.dumps(v).decode() if k in _JSONB else v) for k, v in fields.items()}
+
+
+def _value(column: str) -> str:
+    return f"CAST(:{column} AS jsonb)" if column in _JSONB else f":{column}"
+
+
+@admin_only
+async def experiments_collection(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    if request.method == "GET":
+        _check_unknown_params(request, {"limit", "cursor", "flag_key"})
+        limit = parse_limit(request.query_params.get("limit"))
+        cursor = decode_cursor(request.query_params.get("cursor"), 1)
+        where, params = [], {}
+        if cursor:
+            where.append("id > :c_id" if cursor.forward else "id < :c_id")
+            params["c_id"] = cursor.key[0] if isinstance(cursor.key[0], int) and 0 <= cursor.key[0] < 2**63 else 0
+        flag_key = request.query_params.get("flag_key")
+        if flag_key:
+            where.append("flag_key = :flag_key")
+            params["flag_key"] = flag_key.replace("\x00", "")
+        order = "ASC" if cursor is None or cursor.forward else "DESC"
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY id {order} LIMIT {limit + 1}"
+        async with state.engine.connect() as conn:
+            rows = [_experiment_json(r) for r in (await conn.execute(sa.text(sql), params)).all()]
+        body = page(rows, limit=limit, cursor=cursor, key_of=lambda r: (r["id"],), base_url=_base_url(request), params=dict(request.query_params))
+        return json_response(body)
+
+    body = await _json_object(request)
+    async with state.engine.begin() as conn:
+        fields = await _validated(conn, body, None)
+        sql = f"INSERT INTO experiments ({', '.join(fields)}) VALUES ({', '.join(map(_value, fields))}) {_RETURNING}"
+        row = (await conn.execute(sa.text(sql), _params(fields))).one()
+    return json_response(_experiment_json(row), 201)
+
+
+@admin_only
+async def experiment_item(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    experiment_id = _experiment_id(request)
+    select = sa.text(_SELECT + " WHERE id = :id")
+
+    if request.method == "GET":
+        async with state.engine.connect() as conn:
+            row = (await conn.execute(select, {"id": experiment_id})).first()
+        if row is None:
+            raise _NOT_FOUND
+        return json_response(_experiment_json(row))
+
+    if request.method == "DELETE":
+        async with state.engine.begin() as conn:
+            deleted = (await conn.execute(sa.text("DELETE FROM experiments WHERE id = :id RETURNING id"), {"id": experiment_id})).first()
+        if deleted is None:
+            raise _NOT_FOUND
+        return Response(status_code=204)
+
+    body = await _json_object(request)
+    async with state.engine.begin() as conn:
+        existing = (await conn.execute(select, {"id": experiment_id})).first()
+        if existing is None:
+            raise _NOT_FOUND
+        partial_of = dict(existing._mapping) if request.method == "PATCH" else None
+        fields = await _validated(conn, body, partial_of)
+        assignments = ", ".join(f"{c} = {_value(c)}" for c in fields)
+        sql = f"UPDATE experiments SET {assignments}, updated_at = now() WHERE id = :id {_RETURNING}"
+        row = (await conn.execute(sa.text(sql), {**_params(fields), "id": experiment_id})).one()
+    return json_response(_experiment_json(row))
+
+
+@admin_only
+async def experiment_results(request: Request) -> Response:
+    """The rows of analytics.experiment_results for one experiment (empty until the pipeline has run)."""
+    _check_unknown_params(request, set())
+    state: AppState = request.app.state.eventtrack
+    experiment_id = _experiment_id(request)
+    async with state.engine.connect() as conn:
+        if (await conn.execute(sa.text("SELECT 1 FROM experiments WHERE id = :id"), {"id": experiment_id})).first() is None:
+            raise _NOT_FOUND
+        rows: list[dict[str, Any]] = []
+        if (await conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": RESULTS_TABLE})).scalar_one():
+            sql = f"SELECT {', '.join(RESULT_COLUMNS)} FROM {RESULTS_TABLE} WHERE experiment_id = :id ORDER BY is_control DESC, variant"
+            rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), {"id": experiment_id})).all()]
+    computed_at = max((r.pop("computed_at") for r in rows), default=None)
+    return json_response({"experiment_id": experiment_id, "computed_at": computed_at, "results": rows})
+
+
+def experiment_routes() -> list:
+    from starlette.routing import Route
+
+    base = "/api/v1/analytics/admin/experiments"
+
+    def both(path: str, endpoint, methods: list[str]) -> list[Route]:
+        return [Route(path, endpoint, methods=methods), Route(path.rstrip("/"), endpoint, methods=methods)]
+
+    return [
+        *both(f"{base}/", experiments_collection, ["GET", "POST"]),
+        *both(f"{base}/{{experiment_id}}/", experiment_item, ["GET", "PUT", "PATCH", "DELETE"]),
+        *both(f"{base}/{{experiment_id}}/results/", experiment_results, ["GET"]),
+    ]

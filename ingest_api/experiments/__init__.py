@@ -1,0 +1,1 @@
+"""A/B experiments: definitions and exposure recording."""

@@ -1,0 +1,145 @@
+"""The statistics half of the experiment results: a Python asset over the dbt counts.
+
+dbt counts exposures and conversions (marts/experiments/experiment_variant_counts);
+this asset adds what SQL is the wrong tool for (orchestration/experiment_stats.py)
+and replaces analytics.experiment_results in one transaction, so readers see the
+previous results or the new ones, never a mix.
+"""
+
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import orjson
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
+
+from orchestration.experiment_stats import SRM_ALPHA, compare, rate, srm_p_value
+from orchestration.resources import EventtrackResource
+
+COUNTS = AssetKey(["analytics", "experiment_variant_counts"])
+RESULTS_TABLE = "analytics.experiment_results"
+# The dbt models the results are built from (for jobs that rebuild only these).
+EXPERIMENT_DBT_MODELS = [
+    AssetKey(["analytics_staging", "stg_eventtrack__events"]),
+    AssetKey(["analytics_staging", "stg_eventtrack__experiments"]),
+    AssetKey(["analytics_intermediate", "int_experiment_exposures"]),
+    COUNTS,
+]
+
+RESULT_COLUMNS = {
+    "experiment_id": "bigint NOT NULL",
+    "variant": "text NOT NULL",
+    "is_control": "boolean NOT NULL",
+    "expected_share": "double precision",
+    "exposures": "bigint NOT NULL",
+    "conversions": "bigint NOT NULL",
+    "conversion_rate": "double precision",
+    "absolute_uplift": "double precision",
+    "relative_uplift": "double precision",
+    "uplift_ci_low": "double precision",
+    "uplift_ci_high": "double precision",
+    "probability_to_beat_control": "double precision",
+    "p_value": "double precision",
+    "srm_p_value": "double precision",
+    "srm_warning": "boolean NOT NULL",
+    "multi_exposure_users": "bigint NOT NULL",
+    "secondary_metrics": "jsonb NOT NULL",
+    "computed_at": "timestamptz NOT NULL",
+}
+_CREATE = (
+    f"CREATE TABLE IF NOT EXISTS {RESULTS_TABLE} ("
+    + ", ".join(f"{name} {kind}" for name, kind in RESULT_COLUMNS.items())
+    + ", PRIMARY KEY (experiment_id, variant))"
+)
+_COUNT_COLUMNS = (
+    "experiment_id", "variant", "variant_order", "is_control", "expected_percentage",
+    "exposures", "conversions", "multi_exposure_users", "secondary_conversions",
+)  # fmt: skip
+
+
+def results_rows(counts: Iterable[dict[str, Any]], computed_at: datetime) -> list[dict[str, Any]]:
+    """Rows of experiment_variant_counts -> rows of experiment_results (pure).
+
+    Every variant is compared with its experiment's control; the control row has
+    no uplift, interval, p-value or probability. The SRM p-value covers the whole
+    experiment and is repeated on each of its rows.
+    """
+    by_experiment: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in counts:
+        by_experiment[row["experiment_id"]].append(row)
+    out: list[dict[str, Any]] = []
+    for experiment_id, variants in sorted(by_experiment.items()):
+        variants.sort(key=lambda r: r["variant_order"])
+        control = next((v for v in variants if v["is_control"]), None)
+        share_total = sum(max(v["expected_percentage"], 0.0) for v in variants) or 1.0
+        srm = srm_p_value([v["exposures"] for v in variants], [v["expected_percentage"] for v in variants])
+        for v in variants:
+            n, x = v["exposures"], v["conversions"]
+            row = {
+                "experiment_id": experiment_id,
+                "variant": v["variant"],
+                "is_control": v["is_control"],
+                "expected_share": max(v["expected_percentage"], 0.0) / share_total,
+                "exposures": n,
+                "conversions": x,
+                "conversion_rate": rate(x, n),
+                "absolute_uplift": None,
+                "relative_uplift": None,
+                "uplift_ci_low": None,
+                "uplift_ci_high": None,
+                "probability_to_beat_control": None,
+                "p_value": None,
+                "srm_p_value": srm,
+                "srm_warning": srm is not None and srm < SRM_ALPHA,
+                "multi_exposure_users": v["multi_exposure_users"],
+                "secondary_metrics": {
+                    event: {"conversions": c, "conversion_rate": rate(c, n)}
+                    for event, c in sorted((v["secondary_conversions"] or {}).items())
+                },
+                "computed_at": computed_at,
+            }
+            if control is not None and not v["is_control"]:
+                result = compare(control["conversions"], control["exposures"], x, n)
+                row.update(
+                    absolute_uplift=result.absolute_uplift,
+                    relative_uplift=result.relative_uplift,
+                    uplift_ci_low=result.ci_low,
+                    uplift_ci_high=result.ci_high,
+                    probability_to_beat_control=result.probability_to_beat_control,
+                    p_value=result.p_value,
+                )
+            out.append(row)
+    return out
+
+
+@asset(
+    key=AssetKey(["analytics", "experiment_results"]),
+    deps=[COUNTS],
+    group_name="marts",
+    kinds={"python", "postgres"},
+    description=(
+        "One row per experiment and variant: exposures, conversions, uplift against control with a 95% "
+        "interval, probability to beat control, z-test p-value, sample-ratio-mismatch check (docs/analytics.md)."
+    ),
+)
+def experiment_results(context: AssetExecutionContext, eventtrack: EventtrackResource) -> MaterializeResult:
+    computed_at = datetime.now(timezone.utc)
+    with eventtrack.connect() as conn:
+        cur = conn.execute(f"SELECT {', '.join(_COUNT_COLUMNS)} FROM analytics.experiment_variant_counts")
+        counts = [dict(zip(_COUNT_COLUMNS, r)) for r in cur.fetchall()]
+        rows = results_rows(counts, computed_at)
+        columns = list(RESULT_COLUMNS)
+        with conn.transaction():
+            conn.execute(_CREATE)
+            conn.execute(f"DELETE FROM {RESULTS_TABLE}")
+            with conn.cursor().copy(f"COPY {RESULTS_TABLE} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([orjson.dumps(row[c]).decode() if c == "secondary_metrics" else row[c] for c in columns])
+    warnings = sorted({r["experiment_id"] for r in rows if r["srm_warning"]})
+    context.log.info("experiment results: %d rows, SRM warnings for %s", len(rows), warnings)
+    return MaterializeResult(
+        metadata={"rows": len(rows), "experiments": len({r["experiment_id"] for r in rows}), "srm_warnings": len(warnings)}
+    )
+
+
+experiment_assets = [experiment_results]

@@ -1,0 +1,240 @@
+"""Experiment results end to end: planted data through the HTTP API, dbt + Dagster, the results route.
+
+Two experiments with a known answer: a multivariate flag with planted conversion
+rates, a planted sample-ratio mismatch, users exposed to both variants, repeated
+exposures, goal events before exposure and after the window, responses that are
+not variants; and a boolean flag. Every number of analytics.experiment_results
+is compared with a computation in Python over the generated events, the
+statistics with scipy's own tests (not orchestration/experiment_stats.py).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from scipy import integrate, stats
+
+from tests.integration.test_pipeline import dbt_env, pipeline  # noqa: F401  (fixtures)
+
+EXPOSURE = "$feature_flag_called"
+
+
+def _ts(value: datetime) -> str:
+    return value.isoformat()
+
+
+class Planted:
+    """The generated events, and the expected results computed from them alone."""
+
+    def __init__(self, rng: random.Random, start: datetime, end: datetime):
+        self.start, self.end = start, end
+        self.events: list[dict] = []
+        self.rng = rng
+
+    def at(self, low: datetime, high: datetime) -> datetime:
+        return low + timedelta(seconds=self.rng.randrange(int((high - low).total_seconds())))
+
+    def add(self, name: str, user: str, when: datetime, **properties) -> None:
+        self.events.append({"event_type": name, "distinct_id": user, "timestamp": _ts(when), "properties": properties})
+
+    def expected(self, flag: str, variants: list[str], goal: str, secondary: list[str]) -> dict:
+        """First exposure, variants seen, conversions: the definitions of docs/analytics.md, applied to self.events."""
+        seen: dict[str, set] = defaultdict(set)
+        first: dict[str, datetime] = {}
+        for e in self.events:
+            when = datetime.fromisoformat(e["timestamp"])
+            response = e["properties"].get("$feature_flag_response")
+            response = str(response).lower() if isinstance(response, bool) else response
+            if (
+                e["event_type"] == EXPOSURE
+                and e["properties"].get("$feature_flag") == flag
+                and self.start <= when < self.end
+                and response in variants
+            ):
+                seen[e["distinct_id"]].add(response)
+                first[e["distinct_id"]] = min(first.get(e["distinct_id"], when), when)
+        single = {u: next(iter(v)) for u, v in seen.items() if len(v) == 1}
+
+        def converted(user: str, name: str) -> bool:
+            return any(
+                e["event_type"] == name and e["distinct_id"] == user
+                and first[user] <= datetime.fromisoformat(e["timestamp"]) < self.end
+                for e in self.events
+            )
+
+        rows = {v: {"exposures": 0, "conversions": 0, **{s: 0 for s in secondary}} for v in variants}
+        for user, variant in single.items():
+            rows[variant]["exposures"] += 1
+            rows[variant]["conversions"] += converted(user, goal)
+            for s in secondary:
+                rows[variant][s] += converted(user, s)
+        return {"rows": rows, "multi": sum(1 for v in seen.values() if len(v) > 1)}
+
+
+def _independent_stats(xc: int, nc: int, xt: int, nt: int) -> dict:
+    """The statistics by other means: scipy's 2x2 chi-square (= pooled z-test), quad integration of the Beta posteriors."""
+    pc, pt = xc / nc, xt / nt
+    chi2 = stats.chi2_contingency([[xc, nc - xc], [xt, nt - xt]], correction=False)
+    control, treatment = stats.beta(1 + xc, 1 + nc - xc), stats.beta(1 + xt, 1 + nt - xt)
+    prob, _ = integrate.quad(lambda p: control.pdf(p) * treatment.sf(p), 0, 1, points=[pc, pt], limit=500)
+    half = stats.norm.ppf(0.975) * math.sqrt(pc * (1 - pc) / nc + pt * (1 - pt) / nt)
+    return {
+        "absolute_uplift": pt - pc,
+        "relative_uplift": (pt - pc) / pc,
+        "uplift_ci_low": pt - pc - half,
+        "uplift_ci_high": pt - pc + half,
+        "p_value": chi2.pvalue,
+        "probability_to_beat_control": prob,
+    }
+
+
+def _post_events(api, events: list[dict]) -> None:
+    for i in range(0, len(events), 1000):
+        response = api.post("/api/v1/analytics/batch/", json={"events": events[i : i + 1000]})
+        assert response.status_code == 200, response.text
+        assert response.json()["rejected"] == []
+
+
+@pytest.fixture
+def experiments_clean(db):
+    db.execute("DELETE FROM experiments")
+    yield
+    db.execute("DELETE FROM experiments")
+
+
+def test_experiment_results_match_the_planted_answer(api, admin, db, pipeline, experiments_clean):  # noqa: F811
+    from orchestration.dbt import dbt_models
+    from orchestration.experiments import experiment_results
+
+    rng = random.Random(20261125)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    start, end = now - timedelta(days=4), now - timedelta(hours=2)
+    data = Planted(rng, start, end)
+
+    flag = admin.post(
+        "/api/v1/analytics/admin/feature-flags/",
+        json={"key": "checkout-v2", "rollout_percentage": 100,
+              "variants": [{"key": "control", "rollout_percentage": 50}, {"key": "test", "rollout_percentage": 50}]},
+    )
+    assert flag.status_code == 201, flag.text
+    bool_flag = admin.post("/api/v1/analytics/admin/feature-flags/", json={"key": "new-onboarding", "rollout_percentage": 30})
+    assert bool_flag.status_code == 201, bool_flag.text
+
+    # Planted: 1000 control users converting at 10%, 1200 test users at 15% (a 1000:1200 split
+    # under an expected 50/50: sample-ratio mismatch), 30 users who saw both variants.
+    for variant, users, converters in (("control", 1000, 100), ("test", 1200, 180)):
+        for i in range(users):
+            user = f"{variant}-{i}"
+            seen_at = data.at(start, end - timedelta(hours=3))
+            data.add(EXPOSURE, user, seen_at, **{"$feature_flag": "checkout-v2", "$feature_flag_response": variant})
+            if i % 4 == 0:  # repeated exposures count once
+                data.add(EXPOSURE, user, data.at(seen_at, end), **{"$feature_flag": "checkout-v2", "$feature_flag_response": variant})
+            if i < converters:
+                data.add("purchase", user, seen_at + timedelta(minutes=rng.randrange(1, 120)))
+            elif i % 7 == 0:  # a purchase before the exposure, or after the window: not a conversion
+                data.add("purchase", user, seen_at - timedelta(minutes=5) if i % 2 else data.at(end, now))
+            if i % 3 == 0:
+                data.add("add_to_cart", user, seen_at + timedelta(minutes=1))
+    for i in range(30):
+        user = f"both-{i}"
+        data.add(EXPOSURE, user, data.at(start, end), **{"$feature_flag": "checkout-v2", "$feature_flag_response": "control"})
+        data.add(EXPOSURE, user, data.at(start, end), **{"$feature_flag": "checkout-v2", "$feature_flag_response": "test"})
+        data.add("purchase", user, end - timedelta(minutes=1))
+    # Not exposures of this experiment: before the window, a response that is no variant, another flag.
+    for i in range(20):
+        data.add(EXPOSURE, f"early-{i}", start - timedelta(hours=1), **{"$feature_flag": "checkout-v2", "$feature_flag_response": "test"})
+        data.add(EXPOSURE, f"outside-{i}", data.at(start, end), **{"$feature_flag": "checkout-v2", "$feature_flag_response": False})
+        data.add(EXPOSURE, f"other-{i}", data.at(start, end), **{"$feature_flag": "something-else", "$feature_flag_response": "test"})
+    # The boolean flag: true / false responses (30% rollout), goal `signup`.
+    for i in range(300):
+        treated = i < 90
+        user = f"bool-{i}"
+        seen_at = data.at(start, end - timedelta(hours=1))
+        data.add(EXPOSURE, user, seen_at, **{"$feature_flag": "new-onboarding", "$feature_flag_response": treated})
+        if (treated and i % 3 == 0) or (not treated and i % 5 == 0):
+            data.add("signup", user, seen_at + timedelta(seconds=30))
+    _post_events(api, data.events)
+
+    base = "/api/v1/analytics/admin/experiments/"
+    checkout = admin.post(base, json={
+        "name": "Checkout v2", "flag_key": "checkout-v2", "goal_event": "purchase",
+        "secondary_events": ["add_to_cart"], "start_at": _ts(start), "end_at": _ts(end),
+    })
+    assert checkout.status_code == 201, checkout.text
+    onboarding = admin.post(base, json={
+        "name": "Onboarding", "flag_key": "new-onboarding", "goal_event": "signup", "control_variant": "control",
+        "start_at": _ts(start), "end_at": _ts(end),
+    })
+    assert onboarding.status_code == 201, onboarding.text
+    assert onboarding.json()["control_variant"] == "false"
+    assert onboarding.json()["variants"] == [{"key": "true", "expected_percentage": 30.0}, {"key": "false", "expected_percentage": 70.0}]
+
+    before = admin.get(f"{base}{checkout.json()['id']}/results/")
+    assert before.status_code == 200 and before.json()["results"] == [] and before.json()["computed_at"] is None
+
+    pipeline.materialize([dbt_models, experiment_results])
+
+    cases = [
+        (checkout.json()["id"], "checkout-v2", ["control", "test"], "control", "purchase", ["add_to_cart"], [0.5, 0.5]),
+        (onboarding.json()["id"], "new-onboarding", ["true", "false"], "false", "signup", [], [0.3, 0.7]),
+    ]
+    for experiment_id, flag_key, variants, control, goal, secondary, shares in cases:
+        expected = data.expected(flag_key, variants, goal, secondary)
+        body = admin.get(f"{base}{experiment_id}/results/").json()
+        assert body["computed_at"] is not None
+        rows = {r["variant"]: r for r in body["results"]}
+        assert sorted(rows) == sorted(variants)
+        observed = [expected["rows"][v]["exposures"] for v in variants]
+        srm = stats.chisquare(observed, [sum(observed) * s for s in shares]).pvalue
+        c = expected["rows"][control]
+        for variant in variants:
+            want, got = expected["rows"][variant], rows[variant]
+            assert got["exposures"] == want["exposures"]
+            assert got["conversions"] == want["conversions"]
+            assert got["conversion_rate"] == pytest.approx(want["conversions"] / want["exposures"], rel=1e-12)
+            assert got["multi_exposure_users"] == expected["multi"]
+            assert got["srm_p_value"] == pytest.approx(srm, rel=1e-9)
+            assert got["srm_warning"] == (srm < 0.001)
+            assert got["is_control"] == (variant == control)
+            for s in secondary:
+                assert got["secondary_metrics"][s]["conversions"] == want[s]
+            if variant == control:
+                assert got["p_value"] is None and got["absolute_uplift"] is None
+                continue
+            independent = _independent_stats(c["conversions"], c["exposures"], want["conversions"], want["exposures"])
+            for name, value in independent.items():
+                assert got[name] == pytest.approx(value, rel=1e-7, abs=1e-10), name
+
+    # The planted answer itself, so a generator bug cannot hide behind the comparison.
+    checkout_rows = {r["variant"]: r for r in admin.get(f"{base}{checkout.json()['id']}/results/").json()["results"]}
+    assert (checkout_rows["control"]["exposures"], checkout_rows["control"]["conversions"]) == (1000, 100)
+    assert (checkout_rows["test"]["exposures"], checkout_rows["test"]["conversions"]) == (1200, 180)
+    assert checkout_rows["test"]["multi_exposure_users"] == 30
+    assert checkout_rows["test"]["srm_warning"] is True
+    assert checkout_rows["test"]["absolute_uplift"] == pytest.approx(0.05)
+    assert checkout_rows["test"]["probability_to_beat_control"] > 0.99
+    onboarding_rows = {r["variant"]: r for r in admin.get(f"{base}{onboarding.json()['id']}/results/").json()["results"]}
+    assert (onboarding_rows["true"]["exposures"], onboarding_rows["true"]["conversions"]) == (90, 30)
+    assert (onboarding_rows["false"]["exposures"], onboarding_rows["false"]["conversions"]) == (210, 42)
+    assert onboarding_rows["true"]["srm_warning"] is False
+
+    # The example query of docs/analytics.md: the boolean flag's `true` wins (33% vs 20%, split as planned).
+    winners = db.execute(
+        """SELECT e.name, r.variant, r.exposures, round(r.conversion_rate::numeric, 4) AS rate,
+                  round(r.relative_uplift::numeric, 3) AS uplift, r.probability_to_beat_control, r.p_value
+           FROM analytics.experiment_results r
+           JOIN public.experiments e ON e.id = r.experiment_id
+           WHERE NOT r.is_control AND NOT r.srm_warning AND r.probability_to_beat_control > 0.95
+           ORDER BY e.id, r.variant"""
+    ).fetchall()
+    assert [(w[0], w[1], w[2]) for w in winners] == [("Onboarding", "true", 90)]
+
+    # A second run replaces the rows (no duplicates), and a deleted experiment's rows go.
+    assert admin.delete(f"{base}{onboarding.json()['id']}/").status_code == 204
+    pipeline.materialize([dbt_models, experiment_results])
+    (count,) = db.execute("SELECT count(*) FROM analytics.experiment_results").fetchone()
+    assert count == 2
