@@ -23,6 +23,7 @@ from ingest_api.middleware import RateLimitMiddleware, RequestIdMiddleware
 from ingest_api.openapi import openapi_document
 from ingest_api.ofrep import routes as ofrep_routes
 from ingest_api.posthog import routes as posthog_routes
+from ingest_api.privacy.routes import privacy_routes
 from ingest_api.routes import capture, flags, health, sessions
 from ingest_api.settings import Settings
 from ingest_api.sink import EventSink
@@ -57,6 +58,7 @@ def routes() -> list[Route]:
         *_both(f"{flags.PUBLIC}/for_user/", flags.flags_for_user, ["GET", "POST"]),
         *_both(f"{flags.PUBLIC}/{{flag_id}}/", flags.get_flag, ["GET"]),
         *admin_routes(),
+        *privacy_routes(),
         *posthog_routes.routes(),
         *ofrep_routes.routes(),
         Route(f"{API}/openapi.json", _openapi, methods=["GET"]),

@@ -10,6 +10,7 @@ from typing import Any
 
 from ingest_api.ofrep import openapi as ofrep
 from ingest_api.posthog import openapi as compat
+from ingest_api.privacy import openapi as privacy
 
 _STR200 = {"type": "string", "minLength": 1, "maxLength": 200}
 _OPT_STR = {"type": ["string", "null"], "maxLength": 200}
@@ -134,6 +135,7 @@ def openapi_document() -> dict[str, Any]:
             },
             **_flag_paths(),
             **_admin_paths(),
+            **privacy.paths(),
             **compat.capture_paths(),
             **compat.flag_paths(),
             **ofrep.paths(),
@@ -221,6 +223,7 @@ def openapi_document() -> dict[str, Any]:
                 "Error": _ERROR,
                 **compat.SCHEMAS,
                 **ofrep.SCHEMAS,
+                **privacy.SCHEMAS,
                 "FlagDefinition": _FLAG_DEFINITION,
                 "Flag": _FLAG,
                 "FlagsForUser": {
