@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -82,6 +83,18 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(500, "internal_error", "An unexpected error occurred; it has been logged."))
 
 
+def _utc_sessions(engine) -> None:
+    """Every connection of the API in UTC: timestamps in responses then carry +00:00 whatever PGTZ or
+    the server's time zone says (connections opened under different PGTZ values would mix offsets)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _set_utc(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.close()
+        dbapi_connection.commit()  # a SET in a transaction rolled back later would be undone
+
+
 def create_app(settings: Settings) -> Starlette:
     database_url = settings.require_database_url()
     metrics = Metrics()
@@ -96,6 +109,7 @@ def create_app(settings: Settings) -> Starlette:
             pool_pre_ping=True,
             connect_args={"connect_timeout": max(1, int(settings.db_connect_timeout_seconds))},
         )
+        _utc_sessions(engine)
         sink = EventSink(
             database_url,
             max_rows=settings.group_commit_max_rows,
