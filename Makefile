@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench bench-pipeline bench-soak clean
+.PHONY: run test install bench bench-pipeline bench-soak bench-analytics clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,9 @@ install: $(STAMP)
 run: install
 	$(BIN)/eventtrack up
 
+# The dashboard's browser tests drive Debian's chromium (installed when missing).
 test: install
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # wrk is the load generator (C, not Python-bound); installed from Debian's packages when missing.
@@ -37,6 +39,10 @@ bench-pipeline: install
 bench-soak: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.run_soak
+
+# The funnels endpoint on 10M synthetic events (BENCH_FUNNEL_ROWS), median of BENCH_FUNNEL_RUNS requests.
+bench-analytics: install
+	$(BIN)/python -m bench.run_funnels
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from ingest_api.admin.routes import admin_routes
 from ingest_api.config_cache import ConfigCache
+from ingest_api.dashboard.routes import dashboard_routes
 from ingest_api.database import sqlalchemy_url
 from ingest_api.errors import ApiError, error_response
 from ingest_api.metrics import Metrics
@@ -149,7 +150,8 @@ def create_app(settings: Settings) -> Starlette:
         )
     )
     app = Starlette(
-        routes=routes(),
+        # The dashboard's HTML pages (/admin/) are not part of the JSON API's OpenAPI document.
+        routes=[*routes(), *dashboard_routes()],
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},

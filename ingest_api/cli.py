@@ -110,6 +110,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
                 children[name] = subprocess.Popen(command, env=env, cwd=REPO_ROOT, start_new_session=True)
             print(
                 f"eventtrack is up: API on http://{s.api_host}:{s.api_port}, "
+                f"dashboard on http://{s.api_host}:{s.api_port}/admin/, "
                 f"Dagster UI on http://{s.dagster_host}:{s.dagster_port}  (Ctrl-C stops everything)",
                 flush=True,
             )
@@ -215,6 +216,28 @@ def cmd_revoke_write_key(settings: Settings, args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_promote_property(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest_api.promote import promote_property
+
+    with database(settings) as s:
+        try:
+            name, built = promote_property(s.require_database_url(), args.key, args.type)
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+    print(f"property {args.key} ({args.type}) promoted: index {name}, built on {built} partition(s) now")
+    return 0
+
+
+def cmd_list_promoted_properties(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest_api.promote import list_promoted
+
+    with database(settings) as s:
+        for key, kind, name, valid in list_promoted(s.require_database_url()):
+            print(f"{key}\t{kind}\t{name}\t{'valid' if valid else 'INVALID: run promote-property again'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="eventtrack", description="Self-hosted event tracking for mobile apps.")
@@ -237,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list-write-keys", help="list project write keys")
     revoke_write = sub.add_parser("revoke-write-key", help="revoke a project write key by id")
     revoke_write.add_argument("id", type=int)
+    promote = sub.add_parser("promote-property", help="index an event property for filters (expression index on events)")
+    promote.add_argument("key", help="the property key, as in properties.<key>")
+    promote.add_argument("--type", choices=["text", "numeric"], default="text", help="text: = and != filters; numeric: < <= > >=")
+    sub.add_parser("list-promoted-properties", help="list promoted properties and whether their index is valid")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     handlers = {
@@ -251,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         "create-write-key": cmd_create_write_key,
         "list-write-keys": cmd_list_write_keys,
         "revoke-write-key": cmd_revoke_write_key,
+        "promote-property": cmd_promote_property,
+        "list-promoted-properties": cmd_list_promoted_properties,
     }
     return handlers[args.command](settings, args)
 

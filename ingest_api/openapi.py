@@ -136,6 +136,7 @@ def openapi_document() -> dict[str, Any]:
             **_flag_paths(),
             **_admin_paths(),
             **privacy.paths(),
+            **_analytics_paths(),
             **compat.capture_paths(),
             **compat.flag_paths(),
             **ofrep.paths(),
@@ -160,6 +161,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "schemas": {
+                "SavedFunnel": SAVED_FUNNEL_SCHEMA,
                 "Event": _EVENT,
                 "Batch": {
                     "type": "object",
@@ -386,7 +388,7 @@ def _admin_paths() -> dict[str, Any]:
                 "operationId": "adminEventCounts",
                 "summary": "Exact event counts by type over [start, end) (default: the last 24 hours)",
                 "security": secured,
-                "parameters": [_query("event_type", {"type": "string"}), *_WINDOW],
+                "parameters": [_query("event_type", {"type": "string"}), *_WINDOW, *_SEGMENT],
                 "responses": {"200": {"description": "Counts by event type, largest first."}, **_ADMIN_ERRORS},
             }
         },
@@ -402,6 +404,7 @@ def _admin_paths() -> dict[str, Any]:
                     _query("os_name", {"type": "string"}),
                     *_WINDOW,
                     *_PAGING,
+                    *_SEGMENT,
                 ],
                 "responses": {"200": _ok("#/components/schemas/Page"), **_ADMIN_ERRORS},
             }
@@ -454,3 +457,93 @@ def _admin_paths() -> dict[str, Any]:
             }
         },
     }
+
+
+# Segmentation (ingest_api/admin/segments.py, docs/analytics.md "Segmentation").
+_FILTER = {
+    "name": "filter",
+    "in": "query",
+    "required": False,
+    "style": "form",
+    "explode": True,
+    "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+    "description": "Repeatable `properties.<key><op><value>`, op one of = != > >= < <=; e.g. `properties.plan=pro`.",
+}
+_BREAKDOWN = _query("breakdown", {"type": "string"}, description="`os_name`, `app_version`, `os_version`, `event_type` or `properties.<key>`.")
+_SEGMENT = [_FILTER, _BREAKDOWN]
+
+
+def _analytics_paths() -> dict[str, Any]:
+    base = "/api/v1/analytics/admin"
+    secured = [{"adminKey": []}]
+    return {
+        f"{base}/funnels/": {
+            "get": {
+                "operationId": "adminFunnel",
+                "summary": "Users reaching each step in order within the conversion window (raw events)",
+                "security": secured,
+                "parameters": [
+                    _query("steps", {"type": "string"}, required=True, description="2-10 event types, comma-separated: `app_open,view_item,purchase`."),
+                    _query("window", {"type": "string", "pattern": "^[1-9][0-9]{0,6}[smhd]$"}, description="Conversion window from the first step; default 24h, at most 90d."),
+                    *_WINDOW,
+                    *_SEGMENT,
+                ],
+                "responses": {"200": {"description": "Per step: users, conversions, median seconds from the previous step."}, **_ADMIN_ERRORS},
+            }
+        },
+        f"{base}/funnels/saved/": {
+            "get": {
+                "operationId": "adminListSavedFunnels",
+                "summary": "Saved funnels (their results are built daily by the pipeline)",
+                "security": secured,
+                "responses": {"200": {"description": "Every saved funnel."}, **_ADMIN_ERRORS},
+            },
+            "post": {
+                "operationId": "adminSaveFunnel",
+                "summary": "Save a funnel",
+                "security": secured,
+                "requestBody": _json_body("#/components/schemas/SavedFunnel"),
+                "responses": {"201": {"description": "Saved; results appear after the next daily run."}, **_ADMIN_ERRORS, "413": _COMMON_ERRORS["413"]},
+            },
+        },
+        f"{base}/funnels/saved/{{funnel_id}}/": {
+            method: {
+                "operationId": operation,
+                "summary": summary,
+                "security": secured,
+                "parameters": [_FUNNEL_ID],
+                "responses": {
+                    **({"204": {"description": "Deleted."}} if method == "delete" else {"200": {"description": "Definition and the latest results."}}),
+                    "404": _err("Unknown saved funnel."),
+                    **_ADMIN_ERRORS,
+                },
+            }
+            for method, operation, summary in [
+                ("get", "adminGetSavedFunnel", "A saved funnel and its results from analytics.funnel_results"),
+                ("delete", "adminDeleteSavedFunnel", "Delete a saved funnel"),
+            ]
+        },
+        f"{base}/retention/": {
+            "get": {
+                "operationId": "adminRetention",
+                "summary": "The cohort triangle of analytics.retention_weekly / retention_daily",
+                "security": secured,
+                "parameters": [_query("period", {"type": "string", "enum": ["week", "day"]}), *_WINDOW],
+                "responses": {"200": {"description": "One entry per cohort: users and retained users per period."}, **_ADMIN_ERRORS},
+            }
+        },
+    }
+
+
+_FUNNEL_ID = {"name": "funnel_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+SAVED_FUNNEL_SCHEMA = {
+    "type": "object",
+    "required": ["name", "steps"],
+    "additionalProperties": False,
+    "properties": {
+        "name": _STR200,
+        "steps": {"type": "array", "minItems": 2, "maxItems": 10, "items": _STR200},
+        "window": {"type": "string", "pattern": "^[1-9][0-9]{0,6}[smhd]$", "description": "Default 24h, at most 90d."},
+        "range_days": {"type": "integer", "minimum": 1, "maximum": 366, "description": "Whole UTC days before each run; default 30."},
+    },
+}

@@ -67,6 +67,8 @@ class Settings:
     session_timeout_minutes: int = 30
     aggregates_retention_days: int = 730
     rejected_events_retention_days: int = 30
+    # Retention marts: the event that counts as "came back"; None: any event.
+    retention_return_event: str | None = None
 
     max_capture_body_bytes: int = 1 * MIB
     max_batch_body_bytes: int = 20 * MIB
@@ -98,6 +100,14 @@ class Settings:
     # and then cut to these IPv4 / IPv6 prefix lengths.
     store_client_ip: bool = False
     client_ip_prefixes: tuple[int, int] = (24, 48)
+    # Admin dashboard (/admin/): the key that signs its session cookie. None: a
+    # random one generated once and kept in data_dir/dashboard_secret, so
+    # restarts keep sessions. Set it (same value) when several hosts serve /admin/.
+    dashboard_secret: str | None = None
+    # A dashboard session lasts this long after sign-in.
+    dashboard_session_hours: int = 12
+    # Always mark the session cookie Secure (it is anyway when the request came over https).
+    dashboard_cookie_secure: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -115,6 +125,7 @@ class Settings:
             session_timeout_minutes=_int(env, "SESSION_TIMEOUT_MINUTES", 30),
             aggregates_retention_days=_int(env, "AGGREGATES_RETENTION_DAYS", 730),
             rejected_events_retention_days=_int(env, "REJECTED_EVENTS_RETENTION_DAYS", 30),
+            retention_return_event=env.get("RETENTION_RETURN_EVENT") or None,
             max_capture_body_bytes=_int(env, "MAX_CAPTURE_BODY_BYTES", 1 * MIB),
             max_batch_body_bytes=_int(env, "MAX_BATCH_BODY_BYTES", 20 * MIB),
             max_event_bytes=_int(env, "MAX_EVENT_BYTES", 64 * KIB),
@@ -131,6 +142,9 @@ class Settings:
             cors_allow_origins=tuple(o.strip() for o in (env.get("CORS_ALLOW_ORIGINS") or "").split(",") if o.strip()),
             store_client_ip=_bool(env, "STORE_CLIENT_IP", False),
             client_ip_prefixes=parse_truncation(env.get("CLIENT_IP_TRUNCATION") or "24,48"),
+            dashboard_secret=env.get("DASHBOARD_SECRET") or None,
+            dashboard_session_hours=_int(env, "DASHBOARD_SESSION_HOURS", 12),
+            dashboard_cookie_secure=(env.get("DASHBOARD_COOKIE_SECURE") or "").lower() in ("1", "true", "yes"),
         )
 
     def with_database_url(self, url: str) -> "Settings":

@@ -57,6 +57,8 @@ translator = EventtrackTranslator()
 def dbt_vars(eventtrack: EventtrackResource, context: AssetExecutionContext) -> dict[str, Any]:
     """What every run passes to dbt: the session timeout, and the partition window if any."""
     values: dict[str, Any] = {"session_timeout_minutes": eventtrack.session_timeout_minutes}
+    if eventtrack.retention_return_event:
+        values["retention_return_event"] = eventtrack.retention_return_event
     if context.has_partition_key or context.has_partition_key_range:
         window = context.partition_time_window
         values.update(window_vars(window.start, window.end))

@@ -68,6 +68,7 @@ class EventtrackResource(ConfigurableResource):
     partitions_ahead_days: int = 7
     rejected_events_retention_days: int = 30
     aggregates_retention_days: int = 730
+    retention_return_event: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EventtrackResource":
@@ -79,6 +80,7 @@ class EventtrackResource(ConfigurableResource):
             partitions_ahead_days=settings.partitions_ahead_days,
             rejected_events_retention_days=settings.rejected_events_retention_days,
             aggregates_retention_days=settings.aggregates_retention_days,
+            retention_return_event=settings.retention_return_event,
         )
 
     def connect(self) -> psycopg.Connection:

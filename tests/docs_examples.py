@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-RUNNABLE = ("sh", "sql")
+RUNNABLE = ("sh", "bash", "shell", "sql")
+SHELL = ("sh", "bash", "shell")
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _MARKER = re.compile(r"^<!--\s*docs-test:\s*(skip|expect-4xx)\s*(?::\s*(.*?))?\s*-->\s*$")
 

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from ingest_api.admin.pagination import decode_cursor, page, parse_limit
 from ingest_api.admin.routes import _base_url, _check_unknown_params, _text_param, _time_param, admin_only, json_response
+from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
 from ingest_api.state import AppState
 
@@ -86,7 +87,8 @@ async def _has_table(conn, name: str) -> bool:
 @admin_only
 async def event_counts(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    _check_unknown_params(request, {"start", "end", "event_type"})
+    _check_unknown_params(request, {"start", "end", "event_type", "filter", "breakdown"})
+    segment = _segment(request)
     end = _time_param(request, "end") or datetime.now(timezone.utc)
     start = _time_param(request, "start") or end - timedelta(hours=24)
     if start >= end:
@@ -99,6 +101,8 @@ async def event_counts(request: Request) -> Response:
     if event_type:
         params["event_type"] = event_type
         filters = {"event_filter_e": "AND e.event_type = :event_type", "event_filter_a": "AND a.event_type = :event_type"}
+    if segment:  # the aggregates hold no properties: filters and breakdowns read raw events
+        return await _segmented_counts(state, start, end, params, filters["event_filter_e"], *segment)
     h_first, h_last = full_hours(start, end)
     async with state.engine.connect() as conn:
         if h_first < h_last and await _has_table(conn, HOURLY):
@@ -120,13 +124,14 @@ async def event_counts(request: Request) -> Response:
 @admin_only
 async def event_aggregates(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    _check_unknown_params(request, {"granularity", "event_type", "app_version", "os_name", "start", "end", "limit", "cursor"})
+    _check_unknown_params(request, {"granularity", "event_type", "app_version", "os_name", "start", "end", "limit", "cursor", "filter", "breakdown"})
+    segment = _segment(request)
     granularity = request.query_params.get("granularity", "hour")
     if granularity not in ("hour", "day"):
         raise ApiError(400, "invalid_parameter", "granularity must be hour or day.", {"granularity": "hour or day"})
     table, bucket = (HOURLY, "hour") if granularity == "hour" else (DAILY, "day")
     limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), 4)
+    cursor = decode_cursor(request.query_params.get("cursor"), 5 if segment and segment[2] else 4)
     where, params = [], {}
     for name in ("event_type", "app_version", "os_name"):
         value = _text_param(request, name)
@@ -141,6 +146,8 @@ async def event_aggregates(request: Request) -> Response:
         where.append(f"{bucket} < :end")
         params["end"] = end if granularity == "hour" else end.date()
     sort = [bucket, "event_type", "coalesce(app_version, '')", "coalesce(os_name, '')"]
+    if segment and segment[2]:
+        sort.append("coalesce(breakdown_value, '')")
     order = "ASC"
     if cursor:
         try:
@@ -148,16 +155,22 @@ async def event_aggregates(request: Request) -> Response:
         except (TypeError, ValueError):
             raise ApiError(400, "invalid_parameter", "The cursor is not valid.", {"cursor": "invalid cursor"}) from None
         params.update(c_b=edge if granularity == "hour" else edge.date(), c_e=str(cursor.key[1]), c_a=str(cursor.key[2]), c_o=str(cursor.key[3]))
+        marks = ":c_b, :c_e, :c_a, :c_o"
+        if len(sort) == 5:
+            params["c_v"], marks = str(cursor.key[4]), marks + ", :c_v"
         op = ">" if cursor.forward else "<"
-        where.append(f"({', '.join(sort)}) {op} (:c_b, :c_e, :c_a, :c_o)")
+        where.append(f"({', '.join(sort)}) {op} ({marks})")
         order = "ASC" if cursor.forward else "DESC"
     columns = f"{bucket}, event_type, app_version, os_name, event_count, unique_users, unique_devices, unique_sessions"
-    sql = f"SELECT {columns} FROM {table}"
+    source = table
+    if segment:
+        source, columns = _raw_buckets(bucket, *segment, params), _RAW_COLUMNS.format(bucket=bucket) + (", breakdown_value" if segment[2] else "")
+    sql = f"SELECT {columns} FROM {source}"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY " + ", ".join(f"{c} {order}" for c in sort) + f" LIMIT {limit + 1}"
     async with state.engine.connect() as conn:
-        if not await _has_table(conn, table):
+        if not segment and not await _has_table(conn, table):
             rows: list[dict[str, Any]] = []  # the pipeline has not built it yet
         else:
             rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), params)).all()]
@@ -165,7 +178,70 @@ async def event_aggregates(request: Request) -> Response:
     def key_of(row: dict[str, Any]) -> tuple:
         value = row[bucket]
         edge = value.isoformat() if granularity == "hour" else datetime(value.year, value.month, value.day).isoformat()
-        return (edge, row["event_type"], row["app_version"] or "", row["os_name"] or "")
+        key = (edge, row["event_type"], row["app_version"] or "", row["os_name"] or "")
+        return key + (row["breakdown_value"] or "",) if "breakdown_value" in row else key
 
-    body = page(rows, limit=limit, cursor=cursor, key_of=key_of, base_url=_base_url(request), params=dict(request.query_params))
+    query = {k: request.query_params.getlist(k) for k in request.query_params}
+    body = page(rows, limit=limit, cursor=cursor, key_of=key_of, base_url=_base_url(request), params=query)
     return json_response(body)
+
+
+# --- segmentation: property filters and a breakdown, over raw events ---------------------------
+
+
+def _segment(request: Request) -> tuple[list, str, str | None] | None:
+    """(filters, their SQL, breakdown expression) when the request segments, else None."""
+    raw_filters, raw_breakdown = request.query_params.getlist("filter"), request.query_params.get("breakdown")
+    if not raw_filters and not raw_breakdown:
+        return None
+    try:
+        filters = parse_filters(raw_filters)
+        breakdown = parse_breakdown(raw_breakdown)
+    except SegmentError as err:
+        raise ApiError(400, "invalid_parameter", "Invalid filter or breakdown.", err.fields) from None
+    where, _ = filters_sql(filters)
+    return filters, where, breakdown
+
+
+def _bind_filters(filters: list, params: dict[str, Any]) -> None:
+    params.update(filters_sql(filters)[1])
+
+
+async def _segmented_counts(state: AppState, start, end, params, event_filter: str, filters, where: str, breakdown: str | None) -> Response:
+    _bind_filters(filters, params)
+    value = f", {breakdown} AS breakdown_value" if breakdown else ""
+    group = "e.event_type, breakdown_value" if breakdown else "e.event_type"
+    sql = (
+        f'SELECT e.event_type{value}, count(*)::bigint AS count FROM events e WHERE e."timestamp" >= :start AND e."timestamp" < :end'
+        f" {event_filter}{where} GROUP BY {group} ORDER BY count DESC, {group}"
+    )
+    async with state.engine.connect() as conn:
+        rows = (await conn.execute(sa.text(sql), params)).all()
+    results = [{"event_type": r.event_type, **({"breakdown_value": r.breakdown_value} if breakdown else {}), "count": r.count} for r in rows]
+    return json_response({"start": start, "end": end, "total": sum(r.count for r in rows), "results": results})
+
+
+# Same columns as the marts; unique_sessions is null: sessions (explicit or derived)
+# are only known to the pipeline's models.
+_RAW_COLUMNS = "{bucket}, event_type, app_version, os_name, event_count, unique_users, unique_devices, unique_sessions"
+
+
+def _raw_buckets(bucket: str, filters, where: str, breakdown: str | None, params: dict[str, Any]) -> str:
+    _bind_filters(filters, params)
+    bucket_expr = "date_trunc('hour', e.\"timestamp\", 'UTC')" if bucket == "hour" else "(e.\"timestamp\" AT TIME ZONE 'UTC')::date"
+    value = f", {breakdown} AS breakdown_value" if breakdown else ""
+    group = "1, 2, 3, 4" + (", 9" if breakdown else "")
+    # Bucket bounds are applied by the outer query; the range on the raw timestamp lets Postgres prune partitions.
+    bounds = ""
+    if "start" in params:
+        bounds += ' AND e."timestamp" >= :raw_start'
+        params["raw_start"] = params["start"] if bucket == "hour" else datetime(params["start"].year, params["start"].month, params["start"].day, tzinfo=timezone.utc)
+    if "end" in params:
+        bounds += ' AND e."timestamp" < :raw_end'
+        # The last bucket taken (hour < end, day < end's day) is whole, as in the marts.
+        params["raw_end"] = full_hours(params["end"], params["end"])[0] if bucket == "hour" else datetime(params["end"].year, params["end"].month, params["end"].day, tzinfo=timezone.utc)
+    return (
+        f"(SELECT {bucket_expr} AS {bucket}, e.event_type, e.app_version, e.os_name, count(*)::bigint AS event_count,"
+        " count(DISTINCT e.distinct_id)::bigint AS unique_users, count(DISTINCT e.device_id)::bigint AS unique_devices,"
+        f" NULL::bigint AS unique_sessions{value} FROM events e WHERE true{bounds}{where} GROUP BY {group}) AS segmented"
+    )

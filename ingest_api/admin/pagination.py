@@ -73,7 +73,7 @@ def page(
     def link(edge: Any, to_forward: bool) -> str:
         query = {k: v for k, v in params.items() if k != "cursor" and v is not None}
         query["cursor"] = encode_cursor(Cursor(key_of(edge), to_forward))
-        return f"{base_url}?{urlencode(query)}"
+        return f"{base_url}?{urlencode(query, doseq=True)}"  # doseq: repeated filters stay repeated
 
     return {
         "next": link(rows[-1], True) if has_next and rows else None,

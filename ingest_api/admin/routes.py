@@ -318,6 +318,7 @@ async def flag_item(request: Request) -> Response:
 
 def admin_routes() -> list[Route]:
     from ingest_api.admin.aggregates import event_aggregates, event_counts  # they build on this module
+    from ingest_api.admin.analytics import funnel, retention, saved_funnel_item, saved_funnels
 
     def both(path: str, endpoint: Handler, methods: list[str]) -> list[Route]:
         return [Route(path, endpoint, methods=methods), Route(path.rstrip("/"), endpoint, methods=methods)]
@@ -329,4 +330,8 @@ def admin_routes() -> list[Route]:
         *both(f"{ADMIN}/sessions/", list_sessions, ["GET"]),
         *both(f"{ADMIN}/feature-flags/", flags_collection, ["GET", "POST"]),
         *both(f"{ADMIN}/feature-flags/{{flag_id}}/", flag_item, ["GET", "PUT", "PATCH", "DELETE"]),
+        *both(f"{ADMIN}/funnels/", funnel, ["GET"]),
+        *both(f"{ADMIN}/funnels/saved/", saved_funnels, ["GET", "POST"]),
+        *both(f"{ADMIN}/funnels/saved/{{funnel_id}}/", saved_funnel_item, ["GET", "DELETE"]),
+        *both(f"{ADMIN}/retention/", retention, ["GET"]),
     ]

@@ -24,7 +24,7 @@ import pytest
 
 from ingest_api.migrate import migrate
 from tests.conftest import RunningServer, settings_for, wait_until
-from tests.docs_examples import Example, examples, runnable
+from tests.docs_examples import RUNNABLE, SHELL, Example, examples, runnable
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -61,15 +61,28 @@ def _env(url: str, server: RunningServer, data_dir: Path, key: str, expect_4xx: 
         "DATABASE_URL": url,
         "EVENTTRACK_DATA_DIR": str(data_dir),
         "KEY": key,
+        "DOCS_STATE": str(data_dir.parent / "shell-state"),
     }
     if expect_4xx:
         env["DOCS_EXPECT_4XX"] = "1"
     return env
 
 
+# Shell variables an example sets (KEY=$(...)) are kept for the next blocks of
+# the same file, as in a reader's terminal; bash's own variables are not.
+SAVE_VARIABLES = r"""
+for v in $(compgen -v); do
+  [[ $v =~ ^[A-Z][A-Z0-9_]*$ ]] || continue
+  [[ $v =~ ^(BASH.*|EUID|UID|PPID|SHELLOPTS|GROUPS|FUNCNAME|PIPESTATUS|DIRSTACK|HOST.*|OSTYPE|MACHTYPE|SHLVL|OPT.*|IFS|PS4|LINENO|RANDOM|SRANDOM|SECONDS|EPOCH.*|HISTCMD|PWD|OLDPWD|PATH|COMP.*)$ ]] && continue
+  declare -p "$v"
+done > "$DOCS_STATE"
+"""
+
+
 def _shell(example: Example, server: RunningServer) -> str:
     code = example.code.replace("http://localhost:8000", server.url).replace(".venv/bin/", f"{BIN}/")
-    return "set -euo pipefail\n" + CURL_GUARD + code
+    restore = '[[ -s "$DOCS_STATE" ]] && source "$DOCS_STATE"\n'
+    return "set -euo pipefail\n" + restore + CURL_GUARD + code + SAVE_VARIABLES
 
 
 def _seed_and_build(url: str, server: RunningServer, env: dict[str, str]) -> None:
@@ -89,6 +102,17 @@ def test_every_skipped_example_says_why():
                 assert example.reason, f"{example.where}: a skipped example must give its reason"
 
 
+def test_every_request_example_is_run():
+    """A curl or CLI example in a block the test does not run (plain fence, other language) would go stale."""
+    for path in DOC_FILES:
+        for example in examples(path):
+            if example.language in RUNNABLE or example.marker == "skip":
+                continue
+            assert "curl " not in example.code and "eventtrack " not in example.code, (
+                f"{example.where}: put this example in a ```sh block (run by this test) or mark it skipped with a reason"
+            )
+
+
 @pytest.mark.parametrize("doc", [p for p in DOC_FILES if runnable(p)], ids=lambda p: p.name)
 def test_doc_examples_run(doc: Path, embedded_pg, tmp_path):
     from ingest_api.admin.key_store import create_admin_key
@@ -100,7 +124,7 @@ def test_doc_examples_run(doc: Path, embedded_pg, tmp_path):
         seeded = False
         for example in runnable(doc):
             env = _env(url, server, tmp_path / "data", key, example.marker == "expect-4xx")
-            if example.language == "sh":
+            if example.language in SHELL:
                 code, out, err = _run_bash(_shell(example, server), env)
                 assert code == 0, f"{example.where} failed:\n{example.code}\n{out}\n{err}"
             else:

@@ -438,6 +438,25 @@ def test_dbt_unit_tests_pass(pipeline, tmp_path):
     assert {r["status"] for r in results} == {"pass"}
 
 
+def test_incremental_runs_compare_arrivals_with_a_literal_watermark(pipeline, db, tmp_path):
+    """The previous watermark is inlined as a number: compared with a subquery, the planner cannot use the
+    statistics and BRIN index of ingest_seq and scans every partition (the pipeline benchmark's cost)."""
+    from orchestration.dbt import dbt_resource
+
+    dbt = dbt_resource()
+    dbt.cli(["run", "--select", "+agg_events_hourly"], target_path=tmp_path / "first").wait()
+    db.execute("UPDATE analytics.agg_events_hourly SET _ingest_seq_watermark = 4242")
+    db.execute(
+        "INSERT INTO analytics.agg_events_hourly (hour, event_type, event_count, _ingest_seq_watermark)"
+        " VALUES (now(), 'x', 1, 4242)"
+    )
+    dbt.cli(["compile", "--select", "agg_events_hourly"], target_path=tmp_path / "compiled").wait()
+    [compiled] = (tmp_path / "compiled").rglob("agg_events_hourly.sql")
+    sql = compiled.read_text()
+    assert "ingest_seq > 4242::bigint" in sql
+    assert "max(_ingest_seq_watermark)" not in sql
+
+
 def test_rows_of_a_transaction_still_open_during_a_run_are_counted_by_the_next_run(pipeline, db, database_url):
     """A still-uncommitted ingest transaction holds a lower ingest_seq than rows committed after it:
     the watermark must not move past it, or those rows would never be aggregated."""

@@ -1,5 +1,4 @@
 import hashlib
-import time
 
 import pytest
 
@@ -105,12 +104,10 @@ def test_two_flags_bucket_users_independently():
 def test_variant_spread_follows_weights_over_100k_ids():
     weights = {"control": 50, "blue": 30, "green": 20}
     multi = flag("button-colour", variants=[Variant(k, w) for k, w in weights.items()])
-    started = time.perf_counter()
     counts = dict.fromkeys(weights, 0)
     n = 100_000
     for i in range(n):
         counts[evaluate(multi, f"id-{i}", {}).variant] += 1
-    assert time.perf_counter() - started < 3
     for key, weight in weights.items():
         assert abs(counts[key] / n - weight / 100) < 0.02, (key, counts)
 

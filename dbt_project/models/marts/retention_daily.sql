@@ -1,0 +1,2 @@
+-- Rebuilt whole daily, like retention_weekly.
+{{ retention_triangle('day') }}

@@ -1,0 +1,205 @@
+"""Funnels over raw events: parameter parsing, the one SQL query, and the conversion arithmetic (pure).
+
+Definition (docs/analytics.md "Funnels"):
+- A user enters with their *first* step-1 event in [start, end): that instant is t1,
+  and the breakdown value is read from that event.
+- Step k (k > 1) is the user's earliest step-k event strictly later than the
+  step k-1 event and strictly before t1 + window. Later steps may fall after
+  `end` (but within the window). Greedy earliest matching reaches the furthest
+  step possible from that t1.
+- Events with the same timestamp are not ordered, so they never make two
+  consecutive steps; a repeated step (`view_item,view_item`) needs two events
+  at different instants. Events before t1, and repeated steps before the next
+  one, are ignored.
+- Property filters apply to every step's events.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+MAX_STEPS = 10
+MAX_WINDOW = timedelta(days=90)
+MAX_BREAKDOWN_VALUES = 50
+_WINDOW = re.compile(r"^([1-9][0-9]{0,6})([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class FunnelParamError(ValueError):
+    def __init__(self, fields: dict[str, str]):
+        super().__init__(", ".join(f"{k}: {v}" for k, v in fields.items()))
+        self.fields = fields
+
+
+def parse_steps(raw: str | None) -> list[str]:
+    if not raw:
+        raise FunnelParamError({"steps": "required: 2 to 10 event types separated by commas"})
+    steps = [s.strip() for s in raw.split(",")]
+    if not 2 <= len(steps) <= MAX_STEPS:
+        raise FunnelParamError({"steps": f"2 to {MAX_STEPS} event types separated by commas"})
+    if any(not s or len(s) > 200 or "\x00" in s for s in steps):
+        raise FunnelParamError({"steps": "an event type is empty, longer than 200 characters or holds NUL"})
+    return steps
+
+
+def parse_window(raw: str | None) -> timedelta:
+    """`30m`, `24h`, `7d`, `3600s`; default 24h; at most 90 days."""
+    if raw is None or raw == "":
+        return timedelta(hours=24)
+    match = _WINDOW.match(raw)
+    if not match:
+        raise FunnelParamError({"window": "a positive integer followed by s, m, h or d, e.g. 24h"})
+    window = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    if window > MAX_WINDOW:
+        raise FunnelParamError({"window": "at most 90 days"})
+    return window
+
+
+def funnel_sql(n_steps: int, breakdown_expr: str | None, filters: str) -> str:
+    """One query: per step (and breakdown value, plus the total) the users and the median seconds from the previous step.
+
+    Binds: :s1..:sN, :start, :end, :end_w (end + window), :window, plus the filters'
+    parameters. `filters` is rendered by segments.filters_sql on alias `e`.
+
+    Step 1 is one aggregate over the step-1 events of the range (an index-only scan of
+    events (event_type, distinct_id, timestamp) without filters). Each later step is,
+    per user, one probe of that index for the earliest event after the previous step
+    (ORDER BY timestamp LIMIT 1; run-time partition pruning keeps it to the days of
+    the window), so the cost follows users x steps rather than every event of the steps.
+    """
+    ctes = [
+        f"""first_step AS (
+    SELECT e.distinct_id, min(e."timestamp") AS t1
+    FROM events e
+    WHERE e.event_type = :s1 AND e."timestamp" >= :start AND e."timestamp" < :end{filters}
+    GROUP BY e.distinct_id
+)"""
+    ]
+    if breakdown_expr:
+        # The breakdown value is read from the user's first step-1 event (any one of them on a timestamp tie).
+        ctes.append(
+            f"""f1 AS (
+    SELECT f.distinct_id, f.t1, b.bd, NULL::timestamptz AS prev, f.t1 AS t
+    FROM first_step f
+    LEFT JOIN LATERAL (
+        SELECT {breakdown_expr} AS bd FROM events e
+        WHERE e.event_type = :s1 AND e.distinct_id = f.distinct_id AND e."timestamp" = f.t1
+          AND e."timestamp" >= :start AND e."timestamp" < :end{filters}
+        LIMIT 1
+    ) b ON true
+)"""
+        )
+    else:
+        ctes.append("f1 AS (SELECT distinct_id, t1, NULL::text AS bd, NULL::timestamptz AS prev, t1 AS t FROM first_step)")
+    for k in range(2, n_steps + 1):
+        ctes.append(
+            f"""f{k} AS (
+    SELECT p.distinct_id, p.t1, p.bd, p.t AS prev, n.t
+    FROM f{k - 1} p
+    CROSS JOIN LATERAL (
+        SELECT e."timestamp" AS t FROM events e
+        WHERE e.event_type = :s{k} AND e.distinct_id = p.distinct_id
+          AND e."timestamp" > p.t AND e."timestamp" < p.t1 + :window
+          AND e."timestamp" >= :start AND e."timestamp" < :end_w{filters}  -- plan-time pruning to the range's partitions
+        ORDER BY e."timestamp" LIMIT 1
+    ) n
+)"""
+        )
+    group = "GROUP BY GROUPING SETS ((bd), ())" if breakdown_expr else ""
+    is_total = "GROUPING(bd) = 1" if breakdown_expr else "true"
+    value = "bd" if breakdown_expr else "NULL::text AS bd"
+    selects = []
+    for k in range(1, n_steps + 1):
+        median = "NULL::float8" if k == 1 else "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM t - prev)::float8)"
+        selects.append(f"SELECT {k} AS step, {is_total} AS is_total, {value}, count(*)::bigint AS users, {median} AS median_seconds FROM f{k} {group}")
+    return "WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(selects)
+
+
+def funnel_params(steps: list[str], start, end, window: timedelta) -> dict[str, Any]:
+    params: dict[str, Any] = {"start": start, "end": end, "end_w": end + window, "window": window}
+    params.update({f"s{k}": step for k, step in enumerate(steps, 1)})
+    return params
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 6) if whole else None
+
+
+@dataclass(frozen=True)
+class StepRow:
+    step: int
+    users: int
+    median_seconds: float | None
+
+
+def step_results(steps: list[str], rows: list[StepRow]) -> list[dict[str, Any]]:
+    """Per step: users, conversion from the previous step and from the first, median seconds from the previous step."""
+    users = {r.step: r.users for r in rows}
+    medians = {r.step: r.median_seconds for r in rows}
+    first = users.get(1, 0)
+    out = []
+    for k, event_type in enumerate(steps, 1):
+        n = users.get(k, 0)
+        out.append(
+            {
+                "step": k,
+                "event_type": event_type,
+                "users": n,
+                "conversion_from_previous": 1.0 if k == 1 and first else (_rate(n, users.get(k - 1, 0)) if k > 1 else None),
+                "conversion_from_first": _rate(n, first),
+                "median_seconds_from_previous": medians.get(k),
+            }
+        )
+    return out
+
+
+def shape_results(steps: list[str], rows: list[tuple[bool, Any, int, int, float | None]], with_breakdown: bool) -> dict[str, Any]:
+    """rows: (is_total, breakdown value, step, users, median seconds) from funnel_sql."""
+    total = [StepRow(step, users, median) for is_total, _, step, users, median in rows if is_total]
+    body: dict[str, Any] = {"results": step_results(steps, total)}
+    if with_breakdown:
+        by_value: dict[Any, list[StepRow]] = {}
+        for is_total, value, step, users, median in rows:
+            if not is_total:
+                by_value.setdefault(value, []).append(StepRow(step, users, median))
+        ordered = sorted(by_value.items(), key=lambda kv: (-next((r.users for r in kv[1] if r.step == 1), 0), str(kv[0])))
+        body["breakdown_values_truncated"] = len(ordered) > MAX_BREAKDOWN_VALUES
+        body["breakdown"] = [{"value": value, "results": step_results(steps, rs)} for value, rs in ordered[:MAX_BREAKDOWN_VALUES]]
+    return body
+
+
+def parse_saved_funnel(body: dict[str, Any]) -> dict[str, Any]:
+    """A saved funnel's definition from a JSON body: name, steps (list), window (e.g. "24h"), range_days (1-366, default 30)."""
+    fields: dict[str, str] = {}
+    unknown = sorted(set(body) - {"name", "steps", "window", "range_days"})
+    for name in unknown:
+        fields[name] = "unknown field"
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or "\x00" in name:
+        fields["name"] = "required: a string of 1-200 characters"
+    steps = body.get("steps")
+    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+        fields["steps"] = "required: a list of 2 to 10 event types"
+    else:
+        try:
+            steps = parse_steps(",".join(steps)) if all("," not in s for s in steps) else None
+        except FunnelParamError as err:
+            fields.update(err.fields)
+        if steps is None:
+            fields["steps"] = "an event type may not contain a comma"
+    window = body.get("window", "24h")
+    try:
+        window = parse_window(window) if isinstance(window, str) else None
+    except FunnelParamError as err:
+        fields.update(err.fields)
+    if window is None:
+        fields["window"] = "a string like 24h"
+    range_days = body.get("range_days", 30)
+    if isinstance(range_days, bool) or not isinstance(range_days, int) or not 1 <= range_days <= 366:
+        fields["range_days"] = "an integer from 1 to 366"
+    if fields:
+        raise FunnelParamError(fields)
+    return {"name": name.strip(), "steps": steps, "window_seconds": int(window.total_seconds()), "range_days": range_days}

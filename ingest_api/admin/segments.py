@@ -1,0 +1,114 @@
+"""Property filters and breakdowns of the admin analytics endpoints (pure: parse, then render SQL).
+
+Syntax of one `filter` query parameter (repeat it to AND several):
+
+    properties.<key><op><value>      op: =  !=  >  >=  <  <=
+
+`=` / `!=` compare the property's text form (`properties->>'key'`) with the value;
+`!=` also matches events without the property. `>`, `>=`, `<`, `<=` compare
+numbers and only match events whose property is a JSON number.
+
+Values are always bind parameters. A key is rendered as a SQL string literal
+(never a parameter), so that the expression is the very one a promoted
+property's expression index is built on (ingest_api/promote.py); keys are
+therefore limited to a safe alphabet, which has no quote or backslash.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+KEY = re.compile(r"^[A-Za-z0-9_$][A-Za-z0-9_$.:\-]{0,99}$")
+_FILTER = re.compile(r"^properties\.([^=!<>]+)(=|!=|>=|<=|>|<)(.*)$", re.S)
+NUMERIC_OPS = (">", ">=", "<", "<=")
+COLUMN_BREAKDOWNS = ("event_type", "os_name", "os_version", "app_version")
+MAX_FILTERS = 10
+
+
+class SegmentError(ValueError):
+    def __init__(self, fields: dict[str, str]):
+        super().__init__(", ".join(f"{k}: {v}" for k, v in fields.items()))
+        self.fields = fields
+
+
+@dataclass(frozen=True)
+class PropertyFilter:
+    key: str
+    op: str
+    value: str | Decimal
+
+
+def valid_key(key: str) -> bool:
+    return bool(KEY.match(key))
+
+
+def _column(key: str, alias: str) -> str:
+    if not valid_key(key):  # the one guard between a key and the SQL text
+        raise SegmentError({"key": "invalid property key"})
+    return f"{alias}.properties" if alias else "properties"
+
+
+def text_expr(key: str, alias: str = "e") -> str:
+    """`(alias.properties ->> 'key')`: the text form; also a promoted text index's expression (alias "")."""
+    return f"({_column(key, alias)} ->> '{key}')"
+
+
+def numeric_expr(key: str, alias: str = "e") -> str:
+    """The property as numeric when it is a JSON number, else null (a cast of "abc" would fail the query)."""
+    col = _column(key, alias)
+    return f"(CASE WHEN jsonb_typeof({col} -> '{key}') = 'number' THEN ({col} ->> '{key}')::numeric END)"
+
+
+def parse_filter(raw: str) -> PropertyFilter:
+    match = _FILTER.match(raw)
+    if not match:
+        raise SegmentError({"filter": f"expected properties.<key><op><value> with op one of = != > >= < <=, got {raw[:60]!r}"})
+    key, op, value = match.groups()
+    if not valid_key(key):
+        raise SegmentError({"filter": f"property key {key[:60]!r}: 1-100 characters of letters, digits, _ $ . : -"})
+    if "\x00" in value or len(value) > 200:
+        raise SegmentError({"filter": "value too long or holds NUL characters"})
+    if op in NUMERIC_OPS:
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise SegmentError({"filter": f"{op} needs a number, got {value[:60]!r}"}) from None
+        if not number.is_finite() or abs(number.adjusted()) > 100:  # beyond that Postgres' numeric overflows
+            raise SegmentError({"filter": f"{op} needs a finite number below 1e100"})
+        return PropertyFilter(key, op, number)
+    return PropertyFilter(key, op, value)
+
+
+def parse_filters(raws: list[str]) -> list[PropertyFilter]:
+    if len(raws) > MAX_FILTERS:
+        raise SegmentError({"filter": f"at most {MAX_FILTERS} filters"})
+    return [parse_filter(r) for r in raws]
+
+
+def filters_sql(filters: list[PropertyFilter], alias: str = "e", prefix: str = "pf") -> tuple[str, dict[str, Any]]:
+    """` AND ...` conditions (empty string without filters) and their bind parameters."""
+    parts, params = [], {}
+    for i, f in enumerate(filters):
+        name = f"{prefix}{i}"
+        params[name] = f.value
+        if f.op == "=":
+            parts.append(f"{text_expr(f.key, alias)} = :{name}")
+        elif f.op == "!=":
+            parts.append(f"{text_expr(f.key, alias)} IS DISTINCT FROM :{name}")
+        else:
+            parts.append(f"{numeric_expr(f.key, alias)} {f.op} :{name}")
+    return "".join(f" AND {p}" for p in parts), params
+
+
+def parse_breakdown(raw: str | None, allowed_columns: tuple[str, ...] = COLUMN_BREAKDOWNS) -> str | None:
+    """`os_name` (a column) or `properties.<key>`; returns the SQL expression over alias `e`."""
+    if raw is None or raw == "":
+        return None
+    if raw in allowed_columns:
+        return f"e.{raw}"
+    if raw.startswith("properties.") and valid_key(raw[len("properties."):]):
+        return text_expr(raw[len("properties."):])
+    raise SegmentError({"breakdown": f"one of {', '.join(allowed_columns)} or properties.<key>"})

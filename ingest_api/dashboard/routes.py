@@ -1,0 +1,462 @@
+"""The dashboard's pages under /admin/: sign-in with an admin key, then overview, events,
+sessions, rejected events and feature flags. Server-rendered; no JavaScript needed.
+
+Cookie auth applies to these pages only: the JSON API keeps requiring
+`Authorization: Bearer`, and a dashboard cookie opens nothing there.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qsl, urlencode
+
+import sqlalchemy as sa
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from ingest_api.admin.aggregates import event_counts
+from ingest_api.admin.keys import find_key
+from ingest_api.admin.routes import flag_item, flags_collection, list_events, list_sessions
+from ingest_api.dashboard import charts, overview, pipeline_status
+from ingest_api.dashboard.admin_calls import call_admin, cursor_of
+from ingest_api.dashboard.flag_form import errors_by_field, flag_to_form, form_to_body
+from ingest_api.dashboard.replay import is_replayable, replay
+from ingest_api.dashboard.session import COOKIE_NAME, Session, SessionCodec, cookie_header, csrf_ok, load_or_create_secret, new_session
+from ingest_api.errors import ApiError
+from ingest_api.state import AppState
+
+PREFIX = "/admin"
+HERE = Path(__file__).parent
+PAGE_SIZE = 50
+MAX_FORM_BYTES = 256 * 1024
+_DB_DOWN = (OperationalError, InterfaceError, TimeoutError, ConnectionError)
+
+SECURITY_HEADERS = {
+    # pygal's SVG carries its own <style>; no inline script anywhere.
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self';"
+        " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def utc_text(value: datetime | str | None) -> str:
+    """A time as the pages show it: UTC to the second. The database answers in its session's
+    time zone (whatever the server's TimeZone or PGTZ is), so every time is converted here."""
+    if value is None or value == "":
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+templates.env.filters["utc"] = utc_text
+
+
+@dataclass
+class Page:
+    """What a page handler gets besides the request."""
+
+    session: Session
+    form: dict[str, str]
+    form_lists: dict[str, list[str]]
+
+
+Handler = Callable[[Request, Page], Awaitable[Response]]
+
+
+def _codec(request: Request) -> SessionCodec:
+    # Made on the first dashboard request, so an API-only process never writes the secret file.
+    codec = getattr(request.app.state, "dashboard_codec", None)
+    if codec is None:
+        settings = _state(request).settings
+        secret = settings.dashboard_secret or load_or_create_secret(settings.data_dir)
+        codec = request.app.state.dashboard_codec = SessionCodec(secret, settings.dashboard_session_hours * 3600)
+    return codec
+
+
+def _state(request: Request) -> AppState:
+    return request.app.state.eventtrack
+
+
+def _secure(request: Request) -> bool:
+    return _state(request).settings.dashboard_cookie_secure or request.url.scheme == "https"
+
+
+def _set_session(response: Response, request: Request, session: Session) -> None:
+    codec = _codec(request)
+    response.headers.append("set-cookie", cookie_header(codec.dumps(session), max_age=codec.max_age_seconds, secure=_secure(request)))
+
+
+def _with_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def render(request: Request, page: Page | None, name: str, status: int = 200, **context: Any) -> Response:
+    session = page.session if page else None
+    response = templates.TemplateResponse(
+        request, name, {"session": session, "csrf": session.csrf if session else "", "prefix": PREFIX, **context}, status_code=status
+    )
+    return _with_headers(response)
+
+
+def _signed_in(request: Request, session: Session | None) -> bool:
+    if session is None or not session.signed_in:
+        return False
+    # The key the session was opened with must still be active: revoking it signs the session out.
+    return any(key_id == session.key_id for _, key_id in _state(request).config.snapshot.admin_keys)
+
+
+async def _read_form(request: Request) -> tuple[dict[str, str], dict[str, list[str]]] | Response:
+    """An urlencoded form (the only kind the pages send), size-limited; or an error page."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        return _with_headers(Response("Forms must be application/x-www-form-urlencoded.", 415, media_type="text/plain"))
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_FORM_BYTES:
+            return _with_headers(Response("Form too large.", 413, media_type="text/plain"))
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=2000)
+    except (UnicodeDecodeError, ValueError):
+        return _with_headers(Response("Form could not be read.", 400, media_type="text/plain"))
+    pairs = [(k, v.replace("\x00", "")) for k, v in pairs]
+    lists: dict[str, list[str]] = {}
+    for k, v in pairs:
+        lists.setdefault(k, []).append(v)
+    return dict(pairs), lists
+
+
+def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Session, sign-in and CSRF checks around a page; database outages become a 503 page."""
+
+    def decorate(handler: Handler):
+        @functools.wraps(handler)
+        async def wrapped(request: Request) -> Response:
+            session = _codec(request).loads(request.cookies.get(COOKIE_NAME))
+            fresh = session is None
+            if fresh:
+                session = new_session()
+            if not public and not _signed_in(request, session):
+                if request.method != "GET":
+                    return render(request, None, "error.html", 403, title="Signed out", message="Your session has ended; sign in again.")
+                return _with_headers(RedirectResponse(f"{PREFIX}/login?{urlencode({'next': request.url.path})}", 303))
+            form: dict[str, str] = {}
+            lists: dict[str, list[str]] = {}
+            if request.method == "POST":
+                parsed = await _read_form(request)
+                if isinstance(parsed, Response):
+                    return parsed
+                form, lists = parsed
+                if fresh or not csrf_ok(session, form.get("csrf_token")):
+                    return render(request, None, "error.html", 403, title="Form expired", message="The form's security token is missing or wrong; reload the page and try again.")
+            current = Page(session, form, lists)
+            try:
+                response = await handler(request, current)
+            except _DB_DOWN:
+                response = render(request, current, "error.html", 503, title="Database unavailable", message="The database did not answer; retry in a moment.")
+                response.headers["retry-after"] = str(_state(request).settings.retry_after_seconds)
+            if fresh and COOKIE_NAME not in response.headers.get("set-cookie", ""):
+                _set_session(response, request, session)
+            return _with_headers(response)
+
+        return wrapped
+
+    return decorate
+
+
+def redirect(path: str, **query: Any) -> Response:
+    query = {k: v for k, v in query.items() if v not in (None, "")}
+    return RedirectResponse(PREFIX + path + (f"?{urlencode(query)}" if query else ""), 303)
+
+
+# --- sign-in ---------------------------------------------------------------------
+
+
+def _safe_next(value: str | None) -> str:
+    # Only a page of the dashboard: never an absolute or protocol-relative URL.
+    if value and value.startswith(PREFIX + "/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return PREFIX + "/"
+
+
+@page(public=True)
+async def login(request: Request, current: Page) -> Response:
+    next_page = _safe_next(request.query_params.get("next") or current.form.get("next"))
+    if request.method == "GET":
+        if _signed_in(request, current.session):
+            return redirect(next_page[len(PREFIX):])
+        return render(request, current, "login.html", next=next_page, error=None)
+    snapshot = _state(request).config.snapshot
+    key = current.form.get("api_key", "").strip()
+    if not snapshot.loaded:
+        return render(request, current, "login.html", 503, next=next_page, error="The service is still starting; retry in a moment.")
+    key_id = find_key(key, snapshot.admin_keys) if 0 < len(key) <= 200 else None
+    if key_id is None:
+        return render(request, current, "login.html", 401, next=next_page, error="This is not an active admin API key.")
+    response = RedirectResponse(next_page, 303)
+    # A new session (and CSRF token) on sign-in: a token seen before sign-in is worth nothing after.
+    _set_session(response, request, new_session(key_id))
+    return response
+
+
+@page()
+async def logout(request: Request, current: Page) -> Response:
+    response = redirect("/login", signed_out=1)
+    response.headers.append("set-cookie", cookie_header("", max_age=0, secure=_secure(request)))
+    return response
+
+
+# --- overview ------------------------------------------------------------------------
+
+
+@page()
+async def overview_page(request: Request, current: Page) -> Response:
+    state = _state(request)
+    now = datetime.now(timezone.utc)
+    async with state.engine.connect() as conn:
+        data = await overview.load(conn, now)
+    top = await call_admin(event_counts, request, params={"start": (now - timedelta(days=7)).isoformat(), "end": now.isoformat()})
+    status = await pipeline_status.last_run(state.settings.dagster_host, state.settings.dagster_port)
+    figures: dict[str, Any] = {}
+    if data["per_hour"]:
+        figures["per_hour"] = charts.bar_chart(data["per_hour"].labels, data["per_hour"].values, title="Events per hour (UTC)", series="events")
+    if data["per_day"]:
+        figures["per_day"] = charts.bar_chart(data["per_day"].labels, data["per_day"].values, title="Events per day (UTC)", series="events")
+    if data["active"]:
+        figures["dau"] = charts.line_chart(data["active"]["dau"].labels, {"DAU": data["active"]["dau"].values}, title="Daily active users")
+    if data["sessions"]:
+        figures["sessions"] = charts.bar_chart(data["sessions"]["count"].labels, data["sessions"]["count"].values, title="Sessions per day", series="sessions")
+        figures["median"] = charts.line_chart(
+            data["sessions"]["median_minutes"].labels, {"median minutes": data["sessions"]["median_minutes"].values}, title="Median session duration (minutes)"
+        )
+    top_items = [(r["event_type"], r["count"]) for r in top["results"][:10]]
+    if top_items:
+        figures["top"] = charts.horizontal_bar_chart(top_items, title="Top event types, last 7 days", series="events")
+    return render(request, current, "overview.html", nav="overview", data=data, figures=figures, top=top, top_items=top_items, pipeline=status)
+
+
+# --- events and sessions -----------------------------------------------------------
+
+
+def _time_filter(value: str | None) -> str | None:
+    """A datetime-local input has no zone: the dashboard's times are UTC."""
+    if not value:
+        return None
+    value = value.strip()
+    if len(value) in (16, 19) and value[10:11] == "T":
+        return value + "Z"
+    return value
+
+
+def _pager(path: str, filters: dict[str, Any], body: dict[str, Any]) -> dict[str, str | None]:
+    def link(cursor: str | None) -> str | None:
+        return None if cursor is None else PREFIX + path + "?" + urlencode({**{k: v for k, v in filters.items() if v}, "cursor": cursor})
+
+    return {"next": link(cursor_of(body.get("next"))), "previous": link(cursor_of(body.get("previous")))}
+
+
+@page()
+async def events_page(request: Request, current: Page) -> Response:
+    q = request.query_params
+    filters = {name: q.get(name, "").strip() for name in ("event_type", "distinct_id", "start", "end")}
+    params = {**filters, "start": _time_filter(filters["start"]), "end": _time_filter(filters["end"]), "cursor": q.get("cursor"), "limit": PAGE_SIZE}
+    try:
+        body = await call_admin(list_events, request, params=params)
+    except ApiError as err:
+        return render(request, current, "events.html", 400, nav="events", filters=filters, rows=[], pages={}, error=err)
+    return render(request, current, "events.html", nav="events", filters=filters, rows=body["results"], pages=_pager("/events", filters, body), error=None)
+
+
+@page()
+async def event_page(request: Request, current: Page) -> Response:
+    event_uuid = request.path_params["event_uuid"]
+    ts = request.query_params.get("ts", "")
+    found = None
+    try:
+        at = datetime.fromisoformat(ts)
+        if at.tzinfo is None:
+            raise ValueError
+        # The events listing for the event's own microsecond (one partition, by index), then the uuid among them.
+        params = {"start": at.isoformat(), "end": (at + timedelta(microseconds=1)).isoformat(), "limit": 1000}
+        body = await call_admin(list_events, request, params=params)
+        found = next((e for e in body["results"] if e["uuid"] == event_uuid), None)
+    except (ValueError, ApiError):
+        pass
+    if found is None:
+        return render(request, current, "error.html", 404, nav="events", title="Event not found", message="No event has this id and timestamp.")
+    pretty = json.dumps(found, indent=2, ensure_ascii=False, sort_keys=False)
+    return render(request, current, "event.html", nav="events", event=found, pretty=pretty)
+
+
+@page()
+async def sessions_page(request: Request, current: Page) -> Response:
+    q = request.query_params
+    filters = {"distinct_id": q.get("distinct_id", "").strip(), "status": q.get("status", "")}
+    try:
+        body = await call_admin(list_sessions, request, params={**filters, "cursor": q.get("cursor"), "limit": PAGE_SIZE})
+    except ApiError as err:
+        return render(request, current, "sessions.html", 400, nav="sessions", filters=filters, rows=[], pages={}, error=err)
+    return render(request, current, "sessions.html", nav="sessions", filters=filters, rows=body["results"], pages=_pager("/sessions", filters, body), error=None)
+
+
+# --- rejected events -------------------------------------------------------------------
+
+_REJECTED = """
+SELECT id, received_at, endpoint, reason, detail, fields, event_index, payload_bytes, payload_truncated, replayed_at,
+       substring(payload FROM 1 FOR 400) AS preview
+FROM rejected_events
+WHERE {where}
+ORDER BY id DESC LIMIT :limit
+"""
+
+
+@page()
+async def rejected_page(request: Request, current: Page) -> Response:
+    q = request.query_params
+    reason = q.get("reason", "").strip()[:200]
+    show_all = q.get("show") == "all"
+    where, params = ["true"], {"limit": PAGE_SIZE + 1}
+    if not show_all:
+        where.append("replayed_at IS NULL")
+    if reason:
+        where.append("reason = :reason")
+        params["reason"] = reason.replace("\x00", "")
+    before = q.get("before", "")
+    if before.isdigit() and len(before) < 19:
+        where.append("id < :before")
+        params["before"] = int(before)
+    async with _state(request).engine.connect() as conn:
+        rows = (await conn.execute(sa.text(_REJECTED.format(where=" AND ".join(where))), params)).all()
+        reasons = [r.reason for r in (await conn.execute(sa.text("SELECT DISTINCT reason FROM rejected_events ORDER BY 1 LIMIT 100"))).all()]
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    items = [
+        {
+            **r._mapping,
+            "preview": bytes(r.preview).decode("utf-8", "replace"),
+            "replayable": r.replayed_at is None and is_replayable(r.endpoint, r.event_index, r.payload_truncated),
+        }
+        for r in rows
+    ]
+    older = None
+    if more and rows:
+        older = PREFIX + "/rejected?" + urlencode({k: v for k, v in {"reason": reason, "show": "all" if show_all else "", "before": rows[-1].id}.items() if v})
+    flash = {k: q.get(k) for k in ("replayed", "still_invalid", "not_replayable") if q.get(k, "").isdigit()}
+    return render(request, current, "rejected.html", nav="rejected", rows=items, reason=reason, reasons=reasons, show_all=show_all, older=older, flash=flash)
+
+
+@page()
+async def replay_action(request: Request, current: Page) -> Response:
+    ids = [int(v) for v in current.form_lists.get("id", []) if v.isdigit() and len(v) < 19]
+    outcome = await replay(_state(request), ids)
+    return redirect(
+        "/rejected", replayed=len(outcome.replayed), still_invalid=len(outcome.still_invalid), not_replayable=len(outcome.not_replayable)
+    )
+
+
+# --- feature flags ---------------------------------------------------------------------
+
+
+@page()
+async def flags_page(request: Request, current: Page) -> Response:
+    body = await call_admin(flags_collection, request, params={"limit": 1000})
+    return render(request, current, "flags.html", nav="flags", flags=body["results"], saved=request.query_params.get("saved", "")[:200])
+
+
+def _flag_id(request: Request) -> int | None:
+    raw = request.path_params.get("flag_id", "")
+    return int(raw) if raw.isdigit() and 0 < len(raw) < 19 else None
+
+
+async def _flag_form_response(request: Request, current: Page, flag_id: int | None) -> Response:
+    """GET: the form; POST: validate through the admin API (create or full update) and show its errors in the form."""
+    title = "New feature flag" if flag_id is None else "Edit feature flag"
+    if request.method == "GET":
+        values = flag_to_form({"rollout_percentage": 0})
+        if flag_id is not None:
+            try:
+                values = flag_to_form(await call_admin(flag_item, request, path_params={"flag_id": flag_id}))
+            except ApiError:
+                return render(request, current, "error.html", 404, nav="flags", title="Flag not found", message="No feature flag has this id.")
+        return render(request, current, "flag_form.html", nav="flags", title=title, flag_id=flag_id, values=values, errors={})
+    values = {**current.form, "active": "on" if current.form.get("active") == "on" else ""}
+    body, errors = form_to_body(current.form)
+    if not errors:
+        try:
+            if flag_id is None:
+                saved = await call_admin(flags_collection, request, method="POST", body=body)
+            else:
+                saved = await call_admin(flag_item, request, method="PUT", path_params={"flag_id": flag_id}, body=body)
+            return redirect("/flags", saved=saved["key"])
+        except ApiError as err:
+            if err.status == 404:
+                return render(request, current, "error.html", 404, nav="flags", title="Flag not found", message="No feature flag has this id.")
+            errors = err.fields or {"form": err.detail}
+    return render(request, current, "flag_form.html", 400, nav="flags", title=title, flag_id=flag_id, values=values, errors=errors_by_field(errors))
+
+
+@page()
+async def flag_new(request: Request, current: Page) -> Response:
+    return await _flag_form_response(request, current, None)
+
+
+@page()
+async def flag_edit(request: Request, current: Page) -> Response:
+    flag_id = _flag_id(request)
+    if flag_id is None:
+        return render(request, current, "error.html", 404, nav="flags", title="Flag not found", message="No feature flag has this id.")
+    return await _flag_form_response(request, current, flag_id)
+
+
+@page()
+async def flag_toggle(request: Request, current: Page) -> Response:
+    flag_id = _flag_id(request)
+    try:
+        if flag_id is None:
+            raise ApiError(404, "not_found", "No feature flag has this id.")
+        saved = await call_admin(flag_item, request, method="PATCH", path_params={"flag_id": flag_id}, body={"active": current.form.get("active") == "true"})
+    except ApiError:
+        return render(request, current, "error.html", 404, nav="flags", title="Flag not found", message="No feature flag has this id.")
+    return redirect("/flags", saved=saved["key"])
+
+
+def dashboard_routes() -> list[BaseRoute]:
+    return [
+        Mount(
+            PREFIX,
+            routes=[
+                Route("/", overview_page, methods=["GET"]),
+                Route("/login", login, methods=["GET", "POST"]),
+                Route("/logout", logout, methods=["POST"]),
+                Route("/events", events_page, methods=["GET"]),
+                Route("/events/{event_uuid}", event_page, methods=["GET"]),
+                Route("/sessions", sessions_page, methods=["GET"]),
+                Route("/rejected", rejected_page, methods=["GET"]),
+                Route("/rejected/replay", replay_action, methods=["POST"]),
+                Route("/flags", flags_page, methods=["GET"]),
+                Route("/flags/new", flag_new, methods=["GET", "POST"]),
+                Route("/flags/{flag_id}", flag_edit, methods=["GET", "POST"]),
+                Route("/flags/{flag_id}/toggle", flag_toggle, methods=["POST"]),
+                Mount("/static", StaticFiles(directory=str(HERE / "static")), name="dashboard_static"),
+            ],
+        )
+    ]

@@ -1,0 +1,428 @@
+"""The admin dashboard in headless Chromium (Debian's package, driven by Playwright).
+
+A real server over a real database: events and sessions are sent through the
+capture API, the dbt marts are built by a Dagster materialization, then the
+browser signs in and uses every page. Screenshots go to test-artifacts/screenshots/.
+Any console error or uncaught page error fails the test that caused it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlencode
+
+import httpx
+import psycopg
+import pytest
+
+from tests.conftest import RAW_TABLES, RunningServer, settings_for, wait_until
+from tests.integration.test_pipeline import ANALYTICS_SCHEMAS, Pipeline, dbt_env  # noqa: F401 (fixture)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+API = "/api/v1/analytics"
+EVENT_TYPES = ("app_open", "screen_view", "purchase", "add_to_cart")
+
+
+@dataclass
+class Seed:
+    server: RunningServer
+    admin_key: str
+    database_url: str
+    events: list[dict] = field(default_factory=list)
+    session_starts: list[datetime] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def per_day(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for e in self.events:
+            counts[e["timestamp"][5:10]] += 1  # the charts' "MM-DD" labels
+        return counts
+
+    def explicit_sessions_per_day(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for started in self.session_starts:
+            counts[started.strftime("%m-%d")] += 1
+        return counts
+
+    def users_on(self, day: str) -> int:
+        return len({e["distinct_id"] for e in self.events if e["timestamp"][:10] == day})
+
+
+@pytest.fixture(scope="module")
+def dashboard_server(database_url, tmp_path_factory) -> Iterator[RunningServer]:
+    # Nothing listens on the Dagster port: the overview must say so and still render.
+    from tests.conftest import free_port
+
+    data_dir = tmp_path_factory.mktemp("dashboard-data")
+    with RunningServer(settings_for(database_url, data_dir=data_dir, dagster_port=free_port())) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def raw_seed(database_url, dashboard_server) -> Seed:
+    """Raw tables emptied and filled through the API; no analytics schema yet."""
+    from ingest_api.admin.key_store import create_admin_key
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE " + ", ".join(RAW_TABLES))
+        for schema in ANALYTICS_SCHEMAS:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    _, key = create_admin_key(database_url, "dashboard tests")
+    seed = Seed(dashboard_server, key, database_url)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    with httpx.Client(base_url=dashboard_server.url, timeout=30) as client:
+        # Three users get an explicit session today, ended by the app after 10, 20 and 30 minutes.
+        sessions = {}
+        for n, user in enumerate(("u0", "u1", "u2")):
+            sid = str(uuid.uuid4())
+            started = now - timedelta(hours=2, minutes=10 * (n + 1))
+            client.post(f"{API}/session/start/", json={"distinct_id": user, "session_id": sid, "started_at": started.isoformat()}).raise_for_status()
+            ended = started + timedelta(minutes=10 * (n + 1))
+            client.put(f"{API}/session/{sid}/end/", json={"ended_at": ended.isoformat()}).raise_for_status()
+            sessions[user] = (sid, started)
+            seed.session_starts.append(started)
+        events = []
+        for i in range(130):  # over the last 3 days, each at its own second
+            user = f"u{i % 9}"
+            ts = now - timedelta(hours=1 + (i * 53) % 70, seconds=i)
+            event = {
+                "uuid": str(uuid.uuid4()),
+                "event": EVENT_TYPES[i % len(EVENT_TYPES)],
+                "distinct_id": user,
+                "timestamp": ts.isoformat(),
+                "properties": {"screen": f"screen-{i % 5}", "index": i},
+                "app_version": "1.2.0",
+                "os_name": "ios" if i % 2 else "android",
+            }
+            if user in sessions and i % 3 == 0:
+                sid, started = sessions[user]
+                event["session_id"] = sid
+                event["timestamp"] = (started + timedelta(minutes=1, seconds=i)).isoformat()
+            events.append(event)
+        answer = client.post(f"{API}/batch/", json={"events": events}).json()
+        assert answer["accepted"] == len(events), answer
+        seed.events = [{**e, "timestamp": datetime.fromisoformat(e["timestamp"]).astimezone(timezone.utc).isoformat()} for e in events]
+    return seed
+
+
+@pytest.fixture(scope="module")
+def seed(raw_seed: Seed, dbt_env) -> Seed:  # noqa: F811
+    """The same data with the marts built by Dagster (what `eventtrack catch-up` runs)."""
+    from dagster import DailyPartitionsDefinition  # noqa: F401 (dagster import up front: clearer failure)
+
+    from ingest_api.settings import Settings
+    from orchestration.partitions import daily_partitions, hourly_partitions, last_complete_partition_key
+
+    now = datetime.now(timezone.utc)
+    Pipeline(Settings(database_url=raw_seed.database_url)).run_all(
+        last_complete_partition_key(hourly_partitions, now), last_complete_partition_key(daily_partitions, now)
+    )
+    return raw_seed
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh browser context (no cookies); fails the test on any console error or page error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    problems: list[str] = []
+    tab.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    tab.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    yield tab
+    context.close()
+    # A page answered with a 4xx on purpose (a refused sign-in, a form with errors) is logged by
+    # Chromium as a failed resource; a test states the statuses it expects with `allow_status`.
+    allowed = getattr(tab, "allowed_statuses", set())
+    problems = [p for p in problems if not any(f"status of {code} " in p for code in allowed)]
+    assert problems == [], problems
+
+
+def allow_status(tab, *codes: int) -> None:
+    tab.allowed_statuses = getattr(tab, "allowed_statuses", set()) | set(codes)
+
+
+def shot(tab, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(tab, seed: Seed, next_path: str = "/admin/") -> None:
+    tab.goto(seed.url + next_path)
+    assert "/admin/login" in tab.url
+    tab.get_by_label("Admin API key").fill(seed.admin_key)
+    tab.get_by_role("button", name="Sign in").click()
+    tab.wait_for_url(re.compile(re.escape(seed.url + next_path) + r"(\?.*)?$"))
+
+
+def chart_numbers(tab, chart_id: str) -> dict[str, str]:
+    rows = tab.locator(f'figure[data-chart="{chart_id}"] table.numbers tbody tr')
+    # text_content: the table sits in a closed <details>, which inner_text would read as empty.
+    return {rows.nth(i).locator("td").nth(0).text_content(): rows.nth(i).locator("td").nth(1).text_content() for i in range(rows.count())}
+
+
+# --- before the pipeline ran ----------------------------------------------------------------
+
+
+def test_overview_before_the_first_pipeline_run_explains_instead_of_failing(page, raw_seed):
+    sign_in(page, raw_seed)
+    assert page.locator("#no-analytics").is_visible()
+    assert page.locator("#accepted-last-hour").inner_text() == str(len(raw_seed.events))
+    assert "not reachable" in page.locator("#pipeline").inner_text()
+    shot(page, "overview-before-pipeline")
+
+
+# --- with the marts built -----------------------------------------------------------------
+
+
+def test_overview_draws_the_charts_from_the_seeded_data(page, seed):
+    sign_in(page, seed)
+    for chart in ("per-hour", "per-day", "top-types", "dau", "sessions-per-day", "median-duration"):
+        figure = page.locator(f'figure[data-chart="{chart}"]')
+        assert figure.locator("svg").count() == 1, chart
+        assert figure.locator("svg .plot").count() >= 1, chart  # pygal drew a plot area
+    assert page.locator('figure[data-chart="per-day"] svg rect.rect').count() >= 3  # one bar per day with events
+
+    per_day = chart_numbers(page, "per-day")
+    for label, count in seed.per_day().items():
+        assert per_day[label] == str(count), label
+    assert sum(int(v) for v in per_day.values()) == len(seed.events)
+
+    top = chart_numbers(page, "top-types")
+    expected = defaultdict(int)
+    for e in seed.events:
+        expected[e["event"]] += 1
+    assert {k: int(v) for k, v in top.items()} == dict(expected)
+
+    latest_day = max(e["timestamp"][:10] for e in seed.events)
+    assert page.locator("#dau").get_attribute("data-day") == latest_day
+    assert page.locator("#dau").inner_text() == str(seed.users_on(latest_day))
+    assert int(page.locator("#mau").inner_text()) == len({e["distinct_id"] for e in seed.events})
+
+    per_day_sessions = chart_numbers(page, "sessions-per-day")
+    for label, explicit in seed.explicit_sessions_per_day().items():
+        assert int(per_day_sessions[label]) >= explicit  # derived sessions come on top
+    shot(page, "overview")
+
+
+def test_pages_need_a_session_and_a_wrong_key_is_refused(page, seed):
+    allow_status(page, 401)
+    page.goto(seed.url + "/admin/events")
+    assert "/admin/login" in page.url
+    page.get_by_label("Admin API key").fill("etadm_not-a-key")
+    with page.expect_response(lambda r: r.url.endswith("/admin/login") and r.request.method == "POST") as answer:
+        page.get_by_role("button", name="Sign in").click()
+    assert answer.value.status == 401
+    assert "not an active admin API key" in page.locator("#login-error").inner_text()
+
+
+def test_events_explorer_pages_through_every_event_and_shows_one_as_json(page, seed):
+    sign_in(page, seed, "/admin/events")
+    seen: list[str] = []
+    while True:
+        links = page.locator("#events-table a.event-link")
+        seen += [links.nth(i).get_attribute("href").split("/events/")[1].split("?")[0] for i in range(links.count())]
+        older = page.get_by_role("link", name="Older →")
+        if older.count() == 0:
+            break
+        older.click()
+        page.wait_for_load_state()
+    assert len(seen) == len(seed.events) and set(seen) == {e["uuid"] for e in seed.events}
+
+    page.get_by_role("link", name="← Newer").click()
+    page.wait_for_load_state()
+    page.locator("#events-table a.event-link").first.click()
+    text = page.locator("#event-json").inner_text()
+    import json
+
+    shown = json.loads(text)
+    original = next(e for e in seed.events if e["uuid"] == shown["uuid"])
+    assert shown["properties"] == original["properties"] and shown["event_type"] == original["event"]
+    shot(page, "event-json")
+
+    page.goto(seed.url + "/admin/events?event_type=purchase&distinct_id=u3")
+    rows = page.locator("#events-table tbody tr")
+    expected = [e for e in seed.events if e["event"] == "purchase" and e["distinct_id"] == "u3"]
+    assert rows.count() == len(expected) > 0
+    # The time inputs are datetime-local (no zone): read as UTC.
+    times = sorted(datetime.fromisoformat(e["timestamp"]) for e in seed.events)
+    cutoff = times[-10]
+    page.goto(seed.url + "/admin/events?" + urlencode({"start": cutoff.strftime("%Y-%m-%dT%H:%M:%S")}))
+    assert page.locator("#events-table a.event-link").count() == sum(t >= cutoff for t in times)
+    assert page.locator("#f-start").input_value() == cutoff.strftime("%Y-%m-%dT%H:%M:%S")
+
+    allow_status(page, 400)
+    page.goto(seed.url + "/admin/events?start=not-a-time")
+    assert "start" in page.locator(".alert.error").inner_text()
+    shot(page, "events")
+
+
+def test_sessions_list_shows_the_explicit_sessions(page, seed):
+    sign_in(page, seed, "/admin/sessions")
+    rows = page.locator("#sessions-table tbody tr")
+    assert rows.count() == 3
+    assert sorted(rows.nth(i).locator("td").nth(3).inner_text() for i in range(3)) == ["10.0 min", "20.0 min", "30.0 min"]
+    # Shown in UTC, whatever time zone the database session answers in (PGTZ is set for dbt here).
+    shown = sorted(rows.nth(i).locator("td").nth(0).inner_text() for i in range(3))
+    assert shown == sorted(t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") for t in seed.session_starts)
+    shot(page, "sessions")
+
+
+def test_flag_form_shows_validation_errors_then_create_and_toggle_change_for_user(page, seed):
+    with httpx.Client(base_url=seed.url, timeout=30) as client:
+
+        def for_user() -> dict:
+            return client.get(f"{API}/public/feature-flags/for_user/", params={"distinct_id": "someone"}).json()
+
+        allow_status(page, 400)  # the form with the API's validation errors
+        sign_in(page, seed, "/admin/flags")
+        page.get_by_role("link", name="New flag").click()
+        page.get_by_label("Key", exact=True).fill("new-checkout")
+        page.get_by_label("Rollout percentage slider").fill("40")  # the slider drives the number field
+        assert page.get_by_label("Rollout percentage", exact=True).input_value() == "40"
+        page.get_by_label("Rollout percentage", exact=True).fill("100")
+        page.get_by_label("Variants (JSON)").fill('[{"key": "a", "rollout_percentage": 30}, {"key": "b", "rollout_percentage": 30}]')
+        page.get_by_role("button", name="Save flag").click()
+        errors = page.locator("#variants-errors").inner_text()
+        assert "100" in errors  # the API's own message: the weights must add up to 100
+        assert page.get_by_label("Key", exact=True).input_value() == "new-checkout"  # the form keeps what was typed
+        shot(page, "flag-form-errors")
+
+        page.get_by_label("Variants (JSON)").fill("")
+        page.get_by_role("button", name="Save flag").click()
+        assert "new-checkout" in page.locator("#saved").inner_text()
+        assert wait_until(lambda: _active(for_user(), "new-checkout") is True, timeout=1.5)
+
+        page.get_by_role("button", name="Turn off new-checkout").click()
+        assert page.get_by_role("button", name="Turn on new-checkout").is_visible()
+        assert wait_until(lambda: _active(for_user(), "new-checkout") is False, timeout=1.5)
+        shot(page, "flags")
+
+        page.get_by_role("link", name="new-checkout").click()
+        page.get_by_label("Rollout percentage", exact=True).fill("150")
+        page.get_by_role("button", name="Save flag").click()
+        assert "0 to 100" in page.locator("#rollout_percentage-errors").inner_text()
+
+
+def _active(for_user: dict, key: str) -> bool | None:
+    return for_user.get(key, {}).get("active")
+
+
+def test_replay_stores_the_dead_letters_that_are_valid_now(page, seed, tmp_path):
+    too_big = {"event": "big", "distinct_id": "u-replay", "uuid": str(uuid.uuid4()), "properties": {"note": "x" * 400}}
+    # Refused by a server with a tighter event limit than the dashboard's (as if the limit was raised since).
+    with RunningServer(settings_for(seed.database_url, max_event_bytes=200, data_dir=tmp_path)) as strict:
+        answer = httpx.post(f"{strict.url}{API}/capture/", json=too_big, timeout=30)
+        assert answer.status_code == 413
+    httpx.post(f"{seed.url}{API}/capture/", json={"event": "no_user"}, timeout=30)  # invalid whatever the limits
+
+    with psycopg.connect(seed.database_url, autocommit=True) as conn:
+        ids = {r[1]: r[0] for r in conn.execute("SELECT id, reason FROM rejected_events WHERE replayed_at IS NULL")}
+    assert set(ids) == {"event_too_large", "validation_error"}
+
+    sign_in(page, seed, "/admin/rejected")
+    for rejected_id in ids.values():
+        page.locator(f"#sel-{rejected_id}").check()
+    shot(page, "rejected")
+    page.get_by_role("button", name="Replay selected").click()
+    assert page.locator("#replay-result").inner_text() == "Replayed 1; still invalid 1; not replayable 0."
+    assert page.locator(f"#rejected-{ids['event_too_large']}").count() == 0  # replayed rows leave the default list
+    assert page.locator(f"#rejected-{ids['validation_error']}").count() == 1
+
+    with psycopg.connect(seed.database_url, autocommit=True) as conn:
+        stored = conn.execute("SELECT uuid::text, properties->>'note' FROM events WHERE distinct_id = 'u-replay'").fetchall()
+        marked = conn.execute("SELECT reason FROM rejected_events WHERE replayed_at IS NOT NULL").fetchall()
+    assert stored == [(too_big["uuid"], "x" * 400)]
+    assert marked == [("event_too_large",)]
+
+    # Replaying the same row again (a stale form) stores nothing twice.
+    page.goto(seed.url + "/admin/rejected?show=all")
+    csrf = page.locator('#replay-form input[name="csrf_token"]').input_value()
+    again = page.request.post(seed.url + "/admin/rejected/replay", form={"csrf_token": csrf, "id": str(ids["event_too_large"])})
+    assert again.ok
+    with psycopg.connect(seed.database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM events WHERE distinct_id = 'u-replay'").fetchone()[0] == 1
+
+
+def test_forms_without_the_csrf_token_are_refused(page, seed):
+    sign_in(page, seed, "/admin/flags")
+    for form in ({"key": "csrf-less", "rollout_percentage": "50"}, {"key": "csrf-less", "rollout_percentage": "50", "csrf_token": "forged"}):
+        answer = page.request.post(seed.url + "/admin/flags/new", form=form, max_redirects=0)
+        assert answer.status == 403
+    with psycopg.connect(seed.database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM feature_flags WHERE key = 'csrf-less'").fetchone()[0] == 0
+
+
+def test_session_cookie_is_httponly_lax_scoped_and_secure_behind_https(seed):
+    plain = httpx.get(seed.url + "/admin/login", timeout=30).headers["set-cookie"]
+    assert "HttpOnly" in plain and "SameSite=Lax" in plain and "Path=/admin/" in plain and "Secure" not in plain
+    # Behind a TLS-terminating proxy on the same host (uvicorn trusts 127.0.0.1's X-Forwarded-Proto).
+    secure = httpx.get(seed.url + "/admin/login", headers={"x-forwarded-proto": "https"}, timeout=30).headers["set-cookie"]
+    assert "Secure" in secure
+
+
+def test_the_dashboard_cookie_opens_no_json_api(page, seed):
+    sign_in(page, seed)
+    answer = page.request.get(seed.url + f"{API}/admin/feature-flags/")
+    assert answer.status == 401
+
+
+def test_phone_width_layout_has_no_horizontal_scroll(browser, seed):
+    context = browser.new_context(viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    tab = context.new_page()
+    problems: list[str] = []
+    tab.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    try:
+        sign_in(tab, seed)
+        for path, name in (("/admin/", "phone-overview"), ("/admin/events", "phone-events"), ("/admin/flags", "phone-flags"), ("/admin/flags/new", "phone-flag-form"), ("/admin/rejected", "phone-rejected")):
+            tab.goto(seed.url + path)
+            width = tab.evaluate("document.documentElement.scrollWidth")
+            assert width <= 375, (path, width)
+            shot(tab, name)
+    finally:
+        context.close()
+    assert problems == []
+
+
+def test_logout_ends_the_session(page, seed):
+    sign_in(page, seed)
+    page.get_by_role("button", name="Sign out").click()
+    assert "You are signed out" in page.locator(".alert.ok").inner_text()
+    page.goto(seed.url + "/admin/flags")
+    assert "/admin/login" in page.url
+
+
+def test_revoking_the_key_ends_its_dashboard_sessions(page, seed):
+    from ingest_api.admin.key_store import create_admin_key, revoke_admin_key
+
+    key_id, key = create_admin_key(seed.database_url, "revoked soon")
+    own = Seed(seed.server, key, seed.database_url)
+    wait_until(lambda: httpx.get(f"{seed.url}{API}/admin/feature-flags/", headers={"Authorization": f"Bearer {key}"}).status_code == 200)
+    sign_in(page, own, "/admin/flags")
+    assert revoke_admin_key(seed.database_url, key_id)
+
+    def signed_out() -> bool:
+        page.goto(seed.url + "/admin/flags")
+        return "/admin/login" in page.url
+
+    assert wait_until(signed_out, timeout=3, interval=0.2)

@@ -1,0 +1,148 @@
+"""Retention marts and saved funnel results, built by dbt through Dagster, read over the admin API.
+
+Cohorts are planted (sizes and returns set by construction) and the whole
+triangle is also recomputed in Python; saved funnel results are compared with
+the Python reference of the funnel definition and with the live endpoint.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+
+from ingest_api.settings import Settings
+from tests.integration.test_funnels_and_segments_api import STEPS, ev, insert, random_rows, reference_funnel
+from tests.integration.test_pipeline import Pipeline, dbt_env, pipeline  # noqa: F401 (fixtures)
+
+RETENTION = "/api/v1/analytics/admin/retention/"
+SAVED = "/api/v1/analytics/admin/funnels/saved/"
+FUNNEL = "/api/v1/analytics/admin/funnels/"
+
+
+def monday(d: date) -> date:
+    return d - timedelta(days=d.weekday())
+
+
+def at(d: date, hour: int = 12) -> datetime:
+    return datetime(d.year, d.month, d.day, hour, tzinfo=timezone.utc)
+
+
+def planted_cohorts(today: date) -> tuple[list[dict], date, date]:
+    """Cohort A: 10 users first seen in week w0 (6 come back in w0+1, 3 of them buy in w0+3);
+    cohort B: 4 users first seen in w0+2 (2 come back in w0+3 with a purchase)."""
+    w0 = monday(today) - timedelta(weeks=5)
+    rows = []
+    for i in range(10):
+        rows.append(ev(f"a{i}", "app_open", at(w0 + timedelta(days=i % 5))))
+        if i < 6:
+            rows.append(ev(f"a{i}", "view_item", at(w0 + timedelta(days=7 + i % 3))))
+        if i < 3:
+            rows.append(ev(f"a{i}", "purchase", at(w0 + timedelta(days=21))))
+    w2 = w0 + timedelta(weeks=2)
+    for i in range(4):
+        rows.append(ev(f"b{i}", "app_open", at(w2 + timedelta(days=6), 23)))  # Sunday 23:00 UTC: still week w2
+        if i < 2:
+            rows.append(ev(f"b{i}", "purchase", at(w2 + timedelta(days=7), 0)))  # Monday 00:00: week w2+1
+    return rows, w0, w2
+
+
+def expected_triangle(rows: list[dict], period_days: int, return_event: str | None) -> dict[date, tuple[int, list[int]]]:
+    def period(ts: datetime) -> date:
+        d = ts.astimezone(timezone.utc).date()
+        return monday(d) if period_days == 7 else d
+
+    first = {}
+    for r in sorted(rows, key=lambda r: r["ts"]):
+        first.setdefault(r["user"], period(r["ts"]))
+    last = max(period(r["ts"]) for r in rows)
+    active = defaultdict(set)
+    for r in rows:
+        if return_event is None or r["type"] == return_event:
+            active[r["user"]].add(period(r["ts"]))
+    out = {}
+    for cohort in sorted(set(first.values())):
+        users = [u for u, c in first.items() if c == cohort]
+        n_periods = (last - cohort).days // period_days + 1
+        retained = [sum(1 for u in users if cohort + timedelta(days=n * period_days) in active[u]) for n in range(n_periods)]
+        out[cohort] = (len(users), retained)
+    return out
+
+
+def api_triangle(admin, period: str) -> tuple[dict[date, tuple[int, list[int]]], str | None]:
+    body = admin.get(RETENTION, params={"period": period}).json()
+    for c in body["cohorts"]:
+        assert c["rates"] == [round(n / c["users"], 6) for n in c["retained"]]
+    return {date.fromisoformat(c["cohort"]): (c["users"], c["retained"]) for c in body["cohorts"]}, body["return_event"]
+
+
+def test_retention_triangles_match_the_planted_cohorts(pipeline, db, admin, database_url):
+    from orchestration.dbt import dbt_models
+
+    today = datetime.now(timezone.utc).date()
+    rows, w0, w2 = planted_cohorts(today)
+    rows += random_rows(random.Random(2), at(today - timedelta(days=40)), 24 * 38, 400)
+    insert(db, rows)
+    assert admin.get(RETENTION).json()["cohorts"] == []  # not built yet
+
+    pipeline.materialize([dbt_models])
+    weekly, return_event = api_triangle(admin, "week")
+    assert return_event is None
+    assert weekly == expected_triangle(rows, 7, None)
+    daily, _ = api_triangle(admin, "day")
+    assert daily == expected_triangle(rows, 1, None)
+
+    # The return event comes from the settings through Dagster into the dbt var.
+    Pipeline(Settings(database_url=database_url, retention_return_event="purchase")).materialize([dbt_models])
+    weekly, return_event = api_triangle(admin, "week")
+    assert return_event == "purchase"
+    assert weekly == expected_triangle(rows, 7, "purchase")
+
+    # The planted cohorts alone, by construction (the random users are named u*).
+    planted = [r for r in rows if r["user"][0] in "ab"]
+    mine = expected_triangle(planted, 7, None)
+    assert mine[w0][0] == 10 and mine[w0][1][:4] == [10, 6, 0, 3]
+    assert mine[w2] == (4, [4, 2])
+    only = expected_triangle(planted, 7, "purchase")
+    assert only[w0][1][:4] == [0, 0, 0, 3] and only[w2] == (4, [0, 2])
+    db.execute("DELETE FROM events WHERE distinct_id LIKE 'u%'")
+    pipeline.materialize([dbt_models])
+    weekly, _ = api_triangle(admin, "week")
+    assert weekly == {**mine} == expected_triangle(planted, 7, None)
+    cohorts = admin.get(RETENTION, params={"period": "week", "start": at(w2).isoformat()}).json()["cohorts"]
+    assert [c["cohort"] for c in cohorts] == [w2.isoformat()]
+    assert admin.get(RETENTION, params={"period": "month"}).status_code == 400
+
+
+def test_saved_funnels_are_built_daily_with_the_live_definition(pipeline, db, admin):
+    from orchestration.dbt import dbt_models
+
+    db.execute("TRUNCATE saved_funnels")
+    today = at(datetime.now(timezone.utc).date(), 0)
+    rows = random_rows(random.Random(9), today - timedelta(days=4), 24 * 4, 5000)
+    insert(db, rows)
+    created = admin.post(SAVED, json={"name": "checkout", "steps": STEPS, "window": "2h", "range_days": 3})
+    assert created.status_code == 201, created.text
+    funnel_id = created.json()["id"]
+    other = admin.post(SAVED, json={"name": "repeat", "steps": ["view_item", "view_item"], "window": "30m"}).json()["id"]
+    assert admin.get(f"{SAVED}{funnel_id}/").json()["results"] is None  # until the next run
+
+    pipeline.materialize([dbt_models])
+    saved = admin.get(f"{SAVED}{funnel_id}/").json()
+    start, end = today - timedelta(days=3), today
+    assert (datetime.fromisoformat(saved["range_start"]), datetime.fromisoformat(saved["range_end"])) == (start, end)
+    expected = reference_funnel(rows, STEPS, start, end, timedelta(hours=2))["__total__"]
+    assert [(r["users"], r["median_seconds_from_previous"]) for r in saved["results"]] == expected
+    assert expected[2][0] > 0
+    live = admin.get(FUNNEL, params={"steps": ",".join(STEPS), "window": "2h", "start": start.isoformat(), "end": end.isoformat()}).json()
+    assert saved["results"] == live["results"]
+
+    repeat = admin.get(f"{SAVED}{other}/").json()
+    ref = reference_funnel(rows, ["view_item", "view_item"], today - timedelta(days=30), end, timedelta(minutes=30))["__total__"]
+    assert [(r["users"], r["median_seconds_from_previous"]) for r in repeat["results"]] == ref
+
+    assert [f["id"] for f in admin.get(SAVED).json()["results"]] == [funnel_id, other]
+    assert admin.delete(f"{SAVED}{other}/").status_code == 204
+    assert admin.get(f"{SAVED}{other}/").status_code == 404
+    bad = admin.post(SAVED, json={"name": "", "steps": ["a"], "window": "1y", "range_days": 0, "x": 1})
+    assert bad.status_code == 400 and set(bad.json()["fields"]) == {"name", "steps", "window", "range_days", "x"}

@@ -1,0 +1,79 @@
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from ingest_api.admin.funnel_query import FunnelParamError, StepRow, parse_steps, parse_window, step_results
+from ingest_api.admin.segments import PropertyFilter, SegmentError, filters_sql, parse_breakdown, parse_filter, text_expr
+
+
+def test_filter_syntax_parses_text_and_numeric_comparisons():
+    assert parse_filter("properties.plan=pro") == PropertyFilter("plan", "=", "pro")
+    assert parse_filter("properties.plan!=") == PropertyFilter("plan", "!=", "")
+    assert parse_filter("properties.price>=10.5") == PropertyFilter("price", ">=", Decimal("10.5"))
+    assert parse_filter("properties.$os<3") == PropertyFilter("$os", "<", Decimal(3))
+    assert parse_filter("properties.a=b=c") == PropertyFilter("a", "=", "b=c")  # the first operator splits
+
+
+@pytest.mark.parametrize("raw", ["plan=pro", "properties.=x", "properties.pl'an=x", "properties.p>=abc", "properties.p<Infinity", "properties.p", "properties.p>1e999999"])
+def test_filter_syntax_refuses_what_it_cannot_render_safely(raw):
+    with pytest.raises(SegmentError) as err:
+        parse_filter(raw)
+    assert "filter" in err.value.fields
+
+
+def test_filters_render_values_as_bind_parameters_and_keys_as_checked_literals():
+    sql, params = filters_sql([PropertyFilter("plan", "=", "x' OR 1=1"), PropertyFilter("price", ">", Decimal(3))])
+    assert "x' OR" not in sql and params == {"pf0": "x' OR 1=1", "pf1": Decimal(3)}
+    assert "(e.properties ->> 'plan') = :pf0" in sql
+    with pytest.raises(SegmentError):
+        text_expr("a'b")
+
+
+def test_breakdown_is_a_known_column_or_a_property():
+    assert parse_breakdown("os_name") == "e.os_name"
+    assert parse_breakdown("properties.plan") == "(e.properties ->> 'plan')"
+    assert parse_breakdown(None) is None
+    for bad in ("distinct_id", "properties.", "properties.a b"):
+        with pytest.raises(SegmentError):
+            parse_breakdown(bad)
+
+
+def test_funnel_steps_and_window():
+    assert parse_steps("a, b,a") == ["a", "b", "a"]
+    assert parse_window(None) == timedelta(hours=24)
+    assert parse_window("90d") == timedelta(days=90)
+    assert parse_window("45m") == timedelta(minutes=45)
+    for bad in ("91d", "0s", "1.5h", "h", "-1h"):
+        with pytest.raises(FunnelParamError):
+            parse_window(bad)
+
+
+def test_conversions_from_previous_and_first_step():
+    out = step_results(["a", "b", "c"], [StepRow(1, 8, None), StepRow(2, 4, 30.0)])
+    assert [(r["users"], r["conversion_from_previous"], r["conversion_from_first"]) for r in out] == [(8, 1.0, 1.0), (4, 0.5, 0.5), (0, 0.0, 0.0)]
+    empty = step_results(["a", "b"], [StepRow(1, 0, None)])
+    assert [(r["conversion_from_previous"], r["conversion_from_first"]) for r in empty] == [(None, None), (None, None)]
+
+
+def test_saved_funnel_definitions_are_validated_field_by_field():
+    from ingest_api.admin.funnel_query import parse_saved_funnel
+
+    assert parse_saved_funnel({"name": " checkout ", "steps": ["a", "b"], "window": "2h"}) == {
+        "name": "checkout", "steps": ["a", "b"], "window_seconds": 7200, "range_days": 30,
+    }  # fmt: skip
+    with pytest.raises(FunnelParamError) as err:
+        parse_saved_funnel({"name": 3, "steps": ["a,b", "c"], "window": 5, "range_days": True, "extra": 1})
+    assert set(err.value.fields) == {"name", "steps", "window", "range_days", "extra"}
+
+
+def test_cohort_triangle_orders_periods_and_computes_rates():
+    from datetime import date
+
+    from ingest_api.admin.analytics import cohort_triangle
+
+    rows = [(date(2026, 1, 5), 4, 1, 1, None), (date(2026, 1, 5), 4, 0, 4, None), (date(2026, 1, 12), 0, 0, 0, None)]
+    assert cohort_triangle(rows) == [
+        {"cohort": "2026-01-05", "users": 4, "retained": [4, 1], "rates": [1.0, 0.25]},
+        {"cohort": "2026-01-12", "users": 0, "retained": [0], "rates": [None]},
+    ]
