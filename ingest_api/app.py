@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -24,6 +25,7 @@ from ingest_api.middleware import RateLimitMiddleware, RequestIdMiddleware
 from ingest_api.openapi import openapi_document
 from ingest_api.ofrep import routes as ofrep_routes
 from ingest_api.posthog import routes as posthog_routes
+from ingest_api.privacy.routes import privacy_routes
 from ingest_api.routes import capture, flags, health, sessions
 from ingest_api.settings import Settings
 from ingest_api.sink import EventSink
@@ -58,6 +60,7 @@ def routes() -> list[Route]:
         *_both(f"{flags.PUBLIC}/for_user/", flags.flags_for_user, ["GET", "POST"]),
         *_both(f"{flags.PUBLIC}/{{flag_id}}/", flags.get_flag, ["GET"]),
         *admin_routes(),
+        *privacy_routes(),
         *posthog_routes.routes(),
         *ofrep_routes.routes(),
         Route(f"{API}/openapi.json", _openapi, methods=["GET"]),
@@ -81,6 +84,18 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(500, "internal_error", "An unexpected error occurred; it has been logged."))
 
 
+def _utc_sessions(engine) -> None:
+    """Every connection of the API in UTC: timestamps in responses then carry +00:00 whatever PGTZ or
+    the server's time zone says (connections opened under different PGTZ values would mix offsets)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _set_utc(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.close()
+        dbapi_connection.commit()  # a SET in a transaction rolled back later would be undone
+
+
 def create_app(settings: Settings) -> Starlette:
     database_url = settings.require_database_url()
     metrics = Metrics()
@@ -95,6 +110,7 @@ def create_app(settings: Settings) -> Starlette:
             pool_pre_ping=True,
             connect_args={"connect_timeout": max(1, int(settings.db_connect_timeout_seconds))},
         )
+        _utc_sessions(engine)
         sink = EventSink(
             database_url,
             max_rows=settings.group_commit_max_rows,

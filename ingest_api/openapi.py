@@ -11,6 +11,7 @@ from typing import Any
 from ingest_api.experiments import openapi as experiments
 from ingest_api.ofrep import openapi as ofrep
 from ingest_api.posthog import openapi as compat
+from ingest_api.privacy import openapi as privacy
 
 _STR200 = {"type": "string", "minLength": 1, "maxLength": 200}
 _OPT_STR = {"type": ["string", "null"], "maxLength": 200}
@@ -135,6 +136,7 @@ def openapi_document() -> dict[str, Any]:
             },
             **_flag_paths(),
             **_admin_paths(),
+            **privacy.paths(),
             **_analytics_paths(),
             **experiments.paths(),
             **compat.capture_paths(),
@@ -226,6 +228,7 @@ def openapi_document() -> dict[str, Any]:
                 **compat.SCHEMAS,
                 **ofrep.SCHEMAS,
                 **experiments.SCHEMAS,
+                **privacy.SCHEMAS,
                 "FlagDefinition": _FLAG_DEFINITION,
                 "Flag": _FLAG,
                 "FlagsForUser": {

@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
+from ingest_api.privacy.ip import parse_truncation
+
 KIB = 1024
 MIB = 1024 * 1024
 
@@ -32,6 +34,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,10 @@ class Settings:
     cors_allow_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
 
+    # Privacy (docs/privacy.md): the client IP is not stored unless asked for,
+    # and then cut to these IPv4 / IPv6 prefix lengths.
+    store_client_ip: bool = False
+    client_ip_prefixes: tuple[int, int] = (24, 48)
     # Admin dashboard (/admin/): the key that signs its session cookie. None: a
     # random one generated once and kept in data_dir/dashboard_secret, so
     # restarts keep sessions. Set it (same value) when several hosts serve /admin/.
@@ -123,6 +140,8 @@ class Settings:
             rate_limit_per_second=_float(env, "RATE_LIMIT_PER_SECOND", 0.0),
             rate_limit_burst=_int(env, "RATE_LIMIT_BURST", 100),
             cors_allow_origins=tuple(o.strip() for o in (env.get("CORS_ALLOW_ORIGINS") or "").split(",") if o.strip()),
+            store_client_ip=_bool(env, "STORE_CLIENT_IP", False),
+            client_ip_prefixes=parse_truncation(env.get("CLIENT_IP_TRUNCATION") or "24,48"),
             dashboard_secret=env.get("DASHBOARD_SECRET") or None,
             dashboard_session_hours=_int(env, "DASHBOARD_SESSION_HOURS", 12),
             dashboard_cookie_secure=(env.get("DASHBOARD_COOKIE_SECURE") or "").lower() in ("1", "true", "yes"),

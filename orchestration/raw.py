@@ -12,12 +12,14 @@ EVENTS = AssetKey(["eventtrack", "events"])
 SESSIONS = AssetKey(["eventtrack", "sessions"])
 EVENT_UUIDS = AssetKey(["eventtrack", "event_uuids"])
 REJECTED_EVENTS = AssetKey(["eventtrack", "rejected_events"])
+AGGREGATE_REBUILDS = AssetKey(["eventtrack", "aggregate_rebuilds"])
 
 _DESCRIPTIONS = {
     EVENTS: "Accepted events, partitioned by UTC day; written by the ingest API.",
     SESSIONS: "Explicit sessions; written by the ingest API, closed on timeout by maintenance/session_closure.",
     EVENT_UUIDS: "Uuids of accepted events, for deduplication at ingest.",
     REJECTED_EVENTS: "Dead letters: refused requests and events.",
+    AGGREGATE_REBUILDS: "Aggregate buckets to rebuild after an erasure deleted events; written by the ingest API.",
 }
 
 raw_table_specs = [

@@ -23,7 +23,7 @@ from ingest_api.settings import Settings
 
 RAW_TABLES = (
     "events", "event_uuids", "sessions", "rejected_events", "feature_flags", "admin_api_keys",
-    "write_keys", "persons", "person_distinct_ids",
+    "write_keys", "persons", "person_distinct_ids", "audit_log", "aggregate_rebuilds",
 )  # fmt: skip
 
 

@@ -30,6 +30,7 @@
     delay (younger rows may sit behind still-open transactions with lower
     ingest_seq values, so the next run reads them again), or the previous one. -#}
 {% macro next_ingest_watermark(events) -%}
+    greatest(
     coalesce(
         (
             select max(ingest_seq) from {{ events }}
@@ -37,14 +38,19 @@
               and received_at < current_timestamp - interval '{{ var("arrival_settle_minutes") | int }} minutes'
         ),
         {{ previous_ingest_watermark() }}
+    ),
+    {{ requested_rebuilds_watermark() }}
     )
 {%- endmacro %}
 
-{#- Start (timestamptz, UTC-aligned) of every `grain` bucket that received a row since the last run. -#}
+{#- Start (timestamptz, UTC-aligned) of every `grain` bucket that received a row since the last run,
+    or whose rows were deleted since (requested_rebuilds.sql). -#}
 {% macro arrived_buckets(events, grain) -%}
     select distinct date_trunc('{{ grain }}', event_at, 'UTC') as bucket_start
     from {{ events }}
     where ingest_seq > {{ previous_ingest_watermark() }}
+    union
+    {{ requested_buckets(grain) }}
 {%- endmacro %}
 
 {#- Bucket starts of the half-open [min_ts, max_ts) window given as dbt vars

@@ -38,6 +38,8 @@ def full_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 # edges, and "dirty" hours that got events after the last run: late or new).
 # An hour with no aggregate row and no new arrival has no events at all, because
 # any event it had arrived before the watermark and made the pipeline build it.
+# Hours queued in aggregate_rebuilds after the watermark (an erasure deleted
+# events there) are dirty too.
 _COUNTS_WITH_AGGREGATES = f"""
 WITH watermark AS (
     SELECT coalesce(max(_ingest_seq_watermark), 0) AS seq FROM {HOURLY}
@@ -46,6 +48,10 @@ dirty AS (
     SELECT DISTINCT date_trunc('hour', e."timestamp", 'UTC') AS hour
     FROM events e, watermark w
     WHERE e.ingest_seq > w.seq AND e."timestamp" >= :h_first AND e."timestamp" < :h_last {{event_filter_e}}
+    UNION
+    -- hours whose events were erased since (docs/privacy.md): the aggregate still counts them
+    SELECT r.bucket_at FROM aggregate_rebuilds r, watermark w
+    WHERE r.seq > w.seq AND r.bucket_at >= :h_first AND r.bucket_at < :h_last
 ),
 counts AS (
     SELECT a.event_type, sum(a.event_count)::bigint AS n

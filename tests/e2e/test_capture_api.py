@@ -100,7 +100,7 @@ def test_batch_keeps_valid_events_and_dead_letters_invalid_ones(api, db):
     letters = dead_letters(db)
     assert [(l[0], l[1], l[3]) for l in letters] == [("batch", "validation_error", 1), ("batch", "validation_error", 3)]
     assert orjson.loads(letters[0][4]) == {"distinct_id": True, "event_type": "b"}
-    assert letters[0][7] == "127.0.0.1"
+    assert letters[0][7] is None  # STORE_CLIENT_IP is off by default (tests/e2e/test_privacy_ip.py)
 
 
 def test_batch_field_of_posthog_sdks_is_accepted(api, db):

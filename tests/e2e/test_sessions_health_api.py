@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -91,6 +92,7 @@ def test_openapi_document_covers_every_route_and_method(api):
     served = {}
     for route in routes():
         path = route.path if route.path.endswith("/") or route.path + "/" not in {r.path for r in routes()} else route.path + "/"
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", path)  # a convertor ({id:path}) is not part of the documented path
         served.setdefault(path, set()).update(m.lower() for m in route.methods - {"HEAD"})
     documented = {path: set(ops) for path, ops in doc["paths"].items()}
     assert documented == served

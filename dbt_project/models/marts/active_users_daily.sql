@@ -5,6 +5,7 @@
         unique_key='day',
         on_schema_change='fail',
         full_refresh=false,
+        pre_hook="{{ forget_requested_buckets('day', 'day', days_after=29) }}",
         post_hook=[
             "create index if not exists {{ this.name }}_day_idx on {{ this }} (day)",
             "create index if not exists {{ this.name }}_watermark_idx on {{ this }} (_ingest_seq_watermark)",

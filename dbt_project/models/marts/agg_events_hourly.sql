@@ -5,6 +5,7 @@
         unique_key='hour',
         on_schema_change='fail',
         full_refresh=false,
+        pre_hook="{{ forget_requested_buckets('hour', 'hour') }}",
         post_hook=[
             "create index if not exists {{ this.name }}_hour_idx on {{ this }} (hour)",
             "create index if not exists {{ this.name }}_watermark_idx on {{ this }} (_ingest_seq_watermark)",
