@@ -95,7 +95,8 @@ def funnel_chart(items: Sequence[tuple[str, int]], *, title: str) -> Markup:
     """One horizontal bar per step, the first step on top, with its number of users printed."""
     largest = max((value for _, value in items), default=0)
     chart = pygal.HorizontalBar(
-        **_config(title=title, truncate_label=18, height=max(160, 36 * len(items) + 60), print_values=True, y_labels=count_ticks(largest))
+        **_config(title=title, truncate_label=18, height=max(160, 36 * len(items) + 60), print_values=True,
+                  y_labels=count_ticks(largest), show_minor_x_labels=True)  # a horizontal chart's value axis is its x axis
     )
     chart.x_labels = [label for label, _ in reversed(items)]  # pygal draws the first label at the bottom
     chart.add("users", [value for _, value in reversed(items)])

@@ -577,6 +577,11 @@ def test_experiments_page_lists_an_experiment_and_says_it_has_no_results_yet(pag
     assert page.locator("#results-table").count() == 0
     shot(page, "experiment-no-results")
 
+    allow_status(page, 404)
+    for missing in ("999999999", "not-an-id"):
+        assert page.goto(f"{seed.url}/admin/experiments/{missing}").status == 404
+        assert page.get_by_role("heading", name="Experiment not found").is_visible()
+
 
 def test_experiment_results_computed_by_the_pipeline_are_shown_with_the_srm_warning(page, seed, experiment, saved_funnel):
     from ingest_api.settings import Settings
