@@ -82,3 +82,22 @@ def horizontal_bar_chart(items: Sequence[tuple[str, float]], *, title: str, seri
     chart.x_labels = [label for label, _ in items]
     chart.add(series, [value for _, value in items])
     return _svg(chart)
+
+
+def count_ticks(largest: float, wanted: int = 5) -> list[int]:
+    """Whole-number axis labels from 0 to at least `largest` (pygal would label 0.2, 0.4... for counts up to a few)."""
+    step = max(1, -(-int(largest) // wanted))
+    top = max(step, -(-int(largest) // step) * step)
+    return list(range(0, top + 1, step))
+
+
+def funnel_chart(items: Sequence[tuple[str, int]], *, title: str) -> Markup:
+    """One horizontal bar per step, the first step on top, with its number of users printed."""
+    largest = max((value for _, value in items), default=0)
+    chart = pygal.HorizontalBar(
+        **_config(title=title, truncate_label=18, height=max(160, 36 * len(items) + 60), print_values=True,
+                  y_labels=count_ticks(largest), show_minor_x_labels=True)  # a horizontal chart's value axis is its x axis
+    )
+    chart.x_labels = [label for label, _ in reversed(items)]  # pygal draws the first label at the bottom
+    chart.add("users", [value for _, value in reversed(items)])
+    return _svg(chart)

@@ -1,5 +1,5 @@
 """The dashboard's pages under /admin/: sign-in with an admin key, then overview, events,
-sessions, rejected events and feature flags. Server-rendered; no JavaScript needed.
+sessions, rejected events, feature flags, funnels and experiments. Server-rendered; no JavaScript needed.
 
 Cookie auth applies to these pages only: the JSON API keeps requiring
 `Authorization: Bearer`, and a dashboard cookie opens nothing there.
@@ -24,9 +24,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ingest_api.admin.aggregates import event_counts
+from ingest_api.admin.analytics import funnel, saved_funnel_item, saved_funnels
+from ingest_api.admin.experiments import experiment_item, experiment_results, experiments_collection
 from ingest_api.admin.keys import find_key
 from ingest_api.admin.routes import flag_item, flags_collection, list_events, list_sessions
-from ingest_api.dashboard import charts, overview, pipeline_status
+from ingest_api.dashboard import analysis_form, charts, overview, pipeline_status
 from ingest_api.dashboard.admin_calls import call_admin, cursor_of
 from ingest_api.dashboard.flag_form import errors_by_field, flag_to_form, form_to_body
 from ingest_api.dashboard.replay import is_replayable, replay
@@ -67,6 +69,11 @@ def utc_text(value: datetime | str | None) -> str:
 
 
 templates.env.filters["utc"] = utc_text
+templates.env.filters["duration"] = analysis_form.duration
+templates.env.filters["percent"] = analysis_form.percent
+templates.env.filters["points"] = analysis_form.points
+templates.env.filters["p_value"] = analysis_form.p_value
+templates.env.filters["window"] = analysis_form.window_text
 
 
 @dataclass
@@ -439,6 +446,62 @@ async def flag_toggle(request: Request, current: Page) -> Response:
     return redirect("/flags", saved=saved["key"])
 
 
+# --- funnels -----------------------------------------------------------------------------
+
+SAVED_FUNNELS_SHOWN = 50
+
+
+@page()
+async def funnels_page(request: Request, current: Page) -> Response:
+    """The form (GET, so a funnel is a link), the ad-hoc funnel it asks for, and the saved funnels' latest results."""
+    values = analysis_form.funnel_form(request.query_params)
+    body, error, figure = None, None, None
+    if values["steps"] or any(request.query_params.get(name) for name in ("window", "start", "end", "breakdown")):
+        try:
+            body = await call_admin(funnel, request, params=analysis_form.funnel_params(values))
+        except ApiError as err:
+            error = err
+    if body is not None:
+        steps = body["results"]
+        figure = charts.funnel_chart([(f'{s["step"]}. {s["event_type"]}', s["users"]) for s in steps], title="Users per step")
+    listed = (await call_admin(saved_funnels, request))["results"]
+    saved = [await call_admin(saved_funnel_item, request, path_params={"funnel_id": f["id"]}) for f in listed[:SAVED_FUNNELS_SHOWN]]
+    today = datetime.now(timezone.utc).date()
+    for item in saved:
+        item["run_link"] = PREFIX + "/funnels?" + urlencode(analysis_form.saved_funnel_query(item, today))
+    return render(
+        request, current, "funnels.html", 400 if error else 200, nav="funnels", values=values, body=body, error=error, figure=figure,
+        saved=saved, saved_total=len(listed),
+    )  # fmt: skip
+
+
+# --- experiments ---------------------------------------------------------------------------
+
+
+@page()
+async def experiments_page(request: Request, current: Page) -> Response:
+    body = await call_admin(experiments_collection, request, params={"limit": 1000})
+    return render(request, current, "experiments.html", nav="experiments", experiments=body["results"])
+
+
+@page()
+async def experiment_page(request: Request, current: Page) -> Response:
+    raw = request.path_params["experiment_id"]
+    try:
+        if not (raw.isdigit() and len(raw) < 19):
+            raise ApiError(404, "not_found", "No experiment has this id.")
+        experiment = await call_admin(experiment_item, request, path_params={"experiment_id": raw})
+        results = await call_admin(experiment_results, request, path_params={"experiment_id": raw})
+    except ApiError:
+        return render(request, current, "error.html", 404, nav="experiments", title="Experiment not found", message="No experiment has this id.")
+    rows = results["results"]
+    return render(
+        request, current, "experiment.html", nav="experiments", title=experiment["name"], experiment=experiment, rows=rows,
+        computed_at=results["computed_at"], srm=any(r["srm_warning"] for r in rows),
+        multi_exposure_users=rows[0]["multi_exposure_users"] if rows else None,
+    )  # fmt: skip
+
+
 def dashboard_routes() -> list[BaseRoute]:
     return [
         Mount(
@@ -456,6 +519,9 @@ def dashboard_routes() -> list[BaseRoute]:
                 Route("/flags/new", flag_new, methods=["GET", "POST"]),
                 Route("/flags/{flag_id}", flag_edit, methods=["GET", "POST"]),
                 Route("/flags/{flag_id}/toggle", flag_toggle, methods=["POST"]),
+                Route("/funnels", funnels_page, methods=["GET"]),
+                Route("/experiments", experiments_page, methods=["GET"]),
+                Route("/experiments/{experiment_id}", experiment_page, methods=["GET"]),
                 Mount("/static", StaticFiles(directory=str(HERE / "static")), name="dashboard_static"),
             ],
         )

@@ -394,7 +394,7 @@ def test_phone_width_layout_has_no_horizontal_scroll(browser, seed):
     tab.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
     try:
         sign_in(tab, seed)
-        for path, name in (("/admin/", "phone-overview"), ("/admin/events", "phone-events"), ("/admin/flags", "phone-flags"), ("/admin/flags/new", "phone-flag-form"), ("/admin/rejected", "phone-rejected")):
+        for path, name in (("/admin/", "phone-overview"), ("/admin/events", "phone-events"), ("/admin/flags", "phone-flags"), ("/admin/flags/new", "phone-flag-form"), ("/admin/rejected", "phone-rejected"), ("/admin/funnels", "phone-funnels-empty"), ("/admin/experiments", "phone-experiments-empty")):
             tab.goto(seed.url + path)
             width = tab.evaluate("document.documentElement.scrollWidth")
             assert width <= 375, (path, width)
@@ -426,3 +426,205 @@ def test_revoking_the_key_ends_its_dashboard_sessions(page, seed):
         return "/admin/login" in page.url
 
     assert wait_until(signed_out, timeout=3, interval=0.2)
+
+
+# --- funnels and experiments (last: they send events of their own) ----------------------------------
+
+FUNNEL_STEPS = ("dv_open", "dv_cart", "dv_buy")
+
+
+@pytest.fixture(scope="module")
+def funnel_day(seed: Seed) -> datetime:
+    """Yesterday (UTC), noon: 3 users open, 2 of them add to cart (10 and 20 minutes later), 1 buys (20 minutes after that).
+
+    Yesterday, so a saved funnel (whole UTC days up to today's midnight) counts them too.
+    """
+    noon = datetime.now(timezone.utc).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    plan = {"f1": ("ios", [0, 10, 30]), "f2": ("android", [0, 20]), "f3": ("android", [0])}
+    events = [
+        {"uuid": str(uuid.uuid4()), "event": FUNNEL_STEPS[k], "distinct_id": user, "os_name": os_name, "timestamp": (noon + timedelta(minutes=m)).isoformat()}
+        for user, (os_name, minutes) in plan.items()
+        for k, m in enumerate(minutes)
+    ]
+    answer = httpx.post(f"{seed.url}{API}/batch/", json={"events": events}, timeout=30).json()
+    assert answer["accepted"] == len(events), answer
+    return noon
+
+
+def _admin(seed: Seed) -> httpx.Client:
+    return httpx.Client(base_url=seed.url, timeout=30, headers={"Authorization": f"Bearer {seed.admin_key}"})
+
+
+def _table(tab, selector: str) -> list[list[str]]:
+    rows = tab.locator(f"{selector} tbody tr")
+    return [[c.strip() for c in rows.nth(i).locator("th, td").all_inner_texts()] for i in range(rows.count())]
+
+
+def test_funnel_page_shows_the_users_conversions_and_median_times_of_a_known_funnel(page, seed, funnel_day):
+    day = funnel_day.date().isoformat()
+    sign_in(page, seed, "/admin/funnels")
+    page.get_by_label("Steps").fill(",".join(FUNNEL_STEPS))
+    page.get_by_label("Window").fill("24h")
+    page.get_by_label("From (UTC day)").fill(day)
+    page.get_by_label("Through (UTC day)").fill(day)
+    page.get_by_label("Breakdown (optional)").fill("os_name")
+    page.get_by_role("button", name="Show funnel").click()
+    page.wait_for_load_state()
+    assert _table(page, "#funnel-table") == [
+        ["1. dv_open", "3", "100.0 %", "100.0 %", "–"],
+        ["2. dv_cart", "2", "66.7 %", "66.7 %", "15.0 min"],  # median of 10 and 20 minutes
+        ["3. dv_buy", "1", "50.0 %", "33.3 %", "20.0 min"],
+    ]
+    assert chart_numbers(page, "funnel-steps") == {"dv_open": "3", "dv_cart": "2", "dv_buy": "1"}
+    assert page.locator('figure[data-chart="funnel-steps"] svg rect.rect').count() == 3
+    assert _table(page, "#funnel-breakdown") == [["android", "2", "1", "0", "0.0 %"], ["ios", "1", "1", "1", "100.0 %"]]
+    assert page.get_by_label("Steps").input_value() == ",".join(FUNNEL_STEPS)  # the form keeps the query
+    shot(page, "funnel")
+
+    # The day before has none of these events: every step 0.
+    before = (funnel_day - timedelta(days=1)).date().isoformat()
+    page.goto(seed.url + "/admin/funnels?" + urlencode({"steps": ",".join(FUNNEL_STEPS), "start": before, "end": before}))
+    assert [row[1] for row in _table(page, "#funnel-table")] == ["0", "0", "0"]
+
+
+def test_funnel_page_shows_the_api_validation_errors_in_the_form(page, seed):
+    allow_status(page, 400)
+    sign_in(page, seed, "/admin/funnels")
+    page.get_by_label("Steps").fill("dv_open")
+    page.get_by_label("Window").fill("forever")
+    with page.expect_response(lambda r: "/admin/funnels?" in r.url) as answer:
+        page.get_by_role("button", name="Show funnel").click()
+    assert answer.value.status == 400
+    assert "2 to 10 event types" in page.locator("#funnel-error [role=alert]").inner_text()  # the API's own message
+    assert page.get_by_label("Steps").get_attribute("aria-invalid") == "true"
+    assert page.get_by_label("Window").input_value() == "forever"  # the form keeps what was typed
+    assert page.locator("#funnel-table").count() == 0
+
+    page.get_by_label("Steps").fill("dv_open,dv_cart")
+    page.get_by_role("button", name="Show funnel").click()
+    page.wait_for_load_state()
+    assert "e.g. 24h" in page.locator("#funnel-error [role=alert]").inner_text()
+    assert page.get_by_label("Window").get_attribute("aria-invalid") == "true"
+    assert page.get_by_label("Steps").get_attribute("aria-invalid") is None
+    shot(page, "funnel-errors")
+
+    page.goto(seed.url + "/admin/funnels?" + urlencode({"steps": "a,b", "breakdown": "no such thing"}))
+    assert "breakdown" in page.locator("#funnel-error").inner_text()
+
+
+@pytest.fixture(scope="module")
+def saved_funnel(seed: Seed) -> dict:
+    with _admin(seed) as admin:
+        answer = admin.post(f"{API}/admin/funnels/saved/", json={"name": "Dashboard purchase", "steps": list(FUNNEL_STEPS), "window": "24h", "range_days": 7})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def test_saved_funnels_are_listed_without_results_before_the_pipeline_runs(page, seed, saved_funnel):
+    sign_in(page, seed, "/admin/funnels")
+    card = page.locator(f"#saved-funnel-{saved_funnel['id']}")
+    assert "Dashboard purchase" in card.inner_text()
+    assert "No results yet" in card.locator(".no-results").inner_text()
+    card.get_by_role("link", name="Run now").click()
+    page.wait_for_load_state()
+    assert page.get_by_label("Steps").input_value() == ",".join(FUNNEL_STEPS)
+    assert page.locator("#funnel-table").count() == 1
+
+
+EXPOSURE = "$feature_flag_called"
+
+
+@pytest.fixture(scope="module")
+def experiment(seed: Seed, funnel_day: datetime) -> dict:
+    """A 50/50 flag exposed 10 times as control (2 purchases) and 40 as test (12): a sample-ratio mismatch; 1 user saw both."""
+    start = funnel_day.replace(hour=0)
+    with _admin(seed) as admin:
+        flag = admin.post(f"{API}/admin/feature-flags/", json={
+            "key": "dash-exp", "rollout_percentage": 100,
+            "variants": [{"key": "control", "rollout_percentage": 50}, {"key": "test", "rollout_percentage": 50}],
+        })  # fmt: skip
+        assert flag.status_code == 201, flag.text
+        created = admin.post(f"{API}/admin/experiments/", json={
+            "name": "Dashboard checkout", "flag_key": "dash-exp", "goal_event": "dv_purchase",
+            "start_at": start.isoformat(), "end_at": (start + timedelta(days=1)).isoformat(),
+        })  # fmt: skip
+        assert created.status_code == 201, created.text
+    events = []
+
+    def add(name: str, user: str, minutes: int, **properties) -> None:
+        events.append({"uuid": str(uuid.uuid4()), "event": name, "distinct_id": user, "timestamp": (funnel_day + timedelta(minutes=minutes)).isoformat(), "properties": properties})
+
+    for variant, users, converters in (("control", 10, 2), ("test", 40, 12)):
+        for i in range(users):
+            add(EXPOSURE, f"x-{variant}-{i}", 1, **{"$feature_flag": "dash-exp", "$feature_flag_response": variant})
+            if i < converters:
+                add("dv_purchase", f"x-{variant}-{i}", 5)
+    for variant in ("control", "test"):
+        add(EXPOSURE, "x-both", 2, **{"$feature_flag": "dash-exp", "$feature_flag_response": variant})
+    answer = httpx.post(f"{seed.url}{API}/batch/", json={"events": events}, timeout=30).json()
+    assert answer["accepted"] == len(events), answer
+    return created.json()
+
+
+def test_experiments_page_lists_an_experiment_and_says_it_has_no_results_yet(page, seed, experiment):
+    sign_in(page, seed, "/admin/experiments")
+    row = page.locator(f"#experiment-{experiment['id']}")
+    assert "dash-exp" in row.inner_text()
+    shot(page, "experiments")
+    row.get_by_role("link", name="Dashboard checkout").click()
+    page.wait_for_load_state()
+    assert "No results yet" in page.locator("#no-results").inner_text()
+    assert page.locator("#results-table").count() == 0
+    shot(page, "experiment-no-results")
+
+    allow_status(page, 404)
+    for missing in ("999999999", "not-an-id"):
+        assert page.goto(f"{seed.url}/admin/experiments/{missing}").status == 404
+        assert page.get_by_role("heading", name="Experiment not found").is_visible()
+
+
+def test_experiment_results_computed_by_the_pipeline_are_shown_with_the_srm_warning(page, seed, experiment, saved_funnel):
+    from ingest_api.settings import Settings
+    from orchestration.dbt import dbt_models
+    from orchestration.experiments import experiment_results
+
+    Pipeline(Settings(database_url=seed.database_url)).materialize([dbt_models, experiment_results])
+    sign_in(page, seed, f"/admin/experiments/{experiment['id']}")
+    assert page.locator("#no-results").count() == 0
+    assert "Sample ratio mismatch" in page.locator("#srm-warning").inner_text()
+    assert page.locator("#multi-exposure").inner_text().startswith("1 ")
+    control, test = _table(page, "#results-table")
+    assert control[0].startswith("control") and control[1:5] == ["10", "2", "20.00 %", "–"]
+    assert test[0].startswith("test") and test[1:4] == ["40", "12", "30.00 %"]
+    assert test[4].startswith("+10.0 pp (+50.0 %)")
+    assert page.locator('#results-table tr[data-variant="test"].srm').count() == 1
+    probability = float(test[5].rstrip(" %"))
+    assert 50 < probability < 100
+    assert float(test[6]) > 0  # a p-value, not a dash
+    shot(page, "experiment-results")
+
+    # The same run built the saved funnel's results (yesterday is inside its last 7 whole days).
+    page.goto(seed.url + "/admin/funnels")
+    card = page.locator(f"#saved-funnel-{saved_funnel['id']}")
+    assert [row[:2] for row in _table(page, f"#saved-funnel-{saved_funnel['id']}")] == [["1. dv_open", "3"], ["2. dv_cart", "2"], ["3. dv_buy", "1"]]
+    assert card.locator(".no-results").count() == 0
+    shot(page, "funnels-saved")
+
+
+def test_funnel_and_experiment_pages_fit_a_phone(browser, seed, experiment, funnel_day):
+    context = browser.new_context(viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    tab = context.new_page()
+    problems: list[str] = []
+    tab.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    day = funnel_day.date().isoformat()
+    funnel = "/admin/funnels?" + urlencode({"steps": ",".join(FUNNEL_STEPS), "start": day, "end": day, "breakdown": "os_name"})
+    try:
+        sign_in(tab, seed)
+        for path, name in ((funnel, "phone-funnels"), ("/admin/experiments", "phone-experiments"), (f"/admin/experiments/{experiment['id']}", "phone-experiment")):
+            tab.goto(seed.url + path)
+            width = tab.evaluate("document.documentElement.scrollWidth")
+            assert width <= 375, (path, width)
+            shot(tab, name)
+    finally:
+        context.close()
+    assert problems == []
