@@ -1,5 +1,7 @@
 {#-
-  One row per experiment and exposed user, with their conversions.
+  One row per experiment and user who was exposed to it, or sent its goal or a
+  secondary event, inside its window; the exposed ones (first_exposure_at not
+  null) are what the mart counts.
 
   An exposure is a `$feature_flag_called` event for the experiment's flag inside
   [start_at, end_at) whose response is one of the experiment's variants (a
@@ -8,26 +10,45 @@
   mart excludes and counts them. A conversion is the goal (or a secondary) event
   at or after the first exposure and before end_at.
 
-  Every relevant event is tagged and grouped by (experiment, user, kind, event),
-  then by (experiment, user): no join on distinct_id, so the cost grows linearly
-  with the events and does not depend on the planner's row estimates. The hash
-  aggregates get more memory than the default 4 MB (SET LOCAL: this model only).
-  A table (with ANALYZE), as the mart reads it several times.
+  Incremental: each row keeps what the conversions are derived from (first
+  exposure, lowest and highest variant seen, last goal and secondary times),
+  all minimums and maximums, so a run folds in only the events that ARRIVED
+  since the last one (events.ingest_seq, as the aggregates do) and merges them
+  with the stored row: late exposures move first_exposure_at back, late goals
+  forward, resent events change nothing. Users who sent a goal before their
+  exposure arrived keep a row without exposure for that reason. Experiments
+  whose definition changed (or new ones) are recomputed from the whole window
+  (macros/experiment_refold.sql).
+
+  The row with experiment_id 0 carries the arrival watermark of the last run,
+  so it advances even when no user changed.
 -#}
+{%- do drop_if_not_incremental_state('definition_hash') -%}
+{%- set refold = experiments_to_refold() -%}
 {{ config(
-    materialized='table',
-    pre_hook="set local work_mem = '256MB'",
-    post_hook='analyze {{ this }}',
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['experiment_id', 'distinct_id'],
+    on_schema_change='fail',
+    pre_hook=["set local work_mem = '256MB'", "{{ forget_stale_experiments() }}"],
+    post_hook=[
+        "create unique index if not exists {{ this.name }}_key_idx on {{ this }} (experiment_id, distinct_id)",
+        "create index if not exists {{ this.name }}_watermark_idx on {{ this }} (_ingest_seq_watermark)",
+        "analyze {{ this }}",
+    ],
 ) }}
 
 with experiments as (
-    select experiment_id, flag_key, goal_event, secondary_events, variants, start_at, end_at
-    from {{ ref('stg_eventtrack__experiments') }}
+    select
+        experiment_id, flag_key, goal_event, secondary_events, variants, start_at, end_at,
+        {{ experiment_definition_hash('x') }} as definition_hash,
+        experiment_id = any({{ bigint_array(refold['recompute']) }}) as recompute
+    from {{ ref('stg_eventtrack__experiments') }} x
 ),
 
 -- NOT MATERIALIZED: each branch below scans only the events it needs.
 events as not materialized (
-    select distinct_id, event_type, event_at, properties
+    select distinct_id, event_type, event_at, properties, ingest_seq
     from {{ ref('stg_eventtrack__events') }}
 ),
 
@@ -38,8 +59,19 @@ variant_keys as materialized (
     cross join lateral jsonb_array_elements(x.variants) as v(value)
 ),
 
--- kind 0: exposure (with its variant), 1: goal, 2: secondary event.
+-- The events to fold in, tagged with their kind (0: exposure with its variant, 1: goal,
+-- 2: secondary): all of a recomputed experiment's window, the new arrivals for the others.
+-- Two branches per kind rather than an OR, so the arrivals are found through the BRIN
+-- index on ingest_seq.
 tagged as (
+    {%- set scopes = ["x.recompute"] if refold['recompute'] else [] %}
+    {%- do scopes.append("not x.recompute and e.ingest_seq > " ~ previous_ingest_watermark()) %}
+    {%- for scope in scopes %}
+    {%- if not loop.first %}
+
+    union all
+    {%- endif %}
+
     -- distinct_id in the "C" collation: any sort by user compares bytes, not locale rules.
     select x.experiment_id, e.distinct_id collate "C" as distinct_id, 0 as kind, null::text as event_name, e.event_at,
            -- A boolean response reads as 'true' / 'false', the variant keys of a boolean flag.
@@ -53,7 +85,7 @@ tagged as (
         on k.experiment_id = x.experiment_id
         and k.variant = e.properties ->> '$feature_flag_response'
         and jsonb_typeof(e.properties -> '$feature_flag_response') in ('string', 'boolean')
-    where e.event_type = '$feature_flag_called'
+    where e.event_type = '$feature_flag_called' and {{ scope }}
 
     union all
 
@@ -63,6 +95,7 @@ tagged as (
         on e.event_type = x.goal_event
         and e.event_at >= x.start_at
         and e.event_at < x.end_at
+    where {{ scope }}
 
     union all
 
@@ -73,6 +106,8 @@ tagged as (
         on e.event_type = s.event_name
         and e.event_at >= x.start_at
         and e.event_at < x.end_at
+    where {{ scope }}
+    {%- endfor %}
 ),
 
 -- Per (experiment, user, kind, event), then per (experiment, user): hash aggregates, no sort
@@ -88,7 +123,7 @@ per_kind as (
     group by experiment_id, distinct_id, kind, event_name
 ),
 
-per_user as (
+arrived as (
     select
         experiment_id,
         distinct_id,
@@ -100,19 +135,76 @@ per_user as (
         jsonb_object_agg(event_name, last_at) filter (where kind = 2) as last_secondary_at
     from per_kind
     group by experiment_id, distinct_id
+),
+
+-- The arrivals merged with the stored row of the same user (none for recomputed experiments:
+-- the pre-hook deleted theirs). least/greatest skip nulls.
+merged as (
+    select
+        a.experiment_id,
+        a.distinct_id,
+        {%- if is_incremental() %}
+        least(a.first_exposure_at, p.first_exposure_at) as first_exposure_at,
+        least(a.min_variant, p.min_variant) as min_variant,
+        greatest(a.max_variant, p.max_variant) as max_variant,
+        greatest(a.last_goal_at, p.last_goal_at) as last_goal_at,
+        case
+            when p.last_secondary_at is null then a.last_secondary_at
+            when a.last_secondary_at is null then p.last_secondary_at
+            else (
+                select jsonb_object_agg(s.key, s.last_at)
+                from (
+                    select key, max(value::timestamptz) as last_at
+                    from (
+                        select * from jsonb_each_text(a.last_secondary_at)
+                        union all
+                        select * from jsonb_each_text(p.last_secondary_at)
+                    ) as both_sides
+                    group by key
+                ) as s
+            )
+        end as last_secondary_at
+        {%- else %}
+        a.first_exposure_at, a.min_variant, a.max_variant, a.last_goal_at, a.last_secondary_at
+        {%- endif %}
+    from arrived a
+    {%- if is_incremental() %}
+    left join {{ this }} p
+        on p.experiment_id = a.experiment_id
+        and p.distinct_id = a.distinct_id
+    {%- endif %}
+),
+
+watermark as (
+    select {{ next_ingest_watermark(ref('stg_eventtrack__events')) }} as value
 )
 
 select
-    experiment_id,
-    distinct_id,
-    first_exposure_at,
-    min_variant <> max_variant as is_multi_variant,
-    case when min_variant = max_variant then min_variant end as variant,
-    coalesce(last_goal_at >= first_exposure_at, false) as converted,
-    case when last_secondary_at is null then '{}'::text[] else array(
-        select s.key from jsonb_each_text(last_secondary_at) as s(key, value)
-        where s.value::timestamptz >= first_exposure_at
+    m.experiment_id,
+    m.distinct_id,
+    m.first_exposure_at,
+    coalesce(m.min_variant <> m.max_variant, false) as is_multi_variant,
+    case when m.min_variant = m.max_variant then m.min_variant end as variant,
+    coalesce(m.last_goal_at >= m.first_exposure_at, false) as converted,
+    case when m.last_secondary_at is null or m.first_exposure_at is null then '{}'::text[] else array(
+        select s.key from jsonb_each_text(m.last_secondary_at) as s(key, value)
+        where s.value::timestamptz >= m.first_exposure_at
         order by s.key
-    ) end as secondary_conversions
-from per_user
-where first_exposure_at is not null
+    ) end as secondary_conversions,
+    m.min_variant,
+    m.max_variant,
+    m.last_goal_at,
+    m.last_secondary_at,
+    x.definition_hash,
+    w.value as _ingest_seq_watermark
+from merged m
+inner join experiments x on x.experiment_id = m.experiment_id
+cross join watermark w
+
+union all
+
+-- The run marker: experiment 0 is never an experiment.
+select
+    0::bigint, ''::text collate "C", null::timestamptz, false, null::text, false, '{}'::text[],
+    null::text, null::text, null::timestamptz, null::jsonb, null::uuid, w.value
+from watermark w

@@ -20,8 +20,11 @@ variants as (
     cross join lateral jsonb_array_elements(x.variants) with ordinality as v(value, ordinality)
 ),
 
+-- The exposed users (the model also keeps users who only sent a goal so far, and its run marker).
 users as (
-    select * from {{ ref('int_experiment_exposures') }}
+    select experiment_id, variant, is_multi_variant, converted, secondary_conversions
+    from {{ ref('int_experiment_exposures') }}
+    where first_exposure_at is not null
 ),
 
 counts as (
