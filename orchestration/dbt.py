@@ -6,6 +6,7 @@ this module only reads it.
 """
 
 import json
+import os
 import shutil
 from datetime import timedelta
 from typing import Any, Mapping
@@ -13,6 +14,7 @@ from typing import Any, Mapping
 from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, FreshnessPolicy
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from orchestration.dbt_cli import EventtrackDbtCli, PartialParseCache, partial_parse_key
 from orchestration.partitions import daily_partitions, hourly_partitions, window_vars
 from orchestration.resources import DBT_PROJECT_DIR, EventtrackResource, venv_executable
 
@@ -21,7 +23,10 @@ dbt_project.prepare_if_dev()
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, dbt_executable=venv_executable("dbt"))
+    return EventtrackDbtCli(project_dir=dbt_project, dbt_executable=venv_executable("dbt"))
+
+
+partial_parses = PartialParseCache(DBT_PROJECT_DIR / "target")
 
 
 # Two dbt invocations never run at once: every dbt op takes a slot of this
@@ -68,9 +73,14 @@ def dbt_vars(eventtrack: EventtrackResource, context: AssetExecutionContext) -> 
 def _build(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
     # dbt unit tests are for development and CI (tests/integration), not production runs: an
     # incremental model's unit tests also need the model's table to exist already.
-    args = ["build", "--exclude-resource-type", "unit_test", "--vars", json.dumps(dbt_vars(eventtrack, context))]
-    invocation = dbt.cli(args, context=context)
+    values = dbt_vars(eventtrack, context)
+    args = ["build", "--exclude-resource-type", "unit_test", "--vars", json.dumps(values)]
+    parse_key = partial_parse_key(values, os.environ)
+    target = partial_parses.invocation_dir(f"{context.op_execution_context.op.name}-{context.run.run_id[:8]}")
+    partial_parses.seed(target, parse_key)
+    invocation = dbt.cli(args, context=context, target_path=target)
     yield from invocation.stream()
+    partial_parses.keep(target, parse_key)
     # Each invocation has its own target dir (~2 MB); Dagster has recorded the results.
     # A failed one raises above and keeps its dir for inspection.
     shutil.rmtree(invocation.target_path, ignore_errors=True)

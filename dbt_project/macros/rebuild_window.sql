@@ -15,14 +15,17 @@
     history (a subquery there is planned with a default one-third selectivity,
     i.e. a scan of every partition). dbt unit tests mock `this` as a CTE that
     run_query cannot see, so there the subquery form is kept. -#}
+{#- A model whose rows do not all change on every run keeps the watermark in a marker row and
+    names it with the config `watermark_row` (a where clause), so no index on the column is needed. -#}
 {% macro previous_ingest_watermark() -%}
+    {%- set marker = config.get('watermark_row') -%}
+    {%- set query = "select coalesce(max(_ingest_seq_watermark), 0) from " ~ this ~ (" where " ~ marker if marker else "") -%}
     {%- if not is_incremental() -%}
         0::bigint
     {%- elif execute and model.resource_type == 'model' -%}
-        {%- set result = run_query("select coalesce(max(_ingest_seq_watermark), 0) from " ~ this) -%}
-        {{ result.columns[0].values()[0] | int }}::bigint
+        {{ run_query(query).columns[0].values()[0] | int }}::bigint
     {%- else -%}
-        (select coalesce(max(_ingest_seq_watermark), 0) from {{ this }})
+        ({{ query }})
     {%- endif -%}
 {%- endmacro %}
 

@@ -20,32 +20,34 @@ variants as (
     cross join lateral jsonb_array_elements(x.variants) with ordinality as v(value, ordinality)
 ),
 
--- The exposed users (the model also keeps users who only sent a goal so far, and its run marker).
-users as (
-    select experiment_id, variant, is_multi_variant, converted, secondary_conversions
+-- One pass over the exposed users (the model also keeps users who only sent a goal so far,
+-- and its run marker): multi-variant users fall in the group of variant null.
+counts as (
+    select
+        experiment_id,
+        variant,
+        count(*) filter (where not is_multi_variant) as exposures,
+        count(*) filter (where converted and not is_multi_variant) as conversions,
+        count(*) filter (where is_multi_variant) as multi_exposure_users
     from {{ ref('int_experiment_exposures') }}
     where first_exposure_at is not null
-),
-
-counts as (
-    select experiment_id, variant, count(*) as exposures, count(*) filter (where converted) as conversions
-    from users
-    where not is_multi_variant
     group by experiment_id, variant
 ),
 
 multi_variant as (
-    select experiment_id, count(*) as multi_exposure_users
-    from users
-    where is_multi_variant
+    select experiment_id, sum(multi_exposure_users) as multi_exposure_users
+    from counts
     group by experiment_id
 ),
 
+-- Only the users with a secondary conversion are unnested.
 secondary_counts as (
     select u.experiment_id, u.variant, s.event_name, count(*) as conversions
-    from users u
+    from {{ ref('int_experiment_exposures') }} u
     cross join lateral unnest(u.secondary_conversions) as s(event_name)
-    where not u.is_multi_variant
+    where u.first_exposure_at is not null
+        and not u.is_multi_variant
+        and cardinality(u.secondary_conversions) > 0
     group by u.experiment_id, u.variant, s.event_name
 ),
 
@@ -69,7 +71,7 @@ select
     v.expected_percentage,
     coalesce(c.exposures, 0) as exposures,
     coalesce(c.conversions, 0) as conversions,
-    coalesce(m.multi_exposure_users, 0) as multi_exposure_users,
+    coalesce(m.multi_exposure_users, 0)::bigint as multi_exposure_users,
     coalesce(s.secondary_conversions, '{}'::jsonb) as secondary_conversions
 from variants v
 left join counts c
