@@ -36,7 +36,7 @@
         ),
         built_definitions as (
             select b.experiment_id,
-                   (select t.definition_hash from {{ this }} t where t.experiment_id = b.experiment_id limit 1) as definition_hash
+                   (select t.definition_hash from {{ this }} t where t.experiment_id = b.experiment_id order by t.distinct_id limit 1) as definition_hash
             from built b
             where b.experiment_id is not null
         ),

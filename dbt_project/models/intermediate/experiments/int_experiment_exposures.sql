@@ -62,9 +62,9 @@ variant_keys as materialized (
 ),
 
 -- The events to fold in, tagged with their kind (0: exposure with its variant, 1: goal,
--- 2: secondary): all of a recomputed experiment's window, the new arrivals for the others.
--- Two branches per kind rather than an OR, so the arrivals are found through the BRIN
--- index on ingest_seq.
+-- 2: secondary, already reduced to its last time per user and event): all of a recomputed
+-- experiment's window, the new arrivals for the others. Two branches per kind rather than
+-- an OR, so the arrivals are found through the BRIN index on ingest_seq.
 tagged as (
     {%- set scopes = ["x.recompute"] if refold['recompute'] else [] %}
     {%- do scopes.append("not x.recompute and e.ingest_seq > " ~ previous_ingest_watermark()) %}
@@ -101,7 +101,7 @@ tagged as (
 
     union all
 
-    select x.experiment_id, e.distinct_id collate "C", 2, s.event_name, e.event_at, null
+    select x.experiment_id, e.distinct_id collate "C", 2, s.event_name, max(e.event_at), null
     from experiments x
     cross join lateral jsonb_array_elements_text(x.secondary_events) as s(event_name)
     inner join events e
@@ -109,33 +109,22 @@ tagged as (
         and e.event_at >= x.start_at
         and e.event_at < x.end_at
     where {{ scope }}
+    group by x.experiment_id, e.distinct_id, s.event_name
     {%- endfor %}
 ),
 
--- Per (experiment, user, kind, event), then per (experiment, user): hash aggregates, no sort
--- of the users and no join on distinct_id.
-per_kind as (
-    select
-        experiment_id, distinct_id, kind, event_name,
-        min(event_at) as first_at,
-        max(event_at) as last_at,
-        min(variant) as min_variant,
-        max(variant) as max_variant
-    from tagged
-    group by experiment_id, distinct_id, kind, event_name
-),
-
+-- Per (experiment, user): one hash aggregate, no sort of the users and no join on distinct_id.
 arrived as (
     select
         experiment_id,
         distinct_id,
-        min(first_at) filter (where kind = 0) as first_exposure_at,
-        min(min_variant) filter (where kind = 0) as min_variant,
-        max(max_variant) filter (where kind = 0) as max_variant,
-        max(last_at) filter (where kind = 1) as last_goal_at,
-        -- one key per secondary event (per_kind grouped by it): its last time
-        jsonb_object_agg(event_name, last_at) filter (where kind = 2) as last_secondary_at
-    from per_kind
+        min(event_at) filter (where kind = 0) as first_exposure_at,
+        min(variant) filter (where kind = 0) as min_variant,
+        max(variant) filter (where kind = 0) as max_variant,
+        max(event_at) filter (where kind = 1) as last_goal_at,
+        -- one key per secondary event (its branch grouped by it): its last time
+        jsonb_object_agg(event_name, event_at) filter (where kind = 2) as last_secondary_at
+    from tagged
     group by experiment_id, distinct_id
 ),
 
