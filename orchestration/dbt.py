@@ -74,7 +74,8 @@ def _build(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: Even
     # dbt unit tests are for development and CI (tests/integration), not production runs: an
     # incremental model's unit tests also need the model's table to exist already.
     values = dbt_vars(eventtrack, context)
-    args = ["build", "--exclude-resource-type", "unit_test", "--vars", json.dumps(values)]
+    # --no-write-json: dagster-dbt reads dbt's log stream, not its JSON artifacts (~0.6 s less).
+    args = ["build", "--no-write-json", "--exclude-resource-type", "unit_test", "--vars", json.dumps(values)]
     parse_key = partial_parse_key(values, os.environ)
     target = partial_parses.invocation_dir(f"{context.op_execution_context.op.name}-{context.run.run_id[:8]}")
     partial_parses.seed(target, parse_key)

@@ -30,6 +30,8 @@ from dagster_dbt import DbtCliResource
 from packaging import version
 
 PARTIAL_PARSE = "partial_parse.msgpack"
+# Partial parses kept (~0.7 MB each); every test database or connection adds a key.
+KEPT_PARSES = 8
 # Window vars (orchestration.partitions.window_vars) differ on every partitioned run.
 _WINDOW_VARS = ("min_ts", "max_ts")
 # The connection settings dbt's profile reads (dbt_project/profiles.yml).
@@ -84,3 +86,17 @@ class PartialParseCache:
         scratch = self.cache_dir / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         shutil.copyfile(produced, scratch)
         os.replace(scratch, self.cache_dir / f"{key}.msgpack")
+        self._prune()
+
+    def _prune(self) -> None:
+        """Keep the KEPT_PARSES most recently written; another process may be pruning too."""
+        kept = sorted(self.cache_dir.glob("*.msgpack"), key=_mtime, reverse=True)
+        for stale in kept[KEPT_PARSES:]:
+            stale.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # pruned by another process meanwhile
+        return 0.0

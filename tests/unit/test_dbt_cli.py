@@ -58,3 +58,19 @@ def test_the_version_dagster_uses_is_that_of_the_dbt_executable():
     resource = EventtrackDbtCli(project_dir=str(DBT_PROJECT_DIR), dbt_executable=venv_executable("dbt"))
     printed = subprocess.run([venv_executable("dbt"), "--version"], capture_output=True, text=True, check=True).stdout
     assert f"installed: {resource._cli_version}" in printed
+
+
+def test_only_the_most_recent_parses_are_kept(tmp_path):
+    import os
+
+    from orchestration.dbt_cli import KEPT_PARSES
+
+    cache = PartialParseCache(tmp_path)
+    for i in range(KEPT_PARSES + 3):
+        run = cache.invocation_dir(f"run{i}")
+        run.mkdir()
+        (run / PARTIAL_PARSE).write_bytes(b"x")
+        cache.keep(run, f"key{i}")
+        os.utime(cache.cache_dir / f"key{i}.msgpack", (1_000_000 + i, 1_000_000 + i))  # distinct, increasing mtimes
+    kept = sorted(p.name for p in cache.cache_dir.iterdir())
+    assert kept == sorted(f"key{i}.msgpack" for i in range(3, KEPT_PARSES + 3))
