@@ -9,9 +9,11 @@ Against a fresh throwaway embedded Postgres:
    many unrelated `screen_view` events as exposed users. Two experiments on the
    flag (goal `purchase` with secondary `add_to_cart`, and goal `add_to_cart`),
    so 2M (experiment, user) pairs are computed.
-2. COPY the events of the first 11 days, ANALYZE, build the staging views (not
-   timed), then the first build of the results, timed: every event is new to
-   the exposures model (what a changed experiment definition also costs).
+2. COPY the events of the first 11 days, ANALYZE, build the dbt views as
+   `eventtrack up` does (not timed), then the first build of the results,
+   timed: every event is new to the exposures model (what a changed experiment
+   definition also costs); then the same job with nothing new (the fixed cost
+   of a Dagster + dbt run on this machine, the in-run baseline).
 3. three times: COPY the next day's events (they arrive, as a day's do), then
    the daily refresh, timed: the `experiment_results` job's selection (the
    experiment dbt models, then the statistics asset) materialized through
@@ -133,7 +135,7 @@ def main() -> int:
     from orchestration.dbt import dbt_models, dbt_resource
     from orchestration.experiments import EXPERIMENT_DBT_MODELS, experiment_results
     from orchestration.resources import EventtrackResource, dbt_connection_env
-    from orchestration.runner import prepare_dbt_manifest
+    from orchestration.runner import build_dbt_views, prepare_dbt_manifest
 
     prepare_dbt_manifest()
     out: dict[str, Any] = {"machine": _machine(), "exposed_users": USERS, "target_seconds": TARGET_SECONDS}
@@ -156,9 +158,8 @@ def main() -> int:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE events")
         log(f"  {out['load']['events']:,} events in {out['load']['seconds']} s")
-        log("staging views (not timed)")
-        staging = AssetSelection.assets(*EXPERIMENT_DBT_MODELS[:2])  # the two staging views
-        assert materialize([dbt_models], selection=staging, resources=resources, run_config=QUIET, raise_on_error=False).success
+        log("dbt views (as `eventtrack up` builds them; not timed)")
+        build_dbt_views(Settings(database_url=url))
 
         selection = AssetSelection.assets(*EXPERIMENT_DBT_MODELS, experiment_results)
 
@@ -177,6 +178,8 @@ def main() -> int:
             return run
 
         out["first_build"] = refresh(f"first build ({first_days} days of events, all new)")
+        # The same job with nothing new: what any Dagster + dbt run costs here (the in-run baseline).
+        out["no_op_refresh"] = refresh("refresh with nothing new")
         runs = []
         for day in range(first_days, DAYS):
             arrived = copy_events(url, by_day.get(day, []))
@@ -200,7 +203,7 @@ def main() -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     RESULTS_FILE.write_text(json.dumps(out, indent=2, default=str) + "\n")
     verdict = "OK" if out["median_seconds"] < TARGET_SECONDS else "OVER TARGET"
-    print(f"\nfirst build: {out['first_build']['seconds']:.2f} s")
+    print(f"\nfirst build: {out['first_build']['seconds']:.2f} s; the job with nothing new: {out['no_op_refresh']['seconds']:.2f} s")
     print(f"daily refresh, up to {exposed:,} exposed users: median {out['median_seconds']:.2f} s ({verdict}, target < {TARGET_SECONDS:.0f} s)")
     print(f"results: {RESULTS_FILE}")
     return 0

@@ -3,8 +3,8 @@
 - `prepare_dbt_manifest()`: `dbt parse`, once at install and at each start
   (orchestration.dbt reads the manifest; it never parses on import).
 - `prepare_dagster(settings)`: the `dagster` database on the same server,
-  DAGSTER_HOME under the data dir with dagster.yaml; returns the environment
-  for the Dagster processes.
+  DAGSTER_HOME under the data dir with dagster.yaml, the dbt views; returns the
+  environment for the Dagster processes.
 - `dagster_commands(settings)`: the webserver and the daemon (which runs the
   schedules), as argv lists to start with that environment.
 - `catch_up(settings)`: materializes everything once, in this process.
@@ -79,9 +79,34 @@ def dagster_environment(settings: Settings) -> dict[str, str]:
     }
 
 
+# Every view of the project: the staging views the jobs read, and the views built on them.
+DBT_VIEWS = "path:models/staging+,config.materialized:view"
+
+
+def build_dbt_views(settings: Settings) -> None:
+    """Creates (or updates) the dbt views, so every job finds its upstream views from the first run.
+
+    Only the daily `sessions_and_staging` job rebuilds them afterwards, all together: Postgres drops
+    a view's dependent views when dbt replaces it, so a job that rebuilt the staging views alone
+    would remove the views on top of them until the next daily run.
+    """
+    env = {**os.environ, **dbt_connection_env(settings.require_database_url())}
+    scratch = DBT_PROJECT_DIR / "target" / f"views-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    output = ["--target-path", str(scratch), "--log-path", str(scratch)]
+    try:
+        subprocess.run(
+            [venv_executable("dbt"), "run", "--quiet", "--no-write-json", "--select", DBT_VIEWS, *project, *output],
+            check=True, cwd=DBT_PROJECT_DIR, env=env,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def prepare_dagster(settings: Settings) -> dict[str, str]:
-    """Manifest, Dagster's database and DAGSTER_HOME/dagster.yaml. Returns the environment for the processes."""
+    """Manifest, Dagster's database, DAGSTER_HOME/dagster.yaml and the dbt views. Returns the environment for the processes."""
     prepare_dbt_manifest()
+    build_dbt_views(settings)
     ensure_database(settings.require_database_url(), DAGSTER_DATABASE)
     home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)

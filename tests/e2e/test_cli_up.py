@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from tests.conftest import free_port
 
@@ -37,6 +38,11 @@ def test_up_serves_the_api_on_embedded_postgres_and_ctrl_c_stops_everything():
             time.sleep(0.5)
         response = httpx.post(f"{base}/api/v1/analytics/capture/", json={"distinct_id": "u", "event": "app_open"})
         assert response.status_code == 200
+        # The dbt views exist before any job runs: the first hourly run reads them.
+        with psycopg.connect(f"postgresql://postgres:@/eventtrack?host={data_dir / 'pg'}") as conn:
+            views = {r[0] for r in conn.execute("SELECT schemaname || '.' || viewname FROM pg_views WHERE schemaname LIKE 'analytics%'")}
+        assert {"analytics_staging.stg_eventtrack__events", "analytics_staging.stg_eventtrack__experiments",
+                "analytics_intermediate.int_events_sessionized"} <= views
 
         # The Dagster UI with the whole asset graph and the schedules running.
         ui = f"http://127.0.0.1:{env['DAGSTER_PORT']}"

@@ -368,3 +368,28 @@ def test_results_stay_exact_as_events_arrive_between_runs(admin, db, pipeline, e
     pipeline.materialize([dbt_models, experiment_results])
     assert db.execute(f"SELECT count(*) FROM {stored} WHERE distinct_id = %s", (erased,)).fetchone() == (0,)
     check([e for e in first.events + second.events if e["distinct_id"] != erased])
+
+
+def test_the_experiments_job_leaves_the_other_views_in_place(db, database_url, pipeline):  # noqa: F811
+    """Replacing a view drops the views built on it: the experiments job must not rebuild the staging views."""
+    from dagster import AssetSelection, materialize
+
+    from ingest_api.settings import Settings
+    from orchestration.dbt import dbt_models
+    from orchestration.experiments import EXPERIMENT_DBT_MODELS, experiment_results
+    from orchestration.runner import build_dbt_views
+
+    def views() -> set[str]:
+        return {r[0] for r in db.execute("SELECT schemaname || '.' || viewname FROM pg_views WHERE schemaname LIKE 'analytics%'")}
+
+    build_dbt_views(Settings(database_url=database_url))
+    before = views()
+    assert {"analytics_staging.stg_eventtrack__events", "analytics_intermediate.int_events_sessionized"} <= before
+    result = materialize(
+        [dbt_models, experiment_results],
+        selection=AssetSelection.assets(*EXPERIMENT_DBT_MODELS, experiment_results),
+        resources=pipeline.resources,
+    )
+    assert result.success
+    assert views() == before
+    assert db.execute("SELECT count(*) FROM analytics.experiment_variant_counts").fetchone() == (0,)
