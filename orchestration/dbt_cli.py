@@ -29,7 +29,7 @@ from typing import Any, Mapping
 from dagster_dbt import DbtCliResource
 from packaging import version
 
-PARTIAL_PARSE = "partial_parse.msgpack"
+from orchestration.resources import PARTIAL_PARSE
 # Partial parses kept (~0.7 MB each); every test database or connection adds a key.
 KEPT_PARSES = 8
 # Window vars (orchestration.partitions.window_vars) differ on every partitioned run.

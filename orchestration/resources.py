@@ -13,6 +13,8 @@ from psycopg.conninfo import conninfo_to_dict
 from ingest_api.settings import Settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+# dbt's partial parse, kept between invocations so dbt re-parses only what changed.
+PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 def venv_executable(name: str) -> str:

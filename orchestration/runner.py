@@ -21,14 +21,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ingest_api.embedded_postgres import ensure_database
 from ingest_api.settings import Settings
-from orchestration.resources import DBT_PROJECT_DIR, dbt_connection_env, venv_executable
+from orchestration.resources import DBT_PROJECT_DIR, PARTIAL_PARSE, dbt_connection_env, venv_executable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKSPACE_FILE = REPO_ROOT / "workspace.yaml"
 DAGSTER_YAML_TEMPLATE = Path(__file__).resolve().parent / "dagster.yaml"
 DAGSTER_DATABASE = "dagster"
 MANIFEST = "manifest.json"
-PARTIAL_PARSE = "partial_parse.msgpack"
 
 
 def prepare_dbt_manifest() -> Path:
@@ -39,19 +38,29 @@ def prepare_dbt_manifest() -> Path:
     sees a half-written file.
     """
     target = DBT_PROJECT_DIR / "target"
-    scratch = target / f"parse-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    scratch.mkdir(parents=True)
+    scratch = _scratch_dir("parse")
     try:
         if (target / PARTIAL_PARSE).exists():  # lets dbt re-parse only what changed
             shutil.copyfile(target / PARTIAL_PARSE, scratch / PARTIAL_PARSE)
-        project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-        output = ["--target-path", str(scratch), "--log-path", str(scratch)]
-        subprocess.run([venv_executable("dbt"), "parse", "--quiet", *project, *output], check=True, cwd=DBT_PROJECT_DIR)
+        _run_dbt(["parse", "--quiet"], scratch)
         for name in (PARTIAL_PARSE, MANIFEST):
             os.replace(scratch / name, target / name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target / MANIFEST
+
+
+def _scratch_dir(label: str) -> Path:
+    scratch = DBT_PROJECT_DIR / "target" / f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir(parents=True)
+    return scratch
+
+
+def _run_dbt(command: list[str], scratch: Path, env: dict[str, str] | None = None) -> None:
+    """One dbt command on the project, its artifacts and logs in `scratch`."""
+    project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    output = ["--target-path", str(scratch), "--log-path", str(scratch)]
+    subprocess.run([venv_executable("dbt"), *command, *project, *output], check=True, cwd=DBT_PROJECT_DIR, env=env)
 
 
 def dagster_home(settings: Settings) -> Path:
@@ -90,15 +99,10 @@ def build_dbt_views(settings: Settings) -> None:
     a view's dependent views when dbt replaces it, so a job that rebuilt the staging views alone
     would remove the views on top of them until the next daily run.
     """
-    env = {**os.environ, **dbt_connection_env(settings.require_database_url())}
-    scratch = DBT_PROJECT_DIR / "target" / f"views-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    output = ["--target-path", str(scratch), "--log-path", str(scratch)]
+    scratch = _scratch_dir("views")
     try:
-        subprocess.run(
-            [venv_executable("dbt"), "run", "--quiet", "--no-write-json", "--select", DBT_VIEWS, *project, *output],
-            check=True, cwd=DBT_PROJECT_DIR, env=env,
-        )  # fmt: skip
+        env = {**os.environ, **dbt_connection_env(settings.require_database_url())}
+        _run_dbt(["run", "--quiet", "--no-write-json", "--select", DBT_VIEWS], scratch, env)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
