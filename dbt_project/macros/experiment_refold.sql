@@ -42,7 +42,7 @@
         ),
         current_definitions as (
             select x.experiment_id, {{ experiment_definition_hash('x') }} as definition_hash
-            from {{ ref('stg_eventtrack__experiments') }} x
+            from (select * from {{ ref('stg_eventtrack__experiments') }}) x
         ),
         erasure as (
             select exists (

@@ -45,7 +45,7 @@ with experiments as (
         experiment_id, flag_key, goal_event, secondary_events, variants, start_at, end_at,
         {{ experiment_definition_hash('x') }} as definition_hash,
         experiment_id = any({{ bigint_array(refold['recompute']) }}) as recompute
-    from {{ ref('stg_eventtrack__experiments') }} x
+    from (select * from {{ ref('stg_eventtrack__experiments') }}) x  -- a subquery: dbt --empty aliases refs itself
 ),
 
 -- NOT MATERIALIZED: each branch below scans only the events it needs.

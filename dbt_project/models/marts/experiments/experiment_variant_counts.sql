@@ -43,7 +43,7 @@ multi_variant as (
 -- Only the users with a secondary conversion are unnested.
 secondary_counts as (
     select u.experiment_id, u.variant, s.event_name, count(*) as conversions
-    from {{ ref('int_experiment_exposures') }} u
+    from (select * from {{ ref('int_experiment_exposures') }}) u  -- a subquery: dbt --empty aliases refs itself
     cross join lateral unnest(u.secondary_conversions) as s(event_name)
     where u.first_exposure_at is not null
         and not u.is_multi_variant
