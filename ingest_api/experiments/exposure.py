@@ -10,7 +10,7 @@ per flag, user and day, whatever the number of requests.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import orjson
@@ -36,7 +36,8 @@ def wants_exposure(request: Request) -> bool:
 
 
 def exposure_uuid(flag_key: str, distinct_id: str, when: datetime) -> uuid.UUID:
-    return uuid.uuid5(_NAMESPACE, f"{flag_key}\n{distinct_id}\n{when.date().isoformat()}")
+    # The UTC day whatever the datetime's zone (a Postgres session may hand it back in its own).
+    return uuid.uuid5(_NAMESPACE, f"{flag_key}\n{distinct_id}\n{when.astimezone(timezone.utc).date().isoformat()}")
 
 
 def exposure_rows(distinct_id: str, responses: Iterable[tuple[str, Any]], now: datetime) -> list[EventRow]:

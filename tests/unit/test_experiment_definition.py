@@ -76,3 +76,14 @@ def test_flag_variants_of_a_boolean_flag_split_the_rollout():
 def test_text_postgres_cannot_store_is_a_field_error_not_a_crash():
     found = errors({**BODY, "name": "a\x00b", "goal_event": "\udac4", "flag_key": "x\x00", "secondary_events": ["ok", "\x00"]}, flag=None)
     assert set(found) == {"name", "goal_event", "flag_key", "secondary_events[1]"}
+
+
+def test_the_exposure_id_depends_on_the_utc_day_not_the_zone_of_the_datetime():
+    from datetime import datetime, timedelta, timezone
+
+    from ingest_api.experiments.exposure import exposure_uuid
+
+    utc = datetime(2026, 11, 26, 0, 20, tzinfo=timezone.utc)
+    st_johns = utc.astimezone(timezone(timedelta(hours=-3, minutes=-30)))  # still 25 November there
+    assert exposure_uuid("f", "u1", st_johns) == exposure_uuid("f", "u1", utc)
+    assert exposure_uuid("f", "u1", utc) != exposure_uuid("f", "u1", utc - timedelta(hours=1))
