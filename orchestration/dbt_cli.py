@@ -30,6 +30,7 @@ from dagster_dbt import DbtCliResource
 from packaging import version
 
 from orchestration.resources import PARTIAL_PARSE
+
 # Partial parses kept (~0.7 MB each); every test database or connection adds a key.
 KEPT_PARSES = 8
 # Window vars (orchestration.partitions.window_vars) differ on every partitioned run.
