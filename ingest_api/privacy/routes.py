@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
 from ingest_api.admin.keys import bearer_token, find_key
@@ -150,13 +151,29 @@ async def list_audit_log(request: Request) -> Response:
     )
 
 
+class AnyTextConvertor(Convertor[str]):
+    """Like Starlette's `path`, but its `.*` also spans line breaks: without it a distinct_id that holds one
+    (which capture accepts) could be neither erased nor exported, and its requests got an undocumented 404."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_text", AnyTextConvertor())
+
+
 def privacy_routes() -> list[Route]:
     def both(path: str, endpoint, methods: list[str]) -> list[Route]:
         return [Route(path, endpoint, methods=methods), Route(path.rstrip("/"), endpoint, methods=methods)]
 
-    # `:path`: a distinct_id may hold a slash (sent as %2F).
+    # A distinct_id may hold a slash (sent as %2F) or a line break.
     return [
-        *both(f"{PERSONS}/{{distinct_id:path}}/export/", export_person, ["GET"]),
-        *both(f"{PERSONS}/{{distinct_id:path}}/", erase_person, ["DELETE"]),
+        *both(f"{PERSONS}/{{distinct_id:any_text}}/export/", export_person, ["GET"]),
+        *both(f"{PERSONS}/{{distinct_id:any_text}}/", erase_person, ["DELETE"]),
         *both(f"{AUDIT_LOG}/", list_audit_log, ["GET"]),
     ]

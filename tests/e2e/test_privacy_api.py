@@ -73,8 +73,8 @@ def test_export_of_an_unknown_id_is_an_empty_document(admin, db):
     assert body["person"] is None and body["events"] == body["sessions"] == body["rejected_events"] == body["merged_ids"] == []
 
 
-def test_ids_with_slashes_and_unicode_are_addressable(api, admin, db):
-    for user in ("org/42", "zoë ✓"):
+def test_ids_with_slashes_line_breaks_and_unicode_are_addressable(api, admin, db):
+    for user in ("org/42", "zoë ✓", "\nline\nbreaks\n", "tail\n"):
         assert api.post(f"{API}/capture/", json={"distinct_id": user, "event_type": "e"}).status_code == 200
         path = f"{PERSONS}/{quote(user, safe='')}/"
         assert len(admin.get(path + "export/").json()["events"]) == 1
