@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from tests.conftest import wait_until
 from tests.e2e.test_capture_api import assert_error
 
@@ -80,3 +82,30 @@ def test_cache_sees_a_change_made_elsewhere_within_a_second(api, admin, database
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("UPDATE feature_flags SET active = false, version = version + 1 WHERE id = %s", (flag["id"],))
     wait_until(lambda: api.get(f"{PUBLIC}/for_user/?distinct_id=u").json()["remote_change"]["active"] is False, timeout=1.5)
+
+
+def test_a_backtracking_regex_answers_at_once_on_a_long_property(api, admin):
+    """On Python's `re` this pattern needs ~4x longer for every 2 more characters of a near-miss (3.4 s at 27), so
+    10 KiB would never finish and would hold the worker; on RE2 (linear time) every flag endpoint answers at once."""
+    pattern = r"^([a-z0-9]+\.?)+@example\.com$"
+    _create(admin, key="by_email", conditions=[{"properties": [{"key": "email", "operator": "regex", "value": pattern}]}])
+    wait_until(lambda: "by_email" in api.get(f"{PUBLIC}/for_user/?distinct_id=u1").json())
+    near_miss = "a" * 10240 + "!"
+    started = time.monotonic()
+    assert api.post(f"{PUBLIC}/for_user/", json={"distinct_id": "u1", "properties": {"email": near_miss}}).json()["by_email"]["active"] is False
+    assert api.post("/flags/?v=2", json={"distinct_id": "u1", "person_properties": {"email": near_miss}}).json()["flags"]["by_email"]["enabled"] is False
+    ofrep = api.post("/ofrep/v1/evaluate/flags/by_email", json={"context": {"targetingKey": "u1", "email": near_miss}})
+    assert ofrep.json()["value"] is False
+    assert time.monotonic() - started < 2  # generous: each answer takes milliseconds
+    match = api.post(f"{PUBLIC}/for_user/", json={"distinct_id": "u1", "properties": {"email": "first.last@example.com"}})
+    assert match.json()["by_email"]["active"] is True
+    # A lone surrogate gets past orjson through the stdlib parser; RE2 reads UTF-8, which cannot encode it.
+    surrogate = api.post(f"{PUBLIC}/for_user/", content=b'{"distinct_id": "u1", "properties": {"email": "\\ud800@example.com"}}')
+    assert surrogate.status_code == 200 and surrogate.json()["by_email"]["active"] is False
+
+
+def test_patterns_re2_refuses_are_a_400_when_the_flag_is_saved(admin):
+    filters = [{"key": "a", "operator": "regex", "value": r"(a)\1"}, {"key": "b", "operator": "not_regex", "value": "(?=x)"}]
+    response = admin.post(f"{ADMIN}/", json={"key": "backrefs", "conditions": [{"properties": filters}]})
+    assert_error(response, 400, "validation_error", "conditions[0].properties[0].value")
+    assert response.json()["fields"]["conditions[0].properties[1].value"].startswith("invalid regular expression: ")
