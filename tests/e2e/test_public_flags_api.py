@@ -27,6 +27,23 @@ def test_list_shows_active_flags_only(api, admin):
     assert_error(api.get(f"{PUBLIC}/abc/"), 404, "not_found")
 
 
+def test_public_list_and_flag_hide_the_targeting(api, admin):
+    """Conditions can name people (e-mail addresses); they, rollouts and payloads stay behind the admin API."""
+    flag = _create(
+        admin,
+        key="vip",
+        name="VIP checkout",
+        description="for jane",
+        conditions=[{"properties": [{"key": "email", "operator": "in", "value": ["jane@example.com"]}], "rollout_percentage": 40}],
+        variants=[{"key": "control", "rollout_percentage": 50}, {"key": "one_page", "rollout_percentage": 50, "payload": {"secret": 1}}],
+        payload={"secret": 2},
+    )
+    public = {"id": flag["id"], "key": "vip", "name": "VIP checkout", "active": True, "variant_keys": ["control", "one_page"]}
+    assert wait_until(lambda: api.get(f"{PUBLIC}/").json()["results"]) == [public]
+    assert api.get(f"{PUBLIC}/{flag['id']}/").json() == public
+    assert "jane@example.com" in admin.get(f"{ADMIN}/{flag['id']}/").text  # the admin API still has it all
+
+
 def test_for_user_lists_every_flag_as_the_seed_client_reads_it(api, admin):
     _create(admin, key="new_checkout_flow")
     _create(admin, key="dark_mode", active=False)
@@ -68,9 +85,13 @@ def test_etag_answers_304_until_a_flag_changes(api, admin):
         etag = first.headers["etag"]
         assert api.get(path, headers={"If-None-Match": etag}).status_code == 304
     list_etag = api.get(f"{PUBLIC}/").headers["etag"]
+    user_etag = api.get(f"{PUBLIC}/for_user/?distinct_id=u").headers["etag"]
     admin.patch(f"{ADMIN}/{flag['id']}/", json={"rollout_percentage": 0})
+    wait_until(lambda: api.get(f"{PUBLIC}/for_user/?distinct_id=u", headers={"If-None-Match": user_etag}).status_code == 200)
+    assert api.get(f"{PUBLIC}/", headers={"If-None-Match": list_etag}).status_code == 304  # the list shows no rollout
+    admin.patch(f"{ADMIN}/{flag['id']}/", json={"name": "Renamed"})
     changed = wait_until(lambda: (r := api.get(f"{PUBLIC}/", headers={"If-None-Match": list_etag})).status_code == 200 and r)
-    assert changed.headers["etag"] != list_etag
+    assert changed.headers["etag"] != list_etag and changed.json()["results"][0]["name"] == "Renamed"
 
 
 def test_cache_sees_a_change_made_elsewhere_within_a_second(api, admin, database_url):
