@@ -76,7 +76,8 @@ def _value(definition: FlagDefinition, result: FlagResult) -> Any:
         if definition.variants:
             return result.variant if result.active else ""
         return result.active
-    payload = result.payload if result.active and result.payload is not None else type(example)()  # False "" 0 0.0 {} []
+    # Off, or a variant without a payload: the empty value of the flag's type (False "" 0 0.0 {} []).
+    payload = result.payload if result.active and result.payload is not None else type(example)()
     return {"items": payload} if isinstance(payload, list) else payload
 
 

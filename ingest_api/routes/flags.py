@@ -49,7 +49,13 @@ def public_flag(flag: CachedFlag) -> dict[str, Any]:
     """What a client may know of a flag. Conditions (which can name users, e-mail domains...), rollouts and
     payloads stay behind the admin API; a user's own outcome comes from for_user."""
     data = flag.data
-    return {"id": data["id"], "key": data["key"], "name": data["name"], "active": data["active"], "variant_keys": [v.key for v in flag.definition.variants]}
+    return {
+        "id": data["id"],
+        "key": data["key"],
+        "name": data["name"],
+        "active": data["active"],
+        "variant_keys": [v.key for v in flag.definition.variants],
+    }
 
 
 async def list_flags(request: Request) -> Response:

@@ -130,3 +130,6 @@ def test_patterns_re2_refuses_are_a_400_when_the_flag_is_saved(admin):
     response = admin.post(f"{ADMIN}/", json={"key": "backrefs", "conditions": [{"properties": filters}]})
     assert_error(response, 400, "validation_error", "conditions[0].properties[0].value")
     assert response.json()["fields"]["conditions[0].properties[1].value"].startswith("invalid regular expression: ")
+    # A lone surrogate gets past orjson through the stdlib parser; RE2 reads UTF-8: refused, not a 500.
+    body = b'{"key": "surrogate", "conditions": [{"properties": [{"key": "a", "operator": "regex", "value": "\\ud800"}]}]}'
+    assert_error(admin.post(f"{ADMIN}/", content=body), 400, "validation_error", "conditions[0].properties[0].value")
