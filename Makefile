@@ -57,4 +57,4 @@ bench-experiments: install
 	$(BIN)/python -m bench.run_experiments
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache tests/js/node_modules
