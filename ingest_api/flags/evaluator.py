@@ -8,10 +8,10 @@ independent of each other.
 
 Property matching: a missing property (absent or null) fails every operator
 except `is_not_set`; in particular it never matches a negative filter (is_not,
-not_in, not_icontains, not_regex). Regular expressions run on RE2
-(ingest_api/flags/pattern.py), in time linear in the property's length. Equality (exact/is_not/in/not_in) compares
+not_in, not_icontains, not_regex). Equality (exact/is_not/in/not_in) compares
 numbers as numbers and everything else as case-insensitive text, as PostHog's
-SDKs do, so "iOS" matches "ios" and "true" matches true.
+SDKs do, so "iOS" matches "ios" and "true" matches true. Regular expressions
+run on RE2 (ingest_api/flags/pattern.py), in time linear in the text.
 """
 
 from __future__ import annotations
