@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench bench-pipeline bench-soak bench-analytics bench-experiments clean
+.PHONY: run test install js bench bench-pipeline bench-soak bench-analytics bench-experiments clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# The JavaScript OFREP providers' test package (tests/js, run by tests/e2e/test_ofrep_providers.py):
+# installed from its lockfile when node_modules is missing or the lockfile changed.
+JS_STAMP := tests/js/node_modules/.package-lock.json
+$(JS_STAMP): tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
+js: $(JS_STAMP)
+
 run: install
 	$(BIN)/eventtrack up
 
 # The dashboard's browser tests drive Debian's chromium (installed when missing).
-test: install
+test: install js
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -48,4 +57,4 @@ bench-experiments: install
 	$(BIN)/python -m bench.run_experiments
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache tests/js/node_modules

@@ -9,12 +9,10 @@ When the database is unreachable the last loaded state keeps being served.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -46,7 +44,6 @@ class CachedFlag:
 class ConfigSnapshot:
     flags: tuple[CachedFlag, ...] = ()
     flags_by_id: dict[int, CachedFlag] = field(default_factory=dict)
-    flags_etag: str = ""
     admin_keys: tuple[tuple[bytes, int], ...] = ()
     write_keys: frozenset[str] = frozenset()  # active project write keys; empty: capture is open
     loaded: bool = False
@@ -100,11 +97,9 @@ class ConfigCache:
                     rows = (await conn.execute(sa.text("SELECT key FROM write_keys WHERE revoked_at IS NULL"))).all()
                     write_keys = frozenset(r.key for r in rows)
             self._versions = versions
-            etag = hashlib.sha1(orjson.dumps([f.data for f in flags])).hexdigest()
             self.snapshot = ConfigSnapshot(
                 flags=flags,
                 flags_by_id={f.data["id"]: f for f in flags},
-                flags_etag=f'"{etag}"',
                 admin_keys=keys,
                 write_keys=write_keys,
                 loaded=True,

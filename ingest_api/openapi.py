@@ -231,6 +231,8 @@ def openapi_document() -> dict[str, Any]:
                 **privacy.SCHEMAS,
                 "FlagDefinition": _FLAG_DEFINITION,
                 "Flag": _FLAG,
+                "PublicFlag": _PUBLIC_FLAG,
+                "PublicFlagList": {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": {"$ref": "#/components/schemas/PublicFlag"}}}},
                 "FlagsForUser": {
                     "type": "object",
                     "additionalProperties": {
@@ -311,6 +313,21 @@ _FLAG = {
 }
 
 
+# The public endpoints' view of a flag (ingest_api/routes/flags.py `public_flag`): no targeting, rollout or payload.
+_PUBLIC_FLAG = {
+    "type": "object",
+    "required": ["id", "key", "name", "active", "variant_keys"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "integer"},
+        "key": {"type": "string"},
+        "name": {"type": "string"},
+        "active": {"type": "boolean"},
+        "variant_keys": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
 def _ok(schema_ref: str, description: str = "OK.") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": schema_ref}}}}
 
@@ -342,17 +359,17 @@ def _flag_paths() -> dict[str, Any]:
         f"{base}/": {
             "get": {
                 "operationId": "listActiveFlags",
-                "summary": "The active feature flags",
+                "summary": "The active feature flags: id, key, name, variant keys (no targeting, rollout or payload)",
                 "parameters": [_ETAG],
-                "responses": {"200": {"description": "Active flags, with an ETag."}, "304": {"description": "Not modified."}, **_WRITE_KEY_ERROR},
+                "responses": {"200": _ok("#/components/schemas/PublicFlagList", "Active flags, with an ETag."), "304": {"description": "Not modified."}, **_WRITE_KEY_ERROR},
             }
         },
         f"{base}/{{flag_id}}/": {
             "get": {
                 "operationId": "getFlag",
-                "summary": "One feature flag",
+                "summary": "One feature flag: id, key, name, active, variant keys",
                 "parameters": [_FLAG_ID],
-                "responses": {"200": _ok("#/components/schemas/Flag"), "404": _err("Unknown flag."), **_WRITE_KEY_ERROR},
+                "responses": {"200": _ok("#/components/schemas/PublicFlag"), "404": _err("Unknown flag."), **_WRITE_KEY_ERROR},
             }
         },
         f"{base}/for_user/": {

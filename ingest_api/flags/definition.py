@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ingest_api.flags.pattern import pattern_problem
+
 OPERATORS: frozenset[str] = frozenset(
     {
         "exact", "is_not", "in", "not_in", "icontains", "not_icontains", "regex", "not_regex",
@@ -290,13 +292,7 @@ def _value_problem(operator: str, value: Any) -> str | None:
     if operator in ("icontains", "not_icontains"):
         return None if isinstance(value, str) or _is_number(value) else "must be a string or a number"
     if operator in ("regex", "not_regex"):
-        if not isinstance(value, str):
-            return "must be a regular expression string"
-        try:
-            re.compile(value)
-        except re.error as exc:
-            return f"invalid regular expression: {exc}"
-        return None
+        return pattern_problem(value) if isinstance(value, str) else "must be a regular expression string (RE2 syntax)"
     if operator in ("gt", "gte", "lt", "lte"):
         return None if (isinstance(value, str) and value) or _is_number(value) else "must be a number or a string"
     # semver_*

@@ -10,12 +10,12 @@ Property matching: a missing property (absent or null) fails every operator
 except `is_not_set`; in particular it never matches a negative filter (is_not,
 not_in, not_icontains, not_regex). Equality (exact/is_not/in/not_in) compares
 numbers as numbers and everything else as case-insensitive text, as PostHog's
-SDKs do, so "iOS" matches "ios" and "true" matches true.
+SDKs do, so "iOS" matches "ios" and "true" matches true. Regular expressions
+run on RE2 (ingest_api/flags/pattern.py), in time linear in the text.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest_api.flags.definition import FlagDefinition, PropertyFilter, Variant, parse_semver
+from ingest_api.flags.pattern import search
 
 _LONG_SCALE = float(0xFFFFFFFFFFFFFFF)  # 15 hex digits
 _NUMBER = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
@@ -112,10 +113,9 @@ def matches(filter: PropertyFilter, properties: Mapping[str, Any]) -> bool:
         found = _text(expected).lower() in _text(actual).lower()
         return found if op == "icontains" else not found
     if op in ("regex", "not_regex"):
-        pattern = _compile(expected)
-        if pattern is None:  # invalid regex never matches, negated or not
+        found = search(expected, _text(actual)) if isinstance(expected, str) else None
+        if found is None:  # RE2 refuses it (saved before patterns were checked with RE2): never matches, negated or not
             return False
-        found = pattern.search(_text(actual)) is not None
         return found if op == "regex" else not found
     if op in ("gt", "gte", "lt", "lte"):
         left, right = _number(actual), _number(expected)
@@ -164,15 +164,3 @@ def _text(value: Any) -> str:
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
     return str(value)
-
-
-@functools.lru_cache(maxsize=1024)
-def _compile_cached(pattern: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(pattern)
-    except re.error:
-        return None
-
-
-def _compile(pattern: Any) -> re.Pattern[str] | None:
-    return _compile_cached(pattern) if isinstance(pattern, str) else None

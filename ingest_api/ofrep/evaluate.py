@@ -1,17 +1,21 @@
 """Native flag results → OFREP evaluation results (pure).
 
-Mapping (docs/integration_guide.md):
-- value: the flag's payload when it is on and has one (ask for an object flag);
-  otherwise the variant key for a multivariate flag that is on; otherwise a
-  boolean (on / off). A multivariate flag that is off, and any disabled flag,
-  carry no `value`: OpenFeature clients then use the default from the code
-  (OFREP's rule for "no value").
-- variant: always present: the variant key, or "on" / "off" for boolean flags,
-  "disabled" for disabled flags.
-- reason: DISABLED (flag inactive); TARGETING_MATCH (a condition group
-  matched, or forced the variant); SPLIT (the outcome came from a percentage
-  rollout or variant split); STATIC (no conditions, rolled out to 100 %, no
-  variants); DEFAULT (no condition group matched).
+Mapping (docs/integration_guide.md), against open-feature/protocol's service/openapi.yaml:
+- value: always present, and of one type per flag, because OFREP requests carry
+  no type and OpenFeature clients refuse a value whose type differs from their
+  default's (`@openfeature/ofrep-provider` also refuses an answer without one):
+  a flag with payloads answers its payload (the flag's own, or for a
+  multivariate flag the variant's); a multivariate flag without payloads
+  answers the variant key; other flags answer true / false. Whoever is off
+  (or gets a variant without a payload) gets that type's empty value: false,
+  "", 0, {}. An array payload, which is no OFREP value type, is answered
+  wrapped as {"items": [...]} (empty: {"items": []}).
+- variant: the variant key, or "on" / "off", or "disabled" for disabled flags.
+- reason (the schema allows STATIC, TARGETING_MATCH, SPLIT, DISABLED, UNKNOWN):
+  DISABLED (flag inactive); TARGETING_MATCH (the targeting decided: a condition
+  group matched or forced the variant, or no group matched and the flag is
+  off); SPLIT (a percentage rollout or variant split decided); STATIC (no
+  conditions, rolled out to 100 %, no variants).
 - metadata: flagId, version, and conditionIndex when a group was involved.
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from ingest_api.config_cache import CachedFlag
+from ingest_api.flags.definition import FlagDefinition
 from ingest_api.flags.evaluator import FlagResult, evaluate
 
 
@@ -54,7 +59,7 @@ def _reason(flag: CachedFlag, result: FlagResult) -> str:
     if result.reason == "disabled":
         return "DISABLED"
     if result.reason == "no_condition_match":
-        return "DEFAULT"
+        return "TARGETING_MATCH"  # OFREP has no DEFAULT: the off answer came from the targeting rules
     if result.reason == "condition_match":
         forced = definition.conditions[result.condition_index].variant if result.condition_index is not None else None
         return "SPLIT" if definition.variants and not forced else "TARGETING_MATCH"
@@ -63,26 +68,31 @@ def _reason(flag: CachedFlag, result: FlagResult) -> str:
     return "SPLIT"  # rollout / out_of_rollout: decided by the percentage
 
 
+def _value(definition: FlagDefinition, result: FlagResult) -> Any:
+    # The payloads the evaluator can answer: a multivariate flag's come from its variants.
+    payloads = [v.payload for v in definition.variants] if definition.variants else [definition.payload]
+    example = next((p for p in payloads if p is not None), None)
+    if example is None:
+        if definition.variants:
+            return result.variant if result.active else ""
+        return result.active
+    # Off, or a variant without a payload: the empty value of the flag's type (False "" 0 0.0 {} []).
+    payload = result.payload if result.active and result.payload is not None else type(example)()
+    return {"items": payload} if isinstance(payload, list) else payload
+
+
 def evaluation(flag: CachedFlag, result: FlagResult) -> dict[str, Any]:
-    definition = flag.definition
-    answer: dict[str, Any] = {"key": flag.data["key"], "reason": _reason(flag, result)}
-    if result.reason == "disabled":
-        answer["variant"] = "disabled"
-    elif result.active and result.payload is not None:
-        answer["value"] = result.payload
-        answer["variant"] = result.variant or "on"
-    elif definition.variants:
-        answer["variant"] = result.variant or "off"
-        if result.active:
-            answer["value"] = result.variant
-    else:
-        answer["value"] = result.active
-        answer["variant"] = "on" if result.active else "off"
+    variant = "disabled" if result.reason == "disabled" else result.variant or ("on" if result.active else "off")
     metadata: dict[str, Any] = {"flagId": flag.data["id"], "version": flag.data["version"]}
     if result.condition_index is not None:
         metadata["conditionIndex"] = result.condition_index
-    answer["metadata"] = metadata
-    return answer
+    return {
+        "key": flag.data["key"],
+        "reason": _reason(flag, result),
+        "value": _value(flag.definition, result),
+        "variant": variant,
+        "metadata": metadata,
+    }
 
 
 def evaluate_flag(flag: CachedFlag, targeting_key: str | None, attributes: dict[str, Any]) -> dict[str, Any]:

@@ -16,11 +16,12 @@ _REQUEST = {
 }
 _EVALUATION = {
     "type": "object",
-    "required": ["key", "reason", "variant"],
+    "required": ["key", "reason", "variant", "value"],
     "properties": {
         "key": {"type": "string"},
-        "value": {},
-        "reason": {"type": "string", "enum": ["STATIC", "TARGETING_MATCH", "SPLIT", "DISABLED", "DEFAULT", "UNKNOWN"]},
+        # OFREP's value types; an array payload is answered as {"items": [...]} (ingest_api/ofrep/evaluate.py).
+        "value": {"type": ["boolean", "string", "number", "object"]},
+        "reason": {"type": "string", "enum": ["STATIC", "TARGETING_MATCH", "SPLIT", "DISABLED", "UNKNOWN"]},
         "variant": {"type": "string"},
         "metadata": {"type": "object"},
     },

@@ -13,6 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ingest_api.config_cache import CachedFlag
 from ingest_api.decode import parse_json
 from ingest_api.errors import ApiError, unavailable
 from ingest_api.experiments.exposure import exposure_rows, record_exposures, wants_exposure
@@ -40,11 +41,28 @@ def _cached_json(request: Request, body: bytes, etag: str) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha1(body).hexdigest() + '"'
+
+
+def public_flag(flag: CachedFlag) -> dict[str, Any]:
+    """What a client may know of a flag. Conditions (which can name users, e-mail domains...), rollouts and
+    payloads stay behind the admin API; a user's own outcome comes from for_user."""
+    data = flag.data
+    return {
+        "id": data["id"],
+        "key": data["key"],
+        "name": data["name"],
+        "active": data["active"],
+        "variant_keys": [v.key for v in flag.definition.variants],
+    }
+
+
 async def list_flags(request: Request) -> Response:
     snapshot = _snapshot(request)
     require_write_key(request)
-    body = orjson.dumps({"results": [f.data for f in snapshot.flags if f.data["active"]]})
-    return _cached_json(request, body, snapshot.flags_etag)
+    body = orjson.dumps({"results": [public_flag(f) for f in snapshot.flags if f.data["active"]]})
+    return _cached_json(request, body, _etag(body))
 
 
 async def get_flag(request: Request) -> Response:
@@ -56,7 +74,7 @@ async def get_flag(request: Request) -> Response:
         flag = None
     if flag is None:
         raise ApiError(404, "not_found", "No feature flag has this id.", {"id": "unknown"})
-    return Response(orjson.dumps(flag.data), media_type="application/json")
+    return Response(orjson.dumps(public_flag(flag)), media_type="application/json")
 
 
 def _user_context(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -110,4 +128,4 @@ async def flags_for_user(request: Request) -> Response:
     if exposures:
         await record_exposures(request.app.state.eventtrack, exposure_rows(distinct_id, exposures, datetime.now(timezone.utc)))
     body = orjson.dumps(result)
-    return _cached_json(request, body, '"' + hashlib.sha1(body).hexdigest() + '"')
+    return _cached_json(request, body, _etag(body))

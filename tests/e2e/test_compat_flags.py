@@ -115,14 +115,14 @@ def test_openfeature_provider_reads_boolean_string_and_object_flags(openfeature_
     details = openfeature_client.get_boolean_details("new-checkout", False, context)
     assert (details.value, details.reason, details.variant) == (True, Reason.STATIC, "on")
     assert openfeature_client.get_boolean_value("beta-only", False, context) is True
-    assert openfeature_client.get_boolean_details("beta-only", False, EvaluationContext(targeting_key="user-1")).reason == Reason.DEFAULT
+    assert openfeature_client.get_boolean_details("beta-only", False, EvaluationContext(targeting_key="user-1")).reason == Reason.TARGETING_MATCH
     layout = openfeature_client.get_string_details("home-layout", "list", context)
     assert (layout.value, layout.variant, layout.reason) == ("grid", "grid", Reason.SPLIT)
     assert openfeature_client.get_object_value("paywall", {}, context) == {"price": 49}
     banner = openfeature_client.get_object_details("banner", {}, context)
     assert banner.value == {"text": "Hello", "color": "#ff0"} and banner.flag_metadata["flagId"] == flags["banner"]["id"]
     retired = openfeature_client.get_boolean_details("retired", True, context)
-    assert (retired.value, retired.reason) == (True, Reason.DISABLED)  # no value: the code's default
+    assert (retired.value, retired.reason, retired.variant) == (False, Reason.DISABLED, "disabled")
 
 
 def test_openfeature_provider_reports_a_missing_flag_and_a_missing_targeting_key(openfeature_client, flags):

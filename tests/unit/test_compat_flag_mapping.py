@@ -49,16 +49,47 @@ def test_ofrep_values_variants_and_reasons():
     assert evaluate_flag(BOOL, "u", {}) == {"key": "bool", "reason": "STATIC", "value": True, "variant": "on", "metadata": {"flagId": 1, "version": 2}}
     assert evaluate_flag(TARGETED, "u", {"plan": "pro"})["reason"] == "TARGETING_MATCH"
     missed = evaluate_flag(TARGETED, "u", {})
-    assert (missed["value"], missed["variant"], missed["reason"]) == (False, "off", "DEFAULT")
+    assert (missed["value"], missed["variant"], missed["reason"]) == (False, "off", "TARGETING_MATCH")  # OFREP has no DEFAULT
     multi = evaluate_flag(MULTI, "u", {})
     assert (multi["value"], multi["variant"], multi["reason"]) == ("a", "a", "SPLIT")
     forced = evaluate_flag(FORCED, "u", {})
     assert (forced["value"], forced["reason"], forced["metadata"]["conditionIndex"]) == ("b", "TARGETING_MATCH", 0)
     assert evaluate_flag(PAYLOAD, "u", {})["value"] == {"x": [1, 2]}
     disabled = evaluate_flag(OFF, None, {})
-    assert "value" not in disabled and (disabled["variant"], disabled["reason"]) == ("disabled", "DISABLED")
+    assert (disabled["value"], disabled["variant"], disabled["reason"]) == (False, "disabled", "DISABLED")
     in_or_out = {evaluate_flag(HALF, f"user-{i}", {})["value"] for i in range(50)}
     assert in_or_out == {True, False} and evaluate_flag(HALF, "user-1", {})["reason"] == "SPLIT"
+
+
+REASONS = {"STATIC", "TARGETING_MATCH", "SPLIT", "DISABLED", "UNKNOWN"}  # open-feature/protocol service/openapi.yaml
+
+
+@pytest.mark.parametrize(
+    "row, on, off",
+    [
+        ({}, True, False),
+        ({"variants": [{"key": "a", "rollout_percentage": 100}]}, "a", ""),
+        ({"payload": {"x": 1}}, {"x": 1}, {}),
+        ({"payload": "hello"}, "hello", ""),
+        ({"payload": 7}, 7, 0),
+        ({"payload": 2.5}, 2.5, 0.0),
+        ({"payload": True}, True, False),
+        ({"payload": [1, 2]}, {"items": [1, 2]}, {"items": []}),  # no OFREP type is an array
+        ({"variants": [{"key": "a", "rollout_percentage": 100, "payload": [3]}, {"key": "b", "rollout_percentage": 0}]}, {"items": [3]}, {"items": []}),
+        ({"variants": [{"key": "a", "rollout_percentage": 0, "payload": {"y": 1}}, {"key": "b", "rollout_percentage": 100}]}, {}, {}),
+    ],
+)
+def test_every_ofrep_answer_has_a_value_of_the_flags_one_type(row, on, off):
+    """OFREP requests carry no type, and OpenFeature clients refuse a value unlike their default: one type per flag."""
+    answers = [
+        evaluate_flag(flag(key="f", **row), "u", {}),
+        evaluate_flag(flag(key="f", rollout_percentage=0, **row), "u", {}),  # out of the rollout
+        evaluate_flag(flag(key="f", active=False, **row), None, {}),
+        evaluate_flag(flag(key="f", conditions=[{"properties": [{"key": "plan", "operator": "exact", "value": "pro"}]}], **row), "u", {}),
+    ]
+    assert [a["value"] for a in answers] == [on, off, off, off]
+    assert all(type(a["value"]) is type(on) and a["reason"] in REASONS for a in answers)
+    assert [a["variant"] for a in answers][1:] == ["off", "disabled", "off"]
 
 
 def test_ofrep_context_errors():

@@ -156,6 +156,16 @@ def test_invalid_regex_is_a_definition_error():
     assert errors_of(body)["conditions[0].properties[0].value"].startswith("invalid regular expression")
 
 
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"(?=a)b", r"(?<!x)a", r"(?P<n>a)(?P=n)", "a{1001}"])
+def test_patterns_re2_cannot_run_in_linear_time_are_refused(pattern):
+    """Python's `re` accepts these; RE2, which evaluation runs on, does not (backreferences, lookaround)."""
+    import re
+
+    re.compile(pattern)
+    body = {"key": "k", "conditions": [{"properties": [{"key": "a", "operator": "not_regex", "value": pattern}]}]}
+    assert errors_of(body)["conditions[0].properties[0].value"].startswith("invalid regular expression: ")
+
+
 @pytest.mark.parametrize(
     "operator, value",
     [

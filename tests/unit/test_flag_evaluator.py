@@ -316,6 +316,18 @@ def test_negative_filters_never_match_a_missing_property():
 def test_invalid_regex_never_matches_either_way():
     assert not m("regex", "([", "([")
     assert not m("not_regex", "([", "anything")
+    assert not m("regex", r"(a)\1", "aa")  # Python-only syntax in a row saved before RE2: never matches either
+    assert not m("not_regex", r"(a)\1", "ab")
+
+
+def test_regex_semantics_kept_by_re2():
+    assert m("regex", r"(?i)^IOS$", "ios")  # inline flags
+    assert m("regex", r"^\w+@[a-z]+\.io$", "bob@staff.io")
+    assert m("regex", "é", "café")  # text is matched as Unicode characters
+    assert m("regex", r"^.{4}$", "café")
+    assert m("regex", r"^\d+$", 12345)  # non-strings as their JSON text
+    assert m("regex", r"^([a-z0-9]+\.?)+@example\.com$", "first.last@example.com")  # the pattern still works
+    assert m("regex", "x$", "\ud800x") and not m("regex", "y", "\ud800x")  # a lone surrogate (stdlib JSON) is no error
 
 
 def test_unknown_operator_never_matches():
