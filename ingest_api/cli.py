@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from ingest_api.database import start_embedded
 from ingest_api.migrate import migrate
@@ -148,12 +148,28 @@ def cmd_catch_up(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Sends a realistic stream of mobile events over the last days to a running API."""
+    import httpx
+
     from ingest_api.demo import run_demo
 
+    # httpx logs every request at INFO: thousands of lines that would bury the progress line.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     base_url = args.url or f"http://{settings.api_host}:{settings.api_port}"
-    stats = run_demo(base_url, users=args.users, days=args.days)
-    print(f"demo: {stats['events']} events in {stats['requests']} requests to {base_url} ({stats['failed']} failed)")
-    return 0 if stats["failed"] == 0 else 1
+    write_key = args.write_key or settings.write_key
+    try:
+        result = run_demo(base_url, users=args.users, days=args.days, write_key=write_key)
+    except httpx.TransportError as exc:
+        print(f"demo: no answer from {base_url} ({exc}): is the API running (`make run`)? Or pass --url.", file=sys.stderr)
+        return 1
+    print(f"demo: {result.events} events in {result.requests} requests to {base_url} ({result.summary()})")
+    if any(kind.endswith(" invalid_api_key") for kind in result.failures):
+        print(
+            "demo: the API requires a project write key: pass --write-key etw_... or set WRITE_KEY"
+            " (`eventtrack list-write-keys` shows the active ones)"
+            + (": the one given is unknown or revoked" if write_key else ""),
+            file=sys.stderr,
+        )
+    return 0 if result.failed == 0 else 1
 
 
 def cmd_create_admin_key(settings: Settings, args: argparse.Namespace) -> int:
@@ -250,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--users", type=int, default=200)
     demo.add_argument("--days", type=int, default=7)
     demo.add_argument("--url", help="API base URL (default: http://API_HOST:API_PORT)")
+    demo.add_argument("--write-key", help="project write key to send (default: $WRITE_KEY); needed once a write key exists")
     create = sub.add_parser("create-admin-key", help="create an admin API key and print it once")
     create.add_argument("--name", required=True)
     sub.add_parser("list-admin-keys", help="list admin API keys (never the keys themselves)")

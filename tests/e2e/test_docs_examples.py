@@ -89,8 +89,8 @@ def _seed_and_build(url: str, server: RunningServer, env: dict[str, str]) -> Non
     from ingest_api.demo import plan_demo, send_demo
 
     now = datetime.now(timezone.utc)
-    stats = send_demo(server.url, plan_demo(users=12, days=3, now=now, seed=11), now, out=open(os.devnull, "w"))
-    assert stats["failed"] == 0
+    result = send_demo(server.url, plan_demo(users=12, days=3, now=now, seed=11), now, out=open(os.devnull, "w"))
+    assert result.failed == 0, result.summary()
     _build(env)
 
 
