@@ -1,4 +1,4 @@
-"""`eventtrack` command line: migrate, api, up."""
+"""`eventtrack` command line: migrate, api, up, demo, keys, db-url, psql."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ingest_api.database import start_embedded
+from ingest_api.database import connectable_url, embedded_pgdata, start_embedded
 from ingest_api.migrate import migrate
 from ingest_api.settings import Settings
 
@@ -172,6 +172,38 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if result.failed == 0 else 1
 
 
+def _no_database(settings: Settings) -> int:
+    print(
+        f"eventtrack: the embedded PostgreSQL (data in {embedded_pgdata(settings)}) is not running: start it with"
+        " `make run` (or `.venv/bin/eventtrack up`), or set DATABASE_URL",
+        file=sys.stderr,
+    )
+    return 1
+
+
+# db-url and psql never start the embedded server: a URI would outlive the server this command
+# started and stopped, and a psql session must not own the lifetime of the server `make run` uses.
+def cmd_db_url(settings: Settings, args: argparse.Namespace) -> int:
+    """Prints the database's libpq URI: DATABASE_URL, or the running embedded server's."""
+    url = connectable_url(settings)
+    if url is None:
+        return _no_database(settings)
+    print(url)
+    return 0
+
+
+def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
+    """Becomes the bundled psql, connected to the database; extra arguments go to psql."""
+    from ingest_api.embedded_postgres import psql_executable
+
+    url = connectable_url(settings)
+    if url is None:
+        return _no_database(settings)
+    psql = str(psql_executable())
+    extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+    os.execv(psql, [psql, "--dbname", url, *extra])
+
+
 def cmd_create_admin_key(settings: Settings, args: argparse.Namespace) -> int:
     from ingest_api.admin.key_store import create_admin_key
 
@@ -281,7 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     promote.add_argument("key", help="the property key, as in properties.<key>")
     promote.add_argument("--type", choices=["text", "numeric"], default="text", help="text: = and != filters; numeric: < <= > >=")
     sub.add_parser("list-promoted-properties", help="list promoted properties and whether their index is valid")
-    args = parser.parse_args(argv)
+    sub.add_parser("db-url", help="print the database's libpq URI (DATABASE_URL, or the running embedded server's)")
+    sub.add_parser("psql", help="the bundled psql, connected; arguments after `psql` go to psql (e.g. -c 'select 1')")
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "psql":
+        args.psql_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     settings = Settings.from_env()
     handlers = {
         "migrate": cmd_migrate,
@@ -297,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         "revoke-write-key": cmd_revoke_write_key,
         "promote-property": cmd_promote_property,
         "list-promoted-properties": cmd_list_promoted_properties,
+        "db-url": cmd_db_url,
+        "psql": cmd_psql,
     }
     return handlers[args.command](settings, args)
 
