@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Iterator
 
 from ingest_api.database import connectable_url, embedded_pgdata, start_embedded
 from ingest_api.migrate import migrate
@@ -163,12 +163,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(f"demo: {result.events} events in {result.requests} requests to {base_url} ({result.summary()})")
     if any(kind.endswith(" invalid_api_key") for kind in result.failures):
-        print(
-            "demo: the API requires a project write key: pass --write-key etw_... or set WRITE_KEY"
-            " (`eventtrack list-write-keys` shows the active ones)"
-            + (": the one given is unknown or revoked" if write_key else ""),
-            file=sys.stderr,
-        )
+        hint = "the write key sent is unknown or revoked" if write_key else "pass --write-key etw_... or set WRITE_KEY"
+        print(f"demo: the API requires a project write key: {hint} (`eventtrack list-write-keys` shows the active ones)", file=sys.stderr)
     return 0 if result.failed == 0 else 1
 
 
@@ -199,9 +195,16 @@ def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
     url = connectable_url(settings)
     if url is None:
         return _no_database(settings)
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(url)
+    env = dict(os.environ)
+    password = params.pop("password", None)
+    if password:  # in the environment, not on psql's command line where `ps` shows it
+        env["PGPASSWORD"] = str(password)
     psql = str(psql_executable())
     extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
-    os.execv(psql, [psql, "--dbname", url, *extra])
+    os.execve(psql, [psql, "--dbname", make_conninfo(**params), *extra], env)
 
 
 def cmd_create_admin_key(settings: Settings, args: argparse.Namespace) -> int:

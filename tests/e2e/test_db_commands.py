@@ -65,3 +65,11 @@ def test_psql_connects_to_DATABASE_URL_when_set(embedded_pg, database_url, tmp_p
     result = eventtrack("psql", "--", "-At", "-c", "select current_database()", data_dir=tmp_path, database_url=embedded_pg.url("analyst_copy"))
     assert result.returncode == 0 and result.stdout.strip() == "analyst_copy", result.stderr
     assert not (tmp_path / "pg").exists()
+
+
+def test_psql_keeps_the_password_of_DATABASE_URL_off_its_command_line(embedded_pg, database_url, tmp_path):
+    url = database_url.replace("postgres:@", "postgres:s3cret-pw@")  # the embedded server trusts, any password does
+    # psql's \! runs a shell whose parent is psql: print psql's own command line.
+    result = eventtrack("psql", "-c", r"\! tr '\0' ' ' < /proc/$PPID/cmdline", data_dir=tmp_path, database_url=url)
+    assert result.returncode == 0, result.stderr
+    assert "psql" in result.stdout and "dbname=eventtrack" in result.stdout and "s3cret-pw" not in result.stdout
