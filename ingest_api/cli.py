@@ -1,4 +1,4 @@
-"""`eventtrack` command line: migrate, api, up."""
+"""`eventtrack` command line: migrate, api, up, demo, keys, db-url, psql."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from ingest_api.database import start_embedded
+from ingest_api.database import connectable_url, embedded_pgdata, start_embedded
 from ingest_api.migrate import migrate
 from ingest_api.settings import Settings
 
@@ -148,12 +148,63 @@ def cmd_catch_up(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Sends a realistic stream of mobile events over the last days to a running API."""
+    import httpx
+
     from ingest_api.demo import run_demo
 
+    # httpx logs every request at INFO: thousands of lines that would bury the progress line.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     base_url = args.url or f"http://{settings.api_host}:{settings.api_port}"
-    stats = run_demo(base_url, users=args.users, days=args.days)
-    print(f"demo: {stats['events']} events in {stats['requests']} requests to {base_url} ({stats['failed']} failed)")
-    return 0 if stats["failed"] == 0 else 1
+    write_key = args.write_key or settings.write_key
+    try:
+        result = run_demo(base_url, users=args.users, days=args.days, write_key=write_key)
+    except httpx.TransportError as exc:
+        print(f"demo: no answer from {base_url} ({exc}): is the API running (`make run`)? Or pass --url.", file=sys.stderr)
+        return 1
+    print(f"demo: {result.events} events in {result.requests} requests to {base_url} ({result.summary()})")
+    if any(kind.endswith(" invalid_api_key") for kind in result.failures):
+        hint = "the write key sent is unknown or revoked" if write_key else "pass --write-key etw_... or set WRITE_KEY"
+        print(f"demo: the API requires a project write key: {hint} (`eventtrack list-write-keys` shows the active ones)", file=sys.stderr)
+    return 0 if result.failed == 0 else 1
+
+
+def _no_database(settings: Settings) -> int:
+    print(
+        f"eventtrack: the embedded PostgreSQL (data in {embedded_pgdata(settings)}) is not running: start it with"
+        " `make run` (or `.venv/bin/eventtrack up`), or set DATABASE_URL",
+        file=sys.stderr,
+    )
+    return 1
+
+
+# db-url and psql never start the embedded server: a URI would outlive the server this command
+# started and stopped, and a psql session must not own the lifetime of the server `make run` uses.
+def cmd_db_url(settings: Settings, args: argparse.Namespace) -> int:
+    """Prints the database's libpq URI: DATABASE_URL, or the running embedded server's."""
+    url = connectable_url(settings)
+    if url is None:
+        return _no_database(settings)
+    print(url)
+    return 0
+
+
+def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
+    """Becomes the bundled psql, connected to the database; extra arguments go to psql."""
+    from ingest_api.embedded_postgres import psql_executable
+
+    url = connectable_url(settings)
+    if url is None:
+        return _no_database(settings)
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(url)
+    env = dict(os.environ)
+    password = params.pop("password", None)
+    if password:  # in the environment, not on psql's command line where `ps` shows it
+        env["PGPASSWORD"] = str(password)
+    psql = str(psql_executable())
+    extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+    os.execve(psql, [psql, "--dbname", make_conninfo(**params), *extra], env)
 
 
 def cmd_create_admin_key(settings: Settings, args: argparse.Namespace) -> int:
@@ -250,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--users", type=int, default=200)
     demo.add_argument("--days", type=int, default=7)
     demo.add_argument("--url", help="API base URL (default: http://API_HOST:API_PORT)")
+    demo.add_argument("--write-key", help="project write key to send (default: $WRITE_KEY); needed once a write key exists")
     create = sub.add_parser("create-admin-key", help="create an admin API key and print it once")
     create.add_argument("--name", required=True)
     sub.add_parser("list-admin-keys", help="list admin API keys (never the keys themselves)")
@@ -264,7 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     promote.add_argument("key", help="the property key, as in properties.<key>")
     promote.add_argument("--type", choices=["text", "numeric"], default="text", help="text: = and != filters; numeric: < <= > >=")
     sub.add_parser("list-promoted-properties", help="list promoted properties and whether their index is valid")
-    args = parser.parse_args(argv)
+    sub.add_parser("db-url", help="print the database's libpq URI (DATABASE_URL, or the running embedded server's)")
+    sub.add_parser("psql", help="the bundled psql, connected; arguments after `psql` go to psql (e.g. -c 'select 1')")
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "psql":
+        args.psql_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     settings = Settings.from_env()
     handlers = {
         "migrate": cmd_migrate,
@@ -280,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         "revoke-write-key": cmd_revoke_write_key,
         "promote-property": cmd_promote_property,
         "list-promoted-properties": cmd_list_promoted_properties,
+        "db-url": cmd_db_url,
+        "psql": cmd_psql,
     }
     return handlers[args.command](settings, args)
 

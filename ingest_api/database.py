@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ingest_api.embedded_postgres import EmbeddedPostgres
+from ingest_api.embedded_postgres import EmbeddedPostgres, running_url
 from ingest_api.settings import Settings
 
 
@@ -20,3 +20,8 @@ def embedded_pgdata(settings: Settings) -> Path:
 
 def start_embedded(settings: Settings) -> EmbeddedPostgres:
     return EmbeddedPostgres(embedded_pgdata(settings)).start()
+
+
+def connectable_url(settings: Settings) -> str | None:
+    """DATABASE_URL, else the URI of the embedded server if it is running (None if not: it is not started here)."""
+    return settings.database_url or running_url(embedded_pgdata(settings))

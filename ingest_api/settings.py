@@ -6,9 +6,9 @@ Every other module receives a `Settings` value; defaults run out of the box.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
 
 from ingest_api.privacy.ip import parse_truncation
 
@@ -108,9 +108,12 @@ class Settings:
     dashboard_session_hours: int = 12
     # Always mark the session cookie Secure (it is anyway when the request came over https).
     dashboard_cookie_secure: bool = False
+    # The project write key `eventtrack demo` sends (needed once a write key exists). WRITE_KEY is
+    # the name docs/integration_guide.md gives it: `export WRITE_KEY=$(eventtrack create-write-key ...)`.
+    write_key: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
             data_dir=Path(env.get("EVENTTRACK_DATA_DIR") or ".data").resolve(),
@@ -145,9 +148,10 @@ class Settings:
             dashboard_secret=env.get("DASHBOARD_SECRET") or None,
             dashboard_session_hours=_int(env, "DASHBOARD_SESSION_HOURS", 12),
             dashboard_cookie_secure=(env.get("DASHBOARD_COOKIE_SECURE") or "").lower() in ("1", "true", "yes"),
+            write_key=(env.get("WRITE_KEY") or "").strip() or None,
         )
 
-    def with_database_url(self, url: str) -> "Settings":
+    def with_database_url(self, url: str) -> Settings:
         return replace(self, database_url=url)
 
     def require_database_url(self) -> str:

@@ -3,20 +3,24 @@
 Each Markdown file gets a fresh database and its own API server (so examples
 that create ids, keys or flags start from the same state a reader's new
 install has). `sh` blocks run in document order with bash: `localhost:8000`
-points at the test server, `eventtrack` is this checkout's CLI, `$KEY` holds
-an admin key. A request answering 4xx or 5xx fails the example unless the
-block is marked `expect-4xx` (then only 5xx fails). `sql` blocks run after
-seeding a demo stream through the API and `eventtrack catch-up`, and must
-return rows.
+points at the test server, `.venv/bin/eventtrack` is this checkout's CLI, and,
+as in a reader's shell, a bare `eventtrack` is not on the PATH. `$KEY` holds an
+admin key. A request answering 4xx or 5xx fails the example unless the block is
+marked `expect-4xx` (then only 5xx fails). Before the first block that reads
+the analytics (tests/docs_examples.py `reads_demo_data`) a demo stream is sent
+through the API and `eventtrack catch-up` run; such blocks must then find it:
+SQL returns rows without a zero count, and every admin API read answers rows
+without a zero count.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -24,19 +28,33 @@ import pytest
 
 from ingest_api.migrate import migrate
 from tests.conftest import RunningServer, settings_for, wait_until
-from tests.docs_examples import RUNNABLE, SHELL, Example, examples, runnable
+from tests.docs_examples import (
+    RUNNABLE,
+    SHELL,
+    Example,
+    curl_read,
+    empty_answer,
+    examples,
+    reads_demo_data,
+    runnable,
+    zero_counts,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BIN = Path(sys.executable).parent
 
-# A curl that fails the example on an error status; the body is still printed for the log.
+# A curl that fails the example on an error status; the body is still printed for the log,
+# and kept with the arguments in $DOCS_ANSWERS for the checks on analytics reads.
 CURL_GUARD = r"""
 curl() {
-  local out status
+  local out status answer
   out=$(command curl -sS -w '\n%{http_code}' "$@") || return 1
   status=${out##*$'\n'}
   printf '%s\n' "${out%$'\n'*}"
+  answer=$(mktemp -d "$DOCS_ANSWERS/XXXXXX")
+  printf '%s\0' "$@" > "$answer/args"
+  printf '%s' "${out%$'\n'*}" > "$answer/body"
   if (( status >= 500 )) || { (( status >= 400 )) && [[ -z "${DOCS_EXPECT_4XX:-}" ]]; }; then
     echo "docs example got HTTP $status" >&2
     return 1
@@ -54,14 +72,21 @@ def _database_for(embedded_pg, name: str) -> str:
     return url
 
 
-def _env(url: str, server: RunningServer, data_dir: Path, key: str, expect_4xx: bool) -> dict[str, str]:
+def _path_without_eventtrack() -> str:
+    """The PATH of a reader who has not activated the venv: a bare `eventtrack` is "command not found"."""
+    dirs = os.environ.get("PATH", "").split(os.pathsep)
+    return os.pathsep.join(d for d in dirs if d and not (Path(d) / "eventtrack").exists())
+
+
+def _env(url: str, data_dir: Path, key: str, expect_4xx: bool, answers: Path) -> dict[str, str]:
     env = {
         **os.environ,
-        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        "PATH": _path_without_eventtrack(),
         "DATABASE_URL": url,
         "EVENTTRACK_DATA_DIR": str(data_dir),
         "KEY": key,
         "DOCS_STATE": str(data_dir.parent / "shell-state"),
+        "DOCS_ANSWERS": str(answers),
     }
     if expect_4xx:
         env["DOCS_EXPECT_4XX"] = "1"
@@ -88,14 +113,15 @@ def _shell(example: Example, server: RunningServer) -> str:
 def _seed_and_build(url: str, server: RunningServer, env: dict[str, str]) -> None:
     from ingest_api.demo import plan_demo, send_demo
 
-    now = datetime.now(timezone.utc)
-    stats = send_demo(server.url, plan_demo(users=12, days=3, now=now, seed=11), now, out=open(os.devnull, "w"))
-    assert stats["failed"] == 0
+    now = datetime.now(UTC)
+    with open(os.devnull, "w") as progress:
+        result = send_demo(server.url, plan_demo(users=12, days=3, now=now, seed=11), now, out=progress)
+    assert result.failed == 0, result.summary()
     _build(env)
 
 
 def _build(env: dict[str, str]) -> None:
-    done = subprocess.run([str(BIN / "eventtrack"), "catch-up"], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([str(BIN / "eventtrack"), "catch-up"], env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
@@ -127,22 +153,41 @@ def test_doc_examples_run(doc: Path, embedded_pg, tmp_path):
         wait_until(lambda: _admin_ok(server, key), timeout=10)
         seeded = shell_since_build = False
         for example in runnable(doc):
-            env = _env(url, server, tmp_path / "data", key, example.marker == "expect-4xx")
+            answers = tmp_path / "answers" / str(example.line)
+            answers.mkdir(parents=True)
+            env = _env(url, tmp_path / "data", key, example.marker == "expect-4xx", answers)
+            if not seeded and reads_demo_data(example):
+                _seed_and_build(url, server, env)
+                seeded, shell_since_build = True, False
             if example.language in SHELL:
                 code, out, err = _run_bash(_shell(example, server), env)
                 shell_since_build = True
                 assert code == 0, f"{example.where} failed:\n{example.code}\n{out}\n{err}"
+                for args, answer in _analytics_answers(answers):
+                    problem = empty_answer(answer)
+                    assert problem is None, f"{example.where}: `curl {' '.join(args)}` shows nothing on the demo data: {problem}"
             else:
-                if not seeded and "analytics." in example.code:
-                    _seed_and_build(url, server, env)
-                    seeded, shell_since_build = True, False
-                rows = _query(url, example.code)
-                if not rows and seeded and shell_since_build:
+                problem = zero_counts(*_query(url, example.code))
+                if problem and seeded and shell_since_build:
                     # What earlier blocks created (e.g. a saved funnel) shows after the next pipeline run.
                     _build(env)
                     shell_since_build = False
-                    rows = _query(url, example.code)
-                assert rows, f"{example.where} returned no rows on the seeded data:\n{example.code}"
+                    problem = zero_counts(*_query(url, example.code))
+                assert problem is None, f"{example.where} shows nothing on the demo data ({problem}):\n{example.code}"
+
+
+def _analytics_answers(answers: Path) -> list[tuple[list[str], object]]:
+    """(curl arguments, JSON answer) of each analytics read an example's curl calls made."""
+    found = []
+    for answer in sorted(answers.iterdir()):
+        args = (answer / "args").read_text().split("\0")[:-1]
+        if curl_read(args):
+            body = (answer / "body").read_text()
+            try:
+                found.append((args, json.loads(body)))
+            except ValueError:
+                found.append((args, body))
+    return found
 
 
 def _run_bash(script: str, env: dict[str, str], timeout: float = 300) -> tuple[int, str, str]:
@@ -160,9 +205,10 @@ def _run_bash(script: str, env: dict[str, str], timeout: float = 300) -> tuple[i
     return proc.returncode, out, err
 
 
-def _query(url: str, sql: str) -> list:
+def _query(url: str, sql: str) -> tuple[list[str], list[tuple]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(sql).fetchall()
+        cursor = conn.execute(sql)
+        return [c.name for c in cursor.description or []], cursor.fetchall()
 
 
 def _admin_ok(server: RunningServer, key: str) -> bool:
