@@ -16,6 +16,7 @@ from ingest_api.admin.keys import bearer_token, find_key
 from ingest_api.admin.routes import ADMIN, _check_unknown_params, _newest_first_page, _text_param, admin_only, json_response
 from ingest_api.errors import ApiError
 from ingest_api.privacy import store
+from ingest_api.routing import method_routes
 from ingest_api.state import AppState
 from ingest_api.validation import MAX_ID_LENGTH
 
@@ -151,12 +152,9 @@ async def list_audit_log(request: Request) -> Response:
 
 
 def privacy_routes() -> list[Route]:
-    def both(path: str, endpoint, methods: list[str]) -> list[Route]:
-        return [Route(path, endpoint, methods=methods), Route(path.rstrip("/"), endpoint, methods=methods)]
-
     # `:path`: a distinct_id may hold a slash (sent as %2F).
     return [
-        *both(f"{PERSONS}/{{distinct_id:path}}/export/", export_person, ["GET"]),
-        *both(f"{PERSONS}/{{distinct_id:path}}/", erase_person, ["DELETE"]),
-        *both(f"{AUDIT_LOG}/", list_audit_log, ["GET"]),
+        *method_routes(f"{PERSONS}/{{distinct_id:path}}/export/", {"GET": export_person}),
+        *method_routes(f"{PERSONS}/{{distinct_id:path}}/", {"DELETE": erase_person}),
+        *method_routes(f"{AUDIT_LOG}/", {"GET": list_audit_log}),
     ]
