@@ -17,7 +17,7 @@ from ingest_api.rate_limit import TokenBuckets, retry_after_header
 from ingest_api.write_keys import presented_key
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class RequestIdMiddleware:
@@ -37,7 +37,7 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 given = value.decode("latin-1")
                 break
-        request_id = given if given and _SAFE_ID.match(given) else uuid.uuid4().hex
+        request_id = given if given and _SAFE_ID.fullmatch(given) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         header = (b"x-request-id", request_id.encode())
 
