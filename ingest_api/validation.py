@@ -20,7 +20,12 @@ from typing import Any
 
 import orjson
 
-from ingest_api.clock import EventTime, InvalidTimestamp, corrected_event_time, parse_timestamp
+from ingest_api.clock import (
+    EventTime,
+    InvalidTimestamp,
+    corrected_event_time,
+    parse_timestamp,
+)
 from ingest_api.errors import ApiError, EventInvalid
 from ingest_api.uuid7 import uuid7
 

@@ -20,7 +20,7 @@ from ingest_api.admin.funnel_query import (
     shape_results,
     step_results,
 )
-from ingest_api.admin.routes import _check_unknown_params, _json_object, _time_param, admin_only, json_response
+from ingest_api.admin.routes import _check_unknown_params, _json_object, _time_param, admin_only, delete_by_id, json_response
 from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
 from ingest_api.state import AppState
@@ -165,10 +165,7 @@ async def create_saved_funnel(request: Request) -> Response:
 
 @admin_only
 async def delete_saved_funnel(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
-    async with state.engine.begin() as conn:
-        if (await conn.execute(sa.text("DELETE FROM saved_funnels WHERE id = :id RETURNING id"), {"id": _saved_id(request)})).first() is None:
-            raise _SAVED_NOT_FOUND
+    await delete_by_id(request, "saved_funnels", _saved_id(request), _SAVED_NOT_FOUND)
     return Response(status_code=204)
 
 

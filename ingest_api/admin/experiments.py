@@ -6,6 +6,7 @@ analytics.experiment_results, written by the Dagster asset `experiment_results`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -14,8 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ingest_api.admin.pagination import ID, decode_cursor, page, parse_limit
-from ingest_api.admin.routes import _base_url, _check_unknown_params, _json_object, admin_only, json_response
+from ingest_api.admin.routes import _check_unknown_params, _json_object, admin_only, delete_by_id, id_order_page, json_response, row_by_id
 from ingest_api.errors import ApiError
 from ingest_api.experiments.definition import ExperimentDefinitionError, is_text, merged_body, parse_experiment
 from ingest_api.routing import method_routes
@@ -81,24 +81,13 @@ def _value(column: str) -> str:
 
 @admin_only
 async def list_experiments(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
     _check_unknown_params(request, {"limit", "cursor", "flag_key"})
-    limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), (ID,))
     where, params = [], {}
-    if cursor:
-        where.append("id > :c_id" if cursor.forward else "id < :c_id")
-        params["c_id"] = cursor.key[0]
     flag_key = request.query_params.get("flag_key")
     if flag_key:
         where.append("flag_key = :flag_key")
         params["flag_key"] = flag_key.replace("\x00", "")
-    order = "ASC" if cursor is None or cursor.forward else "DESC"
-    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY id {order} LIMIT {limit + 1}"
-    async with state.engine.connect() as conn:
-        rows = [_experiment_json(r) for r in (await conn.execute(sa.text(sql), params)).all()]
-    body = page(rows, limit=limit, cursor=cursor, key_of=lambda r: (r["id"],), base_url=_base_url(request), params=dict(request.query_params))
-    return json_response(body)
+    return await id_order_page(request, select=_SELECT, where=where, params=params, to_json=_experiment_json)
 
 
 @admin_only
@@ -117,34 +106,13 @@ _SELECT_ONE = sa.text(_SELECT + " WHERE id = :id")
 
 @admin_only
 async def get_experiment(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
-    async with state.engine.connect() as conn:
-        row = (await conn.execute(_SELECT_ONE, {"id": _experiment_id(request)})).first()
-    if row is None:
-        raise _NOT_FOUND
-    return json_response(_experiment_json(row))
+    return json_response(_experiment_json(await row_by_id(request, _SELECT_ONE, _experiment_id(request), _NOT_FOUND)))
 
 
 @admin_only
 async def delete_experiment(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
-    async with state.engine.begin() as conn:
-        deleted = (await conn.execute(sa.text("DELETE FROM experiments WHERE id = :id RETURNING id"), {"id": _experiment_id(request)})).first()
-    if deleted is None:
-        raise _NOT_FOUND
+    await delete_by_id(request, "experiments", _experiment_id(request), _NOT_FOUND)
     return Response(status_code=204)
-
-
-@admin_only
-async def replace_experiment(request: Request) -> Response:
-    """PUT: the body is the whole definition."""
-    return await _update_experiment(request, partial=False)
-
-
-@admin_only
-async def patch_experiment(request: Request) -> Response:
-    """PATCH: the body's fields over the stored definition."""
-    return await _update_experiment(request, partial=True)
 
 
 async def _update_experiment(request: Request, *, partial: bool) -> Response:
@@ -160,6 +128,11 @@ async def _update_experiment(request: Request, *, partial: bool) -> Response:
         sql = f"UPDATE experiments SET {assignments}, updated_at = now() WHERE id = :id {_RETURNING}"
         row = (await conn.execute(sa.text(sql), {**_params(fields), "id": experiment_id})).one()
     return json_response(_experiment_json(row))
+
+
+# PUT: the body is the whole definition; PATCH: the body's fields over the stored one.
+replace_experiment = admin_only(functools.partial(_update_experiment, partial=False))
+patch_experiment = admin_only(functools.partial(_update_experiment, partial=True))
 
 
 @admin_only

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
@@ -40,20 +41,17 @@ TEXT = "text"  # a sort column's text
 
 def _key_value(kind: str, value: Any) -> Any:
     """The value as the query takes it; ValueError when it is not of its kind."""
-    if kind == ID:
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
-            return value
-    elif kind == TIMESTAMP:
+    if kind == ID and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    if kind == TIMESTAMP:
         try:
             return parse_timestamp(value)
         except InvalidTimestamp:
             pass
-    elif kind == UUID:
-        if isinstance(value, str) and len(value) <= 64:
-            return uuid.UUID(value)  # ValueError when malformed
-    elif kind == TEXT:
-        if isinstance(value, str) and "\x00" not in value:
-            return value
+    if kind == UUID and isinstance(value, str) and len(value) <= 64:
+        return uuid.UUID(value)  # ValueError when malformed
+    if kind == TEXT and isinstance(value, str) and "\x00" not in value:
+        return value
     raise ValueError(f"not a {kind}")
 
 

@@ -101,6 +101,25 @@ def _base_url(request: Request) -> str:
     return str(request.url.replace(query=""))
 
 
+# --- one row by id (flags, experiments, saved funnels) -------------------------
+
+
+async def row_by_id(request: Request, select: sa.TextClause, row_id: int, not_found: ApiError) -> Any:
+    """The row `select` finds for `:id`, or `not_found` raised."""
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        row = (await conn.execute(select, {"id": row_id})).first()
+    if row is None:
+        raise not_found
+    return row
+
+
+async def delete_by_id(request: Request, table: str, row_id: int, not_found: ApiError) -> None:
+    async with request.app.state.eventtrack.engine.begin() as conn:
+        deleted = (await conn.execute(sa.text(f"DELETE FROM {table} WHERE id = :id RETURNING id"), {"id": row_id})).first()
+    if deleted is None:
+        raise not_found
+
+
 # --- events -------------------------------------------------------------------
 
 _EVENT_FIELDS = (
@@ -228,31 +247,33 @@ def _db_params(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: (orjson.dumps(v).decode() if k in _JSONB_FIELDS else v) for k, v in fields.items()}
 
 
-@admin_only
-async def list_feature_flags(request: Request) -> Response:
+async def id_order_page(request: Request, *, select: str, where: list[str], params: dict[str, Any], to_json) -> Response:
+    """A keyset page of `select` in id order: the feature-flag and experiment listings."""
     state: AppState = request.app.state.eventtrack
-    _check_unknown_params(request, {"limit", "cursor", "active"})
     limit = parse_limit(request.query_params.get("limit"))
     cursor = decode_cursor(request.query_params.get("cursor"), (ID,))
-    where, params = [], {}
     if cursor:
         where.append("id > :c_id" if cursor.forward else "id < :c_id")
         params["c_id"] = cursor.key[0]
+    order = "ASC" if cursor is None or cursor.forward else "DESC"
+    sql = select + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY id {order} LIMIT {limit + 1}"
+    async with state.engine.connect() as conn:
+        rows = [to_json(r) for r in (await conn.execute(sa.text(sql), params)).all()]
+    body = page(rows, limit=limit, cursor=cursor, key_of=lambda r: (r["id"],), base_url=_base_url(request), params=dict(request.query_params))
+    return json_response(body)
+
+
+@admin_only
+async def list_feature_flags(request: Request) -> Response:
+    _check_unknown_params(request, {"limit", "cursor", "active"})
+    where, params = [], {}
     active = request.query_params.get("active")
     if active is not None:
         if active not in ("true", "false"):
             raise ApiError(400, "invalid_parameter", "active must be true or false.", {"active": "true or false"})
         where.append("active = :active")
         params["active"] = active == "true"
-    order = "ASC" if cursor is None or cursor.forward else "DESC"
-    sql = f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY id {order} LIMIT {limit + 1}"
-    async with state.engine.connect() as conn:
-        rows = [flag_json(r) for r in (await conn.execute(sa.text(sql), params)).all()]
-    body = page(rows, limit=limit, cursor=cursor, key_of=lambda r: (r["id"],), base_url=_base_url(request), params=dict(request.query_params))
-    return json_response(body)
+    return await id_order_page(request, select=f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags", where=where, params=params, to_json=flag_json)
 
 
 @admin_only
@@ -282,35 +303,14 @@ _SELECT_FLAG = sa.text(f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags WHE
 
 @admin_only
 async def get_feature_flag(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
-    async with state.engine.connect() as conn:
-        row = (await conn.execute(_SELECT_FLAG, {"id": _flag_id(request)})).first()
-    if row is None:
-        raise _FLAG_NOT_FOUND
-    return json_response(flag_json(row))
+    return json_response(flag_json(await row_by_id(request, _SELECT_FLAG, _flag_id(request), _FLAG_NOT_FOUND)))
 
 
 @admin_only
 async def delete_feature_flag(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
-    async with state.engine.begin() as conn:
-        deleted = (await conn.execute(sa.text("DELETE FROM feature_flags WHERE id = :id RETURNING id"), {"id": _flag_id(request)})).first()
-    if deleted is None:
-        raise _FLAG_NOT_FOUND
-    await state.config.refresh()
+    await delete_by_id(request, "feature_flags", _flag_id(request), _FLAG_NOT_FOUND)
+    await request.app.state.eventtrack.config.refresh()
     return Response(status_code=204)
-
-
-@admin_only
-async def replace_feature_flag(request: Request) -> Response:
-    """PUT: the body is the whole definition."""
-    return await _update_feature_flag(request, partial=False)
-
-
-@admin_only
-async def patch_feature_flag(request: Request) -> Response:
-    """PATCH: the body's fields over the stored definition."""
-    return await _update_feature_flag(request, partial=True)
 
 
 async def _update_feature_flag(request: Request, *, partial: bool) -> Response:
@@ -333,6 +333,11 @@ async def _update_feature_flag(request: Request, *, partial: bool) -> Response:
         raise ApiError(400, "validation_error", "A flag with this key already exists.", {"key": "already exists"}) from None
     await state.config.refresh()
     return json_response(flag_json(row))
+
+
+# PUT: the body is the whole definition; PATCH: the body's fields over the stored one.
+replace_feature_flag = admin_only(functools.partial(_update_feature_flag, partial=False))
+patch_feature_flag = admin_only(functools.partial(_update_feature_flag, partial=True))
 
 
 def admin_routes() -> list[Route]:

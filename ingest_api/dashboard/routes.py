@@ -442,12 +442,10 @@ async def flag_new_form(request: Request, current: Page) -> Response:
 @page()
 async def flag_edit_form(request: Request, current: Page) -> Response:
     flag_id = _flag_id(request)
-    try:
-        if flag_id is None:
-            raise ApiError(404, "not_found", "No feature flag has this id.")
-        values = flag_to_form(await call_admin(get_feature_flag, request, path_params={"flag_id": flag_id}))
-    except ApiError:
+    flag = await _call_on_flag(get_feature_flag, request, flag_id)
+    if flag is None:
         return _flag_not_found(request, current)
+    values = flag_to_form(flag)
     return render(request, current, "flag_form.html", nav="flags", title=_flag_form_title(flag_id), flag_id=flag_id, values=values, errors={})
 
 
@@ -485,14 +483,20 @@ async def _save_flag_form(request: Request, current: Page, flag_id: int | None) 
 
 @page()
 async def flag_toggle(request: Request, current: Page) -> Response:
-    flag_id = _flag_id(request)
-    try:
-        if flag_id is None:
-            raise ApiError(404, "not_found", "No feature flag has this id.")
-        saved = await call_admin(patch_feature_flag, request, path_params={"flag_id": flag_id}, body={"active": current.form.get("active") == "true"})
-    except ApiError:
+    saved = await _call_on_flag(patch_feature_flag, request, _flag_id(request), {"active": current.form.get("active") == "true"})
+    if saved is None:
         return _flag_not_found(request, current)
     return redirect("/flags", saved=saved["key"])
+
+
+async def _call_on_flag(handler, request: Request, flag_id: int | None, body: Any = None) -> dict[str, Any] | None:
+    """The flag the admin handler answers with; None when there is no such flag."""
+    if flag_id is None:
+        return None
+    try:
+        return await call_admin(handler, request, path_params={"flag_id": flag_id}, body=body)
+    except ApiError:
+        return None
 
 
 # --- funnels -----------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from starlette.routing import Route
 
 from ingest_api.decode import read_body
 from ingest_api.ofrep.evaluate import OfrepError, evaluate_flag, read_context
-from ingest_api.routing import method_routes
 from ingest_api.routes.flags import _snapshot
+from ingest_api.routing import method_routes
 from ingest_api.write_keys import require_write_key
 
 BODY_LIMIT = 64 * 1024

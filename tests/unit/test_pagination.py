@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from ingest_api.admin.pagination import ID, TEXT, TIMESTAMP, UUID, Cursor, decode_cursor, encode_cursor
+from ingest_api.admin.pagination import (
+    ID,
+    TEXT,
+    TIMESTAMP,
+    UUID,
+    Cursor,
+    decode_cursor,
+    encode_cursor,
+)
 from ingest_api.errors import ApiError
 
 EVENT_ID = "0193a6a4-1111-7000-8000-000000000001"
@@ -22,7 +30,7 @@ def token(value) -> str:
 def test_a_cursor_of_a_page_link_comes_back_as_typed_values():
     edge = Cursor(("2026-11-25T10:30:00+00:00", EVENT_ID), False)
     decoded = decode_cursor(encode_cursor(edge), (TIMESTAMP, UUID))
-    assert decoded == Cursor((datetime(2026, 11, 25, 10, 30, tzinfo=timezone.utc), uuid.UUID(EVENT_ID)), False)
+    assert decoded == Cursor((datetime(2026, 11, 25, 10, 30, tzinfo=UTC), uuid.UUID(EVENT_ID)), False)
     assert decode_cursor(encode_cursor(Cursor((42,), True)), (ID,)) == Cursor((42,), True)
     assert decode_cursor(token({"k": ["2026-11-25T00:00:00", "e", "", "ios"], "f": True}), (TIMESTAMP, TEXT, TEXT, TEXT)).key[1:] == ("e", "", "ios")
     assert decode_cursor(None, (ID,)) is None and decode_cursor("", (ID,)) is None
