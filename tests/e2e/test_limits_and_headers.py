@@ -30,7 +30,7 @@ def test_rate_limit_answers_429_with_retry_after_per_client(database_url, db):
 
 
 def test_made_up_api_keys_share_their_address_bucket(database_url, db):
-    settings = settings_for(database_url, rate_limit_per_second=1.0, rate_limit_burst=3)
+    settings = settings_for(database_url, rate_limit_per_second=0.2, rate_limit_burst=3)  # a token back every 5 s
     with RunningServer(settings) as server, httpx.Client(base_url=server.url) as client:
         # No write key is active: a new key per request is no new client.
         statuses = [client.post(CAPTURE, json={"distinct_id": "u", "event": "x"}, headers={"X-API-Key": f"made-up-{i}"}).status_code for i in range(5)]
@@ -39,7 +39,7 @@ def test_made_up_api_keys_share_their_address_bucket(database_url, db):
 
 
 def test_an_active_write_key_is_a_client_of_its_own(database_url, db, write_key):
-    settings = settings_for(database_url, rate_limit_per_second=1.0, rate_limit_burst=3)
+    settings = settings_for(database_url, rate_limit_per_second=0.2, rate_limit_burst=3)
     with RunningServer(settings) as server, httpx.Client(base_url=server.url) as client:  # loads the active key at start
         wrong = [client.post(CAPTURE, json={"distinct_id": "u", "event": "x"}, headers={"X-API-Key": f"wrong-{i}"}).status_code for i in range(4)]
         assert wrong == [401, 401, 401, 429]
