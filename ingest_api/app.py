@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -19,13 +19,14 @@ from ingest_api.admin.routes import admin_routes
 from ingest_api.config_cache import ConfigCache
 from ingest_api.dashboard.routes import dashboard_routes
 from ingest_api.database import sqlalchemy_url
-from ingest_api.errors import ApiError, error_response
+from ingest_api.errors import CLIENT_DISCONNECTED, ApiError, client_disconnected, error_response
 from ingest_api.metrics import Metrics
 from ingest_api.middleware import RateLimitMiddleware, RequestIdMiddleware
 from ingest_api.openapi import openapi_document
 from ingest_api.ofrep import routes as ofrep_routes
 from ingest_api.posthog import routes as posthog_routes
 from ingest_api.privacy.routes import privacy_routes
+from ingest_api.routing import method_routes
 from ingest_api.routes import capture, flags, health, sessions
 from ingest_api.settings import Settings
 from ingest_api.sink import EventSink
@@ -34,11 +35,6 @@ from ingest_api.state import AppState
 log = logging.getLogger(__name__)
 
 API = "/api/v1/analytics"
-
-
-def _both(path: str, endpoint, methods: list[str]) -> list[Route]:
-    """The documented path has a trailing slash; the same path without it answers too (no redirect: SDKs POST)."""
-    return [Route(path, endpoint, methods=methods), Route(path.rstrip("/"), endpoint, methods=methods)]
 
 
 async def _openapi(request: Request) -> Response:
@@ -52,13 +48,13 @@ async def _metrics(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        *_both(f"{API}/capture/", capture.capture, ["POST"]),
-        *_both(f"{API}/batch/", capture.batch, ["POST"]),
-        *_both(f"{API}/session/start/", sessions.start_session, ["POST"]),
-        *_both(f"{API}/session/{{session_id}}/end/", sessions.end_session, ["PUT"]),
-        *_both(f"{flags.PUBLIC}/", flags.list_flags, ["GET"]),
-        *_both(f"{flags.PUBLIC}/for_user/", flags.flags_for_user, ["GET", "POST"]),
-        *_both(f"{flags.PUBLIC}/{{flag_id}}/", flags.get_flag, ["GET"]),
+        *method_routes(f"{API}/capture/", {"POST": capture.capture}),
+        *method_routes(f"{API}/batch/", {"POST": capture.batch}),
+        *method_routes(f"{API}/session/start/", {"POST": sessions.start_session}),
+        *method_routes(f"{API}/session/{{session_id}}/end/", {"PUT": sessions.end_session}),
+        *method_routes(f"{flags.PUBLIC}/", {"GET": flags.list_flags}),
+        *method_routes(f"{flags.PUBLIC}/for_user/", {"GET": flags.flags_for_user_query, "POST": flags.flags_for_user_body}),
+        *method_routes(f"{flags.PUBLIC}/{{flag_id}}/", {"GET": flags.get_flag}),
         *admin_routes(),
         *privacy_routes(),
         *posthog_routes.routes(),
@@ -71,7 +67,13 @@ def routes() -> list[Route]:
 
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
+    if exc.code == CLIENT_DISCONNECTED:  # an answer nobody reads: counted, not logged
+        request.app.state.metrics.client_disconnects.inc()
     return error_response(exc)
+
+
+async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+    return await _api_error(request, client_disconnected())
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
@@ -154,7 +156,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[*routes(), *dashboard_routes()],
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={ApiError: _api_error, ClientDisconnect: _client_gone, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.metrics = metrics
     return app

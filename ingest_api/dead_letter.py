@@ -32,7 +32,8 @@ def reject_body(
         event_index=None,
         payload=raw[:keep],
         payload_bytes=raw_size,
-        payload_truncated=raw_size > keep or len(raw) > keep,
+        # Also when nothing was read at all (a Content-Length over the limit is refused from the header).
+        payload_truncated=raw_size > min(len(raw), keep),
         remote_addr=remote_addr,
     )
 

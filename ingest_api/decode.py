@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import orjson
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
 
-from ingest_api.errors import ApiError
+from ingest_api.errors import ApiError, client_disconnected
 
 # Content types whose body we read as JSON. text/plain is what browser and
 # some mobile SDKs send to avoid CORS preflights; a missing type is accepted too.
@@ -52,41 +52,46 @@ def check_content_type(content_type: str | None) -> None:
     )
 
 
+def _too_large(limit: int) -> ApiError:
+    # The rest of the body is left to uvicorn, which discards it after the answer (the
+    # client, still sending, then reads the 413 instead of a reset connection).
+    return ApiError(413, "payload_too_large", f"The request body is larger than the limit of {limit} bytes.", {"body": f"max {limit} bytes"})
+
+
 async def read_limited(stream: AsyncIterator[bytes], content_length: str | None, limit: int, keep: int) -> bytes:
-    """Reads at most `limit` bytes; a longer body is refused before it is all in memory."""
-    too_large = ApiError(
-        413, "payload_too_large", f"The request body is larger than the limit of {limit} bytes.", {"body": f"max {limit} bytes"}
-    )
+    """Reads at most `limit` bytes; a longer body is refused before it is all in memory.
+
+    A `Content-Length` over the limit is refused from the header alone, before any of
+    the body is read (nothing is waited for). A client gone mid-body is refused with
+    `client_disconnected` (nobody reads that answer; it is counted, not logged).
+    """
     if content_length is not None:
         try:
             declared = int(content_length)
         except ValueError:
             declared = None
         if declared is not None and declared > limit:
-            head = await _read_head(stream, keep)
-            raise BodyRefused(too_large, head, declared)
+            raise BodyRefused(_too_large(limit), b"", declared)
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in stream:
             size += len(chunk)
             if size > limit:
-                raise BodyRefused(too_large, b"".join(chunks)[:keep], size)
+                raise BodyRefused(_too_large(limit), b"".join(chunks)[:keep], size)
             chunks.append(chunk)
     except ClientDisconnect:
-        # Nobody will read an answer, but what arrived is kept like any refusal.
-        gone = ApiError(400, "client_disconnected", "The client closed the connection before the body was complete.", {"body": "incomplete"})
-        raise BodyRefused(gone, b"".join(chunks)[:keep], size) from None
+        # What arrived is kept like any refusal.
+        raise BodyRefused(client_disconnected(), b"".join(chunks)[:keep], size) from None
     return b"".join(chunks)
 
 
-async def _read_head(stream: AsyncIterator[bytes], keep: int) -> bytes:
-    head = b""
-    async for chunk in stream:
-        head += chunk
-        if len(head) >= keep:
-            break
-    return head[:keep]
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body of a request whose refusals are not dead-lettered (flags, admin, dashboard forms), at most `limit` bytes."""
+    try:
+        return await read_limited(request.stream(), request.headers.get("content-length"), limit, 0)
+    except BodyRefused as refused:
+        raise refused.error from None
 
 
 def gunzip_limited(raw: bytes, limit: int) -> bytes:

@@ -46,3 +46,11 @@ def error_response(err: ApiError) -> Response:
 
 def unavailable(retry_after: int, detail: str = "The database is unavailable; retry later.") -> ApiError:
     return ApiError(503, "service_unavailable", detail, headers={"Retry-After": str(retry_after)})
+
+
+CLIENT_DISCONNECTED = "client_disconnected"
+
+
+def client_disconnected() -> ApiError:
+    """The client closed the connection before its body was complete: nobody reads this answer, it is only counted."""
+    return ApiError(400, CLIENT_DISCONNECTED, "The client closed the connection before the body was complete.", {"body": "incomplete"})

@@ -30,6 +30,9 @@ class Metrics:
         self.responses = Counter("eventtrack_http_responses", "HTTP responses by status code", ["status"], registry=r)
         self.overloaded = Counter("eventtrack_sink_overloaded", "Writes refused (503) because the queue was full", registry=r)
         self.database_errors = Counter("eventtrack_database_errors", "Failed database operations of the writer", registry=r)
+        self.client_disconnects = Counter(
+            "eventtrack_client_disconnects", "Requests whose client closed the connection before the body was complete", registry=r
+        )
 
     def track_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(depth)

@@ -7,14 +7,17 @@ import re
 import time
 import uuid
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest_api.errors import ApiError, error_response
 from ingest_api.metrics import Metrics
+from ingest_api.privacy.ip import client_host
 from ingest_api.rate_limit import TokenBuckets, retry_after_header
+from ingest_api.write_keys import presented_key
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class RequestIdMiddleware:
@@ -34,7 +37,7 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 given = value.decode("latin-1")
                 break
-        request_id = given if given and _SAFE_ID.match(given) else uuid.uuid4().hex
+        request_id = given if given and _SAFE_ID.fullmatch(given) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         header = (b"x-request-id", request_id.encode())
 
@@ -53,8 +56,11 @@ class RequestIdMiddleware:
 class RateLimitMiddleware:
     """429 + Retry-After past `rate` requests/s per client on the public paths.
 
-    The client is its API key when it sends one (`X-API-Key`), else its address.
-    Off by default: many phones share one address behind carrier NAT.
+    The client is the project write key it sends when that key is active (header or
+    query string, as write_keys.presented_key reads them), else its address. A key
+    that is not active counts nothing of its own: otherwise a new made-up key per
+    request would get a fresh bucket each time. Off by default: many phones share one
+    address behind carrier NAT.
     """
 
     def __init__(self, app: ASGIApp, rate_per_second: float, burst: int, prefixes: tuple[str, ...]):
@@ -66,14 +72,7 @@ class RateLimitMiddleware:
         if self.buckets is None or scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
             await self.app(scope, receive, send)
             return
-        client = None
-        for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                client = "key:" + value.decode("latin-1")[:200]
-                break
-        if client is None:
-            client = "ip:" + (scope["client"][0] if scope.get("client") else "unknown")
-        wait = self.buckets.take(client, time.monotonic())
+        wait = self.buckets.take(_rate_limit_client(scope), time.monotonic())
         if wait:
             retry = retry_after_header(wait)
             response = error_response(
@@ -82,3 +81,12 @@ class RateLimitMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def _rate_limit_client(scope: Scope) -> str:
+    request = Request(scope)
+    key = presented_key(request)
+    if key is not None and key in request.app.state.eventtrack.config.snapshot.write_keys:
+        return "key:" + key
+    # The address uvicorn determined: X-Forwarded-For only from FORWARDED_ALLOW_IPS (127.0.0.1 by default).
+    return "ip:" + (client_host(request) or "unknown")

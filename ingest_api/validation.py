@@ -20,7 +20,12 @@ from typing import Any
 
 import orjson
 
-from ingest_api.clock import InvalidTimestamp, corrected_event_time, parse_timestamp
+from ingest_api.clock import (
+    EventTime,
+    InvalidTimestamp,
+    corrected_event_time,
+    parse_timestamp,
+)
 from ingest_api.errors import ApiError, EventInvalid
 from ingest_api.uuid7 import uuid7
 
@@ -103,18 +108,11 @@ def normalize_event(
             code = "invalid_number"
         raise EventInvalid(code, "The event has invalid fields: " + ", ".join(sorted(errors)) + ".", errors)
 
-    when = corrected_event_time(client_ts, sent_at, received_at, limits.max_future)
+    when = client_time(client_ts, sent_at, received_at, limits, "timestamp")
     warnings: tuple[str, ...] = ()
     if when.clamped:
         warnings = (CLAMPED_WARNING,)
         properties = {**properties, "$ingestion_warnings": [CLAMPED_WARNING]}
-    if when.timestamp < limits.oldest_allowed:
-        raise EventInvalid(
-            "too_old",
-            f"The event time {when.timestamp.isoformat()} is older than the retention window "
-            f"(oldest accepted: {limits.oldest_allowed.isoformat()}).",
-            {"timestamp": "older than the retention window"},
-        )
 
     properties_json = orjson.dumps(properties)
     size = len(properties_json) + len(distinct_id) + len(event_type)
@@ -142,6 +140,21 @@ def normalize_event(
         os_name=os_name,
         os_version=os_version,
     )
+
+
+def client_time(timestamp: datetime | None, sent_at: datetime | None, received_at: datetime, limits: Limits, field: str) -> EventTime:
+    """The time kept for what a client's clock said (an event's `timestamp`, a session's
+    `started_at` or `ended_at`): corrected for clock skew, clamped to `received_at` when
+    too far ahead, refused (`too_old`) when older than the retention window."""
+    when = corrected_event_time(timestamp, sent_at, received_at, limits.max_future)
+    if when.timestamp < limits.oldest_allowed:
+        raise EventInvalid(
+            "too_old",
+            f"The time {when.timestamp.isoformat()} ({field}) is older than the retention window "
+            f"(oldest accepted: {limits.oldest_allowed.isoformat()}).",
+            {field: "older than the retention window"},
+        )
+    return when
 
 
 def parse_batch_sent_at(value: Any) -> datetime | None:

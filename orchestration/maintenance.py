@@ -16,7 +16,7 @@ from ingest_api.partitions import event_partition_window, retention_cutoff
 from orchestration.raw import EVENT_UUIDS, EVENTS, REJECTED_EVENTS, SESSIONS
 from orchestration.resources import EventtrackResource
 
-_PARTITION_NAME = re.compile(r"^events_p(\d{8})$")
+_PARTITION_NAME = re.compile(r"events_p(\d{8})")
 # How long DROP TABLE may wait for the lock on `events` before giving up
 # (it then retries the next day) rather than stalling the ingest writer.
 _LOCK_TIMEOUT = "5s"
@@ -62,7 +62,7 @@ def event_partitions(conn: psycopg.Connection) -> dict[str, date | None]:
     ).fetchall()
     result: dict[str, date | None] = {}
     for (name,) in names:
-        match = _PARTITION_NAME.match(name)
+        match = _PARTITION_NAME.fullmatch(name)
         result[name] = datetime.strptime(match.group(1), "%Y%m%d").date() if match else None
     return result
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_api.admin.pagination import decode_cursor, page, parse_limit
+from ingest_api.admin.pagination import TEXT, TIMESTAMP, decode_cursor, page, parse_limit
 from ingest_api.admin.routes import _base_url, _check_unknown_params, _text_param, _time_param, admin_only, json_response
 from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
@@ -131,7 +131,7 @@ async def event_aggregates(request: Request) -> Response:
         raise ApiError(400, "invalid_parameter", "granularity must be hour or day.", {"granularity": "hour or day"})
     table, bucket = (HOURLY, "hour") if granularity == "hour" else (DAILY, "day")
     limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), 5 if segment and segment[2] else 4)
+    cursor = decode_cursor(request.query_params.get("cursor"), (TIMESTAMP, TEXT, TEXT, TEXT) + ((TEXT,) if segment and segment[2] else ()))
     where, params = [], {}
     for name in ("event_type", "app_version", "os_name"):
         value = _text_param(request, name)
@@ -150,14 +150,11 @@ async def event_aggregates(request: Request) -> Response:
         sort.append("coalesce(breakdown_value, '')")
     order = "ASC"
     if cursor:
-        try:
-            edge = datetime.fromisoformat(cursor.key[0])
-        except (TypeError, ValueError):
-            raise ApiError(400, "invalid_parameter", "The cursor is not valid.", {"cursor": "invalid cursor"}) from None
-        params.update(c_b=edge if granularity == "hour" else edge.date(), c_e=str(cursor.key[1]), c_a=str(cursor.key[2]), c_o=str(cursor.key[3]))
+        edge = cursor.key[0]
+        params.update(c_b=edge if granularity == "hour" else edge.date(), c_e=cursor.key[1], c_a=cursor.key[2], c_o=cursor.key[3])
         marks = ":c_b, :c_e, :c_a, :c_o"
         if len(sort) == 5:
-            params["c_v"], marks = str(cursor.key[4]), marks + ", :c_v"
+            params["c_v"], marks = cursor.key[4], marks + ", :c_v"
         op = ">" if cursor.forward else "<"
         where.append(f"({', '.join(sort)}) {op} ({marks})")
         order = "ASC" if cursor.forward else "DESC"

@@ -20,7 +20,7 @@ from ingest_api.admin.funnel_query import (
     shape_results,
     step_results,
 )
-from ingest_api.admin.routes import _check_unknown_params, _json_object, _time_param, admin_only, json_response
+from ingest_api.admin.routes import _check_unknown_params, _json_object, _time_param, admin_only, delete_by_id, json_response
 from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
 from ingest_api.state import AppState
@@ -121,6 +121,7 @@ async def retention(request: Request) -> Response:
 
 _SAVED_COLUMNS = "id, name, steps, window_seconds, range_days, created_at"
 FUNNEL_RESULTS = "analytics.funnel_results"
+_SAVED_NOT_FOUND = ApiError(404, "not_found", "No saved funnel has this id.", {"id": "unknown"})
 
 
 def _saved_json(row) -> dict[str, Any]:
@@ -133,18 +134,22 @@ def _saved_id(request: Request) -> int:
     except ValueError:
         funnel_id = -1
     if not 0 < funnel_id < 2**63:
-        raise ApiError(404, "not_found", "No saved funnel has this id.", {"id": "unknown"})
+        raise _SAVED_NOT_FOUND
     return funnel_id
 
 
 @admin_only
-async def saved_funnels(request: Request) -> Response:
+async def list_saved_funnels(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    if request.method == "GET":
-        _check_unknown_params(request, set())
-        async with state.engine.connect() as conn:
-            rows = (await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels ORDER BY id LIMIT 1000"))).all()
-        return json_response({"results": [_saved_json(r) for r in rows]})
+    _check_unknown_params(request, set())
+    async with state.engine.connect() as conn:
+        rows = (await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels ORDER BY id LIMIT 1000"))).all()
+    return json_response({"results": [_saved_json(r) for r in rows]})
+
+
+@admin_only
+async def create_saved_funnel(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
     try:
         fields = parse_saved_funnel(await _json_object(request))
     except FunnelParamError as err:
@@ -159,20 +164,20 @@ async def saved_funnels(request: Request) -> Response:
 
 
 @admin_only
-async def saved_funnel_item(request: Request) -> Response:
+async def delete_saved_funnel(request: Request) -> Response:
+    await delete_by_id(request, "saved_funnels", _saved_id(request), _SAVED_NOT_FOUND)
+    return Response(status_code=204)
+
+
+@admin_only
+async def get_saved_funnel(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
     funnel_id = _saved_id(request)
-    not_found = ApiError(404, "not_found", "No saved funnel has this id.", {"id": "unknown"})
-    if request.method == "DELETE":
-        async with state.engine.begin() as conn:
-            if (await conn.execute(sa.text("DELETE FROM saved_funnels WHERE id = :id RETURNING id"), {"id": funnel_id})).first() is None:
-                raise not_found
-        return Response(status_code=204)
     _check_unknown_params(request, set())
     async with state.engine.connect() as conn:
         row = (await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels WHERE id = :id"), {"id": funnel_id})).first()
         if row is None:
-            raise not_found
+            raise _SAVED_NOT_FOUND
         built = (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": FUNNEL_RESULTS})).scalar_one()
         results = []
         if built:

@@ -6,17 +6,19 @@ analytics.experiment_results, written by the Dagster asset `experiment_results`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
-from ingest_api.admin.pagination import decode_cursor, page, parse_limit
-from ingest_api.admin.routes import _base_url, _check_unknown_params, _json_object, admin_only, json_response
+from ingest_api.admin.routes import _check_unknown_params, _json_object, admin_only, delete_by_id, id_order_page, json_response, row_by_id
 from ingest_api.errors import ApiError
 from ingest_api.experiments.definition import ExperimentDefinitionError, is_text, merged_body, parse_experiment
+from ingest_api.routing import method_routes
 from ingest_api.state import AppState
 
 COLUMNS = (
@@ -78,27 +80,19 @@ def _value(column: str) -> str:
 
 
 @admin_only
-async def experiments_collection(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
-    if request.method == "GET":
-        _check_unknown_params(request, {"limit", "cursor", "flag_key"})
-        limit = parse_limit(request.query_params.get("limit"))
-        cursor = decode_cursor(request.query_params.get("cursor"), 1)
-        where, params = [], {}
-        if cursor:
-            where.append("id > :c_id" if cursor.forward else "id < :c_id")
-            params["c_id"] = cursor.key[0] if isinstance(cursor.key[0], int) and 0 <= cursor.key[0] < 2**63 else 0
-        flag_key = request.query_params.get("flag_key")
-        if flag_key:
-            where.append("flag_key = :flag_key")
-            params["flag_key"] = flag_key.replace("\x00", "")
-        order = "ASC" if cursor is None or cursor.forward else "DESC"
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY id {order} LIMIT {limit + 1}"
-        async with state.engine.connect() as conn:
-            rows = [_experiment_json(r) for r in (await conn.execute(sa.text(sql), params)).all()]
-        body = page(rows, limit=limit, cursor=cursor, key_of=lambda r: (r["id"],), base_url=_base_url(request), params=dict(request.query_params))
-        return json_response(body)
+async def list_experiments(request: Request) -> Response:
+    _check_unknown_params(request, {"limit", "cursor", "flag_key"})
+    where, params = [], {}
+    flag_key = request.query_params.get("flag_key")
+    if flag_key:
+        where.append("flag_key = :flag_key")
+        params["flag_key"] = flag_key.replace("\x00", "")
+    return await id_order_page(request, select=_SELECT, where=where, params=params, to_json=_experiment_json)
 
+
+@admin_only
+async def create_experiment(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
     body = await _json_object(request)
     async with state.engine.begin() as conn:
         fields = await _validated(conn, body, None)
@@ -107,37 +101,38 @@ async def experiments_collection(request: Request) -> Response:
     return json_response(_experiment_json(row), 201)
 
 
+_SELECT_ONE = sa.text(_SELECT + " WHERE id = :id")
+
+
 @admin_only
-async def experiment_item(request: Request) -> Response:
+async def get_experiment(request: Request) -> Response:
+    return json_response(_experiment_json(await row_by_id(request, _SELECT_ONE, _experiment_id(request), _NOT_FOUND)))
+
+
+@admin_only
+async def delete_experiment(request: Request) -> Response:
+    await delete_by_id(request, "experiments", _experiment_id(request), _NOT_FOUND)
+    return Response(status_code=204)
+
+
+async def _update_experiment(request: Request, *, partial: bool) -> Response:
     state: AppState = request.app.state.eventtrack
     experiment_id = _experiment_id(request)
-    select = sa.text(_SELECT + " WHERE id = :id")
-
-    if request.method == "GET":
-        async with state.engine.connect() as conn:
-            row = (await conn.execute(select, {"id": experiment_id})).first()
-        if row is None:
-            raise _NOT_FOUND
-        return json_response(_experiment_json(row))
-
-    if request.method == "DELETE":
-        async with state.engine.begin() as conn:
-            deleted = (await conn.execute(sa.text("DELETE FROM experiments WHERE id = :id RETURNING id"), {"id": experiment_id})).first()
-        if deleted is None:
-            raise _NOT_FOUND
-        return Response(status_code=204)
-
     body = await _json_object(request)
     async with state.engine.begin() as conn:
-        existing = (await conn.execute(select, {"id": experiment_id})).first()
+        existing = (await conn.execute(_SELECT_ONE, {"id": experiment_id})).first()
         if existing is None:
             raise _NOT_FOUND
-        partial_of = dict(existing._mapping) if request.method == "PATCH" else None
-        fields = await _validated(conn, body, partial_of)
+        fields = await _validated(conn, body, dict(existing._mapping) if partial else None)
         assignments = ", ".join(f"{c} = {_value(c)}" for c in fields)
         sql = f"UPDATE experiments SET {assignments}, updated_at = now() WHERE id = :id {_RETURNING}"
         row = (await conn.execute(sa.text(sql), {**_params(fields), "id": experiment_id})).one()
     return json_response(_experiment_json(row))
+
+
+# PUT: the body is the whole definition; PATCH: the body's fields over the stored one.
+replace_experiment = admin_only(functools.partial(_update_experiment, partial=False))
+patch_experiment = admin_only(functools.partial(_update_experiment, partial=True))
 
 
 @admin_only
@@ -157,16 +152,13 @@ async def experiment_results(request: Request) -> Response:
     return json_response({"experiment_id": experiment_id, "computed_at": computed_at, "results": rows})
 
 
-def experiment_routes() -> list:
-    from starlette.routing import Route
-
+def experiment_routes() -> list[Route]:
     base = "/api/v1/analytics/admin/experiments"
-
-    def both(path: str, endpoint, methods: list[str]) -> list[Route]:
-        return [Route(path, endpoint, methods=methods), Route(path.rstrip("/"), endpoint, methods=methods)]
-
     return [
-        *both(f"{base}/", experiments_collection, ["GET", "POST"]),
-        *both(f"{base}/{{experiment_id}}/", experiment_item, ["GET", "PUT", "PATCH", "DELETE"]),
-        *both(f"{base}/{{experiment_id}}/results/", experiment_results, ["GET"]),
+        *method_routes(f"{base}/", {"GET": list_experiments, "POST": create_experiment}),
+        *method_routes(
+            f"{base}/{{experiment_id}}/",
+            {"GET": get_experiment, "PUT": replace_experiment, "PATCH": patch_experiment, "DELETE": delete_experiment},
+        ),
+        *method_routes(f"{base}/{{experiment_id}}/results/", {"GET": experiment_results}),
     ]

@@ -24,7 +24,7 @@ from typing import Any
 MAX_STEPS = 10
 MAX_WINDOW = timedelta(days=90)
 MAX_BREAKDOWN_VALUES = 50
-_WINDOW = re.compile(r"^([1-9][0-9]{0,6})([smhd])$")
+_WINDOW = re.compile(r"([1-9][0-9]{0,6})([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -49,7 +49,7 @@ def parse_window(raw: str | None) -> timedelta:
     """`30m`, `24h`, `7d`, `3600s`; default 24h; at most 90 days."""
     if raw is None or raw == "":
         return timedelta(hours=24)
-    match = _WINDOW.match(raw)
+    match = _WINDOW.fullmatch(raw)
     if not match:
         raise FunnelParamError({"window": "a positive integer followed by s, m, h or d, e.g. 24h"})
     window = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])

@@ -9,12 +9,15 @@ into a large table.
 from __future__ import annotations
 
 import base64
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 
+from ingest_api.clock import InvalidTimestamp, parse_timestamp
 from ingest_api.errors import ApiError
 
 MAX_LIMIT = 1000
@@ -23,8 +26,33 @@ DEFAULT_LIMIT = 100
 
 @dataclass(frozen=True)
 class Cursor:
-    key: tuple  # the sort key of the edge row (JSON-able values)
+    key: tuple  # the sort key of the edge row, as the listing's query takes it
     forward: bool  # True: rows after `key` in the listing order; False: rows before it
+
+
+# What each value of a listing's sort key is. A cursor comes from the client, so
+# every value is checked against its listing's kinds before it reaches a query
+# (`[true]` for an id once reached Postgres as `bigint > boolean`: a 500).
+ID = "id"  # a bigint row id
+TIMESTAMP = "timestamp"  # ISO 8601, read as UTC when it has no zone
+UUID = "uuid"
+TEXT = "text"  # a sort column's text
+
+
+def _key_value(kind: str, value: Any) -> Any:
+    """The value as the query takes it; ValueError when it is not of its kind."""
+    if kind == ID and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    if kind == TIMESTAMP:
+        try:
+            return parse_timestamp(value)
+        except InvalidTimestamp:
+            pass
+    if kind == UUID and isinstance(value, str) and len(value) <= 64:
+        return uuid.UUID(value)  # ValueError when malformed
+    if kind == TEXT and isinstance(value, str) and "\x00" not in value:
+        return value
+    raise ValueError(f"not a {kind}")
 
 
 def encode_cursor(cursor: Cursor) -> str:
@@ -32,17 +60,24 @@ def encode_cursor(cursor: Cursor) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(token: str | None, key_length: int) -> Cursor | None:
+def decode_cursor(token: str | None, kinds: tuple[str, ...]) -> Cursor | None:
+    """The cursor of a page link, its key checked against `kinds` (one per sort column); 400 `invalid_cursor` otherwise."""
     if not token:
         return None
     try:
         data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         key, forward = data["k"], data["f"]
-        if not isinstance(key, list) or len(key) != key_length or not isinstance(forward, bool):
+        if not isinstance(key, list) or len(key) != len(kinds) or not isinstance(forward, bool):
             raise ValueError
+        values = tuple(_key_value(kind, value) for kind, value in zip(kinds, key))
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        raise ApiError(400, "invalid_parameter", "The cursor is not valid.", {"cursor": "invalid cursor"}) from None
-    return Cursor(tuple(key), forward)
+        raise ApiError(
+            400,
+            "invalid_cursor",
+            "The cursor is not valid: pass the `next` or `previous` link of a page as it is.",
+            {"cursor": "invalid cursor"},
+        ) from None
+    return Cursor(values, forward)
 
 
 def parse_limit(value: str | None) -> int:

@@ -6,7 +6,7 @@ import functools
 import json
 import uuid
 from datetime import datetime
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -16,17 +16,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ingest_api.admin.keys import bearer_token, find_key
-from ingest_api.admin.pagination import decode_cursor, page, parse_limit
+from ingest_api.admin.pagination import ID, TIMESTAMP, UUID, decode_cursor, page, parse_limit
 from ingest_api.clock import InvalidTimestamp, parse_timestamp
 from ingest_api.config_cache import FLAG_COLUMNS, flag_json
-from ingest_api.decode import parse_json
+from ingest_api.decode import parse_json, read_body
 from ingest_api.errors import ApiError, unavailable
 from ingest_api.flags.definition import FlagDefinitionError, parse_flag_definition
+from ingest_api.routing import Handler, method_routes
 from ingest_api.state import AppState
 
 ADMIN = "/api/v1/analytics/admin"
 _DB_DOWN = (OperationalError, InterfaceError, TimeoutError)
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -101,6 +101,25 @@ def _base_url(request: Request) -> str:
     return str(request.url.replace(query=""))
 
 
+# --- one row by id (flags, experiments, saved funnels) -------------------------
+
+
+async def row_by_id(request: Request, select: sa.TextClause, row_id: int, not_found: ApiError) -> Any:
+    """The row `select` finds for `:id`, or `not_found` raised."""
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        row = (await conn.execute(select, {"id": row_id})).first()
+    if row is None:
+        raise not_found
+    return row
+
+
+async def delete_by_id(request: Request, table: str, row_id: int, not_found: ApiError) -> None:
+    async with request.app.state.eventtrack.engine.begin() as conn:
+        deleted = (await conn.execute(sa.text(f"DELETE FROM {table} WHERE id = :id RETURNING id"), {"id": row_id})).first()
+    if deleted is None:
+        raise not_found
+
+
 # --- events -------------------------------------------------------------------
 
 _EVENT_FIELDS = (
@@ -115,7 +134,7 @@ async def _newest_first_page(
     """A keyset page of `select` ordered newest first by (time_column, id_column): the events and sessions listings."""
     state: AppState = request.app.state.eventtrack
     limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), 2)
+    cursor = decode_cursor(request.query_params.get("cursor"), (TIMESTAMP, UUID))
     start, end = _time_param(request, "start"), _time_param(request, "end")
     if start:
         where.append(f"{time_column} >= :start")
@@ -125,10 +144,7 @@ async def _newest_first_page(
         params["end"] = end
     order = "DESC"
     if cursor:
-        try:
-            params["c_ts"], params["c_id"] = datetime.fromisoformat(cursor.key[0]), uuid.UUID(cursor.key[1])
-        except (TypeError, ValueError):
-            raise ApiError(400, "invalid_parameter", "The cursor is not valid.", {"cursor": "invalid cursor"}) from None
+        params["c_ts"], params["c_id"] = cursor.key
         # Newest first: "forward" means older rows.
         where.append(f"({time_column}, {id_column}) {'<' if cursor.forward else '>'} (:c_ts, :c_id)")
         order = "DESC" if cursor.forward else "ASC"
@@ -196,11 +212,11 @@ async def list_sessions(request: Request) -> Response:
 # --- feature flags ------------------------------------------------------------
 
 
+JSON_BODY_LIMIT = 256 * 1024
+
+
 async def _json_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > 256 * 1024:
-        raise ApiError(413, "payload_too_large", "A flag definition is limited to 256 KiB.", {"body": "max 256 KiB"})
-    value, _ = parse_json(raw)
+    value, _ = parse_json(await read_body(request, JSON_BODY_LIMIT))
     if not isinstance(value, dict):
         raise ApiError(400, "not_an_object", "The body must be a JSON object.", {"body": "must be an object"})
     return value
@@ -210,13 +226,16 @@ def _invalid(err: FlagDefinitionError) -> ApiError:
     return ApiError(400, "validation_error", "The flag definition is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields)
 
 
+_FLAG_NOT_FOUND = ApiError(404, "not_found", "No feature flag has this id.", {"id": "unknown"})
+
+
 def _flag_id(request: Request) -> int:
     try:
         flag_id = int(request.path_params["flag_id"])
     except ValueError:
         flag_id = -1
     if not 0 < flag_id < 2**63:
-        raise ApiError(404, "not_found", "No feature flag has this id.", {"id": "unknown"})
+        raise _FLAG_NOT_FOUND
     return flag_id
 
 
@@ -228,33 +247,38 @@ def _db_params(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: (orjson.dumps(v).decode() if k in _JSONB_FIELDS else v) for k, v in fields.items()}
 
 
-@admin_only
-async def flags_collection(request: Request) -> Response:
+async def id_order_page(request: Request, *, select: str, where: list[str], params: dict[str, Any], to_json) -> Response:
+    """A keyset page of `select` in id order: the feature-flag and experiment listings."""
     state: AppState = request.app.state.eventtrack
-    if request.method == "GET":
-        _check_unknown_params(request, {"limit", "cursor", "active"})
-        limit = parse_limit(request.query_params.get("limit"))
-        cursor = decode_cursor(request.query_params.get("cursor"), 1)
-        where, params = [], {}
-        if cursor:
-            where.append("id > :c_id" if cursor.forward else "id < :c_id")
-            params["c_id"] = cursor.key[0] if isinstance(cursor.key[0], int) else 0
-        active = request.query_params.get("active")
-        if active is not None:
-            if active not in ("true", "false"):
-                raise ApiError(400, "invalid_parameter", "active must be true or false.", {"active": "true or false"})
-            where.append("active = :active")
-            params["active"] = active == "true"
-        order = "ASC" if cursor is None or cursor.forward else "DESC"
-        sql = f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY id {order} LIMIT {limit + 1}"
-        async with state.engine.connect() as conn:
-            rows = [flag_json(r) for r in (await conn.execute(sa.text(sql), params)).all()]
-        body = page(rows, limit=limit, cursor=cursor, key_of=lambda r: (r["id"],), base_url=_base_url(request), params=dict(request.query_params))
-        return json_response(body)
+    limit = parse_limit(request.query_params.get("limit"))
+    cursor = decode_cursor(request.query_params.get("cursor"), (ID,))
+    if cursor:
+        where.append("id > :c_id" if cursor.forward else "id < :c_id")
+        params["c_id"] = cursor.key[0]
+    order = "ASC" if cursor is None or cursor.forward else "DESC"
+    sql = select + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY id {order} LIMIT {limit + 1}"
+    async with state.engine.connect() as conn:
+        rows = [to_json(r) for r in (await conn.execute(sa.text(sql), params)).all()]
+    body = page(rows, limit=limit, cursor=cursor, key_of=lambda r: (r["id"],), base_url=_base_url(request), params=dict(request.query_params))
+    return json_response(body)
 
+
+@admin_only
+async def list_feature_flags(request: Request) -> Response:
+    _check_unknown_params(request, {"limit", "cursor", "active"})
+    where, params = [], {}
+    active = request.query_params.get("active")
+    if active is not None:
+        if active not in ("true", "false"):
+            raise ApiError(400, "invalid_parameter", "active must be true or false.", {"active": "true or false"})
+        where.append("active = :active")
+        params["active"] = active == "true"
+    return await id_order_page(request, select=f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags", where=where, params=params, to_json=flag_json)
+
+
+@admin_only
+async def create_feature_flag(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
     try:
         fields = parse_flag_definition(await _json_object(request))
     except FlagDefinitionError as err:
@@ -274,37 +298,32 @@ async def flags_collection(request: Request) -> Response:
     return json_response(flag_json(row), 201)
 
 
+_SELECT_FLAG = sa.text(f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags WHERE id = :id")
+
+
 @admin_only
-async def flag_item(request: Request) -> Response:
+async def get_feature_flag(request: Request) -> Response:
+    return json_response(flag_json(await row_by_id(request, _SELECT_FLAG, _flag_id(request), _FLAG_NOT_FOUND)))
+
+
+@admin_only
+async def delete_feature_flag(request: Request) -> Response:
+    await delete_by_id(request, "feature_flags", _flag_id(request), _FLAG_NOT_FOUND)
+    await request.app.state.eventtrack.config.refresh()
+    return Response(status_code=204)
+
+
+async def _update_feature_flag(request: Request, *, partial: bool) -> Response:
     state: AppState = request.app.state.eventtrack
     flag_id = _flag_id(request)
-    not_found = ApiError(404, "not_found", "No feature flag has this id.", {"id": "unknown"})
-    select = sa.text(f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags WHERE id = :id")
-
-    if request.method == "GET":
-        async with state.engine.connect() as conn:
-            row = (await conn.execute(select, {"id": flag_id})).first()
-        if row is None:
-            raise not_found
-        return json_response(flag_json(row))
-
-    if request.method == "DELETE":
-        async with state.engine.begin() as conn:
-            deleted = (await conn.execute(sa.text("DELETE FROM feature_flags WHERE id = :id RETURNING id"), {"id": flag_id})).first()
-        if deleted is None:
-            raise not_found
-        await state.config.refresh()
-        return Response(status_code=204)
-
     body = await _json_object(request)
     try:
         async with state.engine.begin() as conn:
-            existing = (await conn.execute(select, {"id": flag_id})).first()
+            existing = (await conn.execute(_SELECT_FLAG, {"id": flag_id})).first()
             if existing is None:
-                raise not_found
-            partial_of = flag_json(existing) if request.method == "PATCH" else None
+                raise _FLAG_NOT_FOUND
             try:
-                fields = parse_flag_definition(body, partial_of=partial_of)
+                fields = parse_flag_definition(body, partial_of=flag_json(existing) if partial else None)
             except FlagDefinitionError as err:
                 raise _invalid(err) from None
             assignments = ", ".join(f"{c} = CAST(:{c} AS jsonb)" if c in _JSONB_FIELDS else f"{c} = :{c}" for c in fields)
@@ -316,24 +335,29 @@ async def flag_item(request: Request) -> Response:
     return json_response(flag_json(row))
 
 
+# PUT: the body is the whole definition; PATCH: the body's fields over the stored one.
+replace_feature_flag = admin_only(functools.partial(_update_feature_flag, partial=False))
+patch_feature_flag = admin_only(functools.partial(_update_feature_flag, partial=True))
+
+
 def admin_routes() -> list[Route]:
     from ingest_api.admin.aggregates import event_aggregates, event_counts  # they build on this module
-    from ingest_api.admin.analytics import funnel, retention, saved_funnel_item, saved_funnels
+    from ingest_api.admin.analytics import create_saved_funnel, delete_saved_funnel, funnel, get_saved_funnel, list_saved_funnels, retention
     from ingest_api.admin.experiments import experiment_routes
 
-    def both(path: str, endpoint: Handler, methods: list[str]) -> list[Route]:
-        return [Route(path, endpoint, methods=methods), Route(path.rstrip("/"), endpoint, methods=methods)]
-
     return [
-        *both(f"{ADMIN}/events/", list_events, ["GET"]),
-        *both(f"{ADMIN}/events/event_counts/", event_counts, ["GET"]),
-        *both(f"{ADMIN}/event-aggregates/", event_aggregates, ["GET"]),
-        *both(f"{ADMIN}/sessions/", list_sessions, ["GET"]),
-        *both(f"{ADMIN}/feature-flags/", flags_collection, ["GET", "POST"]),
-        *both(f"{ADMIN}/feature-flags/{{flag_id}}/", flag_item, ["GET", "PUT", "PATCH", "DELETE"]),
-        *both(f"{ADMIN}/funnels/", funnel, ["GET"]),
-        *both(f"{ADMIN}/funnels/saved/", saved_funnels, ["GET", "POST"]),
-        *both(f"{ADMIN}/funnels/saved/{{funnel_id}}/", saved_funnel_item, ["GET", "DELETE"]),
-        *both(f"{ADMIN}/retention/", retention, ["GET"]),
+        *method_routes(f"{ADMIN}/events/", {"GET": list_events}),
+        *method_routes(f"{ADMIN}/events/event_counts/", {"GET": event_counts}),
+        *method_routes(f"{ADMIN}/event-aggregates/", {"GET": event_aggregates}),
+        *method_routes(f"{ADMIN}/sessions/", {"GET": list_sessions}),
+        *method_routes(f"{ADMIN}/feature-flags/", {"GET": list_feature_flags, "POST": create_feature_flag}),
+        *method_routes(
+            f"{ADMIN}/feature-flags/{{flag_id}}/",
+            {"GET": get_feature_flag, "PUT": replace_feature_flag, "PATCH": patch_feature_flag, "DELETE": delete_feature_flag},
+        ),
+        *method_routes(f"{ADMIN}/funnels/", {"GET": funnel}),
+        *method_routes(f"{ADMIN}/funnels/saved/", {"GET": list_saved_funnels, "POST": create_saved_funnel}),
+        *method_routes(f"{ADMIN}/funnels/saved/{{funnel_id}}/", {"GET": get_saved_funnel, "DELETE": delete_saved_funnel}),
+        *method_routes(f"{ADMIN}/retention/", {"GET": retention}),
         *experiment_routes(),
     ]

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-KEY = re.compile(r"^[A-Za-z0-9_$][A-Za-z0-9_$.:\-]{0,99}$")
-_FILTER = re.compile(r"^properties\.([^=!<>]+)(=|!=|>=|<=|>|<)(.*)$", re.S)
+KEY = re.compile(r"[A-Za-z0-9_$][A-Za-z0-9_$.:\-]{0,99}")  # always fullmatch: `$` would let a final "\n" in
+_FILTER = re.compile(r"properties\.([^=!<>]+)(=|!=|>=|<=|>|<)(.*)", re.S)
 NUMERIC_OPS = (">", ">=", "<", "<=")
 COLUMN_BREAKDOWNS = ("event_type", "os_name", "os_version", "app_version")
 MAX_FILTERS = 10
@@ -42,7 +42,7 @@ class PropertyFilter:
 
 
 def valid_key(key: str) -> bool:
-    return bool(KEY.match(key))
+    return KEY.fullmatch(key) is not None
 
 
 def _column(key: str, alias: str) -> str:
@@ -63,7 +63,7 @@ def numeric_expr(key: str, alias: str = "e") -> str:
 
 
 def parse_filter(raw: str) -> PropertyFilter:
-    match = _FILTER.match(raw)
+    match = _FILTER.fullmatch(raw)
     if not match:
         raise SegmentError({"filter": f"expected properties.<key><op><value> with op one of = != > >= < <=, got {raw[:60]!r}"})
     key, op, value = match.groups()

@@ -19,7 +19,6 @@ async def call_admin(
     handler,
     request: Request,
     *,
-    method: str = "GET",
     params: Mapping[str, Any] | None = None,
     path_params: Mapping[str, Any] | None = None,
     body: Any = None,
@@ -29,7 +28,6 @@ async def call_admin(
     raw = orjson.dumps(body) if body is not None else b""
     scope = {
         **request.scope,
-        "method": method,
         "query_string": urlencode(query).encode(),
         "path_params": {k: str(v) for k, v in (path_params or {}).items()},
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],

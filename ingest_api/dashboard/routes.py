@@ -19,21 +19,32 @@ import sqlalchemy as sa
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ingest_api.admin.aggregates import event_counts
-from ingest_api.admin.analytics import funnel, saved_funnel_item, saved_funnels
-from ingest_api.admin.experiments import experiment_item, experiment_results, experiments_collection
+from ingest_api.admin.analytics import funnel, get_saved_funnel, list_saved_funnels
+from ingest_api.admin.experiments import experiment_results, get_experiment, list_experiments
 from ingest_api.admin.keys import find_key
-from ingest_api.admin.routes import flag_item, flags_collection, list_events, list_sessions
+from ingest_api.admin.routes import (
+    create_feature_flag,
+    get_feature_flag,
+    list_events,
+    list_feature_flags,
+    list_sessions,
+    patch_feature_flag,
+    replace_feature_flag,
+)
 from ingest_api.dashboard import analysis_form, charts, overview, pipeline_status
 from ingest_api.dashboard.admin_calls import call_admin, cursor_of
 from ingest_api.dashboard.flag_form import errors_by_field, flag_to_form, form_to_body
 from ingest_api.dashboard.replay import is_replayable, replay
 from ingest_api.dashboard.session import COOKIE_NAME, Session, SessionCodec, cookie_header, csrf_ok, load_or_create_secret, new_session
-from ingest_api.errors import ApiError
+from ingest_api.dashboard.session_store import close_session, open_session, session_open
+from ingest_api.decode import read_body
+from ingest_api.errors import CLIENT_DISCONNECTED, ApiError
+from ingest_api.routing import method_routes
 from ingest_api.state import AppState
 
 PREFIX = "/admin"
@@ -125,22 +136,26 @@ def render(request: Request, page: Page | None, name: str, status: int = 200, **
     return _with_headers(response)
 
 
-def _signed_in(request: Request, session: Session | None) -> bool:
+async def _signed_in(request: Request, session: Session | None) -> bool:
     if session is None or not session.signed_in:
         return False
     # The key the session was opened with must still be active: revoking it signs the session out.
-    return any(key_id == session.key_id for _, key_id in _state(request).config.snapshot.admin_keys)
+    if not any(key_id == session.key_id for _, key_id in _state(request).config.snapshot.admin_keys):
+        return False
+    # And the session must not have been signed out (in any worker).
+    return await session_open(_state(request).engine, session.session_id, session.key_id)
 
 
 async def _read_form(request: Request) -> tuple[dict[str, str], dict[str, list[str]]] | Response:
     """An urlencoded form (the only kind the pages send), size-limited; or an error page."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         return _with_headers(Response("Forms must be application/x-www-form-urlencoded.", 415, media_type="text/plain"))
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
-            return _with_headers(Response("Form too large.", 413, media_type="text/plain"))
+    try:
+        raw = await read_body(request, MAX_FORM_BYTES)
+    except ApiError as err:
+        if err.code == CLIENT_DISCONNECTED:
+            raise  # counted by the app's error handler; nobody reads an answer
+        return _with_headers(Response("Form too large.", err.status, media_type="text/plain", headers=err.headers))
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=2000)
     except (UnicodeDecodeError, ValueError):
@@ -162,8 +177,12 @@ def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awa
             fresh = session is None
             if fresh:
                 session = new_session()
-            if not public and not _signed_in(request, session):
-                if request.method != "GET":
+            try:
+                signed_in = public or await _signed_in(request, session)
+            except _DB_DOWN:
+                return _database_unavailable(request, None)
+            if not signed_in:
+                if request.method not in ("GET", "HEAD"):
                     return render(request, None, "error.html", 403, title="Signed out", message="Your session has ended; sign in again.")
                 return _with_headers(RedirectResponse(f"{PREFIX}/login?{urlencode({'next': request.url.path})}", 303))
             form: dict[str, str] = {}
@@ -179,8 +198,7 @@ def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awa
             try:
                 response = await handler(request, current)
             except _DB_DOWN:
-                response = render(request, current, "error.html", 503, title="Database unavailable", message="The database did not answer; retry in a moment.")
-                response.headers["retry-after"] = str(_state(request).settings.retry_after_seconds)
+                response = _database_unavailable(request, current)
             if fresh and COOKIE_NAME not in response.headers.get("set-cookie", ""):
                 _set_session(response, request, session)
             return _with_headers(response)
@@ -188,6 +206,12 @@ def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awa
         return wrapped
 
     return decorate
+
+
+def _database_unavailable(request: Request, current: Page | None) -> Response:
+    response = render(request, current, "error.html", 503, title="Database unavailable", message="The database did not answer; retry in a moment.")
+    response.headers["retry-after"] = str(_state(request).settings.retry_after_seconds)
+    return response
 
 
 def redirect(path: str, **query: Any) -> Response:
@@ -206,27 +230,34 @@ def _safe_next(value: str | None) -> str:
 
 
 @page(public=True)
+async def login_form(request: Request, current: Page) -> Response:
+    next_page = _safe_next(request.query_params.get("next"))
+    if await _signed_in(request, current.session):
+        return redirect(next_page[len(PREFIX):])
+    return render(request, current, "login.html", next=next_page, error=None)
+
+
+@page(public=True)
 async def login(request: Request, current: Page) -> Response:
     next_page = _safe_next(request.query_params.get("next") or current.form.get("next"))
-    if request.method == "GET":
-        if _signed_in(request, current.session):
-            return redirect(next_page[len(PREFIX):])
-        return render(request, current, "login.html", next=next_page, error=None)
-    snapshot = _state(request).config.snapshot
+    state = _state(request)
     key = current.form.get("api_key", "").strip()
-    if not snapshot.loaded:
+    if not state.config.snapshot.loaded:
         return render(request, current, "login.html", 503, next=next_page, error="The service is still starting; retry in a moment.")
-    key_id = find_key(key, snapshot.admin_keys) if 0 < len(key) <= 200 else None
+    key_id = find_key(key, state.config.snapshot.admin_keys) if 0 < len(key) <= 200 else None
     if key_id is None:
         return render(request, current, "login.html", 401, next=next_page, error="This is not an active admin API key.")
+    session_id = await open_session(state.engine, key_id, timedelta(hours=state.settings.dashboard_session_hours))
     response = RedirectResponse(next_page, 303)
     # A new session (and CSRF token) on sign-in: a token seen before sign-in is worth nothing after.
-    _set_session(response, request, new_session(key_id))
+    _set_session(response, request, new_session(key_id, session_id))
     return response
 
 
 @page()
 async def logout(request: Request, current: Page) -> Response:
+    # Server-side: a copy of the cookie (and its CSRF token) opens nothing after this.
+    await close_session(_state(request).engine, current.session.session_id)
     response = redirect("/login", signed_out=1)
     response.headers.append("set-cookie", cookie_header("", max_age=0, secure=_secure(request)))
     return response
@@ -385,7 +416,7 @@ async def replay_action(request: Request, current: Page) -> Response:
 
 @page()
 async def flags_page(request: Request, current: Page) -> Response:
-    body = await call_admin(flags_collection, request, params={"limit": 1000})
+    body = await call_admin(list_feature_flags, request, params={"limit": 1000})
     return render(request, current, "flags.html", nav="flags", flags=body["results"], saved=request.query_params.get("saved", "")[:200])
 
 
@@ -394,56 +425,78 @@ def _flag_id(request: Request) -> int | None:
     return int(raw) if raw.isdigit() and 0 < len(raw) < 19 else None
 
 
-async def _flag_form_response(request: Request, current: Page, flag_id: int | None) -> Response:
-    """GET: the form; POST: validate through the admin API (create or full update) and show its errors in the form."""
-    title = "New feature flag" if flag_id is None else "Edit feature flag"
-    if request.method == "GET":
-        values = flag_to_form({"rollout_percentage": 0})
-        if flag_id is not None:
-            try:
-                values = flag_to_form(await call_admin(flag_item, request, path_params={"flag_id": flag_id}))
-            except ApiError:
-                return render(request, current, "error.html", 404, nav="flags", title="Flag not found", message="No feature flag has this id.")
-        return render(request, current, "flag_form.html", nav="flags", title=title, flag_id=flag_id, values=values, errors={})
+def _flag_not_found(request: Request, current: Page) -> Response:
+    return render(request, current, "error.html", 404, nav="flags", title="Flag not found", message="No feature flag has this id.")
+
+
+def _flag_form_title(flag_id: int | None) -> str:
+    return "New feature flag" if flag_id is None else "Edit feature flag"
+
+
+@page()
+async def flag_new_form(request: Request, current: Page) -> Response:
+    values = flag_to_form({"rollout_percentage": 0})
+    return render(request, current, "flag_form.html", nav="flags", title=_flag_form_title(None), flag_id=None, values=values, errors={})
+
+
+@page()
+async def flag_edit_form(request: Request, current: Page) -> Response:
+    flag_id = _flag_id(request)
+    flag = await _call_on_flag(get_feature_flag, request, flag_id)
+    if flag is None:
+        return _flag_not_found(request, current)
+    values = flag_to_form(flag)
+    return render(request, current, "flag_form.html", nav="flags", title=_flag_form_title(flag_id), flag_id=flag_id, values=values, errors={})
+
+
+@page()
+async def flag_create(request: Request, current: Page) -> Response:
+    return await _save_flag_form(request, current, None)
+
+
+@page()
+async def flag_update(request: Request, current: Page) -> Response:
+    flag_id = _flag_id(request)
+    if flag_id is None:
+        return _flag_not_found(request, current)
+    return await _save_flag_form(request, current, flag_id)
+
+
+async def _save_flag_form(request: Request, current: Page, flag_id: int | None) -> Response:
+    """Validates through the admin API (create or full update) and shows its errors in the form."""
     values = {**current.form, "active": "on" if current.form.get("active") == "on" else ""}
     body, errors = form_to_body(current.form)
     if not errors:
         try:
             if flag_id is None:
-                saved = await call_admin(flags_collection, request, method="POST", body=body)
+                saved = await call_admin(create_feature_flag, request, body=body)
             else:
-                saved = await call_admin(flag_item, request, method="PUT", path_params={"flag_id": flag_id}, body=body)
+                saved = await call_admin(replace_feature_flag, request, path_params={"flag_id": flag_id}, body=body)
             return redirect("/flags", saved=saved["key"])
         except ApiError as err:
             if err.status == 404:
-                return render(request, current, "error.html", 404, nav="flags", title="Flag not found", message="No feature flag has this id.")
+                return _flag_not_found(request, current)
             errors = err.fields or {"form": err.detail}
+    title = _flag_form_title(flag_id)
     return render(request, current, "flag_form.html", 400, nav="flags", title=title, flag_id=flag_id, values=values, errors=errors_by_field(errors))
 
 
 @page()
-async def flag_new(request: Request, current: Page) -> Response:
-    return await _flag_form_response(request, current, None)
-
-
-@page()
-async def flag_edit(request: Request, current: Page) -> Response:
-    flag_id = _flag_id(request)
-    if flag_id is None:
-        return render(request, current, "error.html", 404, nav="flags", title="Flag not found", message="No feature flag has this id.")
-    return await _flag_form_response(request, current, flag_id)
-
-
-@page()
 async def flag_toggle(request: Request, current: Page) -> Response:
-    flag_id = _flag_id(request)
-    try:
-        if flag_id is None:
-            raise ApiError(404, "not_found", "No feature flag has this id.")
-        saved = await call_admin(flag_item, request, method="PATCH", path_params={"flag_id": flag_id}, body={"active": current.form.get("active") == "true"})
-    except ApiError:
-        return render(request, current, "error.html", 404, nav="flags", title="Flag not found", message="No feature flag has this id.")
+    saved = await _call_on_flag(patch_feature_flag, request, _flag_id(request), {"active": current.form.get("active") == "true"})
+    if saved is None:
+        return _flag_not_found(request, current)
     return redirect("/flags", saved=saved["key"])
+
+
+async def _call_on_flag(handler, request: Request, flag_id: int | None, body: Any = None) -> dict[str, Any] | None:
+    """The flag the admin handler answers with; None when there is no such flag."""
+    if flag_id is None:
+        return None
+    try:
+        return await call_admin(handler, request, path_params={"flag_id": flag_id}, body=body)
+    except ApiError:
+        return None
 
 
 # --- funnels -----------------------------------------------------------------------------
@@ -464,8 +517,8 @@ async def funnels_page(request: Request, current: Page) -> Response:
     if body is not None:
         steps = body["results"]
         figure = charts.funnel_chart([(f'{s["step"]}. {s["event_type"]}', s["users"]) for s in steps], title="Users per step")
-    listed = (await call_admin(saved_funnels, request))["results"]
-    saved = [await call_admin(saved_funnel_item, request, path_params={"funnel_id": f["id"]}) for f in listed[:SAVED_FUNNELS_SHOWN]]
+    listed = (await call_admin(list_saved_funnels, request))["results"]
+    saved = [await call_admin(get_saved_funnel, request, path_params={"funnel_id": f["id"]}) for f in listed[:SAVED_FUNNELS_SHOWN]]
     today = datetime.now(timezone.utc).date()
     for item in saved:
         item["run_link"] = PREFIX + "/funnels?" + urlencode(analysis_form.saved_funnel_query(item, today))
@@ -480,7 +533,7 @@ async def funnels_page(request: Request, current: Page) -> Response:
 
 @page()
 async def experiments_page(request: Request, current: Page) -> Response:
-    body = await call_admin(experiments_collection, request, params={"limit": 1000})
+    body = await call_admin(list_experiments, request, params={"limit": 1000})
     return render(request, current, "experiments.html", nav="experiments", experiments=body["results"])
 
 
@@ -490,7 +543,7 @@ async def experiment_page(request: Request, current: Page) -> Response:
     try:
         if not (raw.isdigit() and len(raw) < 19):
             raise ApiError(404, "not_found", "No experiment has this id.")
-        experiment = await call_admin(experiment_item, request, path_params={"experiment_id": raw})
+        experiment = await call_admin(get_experiment, request, path_params={"experiment_id": raw})
         results = await call_admin(experiment_results, request, path_params={"experiment_id": raw})
     except ApiError:
         return render(request, current, "error.html", 404, nav="experiments", title="Experiment not found", message="No experiment has this id.")
@@ -507,21 +560,21 @@ def dashboard_routes() -> list[BaseRoute]:
         Mount(
             PREFIX,
             routes=[
-                Route("/", overview_page, methods=["GET"]),
-                Route("/login", login, methods=["GET", "POST"]),
-                Route("/logout", logout, methods=["POST"]),
-                Route("/events", events_page, methods=["GET"]),
-                Route("/events/{event_uuid}", event_page, methods=["GET"]),
-                Route("/sessions", sessions_page, methods=["GET"]),
-                Route("/rejected", rejected_page, methods=["GET"]),
-                Route("/rejected/replay", replay_action, methods=["POST"]),
-                Route("/flags", flags_page, methods=["GET"]),
-                Route("/flags/new", flag_new, methods=["GET", "POST"]),
-                Route("/flags/{flag_id}", flag_edit, methods=["GET", "POST"]),
-                Route("/flags/{flag_id}/toggle", flag_toggle, methods=["POST"]),
-                Route("/funnels", funnels_page, methods=["GET"]),
-                Route("/experiments", experiments_page, methods=["GET"]),
-                Route("/experiments/{experiment_id}", experiment_page, methods=["GET"]),
+                *method_routes("/", {"GET": overview_page}),
+                *method_routes("/login", {"GET": login_form, "POST": login}),
+                *method_routes("/logout", {"POST": logout}),
+                *method_routes("/events", {"GET": events_page}),
+                *method_routes("/events/{event_uuid}", {"GET": event_page}),
+                *method_routes("/sessions", {"GET": sessions_page}),
+                *method_routes("/rejected", {"GET": rejected_page}),
+                *method_routes("/rejected/replay", {"POST": replay_action}),
+                *method_routes("/flags", {"GET": flags_page}),
+                *method_routes("/flags/new", {"GET": flag_new_form, "POST": flag_create}),
+                *method_routes("/flags/{flag_id}", {"GET": flag_edit_form, "POST": flag_update}),
+                *method_routes("/flags/{flag_id}/toggle", {"POST": flag_toggle}),
+                *method_routes("/funnels", {"GET": funnels_page}),
+                *method_routes("/experiments", {"GET": experiments_page}),
+                *method_routes("/experiments/{experiment_id}", {"GET": experiment_page}),
                 Mount("/static", StaticFiles(directory=str(HERE / "static")), name="dashboard_static"),
             ],
         )

@@ -1,8 +1,10 @@
-"""The dashboard's session: a signed cookie holding the admin key's id and a CSRF token.
+"""The dashboard's session: a signed cookie holding a session id, the admin key's id and a CSRF token.
 
 Pure apart from reading/creating the secret file. The key itself is never
 stored in the cookie: only the id of the admin key it matched, which is checked
 against the active keys on every request, so revoking a key ends its sessions.
+The session id names a row of `dashboard_sessions` (session_store.py): signing
+out deletes it, so a copy of the cookie taken before is worth nothing after.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ SECRET_FILE = "dashboard_secret"
 class Session:
     csrf: str
     key_id: int | None = None  # None: not signed in (the sign-in form still needs a CSRF token)
+    session_id: str | None = None  # set with key_id: the server-side record of the sign-in
 
     @property
     def signed_in(self) -> bool:
         return self.key_id is not None
 
 
-def new_session(key_id: int | None = None) -> Session:
-    return Session(csrf=secrets.token_urlsafe(32), key_id=key_id)
+def new_session(key_id: int | None = None, session_id: str | None = None) -> Session:
+    return Session(csrf=secrets.token_urlsafe(32), key_id=key_id, session_id=session_id)
 
 
 class SessionCodec:
@@ -40,7 +43,7 @@ class SessionCodec:
         self.max_age_seconds = max_age_seconds
 
     def dumps(self, session: Session) -> str:
-        return self._serializer.dumps({"c": session.csrf, "k": session.key_id})
+        return self._serializer.dumps({"c": session.csrf, "k": session.key_id, "s": session.session_id})
 
     def loads(self, token: str | None) -> Session | None:
         """The session of a cookie value; None when missing, tampered with, expired or malformed."""
@@ -52,10 +55,10 @@ class SessionCodec:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("c"), str):
             return None
-        key_id = data.get("k")
-        if key_id is not None and not isinstance(key_id, int):
-            return None
-        return Session(csrf=data["c"], key_id=key_id)
+        key_id, session_id = data.get("k"), data.get("s")
+        if key_id is not None and not (isinstance(key_id, int) and isinstance(session_id, str)):
+            return None  # a signed-in cookie without a session id predates server-side sessions
+        return Session(csrf=data["c"], key_id=key_id, session_id=session_id if key_id is not None else None)
 
 
 def csrf_ok(session: Session | None, presented: str | None) -> bool:

@@ -10,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ingest_api.errors import ApiError
+from ingest_api.decode import read_body
 from ingest_api.ofrep.evaluate import OfrepError, evaluate_flag, read_context
 from ingest_api.routes.flags import _snapshot
+from ingest_api.routing import method_routes
 from ingest_api.write_keys import require_write_key
 
 BODY_LIMIT = 64 * 1024
@@ -29,9 +30,7 @@ def _key_from_authorization(request: Request) -> dict[str, str] | None:
 
 
 async def _context(request: Request) -> tuple[str | None, dict[str, Any]]:
-    raw = await request.body()
-    if len(raw) > BODY_LIMIT:
-        raise ApiError(413, "payload_too_large", "The body is limited to 64 KiB.", {"body": "max 64 KiB"})
+    raw = await read_body(request, BODY_LIMIT)
     if not raw.strip():
         return read_context(None)
     try:
@@ -73,6 +72,6 @@ async def evaluate_all(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        Route("/ofrep/v1/evaluate/flags/{key}", evaluate_one, methods=["POST"]),
-        Route("/ofrep/v1/evaluate/flags", evaluate_all, methods=["POST"]),
+        *method_routes("/ofrep/v1/evaluate/flags/{key}", {"POST": evaluate_one}),
+        *method_routes("/ofrep/v1/evaluate/flags", {"POST": evaluate_all}),
     ]

@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_api.decode import parse_json
+from ingest_api.decode import parse_json, read_body
 from ingest_api.errors import ApiError
 from ingest_api.experiments.exposure import exposure_rows, record_exposures, wants_exposure
 from ingest_api.posthog.decode import decode_body
@@ -22,9 +22,7 @@ FLAGS_BODY_LIMIT = 64 * 1024
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > FLAGS_BODY_LIMIT:
-        raise ApiError(413, "payload_too_large", "The body is limited to 64 KiB.", {"body": "max 64 KiB"})
+    raw = await read_body(request, FLAGS_BODY_LIMIT)
     body = decode_body(
         raw,
         content_type=request.headers.get("content-type"),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from starlette.requests import HTTPConnection
+
 
 def parse_truncation(value: str) -> tuple[int, int]:
     """`"24,48"` → (24, 48): the IPv4 and IPv6 prefix lengths kept. `"none"` keeps whole addresses."""
@@ -23,6 +25,12 @@ def parse_truncation(value: str) -> tuple[int, int]:
     if not (0 <= v4 <= 32 and 0 <= v6 <= 128):
         raise ValueError(f"CLIENT_IP_TRUNCATION prefixes must be 0-32 (IPv4) and 0-128 (IPv6), got {value!r}")
     return v4, v6
+
+
+def client_host(request: HTTPConnection) -> str | None:
+    """The client's address as uvicorn determined it: behind a proxy whose address is trusted
+    (FORWARDED_ALLOW_IPS, 127.0.0.1 by default), the one its X-Forwarded-For names."""
+    return request.client.host if request.client else None
 
 
 def stored_client_ip(host: str | None, *, store: bool, prefixes: tuple[int, int]) -> str | None:

@@ -8,15 +8,16 @@ from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
 import orjson
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
 from ingest_api.admin.keys import bearer_token, find_key
 from ingest_api.admin.routes import ADMIN, _check_unknown_params, _newest_first_page, _text_param, admin_only, json_response
 from ingest_api.errors import ApiError
 from ingest_api.privacy import store
+from ingest_api.routing import method_routes
 from ingest_api.state import AppState
 from ingest_api.validation import MAX_ID_LENGTH
 
@@ -168,12 +169,9 @@ register_url_convertor("any_text", AnyTextConvertor())
 
 
 def privacy_routes() -> list[Route]:
-    def both(path: str, endpoint, methods: list[str]) -> list[Route]:
-        return [Route(path, endpoint, methods=methods), Route(path.rstrip("/"), endpoint, methods=methods)]
-
     # A distinct_id may hold a slash (sent as %2F) or a line break.
     return [
-        *both(f"{PERSONS}/{{distinct_id:any_text}}/export/", export_person, ["GET"]),
-        *both(f"{PERSONS}/{{distinct_id:any_text}}/", erase_person, ["DELETE"]),
-        *both(f"{AUDIT_LOG}/", list_audit_log, ["GET"]),
+        *method_routes(f"{PERSONS}/{{distinct_id:any_text}}/export/", {"GET": export_person}),
+        *method_routes(f"{PERSONS}/{{distinct_id:any_text}}/", {"DELETE": erase_person}),
+        *method_routes(f"{AUDIT_LOG}/", {"GET": list_audit_log}),
     ]

@@ -17,15 +17,14 @@ from ingest_api.decode import (
     read_limited,
 )
 from ingest_api.errors import ApiError, DatabaseUnavailable, unavailable
-from ingest_api.privacy.ip import stored_client_ip
+from ingest_api.privacy.ip import client_host, stored_client_ip
 from ingest_api.state import AppState
 
 
 def remote_addr(request: Request) -> str | None:
     """The client address as it may be stored (dead letters): None unless STORE_CLIENT_IP, then truncated."""
     settings = request.app.state.eventtrack.settings
-    host = request.client.host if request.client else None
-    return stored_client_ip(host, store=settings.store_client_ip, prefixes=settings.client_ip_prefixes)
+    return stored_client_ip(client_host(request), store=settings.store_client_ip, prefixes=settings.client_ip_prefixes)
 
 
 async def read_json_body(

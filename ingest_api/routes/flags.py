@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest_api.config_cache import CachedFlag
-from ingest_api.decode import parse_json
+from ingest_api.decode import parse_json, read_body
 from ingest_api.errors import ApiError, unavailable
 from ingest_api.experiments.exposure import exposure_rows, record_exposures, wants_exposure
 from ingest_api.flags.evaluator import evaluate
@@ -24,6 +24,7 @@ from ingest_api.write_keys import require_write_key
 
 PUBLIC = "/api/v1/analytics/public/feature-flags"
 _EVENT_FIELDS = ("device_id", "app_version", "os_name", "os_version")
+FOR_USER_BODY_LIMIT = 64 * 1024
 
 
 def _snapshot(request: Request):
@@ -99,23 +100,29 @@ def _user_context(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return clean_string(distinct_id), context
 
 
-async def flags_for_user(request: Request) -> Response:
+async def flags_for_user_query(request: Request) -> Response:
+    """GET: the user in the query string (`properties` as a JSON object)."""
+    data: dict[str, Any] = {k: v for k, v in request.query_params.items() if k in ("distinct_id", *_EVENT_FIELDS)}
+    if "properties" in request.query_params:
+        try:
+            data["properties"] = orjson.loads(request.query_params["properties"])
+        except orjson.JSONDecodeError:
+            raise ApiError(400, "validation_error", "properties must be a JSON object.", {"properties": "must be a JSON object"}) from None
+    return await _flags_for_user(request, data)
+
+
+async def flags_for_user_body(request: Request) -> Response:
+    """POST: the user in a JSON body."""
+    raw = await read_body(request, FOR_USER_BODY_LIMIT)
+    data, _ = parse_json(raw) if raw.strip() else ({}, False)
+    if not isinstance(data, dict):
+        raise ApiError(400, "not_an_object", "The body must be a JSON object.", {"body": "must be an object"})
+    return await _flags_for_user(request, data)
+
+
+async def _flags_for_user(request: Request, data: dict[str, Any]) -> Response:
     snapshot = _snapshot(request)
     record = wants_exposure(request)
-    if request.method == "POST":
-        raw = await request.body()
-        if len(raw) > 64 * 1024:
-            raise ApiError(413, "payload_too_large", "The body is limited to 64 KiB.", {"body": "max 64 KiB"})
-        data, _ = parse_json(raw) if raw.strip() else ({}, False)
-        if not isinstance(data, dict):
-            raise ApiError(400, "not_an_object", "The body must be a JSON object.", {"body": "must be an object"})
-    else:
-        data = {k: v for k, v in request.query_params.items() if k in ("distinct_id", *_EVENT_FIELDS)}
-        if "properties" in request.query_params:
-            try:
-                data["properties"] = orjson.loads(request.query_params["properties"])
-            except orjson.JSONDecodeError:
-                raise ApiError(400, "validation_error", "properties must be a JSON object.", {"properties": "must be a JSON object"}) from None
     require_write_key(request, data)
     distinct_id, context = _user_context(data)
     result: dict[str, Any] = {}

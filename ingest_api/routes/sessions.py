@@ -12,12 +12,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_api.clock import InvalidTimestamp, corrected_event_time, parse_timestamp
+from ingest_api.clock import InvalidTimestamp, parse_timestamp
 from ingest_api.dead_letter import reject_event
 from ingest_api.errors import ApiError, DatabaseUnavailable, EventInvalid, unavailable
 from ingest_api.routes.body import dead_letter_body, read_json_body, remote_addr
 from ingest_api.state import AppState
-from ingest_api.validation import check_json_tree, distinct_id_field, optional_string
+from ingest_api.validation import check_json_tree, client_time, distinct_id_field, optional_string
 from ingest_api.uuid7 import uuid7
 from ingest_api.write_keys import require_write_key
 
@@ -48,8 +48,8 @@ def _json(body: dict[str, Any], status: int) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def _client_time(body: dict[str, Any], name: str, received_at: datetime, state: AppState) -> datetime:
-    """A client time (started_at / ended_at) corrected for clock skew like event timestamps."""
+def _session_time(body: dict[str, Any], name: str, received_at: datetime, state: AppState) -> datetime:
+    """A client time (started_at / ended_at), under the rule of event timestamps (skew, future, retention)."""
     errors: dict[str, str] = {}
     parsed: dict[str, datetime | None] = {}
     for field in (name, "sent_at"):
@@ -59,8 +59,7 @@ def _client_time(body: dict[str, Any], name: str, received_at: datetime, state: 
             errors[field] = str(exc)
     if errors:
         raise EventInvalid("validation_error", "Invalid time fields: " + ", ".join(sorted(errors)) + ".", errors)
-    limits = state.limits(received_at)
-    return corrected_event_time(parsed[name], parsed["sent_at"], received_at, limits.max_future).timestamp
+    return client_time(parsed[name], parsed["sent_at"], received_at, state.limits(received_at), name).timestamp
 
 
 async def _body(request: Request, state: AppState, endpoint: str, received_at: datetime) -> dict[str, Any]:
@@ -119,8 +118,10 @@ def _validate_start(body: dict[str, Any], received_at: datetime, state: AppState
         else:
             properties = checked
     try:
-        started_at = _client_time(body, "started_at", received_at, state)
+        started_at = _session_time(body, "started_at", received_at, state)
     except EventInvalid as invalid:
+        if not errors:
+            raise  # alone, it keeps its own code (e.g. too_old)
         errors.update(invalid.fields)
     if errors:
         raise EventInvalid("validation_error", "The session has invalid fields: " + ", ".join(sorted(errors)) + ".", errors)
@@ -159,7 +160,7 @@ async def end_session(request: Request) -> Response:
         raise ApiError(404, "session_not_found", "No session has this id.", {"session_id": "not a known session"}) from None
     body = await _body(request, state, END, received_at)
     try:
-        ended_at = _client_time(body, "ended_at", received_at, state)
+        ended_at = _session_time(body, "ended_at", received_at, state)
     except EventInvalid as invalid:
         await _refuse(request, state, END, received_at, body, invalid)
     try:
@@ -167,20 +168,19 @@ async def end_session(request: Request) -> Response:
             existing = (await conn.execute(_SELECT, {"session_id": session_id})).first()
             if existing is None:
                 raise ApiError(404, "session_not_found", "No session has this id.", {"session_id": "not a known session"})
-            if existing.ended_at is not None:  # idempotent: the same answer as the first end
-                started_at, final_end = existing.started_at, existing.ended_at
-            else:
-                if ended_at < existing.started_at:
-                    raise ApiError(
-                        400,
-                        "end_before_start",
-                        f"ended_at {ended_at.isoformat()} is before the session started ({existing.started_at.isoformat()}).",
-                        {"ended_at": "must not be before started_at"},
-                    )
+            started_at, final_end = existing.started_at, existing.ended_at  # ended: the same answer as the first end
+            if final_end is None and ended_at >= started_at:
                 row = (await conn.execute(_END, {"session_id": session_id, "ended_at": ended_at})).first()
                 started_at, final_end = row.started_at, row.ended_at
     except _DB_DOWN:
         raise unavailable(state.settings.retry_after_seconds) from None
+    if final_end is None:
+        invalid = EventInvalid(
+            "end_before_start",
+            f"ended_at {ended_at.isoformat()} is before the session started ({started_at.isoformat()}).",
+            {"ended_at": "must not be before started_at"},
+        )
+        await _refuse(request, state, END, received_at, body, invalid)
     return _json(
         {
             "session_id": str(session_id),

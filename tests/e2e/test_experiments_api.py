@@ -56,6 +56,16 @@ def test_experiment_crud_round_trip(admin, clean, checkout_flag):
     assert_error(admin.delete(url), 404, "not_found")
 
 
+def test_head_on_experiments_mirrors_get_and_never_writes(admin, clean, checkout_flag):
+    created = _experiment(admin)
+    url = f"{BASE}/{created['id']}/"
+    replacement = {"name": "Replaced by HEAD", "flag_key": "checkout", "goal_event": "other", **WINDOW}
+    assert admin.request("HEAD", url, json=replacement).status_code == 200
+    assert admin.request("HEAD", f"{BASE}/", json={**replacement, "name": "Created by HEAD"}).status_code == 200
+    assert admin.get(url).json() == created
+    assert [e["name"] for e in admin.get(f"{BASE}/").json()["results"]] == ["Checkout"]
+
+
 def test_invalid_experiments_are_400_with_every_field_named(admin, clean, checkout_flag):
     response = admin.post(
         f"{BASE}/",

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from ingest_api.migrate import migrate
 from tests.conftest import RunningServer, settings_for, throwaway_postgres
 from tests.e2e.test_capture_api import assert_error
-from ingest_api.migrate import migrate
 
 START = "/api/v1/analytics/session/start/"
 
@@ -48,8 +48,24 @@ def test_session_start_refuses_bad_fields_and_keeps_them(api, db):
     assert_error(api.post(START, content=b"[]", headers={"content-type": "application/json"}), 400, "not_an_object")
 
 
+def test_session_times_follow_the_event_time_window(api, db):
+    # Too old: refused like an event (too_old) and dead-lettered; too far ahead: clamped to now like an event.
+    assert_error(api.post(START, json={"distinct_id": "u", "started_at": "0001-01-01T00:00:00Z"}), 400, "too_old", "started_at")
+    far = datetime.now(UTC) - timedelta(days=365)
+    assert_error(api.post(START, json={"distinct_id": "u", "started_at": far.isoformat()}), 400, "too_old", "started_at")
+    ahead = api.post(START, json={"distinct_id": "u", "started_at": "9999-12-31T23:59:59Z"})
+    assert ahead.status_code == 201 and datetime.fromisoformat(ahead.json()["started_at"]) <= datetime.now(UTC)
+    sid = api.post(START, json={"distinct_id": "u"}).json()["session_id"]
+    assert_error(api.put(end_path(sid), json={"ended_at": "0001-01-01T00:00:00Z"}), 400, "too_old", "ended_at")
+    ended = api.put(end_path(sid), json={"ended_at": "9999-12-31T23:59:59Z"})
+    assert ended.status_code == 200 and 0 <= ended.json()["duration_seconds"] < 60
+    letters = db.execute("SELECT endpoint, reason FROM rejected_events ORDER BY id").fetchall()
+    assert letters == [("session/start", "too_old"), ("session/start", "too_old"), ("session/end", "too_old")]
+    assert db.execute("SELECT count(*) FROM sessions WHERE started_at < now() - interval '1 day'").fetchone()[0] == 0
+
+
 def test_session_end_returns_duration_and_is_idempotent(api, db):
-    started = datetime.now(timezone.utc) - timedelta(minutes=10)
+    started = datetime.now(UTC) - timedelta(minutes=10)
     sid = api.post(START, json={"distinct_id": "u", "started_at": started.isoformat()}).json()["session_id"]
     ended = started + timedelta(minutes=7, seconds=30)
     first = api.put(end_path(sid), json={"ended_at": ended.isoformat()})
@@ -73,10 +89,11 @@ def test_unknown_session_end_is_404(api, db):
 
 
 def test_session_end_before_start_is_400(api, db):
-    started = datetime.now(timezone.utc) - timedelta(minutes=5)
+    started = datetime.now(UTC) - timedelta(minutes=5)
     sid = api.post(START, json={"distinct_id": "u", "started_at": started.isoformat()}).json()["session_id"]
     assert_error(api.put(end_path(sid), json={"ended_at": (started - timedelta(seconds=1)).isoformat()}), 400, "end_before_start", "ended_at")
     assert db.execute("SELECT ended_at FROM sessions").fetchone()[0] is None
+    assert db.execute("SELECT endpoint, reason FROM rejected_events").fetchall() == [("session/end", "end_before_start")]
 
 
 def test_healthz_and_readyz(api):

@@ -135,6 +135,15 @@ def test_retention_drops_exactly_the_expired_partitions_and_prunes_the_side_tabl
         db.execute("DROP TABLE IF EXISTS events_legacy")
 
 
+def test_a_partition_name_with_a_final_newline_is_not_taken_for_a_day(db):
+    name = "events_p19900101\n"
+    db.execute(f"CREATE TABLE \"{name}\" PARTITION OF events FOR VALUES FROM ('1990-01-01') TO ('1990-01-02')")
+    try:
+        assert event_partitions(db)[name] is None
+    finally:
+        db.execute(f'DROP TABLE "{name}"')
+
+
 def test_partition_maintenance_creates_the_coming_days(db, eventtrack):
     last = datetime.now(timezone.utc).date() + timedelta(days=eventtrack.partitions_ahead_days)
     db.execute(f'DROP TABLE IF EXISTS "{partition_name(last)}"')

@@ -24,7 +24,7 @@ NOW = datetime(2026, 11, 25, 10, 30, tzinfo=timezone.utc)
 
 def test_session_cookie_round_trips_and_refuses_tampering_other_secrets_and_age():
     codec = SessionCodec("secret-one", max_age_seconds=60)
-    session = new_session(key_id=7)
+    session = new_session(key_id=7, session_id="sid")
     token = codec.dumps(session)
     assert codec.loads(token) == session
     assert codec.loads(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]) is None

@@ -49,6 +49,24 @@ def test_funnel_steps_and_window():
             parse_window(bad)
 
 
+def test_names_are_matched_whole_so_a_final_newline_is_refused():
+    # `^...$` with match() let "a\n" through: `$` also matches before a final newline.
+    from ingest_api.admin.segments import valid_key
+    from ingest_api.promote import promote_property
+
+    assert valid_key("a") and not valid_key("a\n") and not valid_key("\na")
+    for raw in ("properties.a\n=x", "properties.a\n>1"):
+        with pytest.raises(SegmentError):
+            parse_filter(raw)
+    assert parse_filter("properties.a=x\n") == PropertyFilter("a", "=", "x\n")  # a value is data, bound as a parameter
+    with pytest.raises(SegmentError):
+        parse_breakdown("properties.a\n")
+    with pytest.raises(FunnelParamError):
+        parse_window("24h\n")
+    with pytest.raises(ValueError, match="property key"):  # refused before any connection is made
+        promote_property("postgresql://nowhere.invalid/none", "a\n")
+
+
 def test_conversions_from_previous_and_first_step():
     out = step_results(["a", "b", "c"], [StepRow(1, 8, None), StepRow(2, 4, 30.0)])
     assert [(r["users"], r["conversion_from_previous"], r["conversion_from_first"]) for r in out] == [(8, 1.0, 1.0), (4, 0.5, 0.5), (0, 0.0, 0.0)]

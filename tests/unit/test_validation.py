@@ -5,7 +5,7 @@ import orjson
 import pytest
 
 from ingest_api.errors import EventInvalid
-from ingest_api.validation import CLAMPED_WARNING, Limits, normalize_event
+from ingest_api.validation import CLAMPED_WARNING, Limits, client_time, normalize_event
 
 UTC = timezone.utc
 RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -121,6 +121,15 @@ def test_event_over_the_size_limit_is_refused():
 def test_event_older_than_retention_is_too_old():
     err = refusal({"distinct_id": "u", "event": "x", "timestamp": "2026-08-26T23:59:59Z"})
     assert err.code == "too_old"
+
+
+def test_the_client_time_window_names_the_field_it_refuses():
+    with pytest.raises(EventInvalid) as info:
+        client_time(datetime(1, 1, 1, tzinfo=UTC), None, RECEIVED, LIMITS, "started_at")
+    assert (info.value.code, info.value.fields) == ("too_old", {"started_at": "older than the retention window"})
+    ahead = client_time(datetime(9999, 12, 31, tzinfo=UTC), None, RECEIVED, LIMITS, "ended_at")
+    assert ahead.timestamp == RECEIVED and ahead.clamped
+    assert client_time(LIMITS.oldest_allowed, None, RECEIVED, LIMITS, "started_at").timestamp == LIMITS.oldest_allowed
 
 
 def test_clamped_timestamp_is_recorded_as_a_warning_property():

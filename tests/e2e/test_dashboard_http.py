@@ -1,0 +1,90 @@
+"""The dashboard's sessions and listings over plain HTTP (no browser): sign-out, HEAD, cursors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from tests.conftest import RunningServer, settings_for, wait_until
+
+ADMIN_API = "/api/v1/analytics/admin"
+CRAFTED_CURSOR = "eyJrIjpbdHJ1ZV0sImYiOnRydWV9"  # {"k":[true],"f":true}
+
+
+@pytest.fixture(scope="module")
+def dashboard(database_url, tmp_path_factory) -> Iterator[RunningServer]:
+    settings = settings_for(database_url, data_dir=tmp_path_factory.mktemp("dashboard-http"), dashboard_secret="s" * 40)
+    with RunningServer(settings) as server:
+        yield server
+
+
+@pytest.fixture
+def admin_key(dashboard, db, database_url) -> str:
+    from ingest_api.admin.key_store import create_admin_key
+
+    _, key = create_admin_key(database_url, "dashboard http")
+    wait_until(lambda: httpx.get(f"{dashboard.url}{ADMIN_API}/events/", headers={"Authorization": f"Bearer {key}"}).status_code == 200)
+    return key
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+@contextmanager
+def signed_in_client(dashboard: RunningServer, admin_key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=dashboard.url, timeout=30) as client:
+        form = client.get("/admin/login")
+        answer = client.post("/admin/login", data={"api_key": admin_key, "csrf_token": csrf_of(form.text), "next": "/admin/flags"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/admin/flags", answer.text
+        yield client
+
+
+def test_signing_out_ends_the_session_for_a_copy_of_the_cookie(dashboard, admin_key, db):
+    with signed_in_client(dashboard, admin_key) as client:
+        flag = client.post(f"{ADMIN_API}/feature-flags/", json={"key": "signout", "rollout_percentage": 10}, headers={"Authorization": f"Bearer {admin_key}"}).json()
+        page = client.get("/admin/flags")
+        assert page.status_code == 200 and "signout" in page.text
+        copied_cookie, csrf = client.cookies["eventtrack_admin"], csrf_of(page.text)
+        assert client.post("/admin/logout", data={"csrf_token": csrf}).headers["location"] == "/admin/login?signed_out=1"
+
+    with httpx.Client(base_url=dashboard.url, timeout=30, cookies={"eventtrack_admin": copied_cookie}) as thief:
+        opened = thief.get("/admin/flags")
+        assert opened.status_code == 303 and opened.headers["location"].startswith("/admin/login")
+        assert "Admin API key" in thief.get(opened.headers["location"]).text  # the sign-in page
+        toggled = thief.post(f"/admin/flags/{flag['id']}/toggle", data={"csrf_token": csrf, "active": "false"})
+        assert toggled.status_code == 403
+    assert db.execute("SELECT active FROM feature_flags WHERE id = %s", (flag["id"],)).fetchone() == (True,)
+
+
+def test_a_session_signed_out_in_one_worker_is_signed_out_in_another(dashboard, admin_key, database_url, tmp_path):
+    # Another API process on the same database and secret: what one signs out, the other refuses at once.
+    settings = settings_for(database_url, data_dir=tmp_path, dashboard_secret="s" * 40)
+    with RunningServer(settings) as other, signed_in_client(dashboard, admin_key) as client:
+        cookie = client.cookies["eventtrack_admin"]
+        assert httpx.get(f"{other.url}/admin/flags", cookies={"eventtrack_admin": cookie}).status_code == 200
+        client.post("/admin/logout", data={"csrf_token": csrf_of(client.get("/admin/flags").text)})
+        assert httpx.get(f"{other.url}/admin/flags", cookies={"eventtrack_admin": cookie}).status_code == 303
+
+
+def test_head_on_a_dashboard_form_does_not_submit_it(dashboard, admin_key, db):
+    with signed_in_client(dashboard, admin_key) as client:
+        flag = client.post(f"{ADMIN_API}/feature-flags/", json={"key": "head-form", "rollout_percentage": 10}, headers={"Authorization": f"Bearer {admin_key}"}).json()
+        csrf = csrf_of(client.get("/admin/flags").text)
+        form = {"csrf_token": csrf, "key": "head-form", "name": "changed by HEAD", "rollout_percentage": "99"}
+        head = client.request("HEAD", f"/admin/flags/{flag['id']}", data=form)
+        assert head.status_code == 200 and head.content == b""
+        assert client.request("HEAD", f"/admin/flags/{flag['id']}/toggle", data={"csrf_token": csrf}).status_code == 405
+    assert db.execute("SELECT name, rollout_percentage FROM feature_flags WHERE id = %s", (flag["id"],)).fetchone() == ("head-form", 10)
+
+
+@pytest.mark.parametrize("page", ["/admin/events", "/admin/sessions"])
+def test_dashboard_listings_refuse_a_crafted_cursor_with_a_400_page(dashboard, admin_key, page):
+    with signed_in_client(dashboard, admin_key) as client:
+        answer = client.get(page, params={"cursor": CRAFTED_CURSOR})
+        assert answer.status_code == 400 and "cursor" in answer.text.lower()
+        assert client.get(page).status_code == 200
