@@ -378,10 +378,10 @@ async def rejected_page(request: Request, current: Page) -> Response:
     if reason:
         where.append("reason = :reason")
         params["reason"] = reason.replace("\x00", "")
-    before = q.get("before", "")
-    if before.isdigit() and len(before) < 19:
+    before = row_id(q.get("before", ""))
+    if before is not None:
         where.append("id < :before")
-        params["before"] = int(before)
+        params["before"] = before
     async with _state(request).engine.connect() as conn:
         rows = (await conn.execute(sa.text(_REJECTED.format(where=" AND ".join(where))), params)).all()
         reasons = [r.reason for r in (await conn.execute(sa.text("SELECT DISTINCT reason FROM rejected_events ORDER BY 1 LIMIT 100"))).all()]
@@ -404,7 +404,7 @@ async def rejected_page(request: Request, current: Page) -> Response:
 
 @page()
 async def replay_action(request: Request, current: Page) -> Response:
-    ids = [int(v) for v in current.form_lists.get("id", []) if v.isdigit() and len(v) < 19]
+    ids = [i for i in map(row_id, current.form_lists.get("id", [])) if i is not None]
     outcome = await replay(_state(request), ids)
     return redirect(
         "/rejected", replayed=len(outcome.replayed), still_invalid=len(outcome.still_invalid), not_replayable=len(outcome.not_replayable)
@@ -420,9 +420,14 @@ async def flags_page(request: Request, current: Page) -> Response:
     return render(request, current, "flags.html", nav="flags", flags=body["results"], saved=request.query_params.get("saved", "")[:200])
 
 
+def row_id(raw: str) -> int | None:
+    """A positive bigint id written in ASCII digits, else None. `str.isdigit` alone also accepts digits such as
+    "²" that `int` refuses (a 500 before)."""
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < len(raw) < 19 and int(raw) > 0 else None
+
+
 def _flag_id(request: Request) -> int | None:
-    raw = request.path_params.get("flag_id", "")
-    return int(raw) if raw.isdigit() and 0 < len(raw) < 19 else None
+    return row_id(request.path_params.get("flag_id", ""))
 
 
 def _flag_not_found(request: Request, current: Page) -> Response:
@@ -541,7 +546,7 @@ async def experiments_page(request: Request, current: Page) -> Response:
 async def experiment_page(request: Request, current: Page) -> Response:
     raw = request.path_params["experiment_id"]
     try:
-        if not (raw.isdigit() and len(raw) < 19):
+        if row_id(raw) is None:
             raise ApiError(404, "not_found", "No experiment has this id.")
         experiment = await call_admin(get_experiment, request, path_params={"experiment_id": raw})
         results = await call_admin(experiment_results, request, path_params={"experiment_id": raw})

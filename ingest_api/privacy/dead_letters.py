@@ -127,7 +127,7 @@ def _bytes_mention(data: bytes, wanted: frozenset[str]) -> bool:
         for literal in (orjson.dumps(value), json.dumps(value).encode("ascii")):
             if literal in data:
                 return True
-        if value.isdigit():  # a numeric id sent as a number: `"distinct_id": 42`
+        if value.isascii() and value.isdigit():  # a numeric id sent as a number: `"distinct_id": 42`
             if re.search(rb'"(?:\$?distinct_id|\$anon_distinct_id|alias)"\s*:\s*' + value.encode() + rb"(?![0-9.eE])", data):
                 return True
     return False

@@ -88,3 +88,16 @@ def test_dashboard_listings_refuse_a_crafted_cursor_with_a_400_page(dashboard, a
         answer = client.get(page, params={"cursor": CRAFTED_CURSOR})
         assert answer.status_code == 400 and "cursor" in answer.text.lower()
         assert client.get(page).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/admin/flags/²", "/admin/flags/²/toggle", "/admin/experiments/١٢", "/admin/rejected?before=²"])
+def test_ids_in_digits_other_than_ascii_are_not_found_not_a_server_error(dashboard, admin_key, db, path):
+    with signed_in_client(dashboard, admin_key) as client:
+        if path.endswith("/toggle"):
+            csrf = csrf_of(client.get("/admin/flags").text)
+            answer = client.post(path, data={"csrf_token": csrf, "active": "false"})
+        else:
+            answer = client.get(path)
+        assert answer.status_code in (200, 404), answer.text[:300]
+        replayed = client.post("/admin/rejected/replay", data={"csrf_token": csrf_of(client.get("/admin/rejected").text), "id": "²"})
+        assert replayed.status_code == 303
