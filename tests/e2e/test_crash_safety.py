@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 import httpx
 import psycopg
@@ -53,9 +54,10 @@ def api_process(database_url: str):
 class Load:
     """Client threads posting batches; records acknowledged uuids and every status seen."""
 
-    def __init__(self, base: str, threads: int = 8, batch_size: int = 20):
+    def __init__(self, base: str, threads: int = 8, batch_size: int = 20, pause: float = 0.0):
         self.base = base
         self.batch_size = batch_size
+        self.pause = pause  # between a thread's requests: a lighter load
         self.acked: list[str] = []
         self.sent: list[dict] = []
         self.statuses: Counter = Counter()
@@ -64,7 +66,7 @@ class Load:
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Self:
         for t in self._threads:
             t.start()
         return self
@@ -91,6 +93,7 @@ class Load:
                     self.sent.extend(events)
                     if status == 200:
                         self.acked.extend(e["uuid"] for e in events)
+                self._stop.wait(self.pause)
 
     def wait_for_acks(self, n: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
