@@ -6,9 +6,9 @@ Every other module receives a `Settings` value; defaults run out of the box.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
 
 from ingest_api.privacy.ip import parse_truncation
 
@@ -114,7 +114,7 @@ class Settings:
     dashboard_cookie_secure: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
             data_dir=Path(env.get("EVENTTRACK_DATA_DIR") or ".data").resolve(),
@@ -153,7 +153,7 @@ class Settings:
             dashboard_cookie_secure=(env.get("DASHBOARD_COOKIE_SECURE") or "").lower() in ("1", "true", "yes"),
         )
 
-    def with_database_url(self, url: str) -> "Settings":
+    def with_database_url(self, url: str) -> Settings:
         return replace(self, database_url=url)
 
     def require_database_url(self) -> str:
