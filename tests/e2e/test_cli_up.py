@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 
@@ -79,6 +80,16 @@ class Up:
     def replaced(self, service: str, killed: int) -> bool:
         """Another process runs `service` and the platform answers again."""
         return self.pid_of(service) not in (None, killed) and self.answering()
+
+    def kill_everything(self) -> None:
+        """After a failure: nothing this run started may outlive the test."""
+        if self.proc.poll() is None:
+            self.pid_of("postgres")  # remembers what runs now
+            self.proc.kill()
+        for process in self.seen.values():
+            with suppress(psutil.NoSuchProcess):
+                process.kill()
+        self.proc.wait()
 
     def answering(self) -> bool:
         """The API (with its database) and the Dagster UI both answer."""
@@ -166,8 +177,7 @@ def test_up_serves_everything_restarts_what_dies_and_ctrl_c_stops_everything():
         except httpx.ConnectError:
             pass
     finally:
-        if up.proc.poll() is None:
-            up.proc.kill()
+        up.kill_everything()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
