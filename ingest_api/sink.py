@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Sequence
 
 import psycopg
 from psycopg.adapt import Dumper
@@ -77,6 +78,10 @@ SELECT DISTINCT ON (i.uuid) {", ".join(f'i."{c}"' for c in EVENT_COLUMNS)}
 FROM incoming_events i JOIN fresh USING (uuid)
 ORDER BY i.uuid
 """
+
+
+# A write in flight this long makes the writer check that the database still takes connections.
+LIVENESS_CHECK_SECONDS = 0.5
 
 
 class SinkOverloaded(DatabaseUnavailable):
@@ -162,6 +167,7 @@ class EventSink:
         self._conn: psycopg.AsyncConnection | None = None
         self._task: asyncio.Task | None = None
         self._known_days: set[date] = set()
+        self._abandoned: set[asyncio.Task] = set()  # writes given up on, until they are cleaned up
         self._metrics.track_queue(self._queue.qsize)
 
     async def start(self) -> None:
@@ -176,6 +182,9 @@ class EventSink:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        for task in list(self._abandoned):
+            task.cancel()  # psycopg then gives up on asking the server to cancel and closes the connection
+        await asyncio.gather(*self._abandoned, return_exceptions=True)
         if self._conn is not None:
             await self._conn.close()
 
@@ -190,7 +199,7 @@ class EventSink:
         self._queued_rows += size
         try:
             return await asyncio.wait_for(asyncio.shield(pending.done), self._commit_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # The rows may still commit later; the client retries and dedup absorbs it.
             raise DatabaseUnavailable("commit timed out") from None
 
@@ -213,8 +222,8 @@ class EventSink:
         metrics = self._metrics
         began = time.perf_counter()
         try:
-            inserted = await self._write(group)
-        except (psycopg.OperationalError, OSError, asyncio.TimeoutError) as exc:
+            inserted = await self._write_while_database_up(group)
+        except (psycopg.OperationalError, OSError, TimeoutError) as exc:
             metrics.database_errors.inc()
             log.warning("database unavailable, %d requests refused: %s", len(group), exc)
             await self._drop_connection()
@@ -258,6 +267,35 @@ class EventSink:
             await self._conn.commit()
         return self._conn
 
+    async def _write_while_database_up(self, group: list[_Pending]) -> int:
+        """`_write`, given up as soon as the database is known to be down while it is in flight.
+
+        The connection of a write in flight can stay open after the server went down (a backend that
+        does not exit at once on an immediate shutdown, a server host gone from the network): the
+        write would hold its requests until their commit timeout, and every later group behind them.
+        """
+        write = asyncio.ensure_future(self._write(group))
+        while True:
+            done, _ = await asyncio.wait((write,), timeout=LIVENESS_CHECK_SECONDS)
+            if done:
+                return write.result()
+            if not await self._takes_connections():
+                break
+        # Not committed as far as we know: the requests get 503 and their retries are deduplicated.
+        conn, self._conn = self._conn, None
+        cleanup = asyncio.create_task(_abandon(write, conn))
+        self._abandoned.add(cleanup)
+        cleanup.add_done_callback(self._abandoned.discard)
+        raise psycopg.OperationalError("the database went down while a write was in flight")
+
+    async def _takes_connections(self) -> bool:
+        try:
+            conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(self._url), min(1.0, self._connect_timeout))
+        except (psycopg.OperationalError, OSError, TimeoutError):
+            return False
+        await conn.close()
+        return True
+
     async def _write(self, group: list[_Pending]) -> int:
         """Writes the group in one transaction; returns how many events were new (not duplicates)."""
         conn = await asyncio.wait_for(self._connection(), self._connect_timeout + 1)
@@ -294,10 +332,8 @@ class EventSink:
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with suppress(psycopg.Error, OSError):  # already broken
                 await conn.close()
-            except Exception:  # already broken
-                pass
 
     async def _rollback(self) -> None:
         if self._conn is not None and not self._conn.closed:
@@ -329,6 +365,16 @@ async def _insert_rejects(conn: psycopg.AsyncConnection, rejects: Sequence[Rejec
                 for r in rejects
             ],
         )
+
+
+async def _abandon(write: asyncio.Future, conn: psycopg.AsyncConnection | None) -> None:
+    """Cancels a write given up on and closes its connection. psycopg first asks the server to
+    cancel the query and waits for it (up to 5 + 5 s against a dead server): in the background."""
+    write.cancel()
+    with suppress(BaseException):  # cancelled, or the connection's error: either way it is over
+        await write
+    if conn is not None:
+        await conn.close()
 
 
 def _settle(item: _Pending, *, exc: Exception | None = None) -> None:

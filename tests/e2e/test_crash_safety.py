@@ -17,12 +17,13 @@ import uuid
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 import httpx
 import psycopg
 
 from ingest_api.migrate import migrate
-from tests.conftest import free_port, throwaway_postgres
+from tests.conftest import RunningServer, free_port, settings_for, throwaway_postgres
 
 BATCH = "/api/v1/analytics/batch/"
 
@@ -53,18 +54,20 @@ def api_process(database_url: str):
 class Load:
     """Client threads posting batches; records acknowledged uuids and every status seen."""
 
-    def __init__(self, base: str, threads: int = 8, batch_size: int = 20):
+    def __init__(self, base: str, threads: int = 8, batch_size: int = 20, pause: float = 0.0):
         self.base = base
         self.batch_size = batch_size
+        self.pause = pause  # between a thread's requests: a lighter load
         self.acked: list[str] = []
         self.sent: list[dict] = []
         self.statuses: Counter = Counter()
         self.slowest = 0.0
+        self.answers: list[tuple[float, float, int | str]] = []  # (sent, answered, status), monotonic clock
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Self:
         for t in self._threads:
             t.start()
         return self
@@ -85,12 +88,15 @@ class Load:
                 except httpx.HTTPError:
                     status = "connection_error"
                     time.sleep(0.05)
+                answered = time.monotonic()
                 with self._lock:
-                    self.slowest = max(self.slowest, time.monotonic() - began)
+                    self.slowest = max(self.slowest, answered - began)
+                    self.answers.append((began, answered, status))
                     self.statuses[status] += 1
                     self.sent.extend(events)
                     if status == 200:
                         self.acked.extend(e["uuid"] for e in events)
+                self._stop.wait(self.pause)
 
     def wait_for_acks(self, n: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -167,4 +173,31 @@ def test_postgres_killed_mid_load_gives_503_then_recovers_without_restart():
         assert 503 in during, during
         assert 500 not in load.statuses and set(load.statuses) <= {200, 503}, load.statuses
         assert load.slowest < 8, f"a request hung {load.slowest:.1f} s"
+        assert_acked_stored_exactly_once(url, load.acked)
+
+
+def test_writes_in_flight_when_postgres_goes_down_answer_503_at_once():
+    """An immediate shutdown whose backends do not exit at once: Postgres gives them 5 s before SIGKILL
+    (frozen here, as one stuck in its exit handler or on I/O is). The connection of the write in flight
+    stays open meanwhile; its requests answer 503 as soon as the server stops taking connections, not
+    at their commit timeout, and the API recovers by itself once Postgres is back."""
+    with throwaway_postgres() as pg:
+        url = pg.url()
+        migrate(url, 90, 7)
+        with RunningServer(settings_for(url)) as server, Load(server.url, threads=4) as load:
+            load.wait_for_acks(500)
+            with psycopg.connect(url, autocommit=True) as conn:
+                sql = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                backends = [pid for (pid,) in conn.execute(sql)]
+            for pid in backends:
+                os.kill(pid, signal.SIGSTOP)
+            went_down = time.monotonic()
+            pg.kill()  # returns when the postmaster is gone, after SIGKILLing the frozen backends
+            pg.restart()
+            load.wait_for_acks(len(load.acked) + 500)
+        in_flight = [(sent, answered, status) for sent, answered, status in load.answers if sent < went_down < answered]
+        assert any(status == 503 for _, _, status in in_flight), in_flight
+        slow = [(answered - max(sent, went_down), status) for sent, answered, status in load.answers if answered > went_down]
+        assert max(seconds for seconds, _ in slow) < 3, sorted(slow, reverse=True)[:5]
+        assert set(load.statuses) <= {200, 503}, load.statuses
         assert_acked_stored_exactly_once(url, load.acked)
