@@ -8,10 +8,16 @@ this module only reads it.
 import json
 import os
 import shutil
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, Mapping
 
-from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, FreshnessPolicy
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    AssetSpec,
+    BackfillPolicy,
+    FreshnessPolicy,
+)
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.dbt_cli import EventtrackDbtCli, PartialParseCache, partial_parse_key
@@ -100,31 +106,39 @@ def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: 
     yield from _build(context, dbt, eventtrack)
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    select=HOURLY_MODELS,
-    dagster_dbt_translator=translator,
-    partitions_def=hourly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    name="dbt_hourly_aggregates",
-    pool=DBT_POOL,
-)
-def dbt_hourly_aggregates(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
-    """Rebuilds the partition's hours, and every hour that received late events."""
-    yield from _build(context, dbt, eventtrack)
+def aggregate_assets(start: date) -> tuple[AssetsDefinition, AssetsDefinition]:
+    """The hourly and the daily aggregates, partitioned from `start` (orchestration.partitions.partitions_start).
 
+    A run covers one partition (a schedule's tick) or a range of them (catch-up, a backfill): one dbt
+    invocation over the whole window.
+    """
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    select=DAILY_MODELS,
-    dagster_dbt_translator=translator,
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    name="dbt_daily_aggregates",
-    pool=DBT_POOL,
-)
-def dbt_daily_aggregates(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
-    """Rebuilds the partition's days, and every day touched by late events."""
-    yield from _build(context, dbt, eventtrack)
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        select=HOURLY_MODELS,
+        dagster_dbt_translator=translator,
+        partitions_def=hourly_partitions(start),
+        backfill_policy=BackfillPolicy.single_run(),
+        name="dbt_hourly_aggregates",
+        pool=DBT_POOL,
+    )
+    def dbt_hourly_aggregates(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
+        """Rebuilds the partitions' hours, and every hour that received late events."""
+        yield from _build(context, dbt, eventtrack)
+
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        select=DAILY_MODELS,
+        dagster_dbt_translator=translator,
+        partitions_def=daily_partitions(start),
+        backfill_policy=BackfillPolicy.single_run(),
+        name="dbt_daily_aggregates",
+        pool=DBT_POOL,
+    )
+    def dbt_daily_aggregates(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
+        """Rebuilds the partitions' days, and every day touched by late events."""
+        yield from _build(context, dbt, eventtrack)
+
+    return dbt_hourly_aggregates, dbt_daily_aggregates

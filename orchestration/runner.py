@@ -7,7 +7,7 @@
   environment for the Dagster processes.
 - `dagster_commands(settings)`: the webserver and the daemon (which runs the
   schedules), as argv lists to start with that environment.
-- `catch_up(settings)`: materializes everything once, in this process.
+- `catch_up(settings)`: runs now, in this process, what the schedules would have run.
 """
 
 from __future__ import annotations
@@ -134,36 +134,44 @@ def dagster_commands(settings: Settings) -> dict[str, list[str]]:
     }
 
 
+# What catch-up runs, in order. `experiment_results` only runs its statistics: sessions_and_staging
+# has just built the experiment models it reads.
+CATCH_UP_JOBS = ("session_closure", "raw_maintenance", "sessions_and_staging", "experiment_results")
+PARTITIONED_JOBS = ("hourly_aggregates", "daily_aggregates")
+
+
 def catch_up(settings: Settings) -> bool:
-    """Builds every model now: the views and fct_sessions, then the aggregates for the latest
-    complete hour and day (the arrival watermark adds every bucket that received events since
-    the last run, so this catches up whatever the schedules missed). Maintenance first.
+    """Runs now what the schedules would have run: maintenance, the views and fct_sessions, the
+    experiment statistics, then the aggregates' partitions not materialized yet, each run of
+    consecutive ones as one run, and always the latest complete hour and day (each run also
+    rebuilds every bucket that received events since the last one). Every run is one of the
+    named jobs, so the UI shows them as such and every partition up to the last complete one as built.
 
     Runs in this process against the instance of DAGSTER_HOME (call prepare_dagster first and
     export its environment). Returns True when everything succeeded.
     """
     from datetime import datetime, timezone
 
-    from dagster import DagsterInstance, materialize
+    from dagster import DagsterInstance
 
-    from orchestration.dbt import dbt_daily_aggregates, dbt_hourly_aggregates, dbt_models, dbt_resource
-    from orchestration.experiments import experiment_assets
-    from orchestration.maintenance import maintenance_assets
-    from orchestration.partitions import daily_partitions, hourly_partitions, last_complete_partition_key
-    from orchestration.resources import EventtrackResource
+    from orchestration.definitions import build_definitions
+    from orchestration.experiments import experiment_results
+    from orchestration.partitions import partition_range_tags, ranges_to_build
 
-    resources = {"dbt": dbt_resource(), "eventtrack": EventtrackResource.from_settings(settings)}
-    now = datetime.now(timezone.utc)
+    defs = build_definitions(settings)
     instance = DagsterInstance.get()
-    steps = [
-        (maintenance_assets, None),
-        ([dbt_models], None),
-        (experiment_assets, None),  # over the experiment counts dbt_models just built
-        ([dbt_hourly_aggregates], last_complete_partition_key(hourly_partitions, now)),
-        ([dbt_daily_aggregates], last_complete_partition_key(daily_partitions, now)),
-    ]
+    now = datetime.now(timezone.utc)
+    runs = [(name, {}) for name in CATCH_UP_JOBS]
+    for name in PARTITIONED_JOBS:
+        job = defs.resolve_job_def(name)
+        keys = job.partitions_def.get_partition_keys(current_time=now)
+        built = set.intersection(*(instance.get_materialized_partitions(key) for key in job.asset_layer.selected_asset_keys))
+        runs += [(name, partition_range_tags(partitions)) for partitions in ranges_to_build(keys, built)]
     ok = True
-    for assets, partition_key in steps:
-        result = materialize(assets, resources=resources, instance=instance, partition_key=partition_key, raise_on_error=False)
+    for name, tags in runs:
+        subset = [experiment_results.key] if name == "experiment_results" else None
+        result = defs.resolve_job_def(name).execute_in_process(
+            instance=instance, tags=tags, asset_selection=subset, raise_on_error=False
+        )
         ok = ok and result.success
     return ok

@@ -1,118 +1,53 @@
-"""Jobs and their schedules. Every schedule runs in UTC and is on by default."""
+"""Jobs, each named by what it does, and their schedules: all in UTC, all on by default.
+
+Every materialization runs as one of these jobs: the schedules', and `eventtrack catch-up`'s
+(orchestration.runner.catch_up), so the runs in the UI say what they did.
+"""
 
 from __future__ import annotations
 
 from dagster import (
+    AssetsDefinition,
     AssetSelection,
     DefaultScheduleStatus,
-    RunRequest,
-    ScheduleEvaluationContext,
+    ScheduleDefinition,
+    build_schedule_from_partitioned_job,
     define_asset_job,
-    schedule,
 )
 
-from orchestration.dbt import DBT_RUN_TAG, dbt_daily_aggregates, dbt_hourly_aggregates, dbt_models
+from orchestration.dbt import DBT_RUN_TAG, dbt_models
 from orchestration.experiments import EXPERIMENT_DBT_MODELS, experiment_results
 from orchestration.maintenance import event_partitions_ahead, retention, session_closure
-from orchestration.partitions import daily_partitions, hourly_partitions, last_complete_partition_key
 
-hourly_aggregates_job = define_asset_job(
-    "hourly_aggregates", selection=AssetSelection.assets(dbt_hourly_aggregates), partitions_def=hourly_partitions, tags=DBT_RUN_TAG
-)
-daily_aggregates_job = define_asset_job(
-    "daily_aggregates", selection=AssetSelection.assets(dbt_daily_aggregates), partitions_def=daily_partitions, tags=DBT_RUN_TAG
-)
-dbt_models_job = define_asset_job("sessions_and_staging", selection=AssetSelection.assets(dbt_models), tags=DBT_RUN_TAG)
-session_closure_job = define_asset_job("session_closure", selection=AssetSelection.assets(session_closure))
-raw_maintenance_job = define_asset_job(
-    "raw_maintenance", selection=AssetSelection.assets(retention, event_partitions_ahead)
-)
-
-# The experiment models of the dbt project (a subset of dbt_models), then the statistics.
-experiments_job = define_asset_job(
-    "experiment_results",
-    selection=AssetSelection.assets(*EXPERIMENT_DBT_MODELS, experiment_results),
-    tags=DBT_RUN_TAG,
-)
-
-jobs = [hourly_aggregates_job, daily_aggregates_job, dbt_models_job, session_closure_job, raw_maintenance_job, experiments_job]
+ON = DefaultScheduleStatus.RUNNING
 
 
-def _last_complete_partition(context: ScheduleEvaluationContext, partitions) -> RunRequest:
-    key = last_complete_partition_key(partitions, context.scheduled_execution_time)
-    return RunRequest(run_key=key, partition_key=key)
+def build_jobs(hourly_aggregates: AssetsDefinition, daily_aggregates: AssetsDefinition) -> list:
+    """The jobs, given the partitioned aggregates (orchestration.dbt.aggregate_assets)."""
+    return [
+        define_asset_job("hourly_aggregates", selection=[hourly_aggregates], tags=DBT_RUN_TAG),
+        define_asset_job("daily_aggregates", selection=[daily_aggregates], tags=DBT_RUN_TAG),
+        define_asset_job("sessions_and_staging", selection=[dbt_models], tags=DBT_RUN_TAG),
+        define_asset_job("session_closure", selection=[session_closure]),
+        define_asset_job("raw_maintenance", selection=[retention, event_partitions_ahead]),
+        # The experiment models of the dbt project (a subset of dbt_models), then the statistics.
+        define_asset_job("experiment_results", selection=AssetSelection.assets(*EXPERIMENT_DBT_MODELS, experiment_results), tags=DBT_RUN_TAG),
+    ]
 
 
-@schedule(
-    cron_schedule="5 * * * *",
-    job=hourly_aggregates_job,
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING,
-)
-def hourly_aggregates_schedule(context: ScheduleEvaluationContext):
-    """At minute 5: the hour that just ended, plus every hour that received late events."""
-    return _last_complete_partition(context, hourly_partitions)
-
-
-@schedule(
-    cron_schedule="0 1 * * *",
-    job=daily_aggregates_job,
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING,
-)
-def daily_aggregates_schedule(context: ScheduleEvaluationContext):
-    """At 01:00: yesterday (UTC), plus every day touched by late events."""
-    return _last_complete_partition(context, daily_partitions)
-
-
-@schedule(
-    cron_schedule="0 1 * * *",
-    job=dbt_models_job,
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING,
-)
-def daily_sessions_schedule(context: ScheduleEvaluationContext):
-    """At 01:00 (queued behind the daily aggregates: one dbt run at a time): fct_sessions and the views."""
-    return RunRequest()
-
-
-@schedule(
-    cron_schedule="*/10 * * * *",
-    job=session_closure_job,
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING,
-)
-def session_closure_schedule(context: ScheduleEvaluationContext):
-    return RunRequest()
-
-
-@schedule(
-    cron_schedule="30 0 * * *",
-    job=raw_maintenance_job,
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING,
-)
-def raw_maintenance_schedule(context: ScheduleEvaluationContext):
-    """At 00:30: retention, then the partitions of the coming days."""
-    return RunRequest()
-
-
-@schedule(
-    cron_schedule="30 1 * * *",
-    job=experiments_job,
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING,
-)
-def experiment_results_schedule(context: ScheduleEvaluationContext):
-    """At 01:30 (queued behind the 01:00 dbt runs): exposures and conversions up to now, then the statistics."""
-    return RunRequest()
-
-
-schedules = [
-    hourly_aggregates_schedule,
-    daily_aggregates_schedule,
-    daily_sessions_schedule,
-    session_closure_schedule,
-    raw_maintenance_schedule,
-    experiment_results_schedule,
-]
+def build_schedules(jobs: list) -> list:
+    """Each schedule is named after its job. The partitioned ones request the partition that just ended."""
+    job = {j.name: j for j in jobs}
+    return [
+        # At minute 5: the hour that just ended (each run also rebuilds every hour that received late events).
+        build_schedule_from_partitioned_job(job["hourly_aggregates"], minute_of_hour=5, default_status=ON),
+        # At 01:00: yesterday, and every day touched by late events.
+        build_schedule_from_partitioned_job(job["daily_aggregates"], hour_of_day=1, minute_of_hour=0, default_status=ON),
+        # At 01:00 too, queued behind the daily aggregates (one dbt run at a time): fct_sessions and the views.
+        ScheduleDefinition(job=job["sessions_and_staging"], cron_schedule="0 1 * * *", execution_timezone="UTC", default_status=ON),
+        ScheduleDefinition(job=job["session_closure"], cron_schedule="*/10 * * * *", execution_timezone="UTC", default_status=ON),
+        # At 00:30: retention, then the partitions of the coming days.
+        ScheduleDefinition(job=job["raw_maintenance"], cron_schedule="30 0 * * *", execution_timezone="UTC", default_status=ON),
+        # At 01:30, queued behind the 01:00 dbt runs: exposures and conversions up to now, then the statistics.
+        ScheduleDefinition(job=job["experiment_results"], cron_schedule="30 1 * * *", execution_timezone="UTC", default_status=ON),
+    ]
