@@ -25,7 +25,7 @@ def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=[*raw_table_specs, dbt_models, hourly, daily, *maintenance_assets, *experiment_assets],
         jobs=jobs,
-        schedules=build_schedules(jobs),
+        schedules=build_schedules(jobs, hourly, daily),
         resources={
             "dbt": dbt_resource(),
             "eventtrack": EventtrackResource.from_settings(settings),

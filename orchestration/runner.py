@@ -108,9 +108,14 @@ def build_dbt_views(settings: Settings) -> None:
 
 
 def prepare_dagster(settings: Settings) -> dict[str, str]:
-    """Manifest, Dagster's database, DAGSTER_HOME/dagster.yaml and the dbt views. Returns the environment for the processes."""
+    """Manifest, the dbt views, and Dagster's instance. Returns the environment for the processes."""
     prepare_dbt_manifest()
     build_dbt_views(settings)
+    return prepare_dagster_instance(settings)
+
+
+def prepare_dagster_instance(settings: Settings) -> dict[str, str]:
+    """Dagster's database and DAGSTER_HOME/dagster.yaml. Returns the environment for the processes."""
     ensure_database(settings.require_database_url(), DAGSTER_DATABASE)
     home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
@@ -152,26 +157,28 @@ def catch_up(settings: Settings) -> bool:
     """
     from datetime import datetime, timezone
 
-    from dagster import DagsterInstance
+    from dagster import DagsterInstance, RunRequest
 
     from orchestration.definitions import build_definitions
     from orchestration.experiments import experiment_results
-    from orchestration.partitions import partition_range_tags, ranges_to_build
+    from orchestration.schedules import BUILT, partition_run_request, partitions_to_build
 
     defs = build_definitions(settings)
     instance = DagsterInstance.get()
     now = datetime.now(timezone.utc)
-    runs = [(name, {}) for name in CATCH_UP_JOBS]
+    runs = [(name, RunRequest()) for name in CATCH_UP_JOBS]
     for name in PARTITIONED_JOBS:
         job = defs.resolve_job_def(name)
-        keys = job.partitions_def.get_partition_keys(current_time=now)
-        built = set.intersection(*(instance.get_materialized_partitions(key) for key in job.asset_layer.selected_asset_keys))
-        runs += [(name, partition_range_tags(partitions)) for partitions in ranges_to_build(keys, built)]
+        ranges = partitions_to_build(instance, job.partitions_def, job.asset_layer.selected_asset_keys, now, BUILT)
+        runs += [(name, partition_run_request(partitions)) for partitions in ranges]
     ok = True
-    for name, tags in runs:
-        subset = [experiment_results.key] if name == "experiment_results" else None
+    for name, request in runs:
         result = defs.resolve_job_def(name).execute_in_process(
-            instance=instance, tags=tags, asset_selection=subset, raise_on_error=False
+            instance=instance,
+            partition_key=request.partition_key,
+            tags=request.tags,
+            asset_selection=[experiment_results.key] if name == "experiment_results" else None,
+            raise_on_error=False,
         )
         ok = ok and result.success
     return ok

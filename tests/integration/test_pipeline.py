@@ -364,22 +364,49 @@ def test_schedules_run_named_jobs_in_utc_at_the_documented_times(dbt_env):
     assert {s.default_status for s in schedules} == {DefaultScheduleStatus.RUNNING}
 
 
+HOURS_OF_MARCH_28 = [f"2026-03-28-{h:02d}:00" for h in range(24)]
+HOURS_OF_MARCH_29 = [f"2026-03-29-{h:02d}:00" for h in range(10)]
+
+
 @pytest.mark.parametrize(
-    "schedule_name, tick, partition_key",
+    "schedule_name, tick, built, requested",
     [
-        ("hourly_aggregates_schedule", datetime(2026, 3, 29, 10, 5, tzinfo=timezone.utc), "2026-03-29-09:00"),
-        ("hourly_aggregates_schedule", datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc), "2025-12-31-23:00"),
-        ("daily_aggregates_schedule", datetime(2026, 3, 29, 1, 0, tzinfo=timezone.utc), "2026-03-28"),
+        # Nothing built since the start: one run for all of it.
+        ("hourly_aggregates_schedule", (2026, 3, 29, 10, 5), [], ["2026-03-28-00:00...2026-03-29-09:00"]),
+        # Everything built but the hour that just ended: that hour.
+        ("hourly_aggregates_schedule", (2026, 3, 29, 10, 5), HOURS_OF_MARCH_28 + HOURS_OF_MARCH_29[:9], ["2026-03-29-09:00"]),
+        # Three hours missed (the daemon was down) and an old hole: a run each.
+        ("hourly_aggregates_schedule", (2026, 3, 29, 10, 5), HOURS_OF_MARCH_28[:3] + HOURS_OF_MARCH_28[4:] + HOURS_OF_MARCH_29[:6],
+         ["2026-03-28-03:00", "2026-03-29-06:00...2026-03-29-09:00"]),
+        # Across midnight: the last hour of the day before.
+        ("hourly_aggregates_schedule", (2026, 3, 29, 0, 5), HOURS_OF_MARCH_28[:23], ["2026-03-28-23:00"]),
+        ("daily_aggregates_schedule", (2026, 3, 29, 1, 0), [], ["2026-03-28"]),
+        ("daily_aggregates_schedule", (2026, 3, 30, 1, 0), ["2026-03-29"], ["2026-03-28...2026-03-29"]),
     ],
 )
-def test_partitioned_schedules_request_the_bucket_that_just_ended(dbt_env, schedule_name, tick, partition_key):
-    from dagster import build_schedule_context
+def test_partitioned_schedules_request_what_just_ended_and_what_is_not_built(
+    dbt_env, database_url, tmp_path, monkeypatch, schedule_name, tick, built, requested
+):
+    from dagster import AssetMaterialization, DagsterInstance, build_schedule_context
 
-    defs = scheduled_definitions()
+    from ingest_api.settings import Settings
+    from orchestration.definitions import build_definitions
+    from orchestration.runner import prepare_dagster_instance
+
+    defs = build_definitions(Settings(partitions_start_date=date(2026, 3, 28)))
     schedule = defs.resolve_schedule_def(schedule_name)
-    context = build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def())
-    [request] = schedule.evaluate_tick(context).run_requests
-    assert request.partition_key == partition_key
+    env = prepare_dagster_instance(Settings(database_url=database_url, data_dir=tmp_path))
+    monkeypatch.setenv("DAGSTER_PG_URL", env["DAGSTER_PG_URL"])
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        asset_keys = defs.resolve_job_def(schedule.job_name).asset_layer.selected_asset_keys
+        instance.wipe_assets(list(asset_keys))  # the storage is shared with the other tests
+        for asset_key in asset_keys:
+            for key in built:
+                instance.report_runless_asset_event(AssetMaterialization(asset_key=asset_key, partition=key))
+        tick_at = datetime(*tick, tzinfo=timezone.utc)
+        with build_schedule_context(instance=instance, scheduled_execution_time=tick_at, repository_def=defs.get_repository_def()) as context:
+            requests = schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key or f"{r.partition_key_range.start}...{r.partition_key_range.end}" for r in requests] == requested
 
 
 def test_dbt_runs_get_the_session_timeout_and_the_partition_window(dbt_env):
