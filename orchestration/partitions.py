@@ -44,8 +44,8 @@ def daily_partitions(start: date) -> DailyPartitionsDefinition:
     return DailyPartitionsDefinition(start_date=f"{start:%Y-%m-%d}", timezone="UTC")
 
 
-def ranges_to_build(keys: Sequence[str], materialized: Collection[str]) -> list[PartitionKeyRange]:
-    """The runs of consecutive `keys` not materialized yet, in order, one range each.
+def ranges_to_build(keys: Sequence[str], built: Collection[str]) -> list[PartitionKeyRange]:
+    """The runs of consecutive `keys` not `built` yet, in order, one range each.
 
     `keys`: every complete partition, oldest first. The last one is always built, as the
     schedule's tick would (and with it every bucket that received events since the last run).
@@ -53,7 +53,7 @@ def ranges_to_build(keys: Sequence[str], materialized: Collection[str]) -> list[
     ranges: list[PartitionKeyRange] = []
     first: str | None = None
     for index, key in enumerate(keys):
-        if key not in materialized or index == len(keys) - 1:
+        if key not in built or index == len(keys) - 1:
             first = first or key
             last = key
         elif first is not None:
