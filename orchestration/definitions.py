@@ -20,7 +20,8 @@ from orchestration.schedules import build_jobs, build_schedules
 def build_definitions(settings: Settings) -> Definitions:
     export_dbt_connection_env(settings)
     installed = installed_at(settings.database_url) if settings.database_url else None
-    hourly, daily = aggregate_assets(partitions_start(settings.partitions_start_date, installed, datetime.now(timezone.utc)))
+    start = partitions_start(settings.partitions_start_date, installed, datetime.now(timezone.utc))
+    hourly, daily = aggregate_assets(start)
     jobs = build_jobs(hourly, daily)
     return Definitions(
         assets=[*raw_table_specs, dbt_models, hourly, daily, *maintenance_assets, *experiment_assets],

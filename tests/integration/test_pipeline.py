@@ -343,6 +343,18 @@ def test_aggregates_are_exact_after_late_events_and_duplicates(pipeline, db):
     assert arrived <= rewritten <= arrived | {yesterday}
 
 
+def test_partitions_start_the_day_before_the_installation(dbt_env, database_url, db):
+    from ingest_api.settings import Settings
+    from orchestration.definitions import build_definitions
+
+    (installed,) = db.execute("SELECT min(applied_at) FROM schema_migrations").fetchone()
+    defs = build_definitions(Settings(database_url=database_url))
+    for job in ("hourly_aggregates", "daily_aggregates"):
+        first = defs.resolve_job_def(job).partitions_def.get_first_partition_window().start
+        day_before = utc_day(installed) - timedelta(days=1)
+        assert first.astimezone(timezone.utc) == datetime.combine(day_before, datetime.min.time(), timezone.utc)
+
+
 def scheduled_definitions():
     from ingest_api.settings import Settings
     from orchestration.definitions import build_definitions
@@ -405,7 +417,8 @@ def test_partitioned_schedules_request_what_just_ended_and_what_is_not_built(
             for key in built:
                 instance.report_runless_asset_event(AssetMaterialization(asset_key=asset_key, partition=key))
         tick_at = datetime(*tick, tzinfo=timezone.utc)
-        with build_schedule_context(instance=instance, scheduled_execution_time=tick_at, repository_def=defs.get_repository_def()) as context:
+        repository = defs.get_repository_def()
+        with build_schedule_context(instance=instance, scheduled_execution_time=tick_at, repository_def=repository) as context:
             requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key or f"{r.partition_key_range.start}...{r.partition_key_range.end}" for r in requests] == requested
 
@@ -482,7 +495,8 @@ def test_catch_up_builds_every_partition_and_mart_in_runs_of_named_jobs(pipeline
         )
         for key, partitions in marts.items():
             complete = partitions.get_partition_keys(current_time=now)
-            assert partitions.time_window_for_partition_key(complete[0]).start == datetime(*start.timetuple()[:3], tzinfo=timezone.utc)
+            first = partitions.time_window_for_partition_key(complete[0]).start
+            assert first == datetime.combine(start, datetime.min.time(), timezone.utc)
             assert set(complete) <= instance.get_materialized_partitions(key), key
     (results,) = db.execute("SELECT to_regclass('analytics.experiment_results') IS NOT NULL").fetchone()
     assert results
