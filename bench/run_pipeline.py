@@ -247,8 +247,8 @@ def retention_prune(url: str, drop_day: date, delete_day: date) -> dict[str, Any
 
 
 def run_size(rows: int) -> dict[str, Any]:
-    from orchestration.dbt import dbt_daily_aggregates, dbt_hourly_aggregates, dbt_models
-    from orchestration.partitions import daily_partitions, hourly_partitions, last_complete_partition_key
+    from orchestration.dbt import aggregate_assets, dbt_models
+    from orchestration.partitions import last_complete_partition_key
     from orchestration.resources import dbt_connection_env
 
     out: dict[str, Any] = {"rows": rows}
@@ -260,8 +260,10 @@ def run_size(rows: int) -> dict[str, Any]:
         out["postgres"] = _pg_info(url)
 
         now = datetime.now(timezone.utc)
+        dbt_hourly_aggregates, dbt_daily_aggregates = aggregate_assets((now - timedelta(days=HISTORY_DAYS + 2)).date())
+        hourly_partitions = dbt_hourly_aggregates.partitions_def
         hour_key = last_complete_partition_key(hourly_partitions, now)
-        day_key = last_complete_partition_key(daily_partitions, now)
+        day_key = last_complete_partition_key(dbt_daily_aggregates.partitions_def, now)
         new_hour = hourly_partitions.time_window_for_partition_key(hour_key).start.astimezone(timezone.utc)
         settled = now - timedelta(minutes=10)
         history_start = new_hour - timedelta(days=HISTORY_DAYS)

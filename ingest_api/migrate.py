@@ -49,3 +49,13 @@ def migrate(database_url: str, retention_days: int, ahead_days: int, now: dateti
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied
+
+
+def installed_at(database_url: str) -> datetime | None:
+    """When this database was installed: its first migration; None before any."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        (exists,) = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        if not exists:
+            return None
+        (first,) = conn.execute("SELECT min(applied_at) FROM schema_migrations").fetchone()
+        return first

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 
 from ingest_api.privacy.ip import parse_truncation
@@ -34,6 +35,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _date(env: Mapping[str, str], name: str) -> date | None:
+    raw = (env.get(name) or "").strip()
+    if raw == "":
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a date (YYYY-MM-DD), got {raw!r}") from exc
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -73,6 +84,9 @@ class Settings:
     rejected_events_retention_days: int = 30
     # Retention marts: the event that counts as "came back"; None: any event.
     retention_return_event: str | None = None
+    # First day of the aggregates' Dagster partitions; None: the day before the installation
+    # (orchestration.partitions.partitions_start).
+    partitions_start_date: date | None = None
 
     max_capture_body_bytes: int = 1 * MIB
     max_batch_body_bytes: int = 20 * MIB
@@ -135,6 +149,7 @@ class Settings:
             aggregates_retention_days=_int(env, "AGGREGATES_RETENTION_DAYS", 730),
             rejected_events_retention_days=_int(env, "REJECTED_EVENTS_RETENTION_DAYS", 30),
             retention_return_event=env.get("RETENTION_RETURN_EVENT") or None,
+            partitions_start_date=_date(env, "PARTITIONS_START_DATE"),
             max_capture_body_bytes=_int(env, "MAX_CAPTURE_BODY_BYTES", 1 * MIB),
             max_batch_body_bytes=_int(env, "MAX_BATCH_BODY_BYTES", 20 * MIB),
             max_event_bytes=_int(env, "MAX_EVENT_BYTES", 64 * KIB),

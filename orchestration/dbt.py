@@ -8,10 +8,17 @@ this module only reads it.
 import json
 import os
 import shutil
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, Mapping
 
-from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, FreshnessPolicy
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    AssetSpec,
+    BackfillPolicy,
+    FreshnessPolicy,
+    TimeWindowPartitionsDefinition,
+)
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.dbt_cli import EventtrackDbtCli, PartialParseCache, partial_parse_key
@@ -100,31 +107,30 @@ def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: 
     yield from _build(context, dbt, eventtrack)
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    select=HOURLY_MODELS,
-    dagster_dbt_translator=translator,
-    partitions_def=hourly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    name="dbt_hourly_aggregates",
-    pool=DBT_POOL,
-)
-def dbt_hourly_aggregates(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
-    """Rebuilds the partition's hours, and every hour that received late events."""
-    yield from _build(context, dbt, eventtrack)
+def aggregate_assets(start: date) -> tuple[AssetsDefinition, AssetsDefinition]:
+    """The hourly and the daily aggregates, partitioned from `start` (orchestration.partitions.partitions_start).
+
+    A run covers one partition (a schedule's tick) or a range of them (catch-up, a backfill): one dbt
+    invocation over the whole window, which also rebuilds every bucket that received late events.
+    """
+    return (
+        _partitioned_dbt_assets("dbt_hourly_aggregates", HOURLY_MODELS, hourly_partitions(start)),
+        _partitioned_dbt_assets("dbt_daily_aggregates", DAILY_MODELS, daily_partitions(start)),
+    )
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    select=DAILY_MODELS,
-    dagster_dbt_translator=translator,
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    name="dbt_daily_aggregates",
-    pool=DBT_POOL,
-)
-def dbt_daily_aggregates(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
-    """Rebuilds the partition's days, and every day touched by late events."""
-    yield from _build(context, dbt, eventtrack)
+def _partitioned_dbt_assets(name: str, select: str, partitions: TimeWindowPartitionsDefinition) -> AssetsDefinition:
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        select=select,
+        dagster_dbt_translator=translator,
+        partitions_def=partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        name=name,
+        pool=DBT_POOL,
+    )
+    def aggregates(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
+        yield from _build(context, dbt, eventtrack)
+
+    return aggregates

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from dagster import Definitions
+from datetime import datetime, timezone
 
+from dagster import Definitions, definitions
+
+from ingest_api.migrate import installed_at
 from ingest_api.settings import Settings
-from orchestration.dbt import dbt_daily_aggregates, dbt_hourly_aggregates, dbt_models, dbt_resource
+from orchestration.dbt import aggregate_assets, dbt_models, dbt_resource
 from orchestration.experiments import experiment_assets
 from orchestration.maintenance import maintenance_assets
+from orchestration.partitions import partitions_start
 from orchestration.raw import raw_table_specs
 from orchestration.resources import EventtrackResource, export_dbt_connection_env
-from orchestration.schedules import jobs, schedules
+from orchestration.schedules import build_jobs, build_schedules
 
 
 def build_definitions(settings: Settings) -> Definitions:
     export_dbt_connection_env(settings)
+    installed = installed_at(settings.database_url) if settings.database_url else None
+    start = partitions_start(settings.partitions_start_date, installed, datetime.now(timezone.utc))
+    hourly, daily = aggregate_assets(start)
+    jobs = build_jobs(hourly, daily)
     return Definitions(
-        assets=[*raw_table_specs, dbt_models, dbt_hourly_aggregates, dbt_daily_aggregates, *maintenance_assets, *experiment_assets],
+        assets=[*raw_table_specs, dbt_models, hourly, daily, *maintenance_assets, *experiment_assets],
         jobs=jobs,
-        schedules=schedules,
+        schedules=build_schedules(jobs, hourly, daily),
         resources={
             "dbt": dbt_resource(),
             "eventtrack": EventtrackResource.from_settings(settings),
@@ -26,4 +34,7 @@ def build_definitions(settings: Settings) -> Definitions:
     )
 
 
-defs = build_definitions(Settings.from_env())
+@definitions
+def defs() -> Definitions:
+    """Loaded by Dagster (workspace.yaml), not on import: the partitions' start may read the database."""
+    return build_definitions(Settings.from_env())

@@ -7,7 +7,7 @@
   environment for the Dagster processes.
 - `dagster_commands(settings)`: the webserver and the daemon (which runs the
   schedules), as argv lists to start with that environment.
-- `catch_up(settings)`: materializes everything once, in this process.
+- `catch_up(settings)`: runs now, in this process, what the schedules would have run.
 """
 
 from __future__ import annotations
@@ -108,9 +108,14 @@ def build_dbt_views(settings: Settings) -> None:
 
 
 def prepare_dagster(settings: Settings) -> dict[str, str]:
-    """Manifest, Dagster's database, DAGSTER_HOME/dagster.yaml and the dbt views. Returns the environment for the processes."""
+    """Manifest, the dbt views, and Dagster's instance. Returns the environment for the processes."""
     prepare_dbt_manifest()
     build_dbt_views(settings)
+    return prepare_dagster_instance(settings)
+
+
+def prepare_dagster_instance(settings: Settings) -> dict[str, str]:
+    """Dagster's database and DAGSTER_HOME/dagster.yaml. Returns the environment for the processes."""
     ensure_database(settings.require_database_url(), DAGSTER_DATABASE)
     home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
@@ -134,36 +139,46 @@ def dagster_commands(settings: Settings) -> dict[str, list[str]]:
     }
 
 
+# What catch-up runs, in order. `experiment_results` only runs its statistics: sessions_and_staging
+# has just built the experiment models it reads.
+CATCH_UP_JOBS = ("session_closure", "raw_maintenance", "sessions_and_staging", "experiment_results")
+PARTITIONED_JOBS = ("hourly_aggregates", "daily_aggregates")
+
+
 def catch_up(settings: Settings) -> bool:
-    """Builds every model now: the views and fct_sessions, then the aggregates for the latest
-    complete hour and day (the arrival watermark adds every bucket that received events since
-    the last run, so this catches up whatever the schedules missed). Maintenance first.
+    """Runs now what the schedules would have run: maintenance, the views and fct_sessions, the
+    experiment statistics, then the aggregates' partitions not materialized yet, each run of
+    consecutive ones as one run, and always the latest complete hour and day (each run also
+    rebuilds every bucket that received events since the last one). Every run is one of the
+    named jobs, so the UI shows them as such and every partition up to the last complete one as built.
 
     Runs in this process against the instance of DAGSTER_HOME (call prepare_dagster first and
     export its environment). Returns True when everything succeeded.
     """
     from datetime import datetime, timezone
 
-    from dagster import DagsterInstance, materialize
+    from dagster import DagsterInstance, RunRequest
 
-    from orchestration.dbt import dbt_daily_aggregates, dbt_hourly_aggregates, dbt_models, dbt_resource
-    from orchestration.experiments import experiment_assets
-    from orchestration.maintenance import maintenance_assets
-    from orchestration.partitions import daily_partitions, hourly_partitions, last_complete_partition_key
-    from orchestration.resources import EventtrackResource
+    from orchestration.definitions import build_definitions
+    from orchestration.experiments import experiment_results
+    from orchestration.schedules import BUILT, partition_run_request, partitions_to_build
 
-    resources = {"dbt": dbt_resource(), "eventtrack": EventtrackResource.from_settings(settings)}
-    now = datetime.now(timezone.utc)
+    defs = build_definitions(settings)
     instance = DagsterInstance.get()
-    steps = [
-        (maintenance_assets, None),
-        ([dbt_models], None),
-        (experiment_assets, None),  # over the experiment counts dbt_models just built
-        ([dbt_hourly_aggregates], last_complete_partition_key(hourly_partitions, now)),
-        ([dbt_daily_aggregates], last_complete_partition_key(daily_partitions, now)),
-    ]
+    now = datetime.now(timezone.utc)
+    runs = [(name, RunRequest()) for name in CATCH_UP_JOBS]
+    for name in PARTITIONED_JOBS:
+        job = defs.resolve_job_def(name)
+        ranges = partitions_to_build(instance, job.partitions_def, job.asset_layer.selected_asset_keys, now, BUILT)
+        runs += [(name, partition_run_request(partitions)) for partitions in ranges]
     ok = True
-    for assets, partition_key in steps:
-        result = materialize(assets, resources=resources, instance=instance, partition_key=partition_key, raise_on_error=False)
+    for name, request in runs:
+        result = defs.resolve_job_def(name).execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            tags=request.tags,
+            asset_selection=[experiment_results.key] if name == "experiment_results" else None,
+            raise_on_error=False,
+        )
         ok = ok and result.success
     return ok

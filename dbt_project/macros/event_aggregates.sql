@@ -21,17 +21,15 @@ buckets as (
 
 -- The min/max bounds are InitPlans, so Postgres prunes the event partitions
 -- outside the rebuilt range when the query starts: a run costs what the new
--- data touches, not the whole history. The EXISTS then keeps only the buckets.
+-- data touches, not the whole history. The bucket test is an equality (buckets
+-- are UTC-aligned), so it is a hash join: a range test made a nested loop over
+-- events x buckets, minutes for a window of months (catch-up, a backfill).
 events_in_scope as (
     select events.*
     from events
     where events.event_at >= (select min(bucket_start) from buckets)
       and events.event_at < (select max(bucket_start) from buckets) + {{ span }}
-      and exists (
-        select 1 from buckets
-        where events.event_at >= buckets.bucket_start
-          and events.event_at < buckets.bucket_start + {{ span }}
-    )
+      and date_trunc('{{ grain }}', events.event_at, 'UTC') in (select bucket_start from buckets)
 ),
 
 sessionized as (

@@ -122,11 +122,13 @@ def seed(raw_seed: Seed, dbt_env) -> Seed:  # noqa: F811
     from dagster import DailyPartitionsDefinition  # noqa: F401 (dagster import up front: clearer failure)
 
     from ingest_api.settings import Settings
-    from orchestration.partitions import daily_partitions, hourly_partitions, last_complete_partition_key
+    from orchestration.partitions import last_complete_partition_key
 
     now = datetime.now(timezone.utc)
-    Pipeline(Settings(database_url=raw_seed.database_url)).run_all(
-        last_complete_partition_key(hourly_partitions, now), last_complete_partition_key(daily_partitions, now)
+    pipeline = Pipeline(Settings(database_url=raw_seed.database_url))
+    pipeline.run_all(
+        last_complete_partition_key(pipeline.hourly_aggregates.partitions_def, now),
+        last_complete_partition_key(pipeline.daily_aggregates.partitions_def, now),
     )
     return raw_seed
 

@@ -8,6 +8,7 @@ raw events.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import uuid
@@ -55,12 +56,17 @@ def pipeline(dbt_env, database_url, db):
     return Pipeline(Settings(database_url=database_url))
 
 
+# Early enough for every partition the tests materialize.
+PARTITIONS_START = date(2025, 1, 1)
+
+
 class Pipeline:
     def __init__(self, settings):
-        from orchestration.dbt import dbt_resource
+        from orchestration.dbt import aggregate_assets, dbt_resource
         from orchestration.resources import EventtrackResource
 
         self.resources = {"dbt": dbt_resource(), "eventtrack": EventtrackResource.from_settings(settings)}
+        self.hourly_aggregates, self.daily_aggregates = aggregate_assets(PARTITIONS_START)
 
     def materialize(self, assets, partition_key: str | None = None):
         from dagster import materialize
@@ -70,11 +76,11 @@ class Pipeline:
         return result
 
     def run_all(self, hour_key: str, day_key: str) -> None:
-        from orchestration.dbt import dbt_daily_aggregates, dbt_hourly_aggregates, dbt_models
+        from orchestration.dbt import dbt_models
 
         self.materialize([dbt_models])
-        self.materialize([dbt_hourly_aggregates], partition_key=hour_key)
-        self.materialize([dbt_daily_aggregates], partition_key=day_key)
+        self.materialize([self.hourly_aggregates], partition_key=hour_key)
+        self.materialize([self.daily_aggregates], partition_key=day_key)
 
 
 # --- raw data -------------------------------------------------------------------------------
@@ -266,8 +272,9 @@ def assert_marts_match_raw(db: psycopg.Connection) -> None:
 def test_definitions_load(dbt_env):
     from dagster import Definitions
 
-    from orchestration.definitions import defs
+    from orchestration.definitions import defs as load_defs
 
+    defs = load_defs()  # as the code location loads them (workspace.yaml)
     Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {
@@ -336,40 +343,84 @@ def test_aggregates_are_exact_after_late_events_and_duplicates(pipeline, db):
     assert arrived <= rewritten <= arrived | {yesterday}
 
 
-def test_schedules_run_in_utc_at_the_documented_times(dbt_env):
+def test_partitions_start_the_day_before_the_installation(dbt_env, database_url, db):
+    from ingest_api.settings import Settings
+    from orchestration.definitions import build_definitions
+
+    (installed,) = db.execute("SELECT min(applied_at) FROM schema_migrations").fetchone()
+    defs = build_definitions(Settings(database_url=database_url))
+    for job in ("hourly_aggregates", "daily_aggregates"):
+        first = defs.resolve_job_def(job).partitions_def.get_first_partition_window().start
+        day_before = utc_day(installed) - timedelta(days=1)
+        assert first.astimezone(timezone.utc) == datetime.combine(day_before, datetime.min.time(), timezone.utc)
+
+
+def scheduled_definitions():
+    from ingest_api.settings import Settings
+    from orchestration.definitions import build_definitions
+
+    return build_definitions(Settings(partitions_start_date=PARTITIONS_START))
+
+
+def test_schedules_run_named_jobs_in_utc_at_the_documented_times(dbt_env):
     from dagster import DefaultScheduleStatus
 
-    from orchestration.schedules import schedules
-
-    assert {s.name: (s.cron_schedule, s.execution_timezone) for s in schedules} == {
-        "hourly_aggregates_schedule": ("5 * * * *", "UTC"),
-        "daily_aggregates_schedule": ("0 1 * * *", "UTC"),
-        "daily_sessions_schedule": ("0 1 * * *", "UTC"),
-        "session_closure_schedule": ("*/10 * * * *", "UTC"),
-        "raw_maintenance_schedule": ("30 0 * * *", "UTC"),
-        "experiment_results_schedule": ("30 1 * * *", "UTC"),
+    schedules = scheduled_definitions().get_repository_def().schedule_defs
+    assert {s.name: (s.job_name, s.cron_schedule, s.execution_timezone) for s in schedules} == {
+        "hourly_aggregates_schedule": ("hourly_aggregates", "5 * * * *", "UTC"),
+        "daily_aggregates_schedule": ("daily_aggregates", "0 1 * * *", "UTC"),
+        "sessions_and_staging_schedule": ("sessions_and_staging", "0 1 * * *", "UTC"),
+        "session_closure_schedule": ("session_closure", "*/10 * * * *", "UTC"),
+        "raw_maintenance_schedule": ("raw_maintenance", "30 0 * * *", "UTC"),
+        "experiment_results_schedule": ("experiment_results", "30 1 * * *", "UTC"),
     }
     assert {s.default_status for s in schedules} == {DefaultScheduleStatus.RUNNING}
 
 
+HOURS_OF_MARCH_28 = [f"2026-03-28-{h:02d}:00" for h in range(24)]
+HOURS_OF_MARCH_29 = [f"2026-03-29-{h:02d}:00" for h in range(10)]
+
+
 @pytest.mark.parametrize(
-    "schedule_name, tick, partition_key",
+    "schedule_name, tick, built, requested",
     [
-        ("hourly_aggregates_schedule", datetime(2026, 3, 29, 10, 5, tzinfo=timezone.utc), "2026-03-29-09:00"),
-        ("hourly_aggregates_schedule", datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc), "2025-12-31-23:00"),
-        ("daily_aggregates_schedule", datetime(2026, 3, 29, 1, 0, tzinfo=timezone.utc), "2026-03-28"),
+        # Nothing built since the start: one run for all of it.
+        ("hourly_aggregates_schedule", (2026, 3, 29, 10, 5), [], ["2026-03-28-00:00...2026-03-29-09:00"]),
+        # Everything built but the hour that just ended: that hour.
+        ("hourly_aggregates_schedule", (2026, 3, 29, 10, 5), HOURS_OF_MARCH_28 + HOURS_OF_MARCH_29[:9], ["2026-03-29-09:00"]),
+        # Three hours missed (the daemon was down) and an old hole: a run each.
+        ("hourly_aggregates_schedule", (2026, 3, 29, 10, 5), HOURS_OF_MARCH_28[:3] + HOURS_OF_MARCH_28[4:] + HOURS_OF_MARCH_29[:6],
+         ["2026-03-28-03:00", "2026-03-29-06:00...2026-03-29-09:00"]),
+        # Across midnight: the last hour of the day before.
+        ("hourly_aggregates_schedule", (2026, 3, 29, 0, 5), HOURS_OF_MARCH_28[:23], ["2026-03-28-23:00"]),
+        ("daily_aggregates_schedule", (2026, 3, 29, 1, 0), [], ["2026-03-28"]),
+        ("daily_aggregates_schedule", (2026, 3, 30, 1, 0), ["2026-03-29"], ["2026-03-28...2026-03-29"]),
     ],
 )
-def test_partitioned_schedules_request_the_bucket_that_just_ended(dbt_env, schedule_name, tick, partition_key):
-    from dagster import build_schedule_context
+def test_partitioned_schedules_request_what_just_ended_and_what_is_not_built(
+    dbt_env, database_url, tmp_path, monkeypatch, schedule_name, tick, built, requested
+):
+    from dagster import AssetMaterialization, DagsterInstance, build_schedule_context
 
-    from orchestration import schedules
-    from orchestration.definitions import defs
+    from ingest_api.settings import Settings
+    from orchestration.definitions import build_definitions
+    from orchestration.runner import prepare_dagster_instance
 
-    schedule = getattr(schedules, schedule_name)
-    context = build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def())
-    [request] = schedule.evaluate_tick(context).run_requests
-    assert request.partition_key == partition_key
+    defs = build_definitions(Settings(partitions_start_date=date(2026, 3, 28)))
+    schedule = defs.resolve_schedule_def(schedule_name)
+    env = prepare_dagster_instance(Settings(database_url=database_url, data_dir=tmp_path))
+    monkeypatch.setenv("DAGSTER_PG_URL", env["DAGSTER_PG_URL"])
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        asset_keys = defs.resolve_job_def(schedule.job_name).asset_layer.selected_asset_keys
+        instance.wipe_assets(list(asset_keys))  # the storage is shared with the other tests
+        for asset_key in asset_keys:
+            for key in built:
+                instance.report_runless_asset_event(AssetMaterialization(asset_key=asset_key, partition=key))
+        tick_at = datetime(*tick, tzinfo=timezone.utc)
+        repository = defs.get_repository_def()
+        with build_schedule_context(instance=instance, scheduled_execution_time=tick_at, repository_def=repository) as context:
+            requests = schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key or f"{r.partition_key_range.start}...{r.partition_key_range.end}" for r in requests] == requested
 
 
 def test_dbt_runs_get_the_session_timeout_and_the_partition_window(dbt_env):
@@ -405,31 +456,48 @@ def test_dagster_instance_keeps_its_state_in_its_own_postgres_database(database_
         assert os.path.exists(argv[0])
 
 
-def test_catch_up_builds_every_mart_through_the_persistent_instance(pipeline, db, database_url, tmp_path, monkeypatch):
-    from dagster import DagsterInstance
+def test_catch_up_builds_every_partition_and_mart_in_runs_of_named_jobs(pipeline, db, database_url, tmp_path, monkeypatch):
+    from dagster import AssetKey, DagsterInstance
 
     from ingest_api.settings import Settings
+    from orchestration.partitions import daily_partitions, hourly_partitions
     from orchestration.runner import catch_up, prepare_dagster
 
     now = datetime.now(timezone.utc)
-    rows = random_events(random.Random(3), now - timedelta(days=2), 24, 60, received_at=now - timedelta(hours=1))
+    # Three days of events, the first of them before the partitions' start: aggregated all the same.
+    start = utc_day(now) - timedelta(days=2)
+    rows = random_events(random.Random(3), now - timedelta(days=3), 60, 90, received_at=now - timedelta(hours=1))
     insert_events(db, rows)
-    settings = Settings(database_url=database_url, data_dir=tmp_path)
+    settings = Settings(database_url=database_url, data_dir=tmp_path, partitions_start_date=start)
     env = prepare_dagster(settings)
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
     monkeypatch.setenv("DAGSTER_PG_URL", env["DAGSTER_PG_URL"])
+    marts = {
+        AssetKey(["analytics", "agg_events_hourly"]): hourly_partitions(start),
+        AssetKey(["analytics", "agg_events_daily"]): daily_partitions(start),
+        AssetKey(["analytics", "active_users_daily"]): daily_partitions(start),
+    }
 
-    # The instance's storage (the server's `dagster` database) may hold runs of other tests: count this one's.
+    # The instance's storage (the server's `dagster` database) may hold runs of other tests: count this one's,
+    # and forget the marts' materializations so far.
     with DagsterInstance.get() as instance:
         before = {run.run_id for run in instance.get_runs()}
+        instance.wipe_assets(list(marts))
 
     assert catch_up(settings)
 
     assert_marts_match_raw(db)
     with DagsterInstance.get() as instance:
         runs = [run for run in instance.get_runs() if run.run_id not in before]
-        assert {run.job_name for run in runs} == {"__ephemeral_asset_job__"}
-        assert len(runs) == 5  # maintenance, dbt_models, experiment_results, hourly, daily
+        # One run each, the partitioned jobs included: a run covers all their missing partitions.
+        assert sorted(run.job_name for run in runs) == sorted(
+            ["session_closure", "raw_maintenance", "sessions_and_staging", "experiment_results", "hourly_aggregates", "daily_aggregates"]
+        )
+        for key, partitions in marts.items():
+            complete = partitions.get_partition_keys(current_time=now)
+            first = partitions.time_window_for_partition_key(complete[0]).start
+            assert first == datetime.combine(start, datetime.min.time(), timezone.utc)
+            assert set(complete) <= instance.get_materialized_partitions(key), key
     (results,) = db.execute("SELECT to_regclass('analytics.experiment_results') IS NOT NULL").fetchone()
     assert results
 
@@ -465,10 +533,33 @@ def test_incremental_runs_compare_arrivals_with_a_literal_watermark(pipeline, db
     assert "max(_ingest_seq_watermark)" not in sql
 
 
+def test_a_long_partition_window_is_planned_as_a_hash_join_of_events_and_buckets(pipeline, db, tmp_path):
+    """Catch-up and backfills pass windows of months. Events were matched to the window's buckets by a range
+    test, a nested loop over events x buckets: 8 minutes for 300,000 events and a 700-day window, where the
+    whole model now takes 2 s."""
+    from orchestration.dbt import dbt_resource
+
+    now = datetime.now(timezone.utc)
+    # Enough events for the planner to weigh a join at all (with a handful it loops over them either way).
+    db.execute(
+        "INSERT INTO events (uuid, event_type, distinct_id, \"timestamp\", received_at)"
+        " SELECT gen_random_uuid(), 'e', 'u' || i %% 50, %(start)s + i * interval '2 minutes', %(start)s FROM generate_series(1, 2000) i",
+        {"start": now - timedelta(days=3)},
+    )
+    db.execute("ANALYZE events")
+    dbt = dbt_resource()
+    dbt.cli(["run", "--select", "+agg_events_hourly"], target_path=tmp_path / "first").wait()
+    window = window_vars(now - timedelta(days=700), now)
+    dbt.cli(["compile", "--select", "agg_events_hourly", "--vars", json.dumps(window)], target_path=tmp_path / "compiled").wait()
+    [compiled] = (tmp_path / "compiled").rglob("agg_events_hourly.sql")
+    plan = "\n".join(row[0] for row in db.execute("EXPLAIN " + compiled.read_text()))
+    assert "Hash Cond: (date_trunc('hour'::text, events.event_at, 'UTC'::text) = buckets.bucket_start)" in plan, plan
+
+
 def test_rows_of_a_transaction_still_open_during_a_run_are_counted_by_the_next_run(pipeline, db, database_url):
     """A still-uncommitted ingest transaction holds a lower ingest_seq than rows committed after it:
     the watermark must not move past it, or those rows would never be aggregated."""
-    from orchestration.dbt import dbt_hourly_aggregates, dbt_models
+    from orchestration.dbt import dbt_models
 
     pipeline.materialize([dbt_models])  # the staging views
     now = datetime.now(timezone.utc)
@@ -478,10 +569,10 @@ def test_rows_of_a_transaction_still_open_during_a_run_are_counted_by_the_next_r
     with psycopg.connect(database_url) as in_flight:
         insert_events(in_flight, [event(hour + timedelta(minutes=2), "u2", "d2", received_at=now)])  # lower seq, open
         insert_events(db, [event(hour + timedelta(minutes=3), "u3", "d3", received_at=now)])  # higher seq, committed
-        pipeline.materialize([dbt_hourly_aggregates], partition_key=other_hour_key)
+        pipeline.materialize([pipeline.hourly_aggregates], partition_key=other_hour_key)
         assert db.execute("SELECT sum(event_count) FROM analytics.agg_events_hourly").fetchone() == (2,)
         in_flight.commit()
 
-    pipeline.materialize([dbt_hourly_aggregates], partition_key=other_hour_key)
+    pipeline.materialize([pipeline.hourly_aggregates], partition_key=other_hour_key)
 
     assert db.execute("SELECT hour, sum(event_count) FROM analytics.agg_events_hourly GROUP BY hour").fetchall() == [(hour, 3)]
