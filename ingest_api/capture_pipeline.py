@@ -56,7 +56,9 @@ async def write_rows(state: AppState, rows, rejects) -> None:
         raise unavailable(state.settings.retry_after_seconds) from None
 
 
-async def refuse_event(request: Request, state: AppState, endpoint: str, received_at: datetime, invalid: EventInvalid, event: Any) -> NoReturn:
+async def refuse_event(
+    request: Request, state: AppState, endpoint: str, received_at: datetime, invalid: EventInvalid, event: Any
+) -> NoReturn:
     """A request's only event refused: keep it in the dead letters, then answer its 4xx."""
     await write_rows(state, (), (event_reject(request, state, endpoint, received_at, invalid, event, None),))
     raise ApiError(_status_for(invalid.code), invalid.code, invalid.detail, invalid.fields) from None
