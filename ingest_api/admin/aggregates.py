@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_api.admin.http import admin_only, base_url, check_unknown_params, json_response, text_param, time_param
+from ingest_api.admin.http import admin_only, base_url, check_unknown_params, json_response, text_filters, text_param, time_param
 from ingest_api.admin.pagination import TEXT, TIMESTAMP, decode_cursor, page, parse_limit
 from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
@@ -132,12 +132,7 @@ async def event_aggregates(request: Request) -> Response:
     table, bucket = (HOURLY, "hour") if granularity == "hour" else (DAILY, "day")
     limit = parse_limit(request.query_params.get("limit"))
     cursor = decode_cursor(request.query_params.get("cursor"), (TIMESTAMP, TEXT, TEXT, TEXT) + ((TEXT,) if segment and segment[2] else ()))
-    where, params = [], {}
-    for name in ("event_type", "app_version", "os_name"):
-        value = text_param(request, name)
-        if value is not None:
-            where.append(f"{name} = :{name}")
-            params[name] = value
+    where, params = text_filters(request, ("event_type", "app_version", "os_name"))
     start, end = time_param(request, "start"), time_param(request, "end")
     if start:
         where.append(f"{bucket} >= :start")

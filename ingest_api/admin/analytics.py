@@ -20,7 +20,7 @@ from ingest_api.admin.funnel_query import (
     shape_results,
     step_results,
 )
-from ingest_api.admin.http import admin_only, check_unknown_params, json_object, json_response, time_param
+from ingest_api.admin.http import admin_only, check_unknown_params, json_object, json_response, path_id, time_param
 from ingest_api.admin.rows import delete_by_id
 from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
@@ -130,13 +130,7 @@ def _saved_json(row) -> dict[str, Any]:
 
 
 def _saved_id(request: Request) -> int:
-    try:
-        funnel_id = int(request.path_params["funnel_id"])
-    except ValueError:
-        funnel_id = -1
-    if not 0 < funnel_id < 2**63:
-        raise _SAVED_NOT_FOUND
-    return funnel_id
+    return path_id(request, "funnel_id", _SAVED_NOT_FOUND)
 
 
 @admin_only

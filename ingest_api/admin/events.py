@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_api.admin.http import admin_only, check_unknown_params, text_param
+from ingest_api.admin.http import admin_only, check_unknown_params, text_filters
 from ingest_api.admin.rows import newest_first_page
 from ingest_api.errors import ApiError
 
@@ -18,12 +18,7 @@ _EVENT_FIELDS = (
 @admin_only
 async def list_events(request: Request) -> Response:
     check_unknown_params(request, {"event_type", "distinct_id", "session_id", "start", "end", "limit", "cursor"})
-    where, params = [], {}
-    for name in ("event_type", "distinct_id", "session_id"):
-        value = text_param(request, name)
-        if value is not None:
-            where.append(f"{name} = :{name}")
-            params[name] = value
+    where, params = text_filters(request, ("event_type", "distinct_id", "session_id"))
     return await newest_first_page(
         request, select=f"SELECT {_EVENT_FIELDS} FROM events", where=where, params=params, time_column='"timestamp"', id_column="uuid"
     )
@@ -39,11 +34,7 @@ _SESSION_FIELDS = (
 @admin_only
 async def list_sessions(request: Request) -> Response:
     check_unknown_params(request, {"distinct_id", "status", "start", "end", "limit", "cursor"})
-    where, params = [], {}
-    distinct_id = text_param(request, "distinct_id")
-    if distinct_id:
-        where.append("distinct_id = :distinct_id")
-        params["distinct_id"] = distinct_id
+    where, params = text_filters(request, ("distinct_id",))
     status = request.query_params.get("status")
     if status not in (None, "", "active", "ended"):
         raise ApiError(400, "invalid_parameter", "status must be active or ended.", {"status": "active or ended"})

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ingest_api.admin.http import ADMIN, admin_only, check_unknown_params, json_object, json_response
+from ingest_api.admin.http import ADMIN, admin_only, check_unknown_params, json_object, json_response, path_id
 from ingest_api.admin.rows import delete_by_id, id_order_page, row_by_id
 from ingest_api.errors import ApiError
 from ingest_api.experiments.definition import ExperimentDefinitionError, is_text, merged_body, parse_experiment
@@ -46,13 +46,7 @@ def _experiment_json(row: Any) -> dict[str, Any]:
 
 
 def _experiment_id(request: Request) -> int:
-    try:
-        value = int(request.path_params["experiment_id"])
-    except ValueError:
-        value = -1
-    if not 0 < value < 2**63:
-        raise _NOT_FOUND
-    return value
+    return path_id(request, "experiment_id", _NOT_FOUND)
 
 
 def _invalid(err: ExperimentDefinitionError) -> ApiError:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_api.admin.http import admin_only, check_unknown_params, json_object, json_response
+from ingest_api.admin.http import admin_only, check_unknown_params, json_object, json_response, path_id
 from ingest_api.admin.rows import delete_by_id, id_order_page, row_by_id
 from ingest_api.config_cache import FLAG_COLUMNS, flag_json
 from ingest_api.errors import ApiError
@@ -30,13 +30,7 @@ _FLAG_NOT_FOUND = ApiError(404, "not_found", "No feature flag has this id.", {"i
 
 
 def _flag_id(request: Request) -> int:
-    try:
-        flag_id = int(request.path_params["flag_id"])
-    except ValueError:
-        flag_id = -1
-    if not 0 < flag_id < 2**63:
-        raise _FLAG_NOT_FOUND
-    return flag_id
+    return path_id(request, "flag_id", _FLAG_NOT_FOUND)
 
 
 _RETURNING = "RETURNING " + ", ".join(FLAG_COLUMNS)

@@ -93,6 +93,28 @@ def check_unknown_params(request: Request, allowed: set[str]) -> None:
         raise ApiError(400, "invalid_parameter", "Unknown query parameters: " + ", ".join(unknown) + ".", {k: "unknown parameter" for k in unknown})
 
 
+def text_filters(request: Request, names: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
+    """`name = :name` conditions and their values, one for each of the text parameters `names` the request sets."""
+    where, params = [], {}
+    for name in names:
+        value = text_param(request, name)
+        if value is not None:
+            where.append(f"{name} = :{name}")
+            params[name] = value
+    return where, params
+
+
+def path_id(request: Request, name: str, not_found: ApiError) -> int:
+    """The row id in the path parameter `name`; `not_found` raised unless it is a positive bigint."""
+    try:
+        value = int(request.path_params[name])
+    except ValueError:
+        value = -1
+    if not 0 < value < 2**63:
+        raise not_found
+    return value
+
+
 def base_url(request: Request) -> str:
     """The request's URL without its query: what page links are built on."""
     return str(request.url.replace(query=""))
