@@ -1,13 +1,15 @@
-"""What the running app holds: settings, the sink and the database engine."""
+"""What the running app holds: settings, the sink, the database engine and the config cache."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta, datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
 
-from ingest_api.config_cache import ConfigCache
+from ingest_api.config_cache import ConfigCache, ConfigSnapshot
+from ingest_api.errors import unavailable
 from ingest_api.partitions import retention_cutoff
 from ingest_api.settings import Settings
 from ingest_api.sink import EventSink
@@ -29,3 +31,15 @@ class AppState:
             max_future=timedelta(hours=s.max_future_skew_hours),
             oldest_allowed=retention_cutoff(now, s.events_retention_days),
         )
+
+
+FLAGS_NOT_LOADED = "Feature flags not loaded yet; retry."  # the 503 of the flag endpoints (native, PostHog, OFREP)
+
+
+def loaded_snapshot(request: HTTPConnection, detail: str = "Configuration not loaded yet; retry.") -> ConfigSnapshot:
+    """The app's config snapshot (flags, admin keys, write keys); 503 with Retry-After until its first load."""
+    state: AppState = request.app.state.eventtrack
+    snapshot = state.config.snapshot
+    if not snapshot.loaded:
+        raise unavailable(state.settings.retry_after_seconds, detail)
+    return snapshot

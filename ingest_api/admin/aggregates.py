@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ingest_api.admin.http import admin_only, base_url, check_unknown_params, json_response, text_filters, text_param, time_param
 from ingest_api.admin.pagination import TEXT, TIMESTAMP, decode_cursor, page, parse_limit
-from ingest_api.admin.routes import _base_url, _check_unknown_params, _text_param, _time_param, admin_only, json_response
 from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
 from ingest_api.state import AppState
@@ -87,15 +87,15 @@ async def _has_table(conn, name: str) -> bool:
 @admin_only
 async def event_counts(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    _check_unknown_params(request, {"start", "end", "event_type", "filter", "breakdown"})
+    check_unknown_params(request, {"start", "end", "event_type", "filter", "breakdown"})
     segment = _segment(request)
-    end = _time_param(request, "end") or datetime.now(timezone.utc)
-    start = _time_param(request, "start") or end - timedelta(hours=24)
+    end = time_param(request, "end") or datetime.now(timezone.utc)
+    start = time_param(request, "start") or end - timedelta(hours=24)
     if start >= end:
         raise ApiError(400, "invalid_parameter", "start must be before end.", {"start": "must be before end"})
     if end - start > MAX_COUNT_RANGE:
         raise ApiError(400, "invalid_parameter", "The range is limited to 800 days.", {"start": "range too long"})
-    event_type = _text_param(request, "event_type")
+    event_type = text_param(request, "event_type")
     params: dict[str, Any] = {"start": start, "end": end}
     filters = {"event_filter_e": "", "event_filter_a": ""}
     if event_type:
@@ -124,7 +124,7 @@ async def event_counts(request: Request) -> Response:
 @admin_only
 async def event_aggregates(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    _check_unknown_params(request, {"granularity", "event_type", "app_version", "os_name", "start", "end", "limit", "cursor", "filter", "breakdown"})
+    check_unknown_params(request, {"granularity", "event_type", "app_version", "os_name", "start", "end", "limit", "cursor", "filter", "breakdown"})
     segment = _segment(request)
     granularity = request.query_params.get("granularity", "hour")
     if granularity not in ("hour", "day"):
@@ -132,13 +132,8 @@ async def event_aggregates(request: Request) -> Response:
     table, bucket = (HOURLY, "hour") if granularity == "hour" else (DAILY, "day")
     limit = parse_limit(request.query_params.get("limit"))
     cursor = decode_cursor(request.query_params.get("cursor"), (TIMESTAMP, TEXT, TEXT, TEXT) + ((TEXT,) if segment and segment[2] else ()))
-    where, params = [], {}
-    for name in ("event_type", "app_version", "os_name"):
-        value = _text_param(request, name)
-        if value is not None:
-            where.append(f"{name} = :{name}")
-            params[name] = value
-    start, end = _time_param(request, "start"), _time_param(request, "end")
+    where, params = text_filters(request, ("event_type", "app_version", "os_name"))
+    start, end = time_param(request, "start"), time_param(request, "end")
     if start:
         where.append(f"{bucket} >= :start")
         params["start"] = start if granularity == "hour" else start.date()
@@ -179,7 +174,7 @@ async def event_aggregates(request: Request) -> Response:
         return key + (row["breakdown_value"] or "",) if "breakdown_value" in row else key
 
     query = {k: request.query_params.getlist(k) for k in request.query_params}
-    body = page(rows, limit=limit, cursor=cursor, key_of=key_of, base_url=_base_url(request), params=query)
+    body = page(rows, limit=limit, cursor=cursor, key_of=key_of, base_url=base_url(request), params=query)
     return json_response(body)
 
 

@@ -20,7 +20,8 @@ from ingest_api.admin.funnel_query import (
     shape_results,
     step_results,
 )
-from ingest_api.admin.routes import _check_unknown_params, _json_object, _time_param, admin_only, delete_by_id, json_response
+from ingest_api.admin.http import admin_only, check_unknown_params, json_object, json_response, path_id, time_param
+from ingest_api.admin.rows import delete_by_id
 from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
 from ingest_api.state import AppState
@@ -33,8 +34,8 @@ def _invalid(fields: dict[str, str]) -> ApiError:
 
 
 def time_range(request: Request, default: timedelta, limit: timedelta) -> tuple[datetime, datetime]:
-    end = _time_param(request, "end") or datetime.now(timezone.utc)
-    start = _time_param(request, "start") or end - default
+    end = time_param(request, "end") or datetime.now(timezone.utc)
+    start = time_param(request, "start") or end - default
     if start >= end:
         raise _invalid({"start": "must be before end"})
     if end - start > limit:
@@ -45,7 +46,7 @@ def time_range(request: Request, default: timedelta, limit: timedelta) -> tuple[
 @admin_only
 async def funnel(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    _check_unknown_params(request, {"steps", "window", "start", "end", "breakdown", "filter"})
+    check_unknown_params(request, {"steps", "window", "start", "end", "breakdown", "filter"})
     try:
         steps = parse_steps(request.query_params.get("steps"))
         window = parse_window(request.query_params.get("window"))
@@ -89,12 +90,12 @@ def cohort_triangle(rows: list[tuple]) -> list[dict[str, Any]]:
 @admin_only
 async def retention(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    _check_unknown_params(request, {"period", "start", "end"})
+    check_unknown_params(request, {"period", "start", "end"})
     period = request.query_params.get("period", "week")
     if period not in RETENTION_TABLES:
         raise _invalid({"period": "week or day"})
     table = RETENTION_TABLES[period]
-    start, end = _time_param(request, "start"), _time_param(request, "end")
+    start, end = time_param(request, "start"), time_param(request, "end")
     where, params = [], {}
     if start:
         where.append("cohort >= :start")
@@ -129,19 +130,13 @@ def _saved_json(row) -> dict[str, Any]:
 
 
 def _saved_id(request: Request) -> int:
-    try:
-        funnel_id = int(request.path_params["funnel_id"])
-    except ValueError:
-        funnel_id = -1
-    if not 0 < funnel_id < 2**63:
-        raise _SAVED_NOT_FOUND
-    return funnel_id
+    return path_id(request, "funnel_id", _SAVED_NOT_FOUND)
 
 
 @admin_only
 async def list_saved_funnels(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    _check_unknown_params(request, set())
+    check_unknown_params(request, set())
     async with state.engine.connect() as conn:
         rows = (await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels ORDER BY id LIMIT 1000"))).all()
     return json_response({"results": [_saved_json(r) for r in rows]})
@@ -151,7 +146,7 @@ async def list_saved_funnels(request: Request) -> Response:
 async def create_saved_funnel(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
     try:
-        fields = parse_saved_funnel(await _json_object(request))
+        fields = parse_saved_funnel(await json_object(request))
     except FunnelParamError as err:
         raise ApiError(400, "validation_error", "The saved funnel is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields) from None
     sql = (
@@ -173,7 +168,7 @@ async def delete_saved_funnel(request: Request) -> Response:
 async def get_saved_funnel(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
     funnel_id = _saved_id(request)
-    _check_unknown_params(request, set())
+    check_unknown_params(request, set())
     async with state.engine.connect() as conn:
         row = (await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels WHERE id = :id"), {"id": funnel_id})).first()
         if row is None:

@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ingest_api.admin.routes import _check_unknown_params, _json_object, admin_only, delete_by_id, id_order_page, json_response, row_by_id
+from ingest_api.admin.http import ADMIN, admin_only, check_unknown_params, json_object, json_response, path_id
+from ingest_api.admin.rows import delete_by_id, id_order_page, row_by_id
 from ingest_api.errors import ApiError
 from ingest_api.experiments.definition import ExperimentDefinitionError, is_text, merged_body, parse_experiment
 from ingest_api.routing import method_routes
@@ -45,13 +46,7 @@ def _experiment_json(row: Any) -> dict[str, Any]:
 
 
 def _experiment_id(request: Request) -> int:
-    try:
-        value = int(request.path_params["experiment_id"])
-    except ValueError:
-        value = -1
-    if not 0 < value < 2**63:
-        raise _NOT_FOUND
-    return value
+    return path_id(request, "experiment_id", _NOT_FOUND)
 
 
 def _invalid(err: ExperimentDefinitionError) -> ApiError:
@@ -81,7 +76,7 @@ def _value(column: str) -> str:
 
 @admin_only
 async def list_experiments(request: Request) -> Response:
-    _check_unknown_params(request, {"limit", "cursor", "flag_key"})
+    check_unknown_params(request, {"limit", "cursor", "flag_key"})
     where, params = [], {}
     flag_key = request.query_params.get("flag_key")
     if flag_key:
@@ -93,7 +88,7 @@ async def list_experiments(request: Request) -> Response:
 @admin_only
 async def create_experiment(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    body = await _json_object(request)
+    body = await json_object(request)
     async with state.engine.begin() as conn:
         fields = await _validated(conn, body, None)
         sql = f"INSERT INTO experiments ({', '.join(fields)}) VALUES ({', '.join(map(_value, fields))}) {_RETURNING}"
@@ -118,7 +113,7 @@ async def delete_experiment(request: Request) -> Response:
 async def _update_experiment(request: Request, *, partial: bool) -> Response:
     state: AppState = request.app.state.eventtrack
     experiment_id = _experiment_id(request)
-    body = await _json_object(request)
+    body = await json_object(request)
     async with state.engine.begin() as conn:
         existing = (await conn.execute(_SELECT_ONE, {"id": experiment_id})).first()
         if existing is None:
@@ -138,7 +133,7 @@ patch_experiment = admin_only(functools.partial(_update_experiment, partial=True
 @admin_only
 async def experiment_results(request: Request) -> Response:
     """The rows of analytics.experiment_results for one experiment (empty until the pipeline has run)."""
-    _check_unknown_params(request, set())
+    check_unknown_params(request, set())
     state: AppState = request.app.state.eventtrack
     experiment_id = _experiment_id(request)
     async with state.engine.connect() as conn:
@@ -153,7 +148,7 @@ async def experiment_results(request: Request) -> Response:
 
 
 def experiment_routes() -> list[Route]:
-    base = "/api/v1/analytics/admin/experiments"
+    base = f"{ADMIN}/experiments"
     return [
         *method_routes(f"{base}/", {"GET": list_experiments, "POST": create_experiment}),
         *method_routes(

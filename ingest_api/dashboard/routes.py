@@ -25,17 +25,10 @@ from starlette.templating import Jinja2Templates
 
 from ingest_api.admin.aggregates import event_counts
 from ingest_api.admin.analytics import funnel, get_saved_funnel, list_saved_funnels
+from ingest_api.admin.events import list_events, list_sessions
 from ingest_api.admin.experiments import experiment_results, get_experiment, list_experiments
+from ingest_api.admin.feature_flags import create_feature_flag, get_feature_flag, list_feature_flags, patch_feature_flag, replace_feature_flag
 from ingest_api.admin.keys import find_key
-from ingest_api.admin.routes import (
-    create_feature_flag,
-    get_feature_flag,
-    list_events,
-    list_feature_flags,
-    list_sessions,
-    patch_feature_flag,
-    replace_feature_flag,
-)
 from ingest_api.dashboard import analysis_form, charts, overview, pipeline_status
 from ingest_api.dashboard.admin_calls import call_admin, cursor_of
 from ingest_api.dashboard.flag_form import errors_by_field, flag_to_form, form_to_body

@@ -12,8 +12,8 @@ from starlette.routing import Route
 
 from ingest_api.decode import read_body
 from ingest_api.ofrep.evaluate import OfrepError, evaluate_flag, read_context
-from ingest_api.routes.flags import _snapshot
 from ingest_api.routing import method_routes
+from ingest_api.state import FLAGS_NOT_LOADED, loaded_snapshot
 from ingest_api.write_keys import require_write_key
 
 BODY_LIMIT = 64 * 1024
@@ -41,7 +41,7 @@ async def _context(request: Request) -> tuple[str | None, dict[str, Any]]:
 
 
 async def evaluate_one(request: Request) -> Response:
-    snapshot = _snapshot(request)
+    snapshot = loaded_snapshot(request, FLAGS_NOT_LOADED)
     require_write_key(request, _key_from_authorization(request))
     key = request.path_params["key"]
     try:
@@ -55,7 +55,7 @@ async def evaluate_one(request: Request) -> Response:
 
 
 async def evaluate_all(request: Request) -> Response:
-    snapshot = _snapshot(request)
+    snapshot = loaded_snapshot(request, FLAGS_NOT_LOADED)
     require_write_key(request, _key_from_authorization(request))
     try:
         targeting_key, attributes = await _context(request)

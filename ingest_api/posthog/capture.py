@@ -18,13 +18,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ingest_api.capture_pipeline import event_reject, refuse_event, write_rows
 from ingest_api.decode import BodyRefused, parse_json, read_limited
 from ingest_api.errors import ApiError, EventInvalid
 from ingest_api.persons import apply_person_updates
 from ingest_api.posthog.decode import decode_body
 from ingest_api.posthog.translate import NotAPayload, PersonUpdate, person_update, read_payload, translate_event
 from ingest_api.routes.body import dead_letter_body
-from ingest_api.routes.capture import _reject, _status_for, _write
 from ingest_api.sink import RejectRow
 from ingest_api.state import AppState
 from ingest_api.validation import EventRow, batch_size_error, normalize_event, parse_batch_sent_at
@@ -86,16 +86,15 @@ async def capture(request: Request) -> Response:
         try:
             row = normalize_event(native, received_at=received_at, batch_sent_at=batch_sent_at, limits=limits, sanitize=sanitize)
         except EventInvalid as invalid:
-            rejects.append(_reject(request, state, ENDPOINT, received_at, invalid, event, index if payload.is_batch else None))
             if not payload.is_batch:
-                await _write(state, (), rejects)
-                raise ApiError(_status_for(invalid.code), invalid.code, invalid.detail, invalid.fields) from None
+                await refuse_event(request, state, ENDPOINT, received_at, invalid, event)
+            rejects.append(event_reject(request, state, ENDPOINT, received_at, invalid, event, index))
             continue
         rows.append(row)
         update = person_update(native, row.distinct_id, row.timestamp)
         if update is not None:
             people.append(update)
-    await _write(state, rows, rejects)
+    await write_rows(state, rows, rejects)
     if people:
         await apply_person_updates(state, people)
     return Response(OK, media_type="application/json")

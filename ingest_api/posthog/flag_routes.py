@@ -14,7 +14,7 @@ from ingest_api.errors import ApiError
 from ingest_api.experiments.exposure import exposure_rows, record_exposures, wants_exposure
 from ingest_api.posthog.decode import decode_body
 from ingest_api.posthog.flags import evaluate_all, flags_response, wants_detailed
-from ingest_api.routes.flags import _snapshot
+from ingest_api.state import FLAGS_NOT_LOADED, loaded_snapshot
 from ingest_api.validation import clean_string
 from ingest_api.write_keys import require_write_key
 
@@ -46,7 +46,7 @@ def _distinct_id(data: dict[str, Any]) -> str:
 
 
 async def _answer(request: Request, path_kind: str) -> Response:
-    snapshot = _snapshot(request)
+    snapshot = loaded_snapshot(request, FLAGS_NOT_LOADED)
     record = wants_exposure(request)
     data = await _body(request)
     require_write_key(request, data)

@@ -13,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from ingest_api.admin.http import ADMIN, admin_only, check_unknown_params, json_response, text_param
 from ingest_api.admin.keys import bearer_token, find_key
-from ingest_api.admin.routes import ADMIN, _check_unknown_params, _newest_first_page, _text_param, admin_only, json_response
+from ingest_api.admin.rows import newest_first_page
 from ingest_api.errors import ApiError
 from ingest_api.privacy import store
 from ingest_api.routing import method_routes
@@ -49,7 +50,7 @@ def _key_id(request: Request) -> int | None:
 @admin_only
 async def erase_person(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    _check_unknown_params(request, set())
+    check_unknown_params(request, set())
     distinct_id = _distinct_id(request)
     async with state.engine.begin() as conn:
         actor = await store.actor_for(conn, _key_id(request))
@@ -61,7 +62,7 @@ async def erase_person(request: Request) -> Response:
 async def export_person(request: Request) -> Response:
     """Streams the person's data as one JSON document, a page of rows at a time, from one snapshot."""
     state: AppState = request.app.state.eventtrack
-    _check_unknown_params(request, set())
+    check_unknown_params(request, set())
     distinct_id = _distinct_id(request)
     # The audit row first, in its own transaction: an export that fails half-way is still recorded.
     async with state.engine.begin() as conn:
@@ -130,7 +131,7 @@ def _payload_fields(payload: bytes) -> dict[str, str]:
 
 @admin_only
 async def list_audit_log(request: Request) -> Response:
-    _check_unknown_params(request, {"action", "distinct_id", "start", "end", "limit", "cursor"})
+    check_unknown_params(request, {"action", "distinct_id", "start", "end", "limit", "cursor"})
     where, params = [], {}
     action = request.query_params.get("action")
     if action:
@@ -138,11 +139,11 @@ async def list_audit_log(request: Request) -> Response:
             raise ApiError(400, "invalid_parameter", "action must be one of " + ", ".join(ACTIONS) + ".", {"action": "unknown action"})
         where.append("action = :action")
         params["action"] = action
-    distinct_id = _text_param(request, "distinct_id")
+    distinct_id = text_param(request, "distinct_id")
     if distinct_id:
         where.append("subject_sha256 = :subject")
         params["subject"] = store.subject_hash(distinct_id)
-    return await _newest_first_page(
+    return await newest_first_page(
         request,
         select="SELECT id, at, admin_key_id, admin_key_name, action, subject_sha256, details FROM audit_log",
         where=where,

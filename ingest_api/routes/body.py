@@ -6,6 +6,7 @@ from datetime import datetime
 
 from starlette.requests import Request
 
+from ingest_api.capture_pipeline import remote_addr, write_rows
 from ingest_api.dead_letter import reject_body
 from ingest_api.decode import (
     BodyRefused,
@@ -16,15 +17,8 @@ from ingest_api.decode import (
     parse_json,
     read_limited,
 )
-from ingest_api.errors import ApiError, DatabaseUnavailable, unavailable
-from ingest_api.privacy.ip import client_host, stored_client_ip
+from ingest_api.errors import ApiError
 from ingest_api.state import AppState
-
-
-def remote_addr(request: Request) -> str | None:
-    """The client address as it may be stored (dead letters): None unless STORE_CLIENT_IP, then truncated."""
-    settings = request.app.state.eventtrack.settings
-    return stored_client_ip(client_host(request), store=settings.store_client_ip, prefixes=settings.client_ip_prefixes)
 
 
 async def read_json_body(
@@ -76,8 +70,5 @@ async def dead_letter_body(
         keep=state.settings.dead_letter_payload_bytes,
         remote_addr=remote_addr(request),
     )
-    try:
-        await state.sink.write((), (row,))
-    except DatabaseUnavailable:
-        # Not kept: the client must retry rather than believe it was recorded.
-        raise unavailable(state.settings.retry_after_seconds) from None
+    # Not kept (the sink cannot commit): a 503, so the client retries rather than believe it was recorded.
+    await write_rows(state, (), (row,))

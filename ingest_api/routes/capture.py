@@ -9,9 +9,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_api.dead_letter import reject_event
-from ingest_api.errors import ApiError, DatabaseUnavailable, EventInvalid, unavailable
-from ingest_api.routes.body import dead_letter_body, read_json_body, remote_addr
+from ingest_api.capture_pipeline import event_reject, refuse_event, write_rows
+from ingest_api.errors import ApiError, EventInvalid
+from ingest_api.routes.body import dead_letter_body, read_json_body
 from ingest_api.sink import RejectRow
 from ingest_api.state import AppState
 from ingest_api.validation import EventRow, batch_size_error, normalize_event, parse_batch_sent_at
@@ -23,10 +23,6 @@ BATCH = "batch"
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
-
-
-def _status_for(code: str) -> int:
-    return 413 if code == "event_too_large" else 400
 
 
 async def capture(request: Request) -> Response:
@@ -47,10 +43,8 @@ async def capture(request: Request) -> Response:
             sanitize=body.needs_sanitizing,
         )
     except EventInvalid as invalid:
-        reject = _reject(request, state, CAPTURE, received_at, invalid, body.value, None)
-        await _write(state, (), (reject,))
-        raise ApiError(_status_for(invalid.code), invalid.code, invalid.detail, invalid.fields) from None
-    await _write(state, (row,), ())
+        await refuse_event(request, state, CAPTURE, received_at, invalid, body.value)
+    await write_rows(state, (row,), ())
     return _json({"accepted": 1, "uuid": str(row.uuid), "warnings": list(row.warnings)})
 
 
@@ -95,37 +89,14 @@ async def batch(request: Request) -> Response:
                 sanitize=body.needs_sanitizing,
             )
         except EventInvalid as invalid:
-            rejects.append(_reject(request, state, BATCH, received_at, invalid, raw_event, index))
+            rejects.append(event_reject(request, state, BATCH, received_at, invalid, raw_event, index))
             refused.append({"index": index, "error": invalid.code, "detail": invalid.detail, "fields": invalid.fields})
             continue
         rows.append(row)
         if row.warnings:
             warnings.append({"index": index, "warnings": list(row.warnings)})
-    await _write(state, rows, rejects)
+    await write_rows(state, rows, rejects)
     answer: dict[str, Any] = {"accepted": len(rows), "rejected": refused}
     if warnings:
         answer["warnings"] = warnings
     return _json(answer)
-
-
-def _reject(
-    request: Request, state: AppState, endpoint: str, received_at: datetime, invalid: EventInvalid, event: Any, index: int | None
-) -> RejectRow:
-    return reject_event(
-        received_at=received_at,
-        endpoint=endpoint,
-        code=invalid.code,
-        detail=invalid.detail,
-        fields=invalid.fields,
-        event=event,
-        index=index,
-        keep=state.settings.dead_letter_payload_bytes,
-        remote_addr=remote_addr(request),
-    )
-
-
-async def _write(state: AppState, rows, rejects) -> None:
-    try:
-        await state.sink.write(rows, rejects)
-    except DatabaseUnavailable:
-        raise unavailable(state.settings.retry_after_seconds) from None

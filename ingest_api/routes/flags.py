@@ -15,24 +15,16 @@ from starlette.responses import Response
 
 from ingest_api.config_cache import CachedFlag
 from ingest_api.decode import parse_json, read_body
-from ingest_api.errors import ApiError, unavailable
+from ingest_api.errors import ApiError
 from ingest_api.experiments.exposure import exposure_rows, record_exposures, wants_exposure
 from ingest_api.flags.evaluator import evaluate
-from ingest_api.state import AppState
+from ingest_api.state import FLAGS_NOT_LOADED, loaded_snapshot
 from ingest_api.validation import clean_string
 from ingest_api.write_keys import require_write_key
 
 PUBLIC = "/api/v1/analytics/public/feature-flags"
 _EVENT_FIELDS = ("device_id", "app_version", "os_name", "os_version")
 FOR_USER_BODY_LIMIT = 64 * 1024
-
-
-def _snapshot(request: Request):
-    state: AppState = request.app.state.eventtrack
-    snapshot = state.config.snapshot
-    if not snapshot.loaded:
-        raise unavailable(state.settings.retry_after_seconds, "Feature flags not loaded yet; retry.")
-    return snapshot
 
 
 def _cached_json(request: Request, body: bytes, etag: str) -> Response:
@@ -60,14 +52,14 @@ def public_flag(flag: CachedFlag) -> dict[str, Any]:
 
 
 async def list_flags(request: Request) -> Response:
-    snapshot = _snapshot(request)
+    snapshot = loaded_snapshot(request, FLAGS_NOT_LOADED)
     require_write_key(request)
     body = orjson.dumps({"results": [public_flag(f) for f in snapshot.flags if f.data["active"]]})
     return _cached_json(request, body, _etag(body))
 
 
 async def get_flag(request: Request) -> Response:
-    snapshot = _snapshot(request)
+    snapshot = loaded_snapshot(request, FLAGS_NOT_LOADED)
     require_write_key(request)
     try:
         flag = snapshot.flags_by_id.get(int(request.path_params["flag_id"]))
@@ -121,7 +113,7 @@ async def flags_for_user_body(request: Request) -> Response:
 
 
 async def _flags_for_user(request: Request, data: dict[str, Any]) -> Response:
-    snapshot = _snapshot(request)
+    snapshot = loaded_snapshot(request, FLAGS_NOT_LOADED)
     record = wants_exposure(request)
     require_write_key(request, data)
     distinct_id, context = _user_context(data)

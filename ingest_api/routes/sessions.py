@@ -12,13 +12,13 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ingest_api.capture_pipeline import refuse_event
 from ingest_api.clock import InvalidTimestamp, parse_timestamp
-from ingest_api.dead_letter import reject_event
-from ingest_api.errors import ApiError, DatabaseUnavailable, EventInvalid, unavailable
-from ingest_api.routes.body import dead_letter_body, read_json_body, remote_addr
+from ingest_api.errors import ApiError, EventInvalid, unavailable
+from ingest_api.routes.body import dead_letter_body, read_json_body
 from ingest_api.state import AppState
-from ingest_api.validation import check_json_tree, client_time, distinct_id_field, optional_string
 from ingest_api.uuid7 import uuid7
+from ingest_api.validation import check_json_tree, client_time, distinct_id_field, optional_string
 from ingest_api.write_keys import require_write_key
 
 START = "session/start"
@@ -74,25 +74,6 @@ async def _body(request: Request, state: AppState, endpoint: str, received_at: d
     return decoded.value
 
 
-async def _refuse(request: Request, state: AppState, endpoint: str, received_at: datetime, body: dict, invalid: EventInvalid) -> None:
-    row = reject_event(
-        received_at=received_at,
-        endpoint=endpoint,
-        code=invalid.code,
-        detail=invalid.detail,
-        fields=invalid.fields,
-        event=body,
-        index=None,
-        keep=state.settings.dead_letter_payload_bytes,
-        remote_addr=remote_addr(request),
-    )
-    try:
-        await state.sink.write((), (row,))
-    except DatabaseUnavailable:
-        raise unavailable(state.settings.retry_after_seconds) from None
-    raise ApiError(400, invalid.code, invalid.detail, invalid.fields)
-
-
 def _validate_start(body: dict[str, Any], received_at: datetime, state: AppState) -> dict[str, Any]:
     errors: dict[str, str] = {}
     sanitize = True
@@ -135,7 +116,7 @@ async def start_session(request: Request) -> Response:
     try:
         params = _validate_start(body, received_at, state)
     except EventInvalid as invalid:
-        await _refuse(request, state, START, received_at, body, invalid)
+        await refuse_event(request, state, START, received_at, invalid, body)
     try:
         async with state.engine.begin() as conn:
             created = (await conn.execute(_INSERT, params)).first()
@@ -162,7 +143,7 @@ async def end_session(request: Request) -> Response:
     try:
         ended_at = _session_time(body, "ended_at", received_at, state)
     except EventInvalid as invalid:
-        await _refuse(request, state, END, received_at, body, invalid)
+        await refuse_event(request, state, END, received_at, invalid, body)
     try:
         async with state.engine.begin() as conn:
             existing = (await conn.execute(_SELECT, {"session_id": session_id})).first()
@@ -180,7 +161,7 @@ async def end_session(request: Request) -> Response:
             f"ended_at {ended_at.isoformat()} is before the session started ({started_at.isoformat()}).",
             {"ended_at": "must not be before started_at"},
         )
-        await _refuse(request, state, END, received_at, body, invalid)
+        await refuse_event(request, state, END, received_at, invalid, body)
     return _json(
         {
             "session_id": str(session_id),
