@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -84,41 +85,49 @@ async def _has_table(conn, name: str) -> bool:
     return (await conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name})).scalar_one()
 
 
-@admin_only
-async def event_counts(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
-    check_unknown_params(request, {"start", "end", "event_type", "filter", "breakdown"})
-    segment = _segment(request)
-    end = time_param(request, "end") or datetime.now(timezone.utc)
-    start = time_param(request, "start") or end - timedelta(hours=24)
+def check_count_range(start: datetime, end: datetime) -> None:
     if start >= end:
         raise ApiError(400, "invalid_parameter", "start must be before end.", {"start": "must be before end"})
     if end - start > MAX_COUNT_RANGE:
         raise ApiError(400, "invalid_parameter", "The range is limited to 800 days.", {"start": "range too long"})
-    event_type = text_param(request, "event_type")
+
+
+async def count_events(
+    conn: AsyncConnection, *, start: datetime, end: datetime, event_type: str | None = None, segment: Segment | None = None
+) -> dict[str, Any]:
+    """Exact event counts per event type in [start, end) (and per breakdown value when segmented), most first."""
     params: dict[str, Any] = {"start": start, "end": end}
     filters = {"event_filter_e": "", "event_filter_a": ""}
     if event_type:
         params["event_type"] = event_type
         filters = {"event_filter_e": "AND e.event_type = :event_type", "event_filter_a": "AND a.event_type = :event_type"}
     if segment:  # the aggregates hold no properties: filters and breakdowns read raw events
-        return await _segmented_counts(state, start, end, params, filters["event_filter_e"], *segment)
+        return await _segmented_counts(conn, start, end, params, filters["event_filter_e"], *segment)
     h_first, h_last = full_hours(start, end)
-    async with state.engine.connect() as conn:
-        if h_first < h_last and await _has_table(conn, HOURLY):
-            params.update(h_first=h_first, h_last=h_last)
-            sql = _COUNTS_WITH_AGGREGATES.format(**filters)
-        else:
-            sql = _COUNTS_RAW.format(**filters)
-        rows = (await conn.execute(sa.text(sql), params)).all()
-    return json_response(
-        {
-            "start": start,
-            "end": end,
-            "total": sum(r.count for r in rows),
-            "results": [{"event_type": r.event_type, "count": r.count} for r in rows],
-        }
-    )
+    if h_first < h_last and await _has_table(conn, HOURLY):
+        params.update(h_first=h_first, h_last=h_last)
+        sql = _COUNTS_WITH_AGGREGATES.format(**filters)
+    else:
+        sql = _COUNTS_RAW.format(**filters)
+    rows = (await conn.execute(sa.text(sql), params)).all()
+    return {
+        "start": start,
+        "end": end,
+        "total": sum(r.count for r in rows),
+        "results": [{"event_type": r.event_type, "count": r.count} for r in rows],
+    }
+
+
+@admin_only
+async def event_counts(request: Request) -> Response:
+    check_unknown_params(request, {"start", "end", "event_type", "filter", "breakdown"})
+    segment = _segment(request)
+    end = time_param(request, "end") or datetime.now(timezone.utc)
+    start = time_param(request, "start") or end - timedelta(hours=24)
+    check_count_range(start, end)
+    event_type = text_param(request, "event_type")
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        return json_response(await count_events(conn, start=start, end=end, event_type=event_type, segment=segment))
 
 
 @admin_only
@@ -181,7 +190,11 @@ async def event_aggregates(request: Request) -> Response:
 # --- segmentation: property filters and a breakdown, over raw events ---------------------------
 
 
-def _segment(request: Request) -> tuple[list, str, str | None] | None:
+# (filters, their SQL, breakdown expression)
+Segment = tuple[list, str, str | None]
+
+
+def _segment(request: Request) -> Segment | None:
     """(filters, their SQL, breakdown expression) when the request segments, else None."""
     raw_filters, raw_breakdown = request.query_params.getlist("filter"), request.query_params.get("breakdown")
     if not raw_filters and not raw_breakdown:
@@ -199,7 +212,7 @@ def _bind_filters(filters: list, params: dict[str, Any]) -> None:
     params.update(filters_sql(filters)[1])
 
 
-async def _segmented_counts(state: AppState, start, end, params, event_filter: str, filters, where: str, breakdown: str | None) -> Response:
+async def _segmented_counts(conn: AsyncConnection, start, end, params, event_filter: str, filters, where: str, breakdown: str | None) -> dict[str, Any]:
     _bind_filters(filters, params)
     value = f", {breakdown} AS breakdown_value" if breakdown else ""
     group = "e.event_type, breakdown_value" if breakdown else "e.event_type"
@@ -207,10 +220,9 @@ async def _segmented_counts(state: AppState, start, end, params, event_filter: s
         f'SELECT e.event_type{value}, count(*)::bigint AS count FROM events e WHERE e."timestamp" >= :start AND e."timestamp" < :end'
         f" {event_filter}{where} GROUP BY {group} ORDER BY count DESC, {group}"
     )
-    async with state.engine.connect() as conn:
-        rows = (await conn.execute(sa.text(sql), params)).all()
+    rows = (await conn.execute(sa.text(sql), params)).all()
     results = [{"event_type": r.event_type, **({"breakdown_value": r.breakdown_value} if breakdown else {}), "count": r.count} for r in rows]
-    return json_response({"start": start, "end": end, "total": sum(r.count for r in rows), "results": results})
+    return {"start": start, "end": end, "total": sum(r.count for r in rows), "results": results}
 
 
 # Same columns as the marts; unique_sessions is null: sessions (explicit or derived)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,9 +22,9 @@ from ingest_api.admin.funnel_query import (
     shape_results,
     step_results,
 )
-from ingest_api.admin.http import admin_only, check_unknown_params, json_object, json_response, path_id, time_param
+from ingest_api.admin.http import admin_only, check_unknown_params, json_object, json_response, path_id, time_param, time_value
 from ingest_api.admin.rows import delete_by_id
-from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
+from ingest_api.admin.segments import PropertyFilter, SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
 from ingest_api.state import AppState
 
@@ -33,9 +35,10 @@ def _invalid(fields: dict[str, str]) -> ApiError:
     return ApiError(400, "invalid_parameter", "Invalid parameters: " + ", ".join(sorted(fields)) + ".", fields)
 
 
-def time_range(request: Request, default: timedelta, limit: timedelta) -> tuple[datetime, datetime]:
-    end = time_param(request, "end") or datetime.now(timezone.utc)
-    start = time_param(request, "start") or end - default
+def checked_range(start: datetime | None, end: datetime | None, default: timedelta, limit: timedelta) -> tuple[datetime, datetime]:
+    """[start, end): end defaults to now, start to `default` before end; 400 unless start < end within `limit`."""
+    end = end or datetime.now(timezone.utc)
+    start = start or end - default
     if start >= end:
         raise _invalid({"start": "must be before end"})
     if end - start > limit:
@@ -43,35 +46,64 @@ def time_range(request: Request, default: timedelta, limit: timedelta) -> tuple[
     return start, end
 
 
-@admin_only
-async def funnel(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
-    check_unknown_params(request, {"steps", "window", "start", "end", "breakdown", "filter"})
+@dataclass(frozen=True)
+class FunnelQuery:
+    """A funnel to compute, parsed; `filter_text` and `breakdown_by` are the filters and breakdown as asked (echoed in the answer)."""
+
+    steps: list[str]
+    window: timedelta
+    start: datetime
+    end: datetime
+    filters: list[PropertyFilter]
+    breakdown: str | None  # the SQL expression of the breakdown
+    filter_text: list[str]
+    breakdown_by: str | None
+
+
+def parse_funnel_query(
+    steps: str | None, window: str | None, start: str | None, end: str | None, filters: list[str], breakdown: str | None
+) -> FunnelQuery:
+    """The funnel the API's query parameters (or the dashboard's form) ask for; 400 with the fields at fault otherwise."""
     try:
-        steps = parse_steps(request.query_params.get("steps"))
-        window = parse_window(request.query_params.get("window"))
-        filters = parse_filters(request.query_params.getlist("filter"))
-        breakdown = parse_breakdown(request.query_params.get("breakdown"))
+        parsed_steps = parse_steps(steps)
+        parsed_window = parse_window(window)
+        parsed_filters = parse_filters(filters)
+        breakdown_expr = parse_breakdown(breakdown)
     except (FunnelParamError, SegmentError) as err:
         raise _invalid(err.fields) from None
-    start, end = time_range(request, timedelta(days=30), MAX_FUNNEL_RANGE)
-    where, params = filters_sql(filters)
+    end_at = time_value("end", end)
+    start_at, end_at = checked_range(time_value("start", start), end_at, timedelta(days=30), MAX_FUNNEL_RANGE)
+    return FunnelQuery(parsed_steps, parsed_window, start_at, end_at, parsed_filters, breakdown_expr, filters, breakdown or None)
+
+
+async def run_funnel(conn: AsyncConnection, query: FunnelQuery) -> dict[str, Any]:
+    """The funnel's users and conversions per step (and per breakdown value), as the API answers them."""
+    where, params = filters_sql(query.filters)
     try:
-        params.update(funnel_params(steps, start, end, window))
+        params.update(funnel_params(query.steps, query.start, query.end, query.window))
     except OverflowError:  # end + window past year 9999
         raise _invalid({"end": "too far in the future"}) from None
-    async with state.engine.connect() as conn:
-        rows = (await conn.execute(sa.text(funnel_sql(len(steps), breakdown, where)), params)).all()
+    rows = (await conn.execute(sa.text(funnel_sql(len(query.steps), query.breakdown, where)), params)).all()
     body: dict[str, Any] = {
-        "steps": steps,
-        "window_seconds": int(window.total_seconds()),
-        "start": start,
-        "end": end,
-        "filter": request.query_params.getlist("filter"),
-        "breakdown_by": request.query_params.get("breakdown") or None,
+        "steps": query.steps,
+        "window_seconds": int(query.window.total_seconds()),
+        "start": query.start,
+        "end": query.end,
+        "filter": query.filter_text,
+        "breakdown_by": query.breakdown_by,
     }
-    body.update(shape_results(steps, [(r.is_total, r.bd, r.step, r.users, r.median_seconds) for r in rows], breakdown is not None))
-    return json_response(body)
+    rows = [(r.is_total, r.bd, r.step, r.users, r.median_seconds) for r in rows]
+    body.update(shape_results(query.steps, rows, query.breakdown is not None))
+    return body
+
+
+@admin_only
+async def funnel(request: Request) -> Response:
+    check_unknown_params(request, {"steps", "window", "start", "end", "breakdown", "filter"})
+    q = request.query_params
+    query = parse_funnel_query(q.get("steps"), q.get("window"), q.get("start"), q.get("end"), q.getlist("filter"), q.get("breakdown"))
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        return json_response(await run_funnel(conn, query))
 
 
 RETENTION_TABLES = {"week": "analytics.retention_weekly", "day": "analytics.retention_daily"}
@@ -133,13 +165,17 @@ def _saved_id(request: Request) -> int:
     return path_id(request, "funnel_id", _SAVED_NOT_FOUND)
 
 
+async def saved_funnel_list(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """The saved funnels' definitions (the first 1000, in id order)."""
+    rows = (await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels ORDER BY id LIMIT 1000"))).all()
+    return [_saved_json(r) for r in rows]
+
+
 @admin_only
 async def list_saved_funnels(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
     check_unknown_params(request, set())
-    async with state.engine.connect() as conn:
-        rows = (await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels ORDER BY id LIMIT 1000"))).all()
-    return json_response({"results": [_saved_json(r) for r in rows]})
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        return json_response({"results": await saved_funnel_list(conn)})
 
 
 @admin_only
@@ -164,25 +200,29 @@ async def delete_saved_funnel(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@admin_only
-async def get_saved_funnel(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
-    funnel_id = _saved_id(request)
-    check_unknown_params(request, set())
-    async with state.engine.connect() as conn:
-        row = (await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels WHERE id = :id"), {"id": funnel_id})).first()
-        if row is None:
-            raise _SAVED_NOT_FOUND
-        built = (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": FUNNEL_RESULTS})).scalar_one()
-        results = []
-        if built:
-            results = (await conn.execute(
-                sa.text(f"SELECT step, users, median_seconds_from_previous, range_start, range_end FROM {FUNNEL_RESULTS} WHERE funnel_id = :id ORDER BY step"),
-                {"id": funnel_id},
-            )).all()  # fmt: skip
+async def saved_funnel_by_id(conn: AsyncConnection, funnel_id: int) -> dict[str, Any]:
+    """A saved funnel with its latest results from analytics.funnel_results; 404 when there is none."""
+    row = (await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels WHERE id = :id"), {"id": funnel_id})).first()
+    if row is None:
+        raise _SAVED_NOT_FOUND
+    built = (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": FUNNEL_RESULTS})).scalar_one()
+    results = []
+    if built:
+        results = (await conn.execute(
+            sa.text(f"SELECT step, users, median_seconds_from_previous, range_start, range_end FROM {FUNNEL_RESULTS} WHERE funnel_id = :id ORDER BY step"),
+            {"id": funnel_id},
+        )).all()  # fmt: skip
     body = _saved_json(row)
     # Until the next daily run after saving, the funnel has no rows: results is null.
     body["results"] = step_results(body["steps"], [StepRow(r.step, r.users, r.median_seconds_from_previous) for r in results]) if results else None
     body["range_start"] = results[0].range_start if results else None
     body["range_end"] = results[0].range_end if results else None
-    return json_response(body)
+    return body
+
+
+@admin_only
+async def get_saved_funnel(request: Request) -> Response:
+    funnel_id = _saved_id(request)
+    check_unknown_params(request, set())
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        return json_response(await saved_funnel_by_id(conn, funnel_id))

@@ -1,12 +1,16 @@
-"""Admin listings of raw events and of sessions, newest first."""
+"""Admin listings of raw events and of sessions, newest first: the queries, and the handlers over them."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_api.admin.http import admin_only, check_unknown_params, text_filters
-from ingest_api.admin.rows import newest_first_page
+from ingest_api.admin.http import admin_only, check_unknown_params, json_response, text_param, time_param
+from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice, decode_cursor, parse_limit
+from ingest_api.admin.rows import NEWEST_FIRST_KEY, listing_body, newest_first_rows
 from ingest_api.errors import ApiError
 
 _EVENT_FIELDS = (
@@ -15,13 +19,43 @@ _EVENT_FIELDS = (
 )
 
 
+def _equal_to(values: dict[str, str | None]) -> tuple[list[str], dict[str, str]]:
+    """`name = :name` conditions for the values that are set."""
+    given = {k: v for k, v in values.items() if v is not None}
+    return [f"{k} = :{k}" for k in given], given
+
+
+async def event_listing(
+    conn: AsyncConnection,
+    *,
+    event_type: str | None = None,
+    distinct_id: str | None = None,
+    session_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = DEFAULT_LIMIT,
+    cursor: Cursor | None = None,
+) -> Slice:
+    """A page of raw events, newest first, with the given values; times in [start, end)."""
+    where, params = _equal_to({"event_type": event_type, "distinct_id": distinct_id, "session_id": session_id})
+    return await newest_first_rows(
+        conn, select=f"SELECT {_EVENT_FIELDS} FROM events", where=where, params=params, time_column='"timestamp"', id_column="uuid",
+        start=start, end=end, limit=limit, cursor=cursor,
+    )  # fmt: skip
+
+
 @admin_only
 async def list_events(request: Request) -> Response:
     check_unknown_params(request, {"event_type", "distinct_id", "session_id", "start", "end", "limit", "cursor"})
-    where, params = text_filters(request, ("event_type", "distinct_id", "session_id"))
-    return await newest_first_page(
-        request, select=f"SELECT {_EVENT_FIELDS} FROM events", where=where, params=params, time_column='"timestamp"', id_column="uuid"
-    )
+    event_type, distinct_id, session_id = (text_param(request, name) for name in ("event_type", "distinct_id", "session_id"))
+    limit = parse_limit(request.query_params.get("limit"))
+    cursor = decode_cursor(request.query_params.get("cursor"), NEWEST_FIRST_KEY)
+    start, end = time_param(request, "start"), time_param(request, "end")
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        part = await event_listing(
+            conn, event_type=event_type, distinct_id=distinct_id, session_id=session_id, start=start, end=end, limit=limit, cursor=cursor
+        )
+    return json_response(listing_body(request, part))
 
 
 _SESSION_FIELDS = (
@@ -29,19 +63,46 @@ _SESSION_FIELDS = (
     " end_reason, EXTRACT(EPOCH FROM ended_at - started_at)::float8 AS duration_seconds,"
     " CASE WHEN ended_at IS NULL THEN 'active' ELSE 'ended' END AS status"
 )
+SESSION_STATUSES = ("active", "ended")
+
+
+def session_status(raw: str | None) -> str | None:
+    """The status filter: active, ended, or None (absent or empty: any); 400 otherwise."""
+    if raw not in (None, "", *SESSION_STATUSES):
+        raise ApiError(400, "invalid_parameter", "status must be active or ended.", {"status": "active or ended"})
+    return raw or None
+
+
+async def session_listing(
+    conn: AsyncConnection,
+    *,
+    distinct_id: str | None = None,
+    status: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = DEFAULT_LIMIT,
+    cursor: Cursor | None = None,
+) -> Slice:
+    """A page of sessions, newest first by start; `status` is "active", "ended" or None (any)."""
+    where, params = _equal_to({"distinct_id": distinct_id})
+    if status == "active":
+        where.append("ended_at IS NULL")
+    elif status == "ended":
+        where.append("ended_at IS NOT NULL")
+    return await newest_first_rows(
+        conn, select=f"SELECT {_SESSION_FIELDS} FROM sessions", where=where, params=params, time_column="started_at", id_column="session_id",
+        start=start, end=end, limit=limit, cursor=cursor,
+    )  # fmt: skip
 
 
 @admin_only
 async def list_sessions(request: Request) -> Response:
     check_unknown_params(request, {"distinct_id", "status", "start", "end", "limit", "cursor"})
-    where, params = text_filters(request, ("distinct_id",))
-    status = request.query_params.get("status")
-    if status not in (None, "", "active", "ended"):
-        raise ApiError(400, "invalid_parameter", "status must be active or ended.", {"status": "active or ended"})
-    if status == "active":
-        where.append("ended_at IS NULL")
-    elif status == "ended":
-        where.append("ended_at IS NOT NULL")
-    return await newest_first_page(
-        request, select=f"SELECT {_SESSION_FIELDS} FROM sessions", where=where, params=params, time_column="started_at", id_column="session_id"
-    )
+    distinct_id = text_param(request, "distinct_id")
+    status = session_status(request.query_params.get("status"))
+    limit = parse_limit(request.query_params.get("limit"))
+    cursor = decode_cursor(request.query_params.get("cursor"), NEWEST_FIRST_KEY)
+    start, end = time_param(request, "start"), time_param(request, "end")
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        part = await session_listing(conn, distinct_id=distinct_id, status=status, start=start, end=end, limit=limit, cursor=cursor)
+    return json_response(listing_body(request, part))

@@ -11,12 +11,14 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ingest_api.admin.http import ADMIN, admin_only, check_unknown_params, json_object, json_response, path_id
-from ingest_api.admin.rows import delete_by_id, id_order_page, row_by_id
+from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice, decode_cursor, parse_limit
+from ingest_api.admin.rows import ID_ORDER_KEY, delete_by_id, fetch_by_id, id_order_rows, listing_body
 from ingest_api.errors import ApiError
 from ingest_api.experiments.definition import ExperimentDefinitionError, is_text, merged_body, parse_experiment
 from ingest_api.routing import method_routes
@@ -74,15 +76,24 @@ def _value(column: str) -> str:
     return f"CAST(:{column} AS jsonb)" if column in _JSONB else f":{column}"
 
 
-@admin_only
-async def list_experiments(request: Request) -> Response:
-    check_unknown_params(request, {"limit", "cursor", "flag_key"})
+async def experiment_listing(conn: AsyncConnection, *, flag_key: str | None = None, limit: int = DEFAULT_LIMIT, cursor: Cursor | None = None) -> Slice:
+    """A page of experiments in id order, as the API shows them; only those of `flag_key` when given."""
     where, params = [], {}
-    flag_key = request.query_params.get("flag_key")
     if flag_key:
         where.append("flag_key = :flag_key")
         params["flag_key"] = flag_key.replace("\x00", "")
-    return await id_order_page(request, select=_SELECT, where=where, params=params, to_json=_experiment_json)
+    return await id_order_rows(conn, select=_SELECT, where=where, params=params, limit=limit, cursor=cursor, to_json=_experiment_json)
+
+
+@admin_only
+async def list_experiments(request: Request) -> Response:
+    check_unknown_params(request, {"limit", "cursor", "flag_key"})
+    flag_key = request.query_params.get("flag_key")
+    limit = parse_limit(request.query_params.get("limit"))
+    cursor = decode_cursor(request.query_params.get("cursor"), ID_ORDER_KEY)
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        part = await experiment_listing(conn, flag_key=flag_key, limit=limit, cursor=cursor)
+    return json_response(listing_body(request, part))
 
 
 @admin_only
@@ -99,9 +110,16 @@ async def create_experiment(request: Request) -> Response:
 _SELECT_ONE = sa.text(_SELECT + " WHERE id = :id")
 
 
+async def experiment_by_id(conn: AsyncConnection, experiment_id: int) -> dict[str, Any]:
+    """The experiment as the API shows it; 404 when there is none."""
+    return _experiment_json(await fetch_by_id(conn, _SELECT_ONE, experiment_id, _NOT_FOUND))
+
+
 @admin_only
 async def get_experiment(request: Request) -> Response:
-    return json_response(_experiment_json(await row_by_id(request, _SELECT_ONE, _experiment_id(request), _NOT_FOUND)))
+    experiment_id = _experiment_id(request)
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        return json_response(await experiment_by_id(conn, experiment_id))
 
 
 @admin_only
@@ -130,21 +148,24 @@ replace_experiment = admin_only(functools.partial(_update_experiment, partial=Fa
 patch_experiment = admin_only(functools.partial(_update_experiment, partial=True))
 
 
+async def results_of_experiment(conn: AsyncConnection, experiment_id: int) -> dict[str, Any]:
+    """The rows of analytics.experiment_results for one experiment (empty until the pipeline has run); 404 when there is none."""
+    if (await conn.execute(sa.text("SELECT 1 FROM experiments WHERE id = :id"), {"id": experiment_id})).first() is None:
+        raise _NOT_FOUND
+    rows: list[dict[str, Any]] = []
+    if (await conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": RESULTS_TABLE})).scalar_one():
+        sql = f"SELECT {', '.join(RESULT_COLUMNS)} FROM {RESULTS_TABLE} WHERE experiment_id = :id ORDER BY is_control DESC, variant"
+        rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), {"id": experiment_id})).all()]
+    computed_at = max((r.pop("computed_at") for r in rows), default=None)
+    return {"experiment_id": experiment_id, "computed_at": computed_at, "results": rows}
+
+
 @admin_only
 async def experiment_results(request: Request) -> Response:
-    """The rows of analytics.experiment_results for one experiment (empty until the pipeline has run)."""
     check_unknown_params(request, set())
-    state: AppState = request.app.state.eventtrack
     experiment_id = _experiment_id(request)
-    async with state.engine.connect() as conn:
-        if (await conn.execute(sa.text("SELECT 1 FROM experiments WHERE id = :id"), {"id": experiment_id})).first() is None:
-            raise _NOT_FOUND
-        rows: list[dict[str, Any]] = []
-        if (await conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": RESULTS_TABLE})).scalar_one():
-            sql = f"SELECT {', '.join(RESULT_COLUMNS)} FROM {RESULTS_TABLE} WHERE experiment_id = :id ORDER BY is_control DESC, variant"
-            rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), {"id": experiment_id})).all()]
-    computed_at = max((r.pop("computed_at") for r in rows), default=None)
-    return json_response({"experiment_id": experiment_id, "computed_at": computed_at, "results": rows})
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        return json_response(await results_of_experiment(conn, experiment_id))
 
 
 def experiment_routes() -> list[Route]:

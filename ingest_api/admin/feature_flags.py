@@ -1,4 +1,4 @@
-"""Admin feature-flag management: list, create, read, replace, patch, delete.
+"""Admin feature-flag management: list, create, read, replace, patch, delete (the queries, and the handlers over them).
 
 Every change refreshes this worker's config cache at once; the others see it within a second.
 """
@@ -11,12 +11,14 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest_api.admin.http import admin_only, check_unknown_params, json_object, json_response, path_id
-from ingest_api.admin.rows import delete_by_id, id_order_page, row_by_id
-from ingest_api.config_cache import FLAG_COLUMNS, flag_json
+from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice, decode_cursor, parse_limit
+from ingest_api.admin.rows import ID_ORDER_KEY, delete_by_id, fetch_by_id, id_order_rows, listing_body
+from ingest_api.config_cache import FLAG_COLUMNS, ConfigCache, flag_json
 from ingest_api.errors import ApiError
 from ingest_api.flags.definition import FlagDefinitionError, parse_flag_definition
 from ingest_api.state import AppState
@@ -41,24 +43,40 @@ def _db_params(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: (orjson.dumps(v).decode() if k in _JSONB_FIELDS else v) for k, v in fields.items()}
 
 
+def flag_active(raw: str | None) -> bool | None:
+    """The `active` filter: true, false or None (absent: any); 400 otherwise."""
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise ApiError(400, "invalid_parameter", "active must be true or false.", {"active": "true or false"})
+    return raw == "true"
+
+
+async def flag_listing(conn: AsyncConnection, *, active: bool | None = None, limit: int = DEFAULT_LIMIT, cursor: Cursor | None = None) -> Slice:
+    """A page of flags in id order, as the API shows them."""
+    where, params = [], {}
+    if active is not None:
+        where.append("active = :active")
+        params["active"] = active
+    select = f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags"
+    return await id_order_rows(conn, select=select, where=where, params=params, limit=limit, cursor=cursor, to_json=flag_json)
+
+
 @admin_only
 async def list_feature_flags(request: Request) -> Response:
     check_unknown_params(request, {"limit", "cursor", "active"})
-    where, params = [], {}
-    active = request.query_params.get("active")
-    if active is not None:
-        if active not in ("true", "false"):
-            raise ApiError(400, "invalid_parameter", "active must be true or false.", {"active": "true or false"})
-        where.append("active = :active")
-        params["active"] = active == "true"
-    return await id_order_page(request, select=f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags", where=where, params=params, to_json=flag_json)
+    active = flag_active(request.query_params.get("active"))
+    limit = parse_limit(request.query_params.get("limit"))
+    cursor = decode_cursor(request.query_params.get("cursor"), ID_ORDER_KEY)
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        part = await flag_listing(conn, active=active, limit=limit, cursor=cursor)
+    return json_response(listing_body(request, part))
 
 
-@admin_only
-async def create_feature_flag(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
+async def create_flag(engine: AsyncEngine, config: ConfigCache, body: dict[str, Any]) -> dict[str, Any]:
+    """Validates and stores a new flag, refreshes this worker's config cache; the flag as the API shows it."""
     try:
-        fields = parse_flag_definition(await json_object(request))
+        fields = parse_flag_definition(body)
     except FlagDefinitionError as err:
         raise _invalid(err) from None
     columns = list(fields)
@@ -68,20 +86,33 @@ async def create_feature_flag(request: Request) -> Response:
         + f") {_RETURNING}"
     )
     try:
-        async with state.engine.begin() as conn:
+        async with engine.begin() as conn:
             row = (await conn.execute(sa.text(sql), _db_params(fields))).one()
     except IntegrityError:
         raise ApiError(400, "validation_error", "A flag with this key already exists.", {"key": "already exists"}) from None
-    await state.config.refresh()
-    return json_response(flag_json(row), 201)
+    await config.refresh()
+    return flag_json(row)
+
+
+@admin_only
+async def create_feature_flag(request: Request) -> Response:
+    state: AppState = request.app.state.eventtrack
+    return json_response(await create_flag(state.engine, state.config, await json_object(request)), 201)
 
 
 _SELECT_FLAG = sa.text(f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags WHERE id = :id")
 
 
+async def flag_by_id(conn: AsyncConnection, flag_id: int) -> dict[str, Any]:
+    """The flag as the API shows it; 404 when there is none."""
+    return flag_json(await fetch_by_id(conn, _SELECT_FLAG, flag_id, _FLAG_NOT_FOUND))
+
+
 @admin_only
 async def get_feature_flag(request: Request) -> Response:
-    return json_response(flag_json(await row_by_id(request, _SELECT_FLAG, _flag_id(request), _FLAG_NOT_FOUND)))
+    flag_id = _flag_id(request)
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        return json_response(await flag_by_id(conn, flag_id))
 
 
 @admin_only
@@ -91,12 +122,10 @@ async def delete_feature_flag(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def _update_feature_flag(request: Request, *, partial: bool) -> Response:
-    state: AppState = request.app.state.eventtrack
-    flag_id = _flag_id(request)
-    body = await json_object(request)
+async def update_flag(engine: AsyncEngine, config: ConfigCache, flag_id: int, body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    """Replaces (or, `partial`, patches) a flag and refreshes this worker's config cache; 404 when there is none."""
     try:
-        async with state.engine.begin() as conn:
+        async with engine.begin() as conn:
             existing = (await conn.execute(_SELECT_FLAG, {"id": flag_id})).first()
             if existing is None:
                 raise _FLAG_NOT_FOUND
@@ -109,8 +138,14 @@ async def _update_feature_flag(request: Request, *, partial: bool) -> Response:
             row = (await conn.execute(sa.text(sql), {**_db_params(fields), "id": flag_id})).one()
     except IntegrityError:
         raise ApiError(400, "validation_error", "A flag with this key already exists.", {"key": "already exists"}) from None
-    await state.config.refresh()
-    return json_response(flag_json(row))
+    await config.refresh()
+    return flag_json(row)
+
+
+async def _update_feature_flag(request: Request, *, partial: bool) -> Response:
+    state: AppState = request.app.state.eventtrack
+    flag_id = _flag_id(request)
+    return json_response(await update_flag(state.engine, state.config, flag_id, await json_object(request), partial=partial))
 
 
 # PUT: the body is the whole definition; PATCH: the body's fields over the stored one.

@@ -71,7 +71,11 @@ def admin_only(handler: Handler) -> Handler:
 
 
 def time_param(request: Request, name: str) -> datetime | None:
-    value = request.query_params.get(name)
+    return time_value(name, request.query_params.get(name))
+
+
+def time_value(name: str, value: str | None) -> datetime | None:
+    """The time parameter `name` (None when absent or empty); 400 when it is not an ISO 8601 time."""
     if value is None or value == "":
         return None
     try:
@@ -81,7 +85,11 @@ def time_param(request: Request, name: str) -> datetime | None:
 
 
 def text_param(request: Request, name: str) -> str | None:
-    value = request.query_params.get(name)
+    return text_value(name, request.query_params.get(name))
+
+
+def text_value(name: str, value: str | None) -> str | None:
+    """The text parameter `name` (None when absent or empty); 400 when too long or holding NUL."""
     if value is not None and (len(value) > 200 or "\x00" in value):
         raise ApiError(400, "invalid_parameter", f"{name} is too long or holds NUL characters.", {name: "invalid"})
     return value or None

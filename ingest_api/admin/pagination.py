@@ -92,10 +92,17 @@ def parse_limit(value: str | None) -> int:
     return limit
 
 
-def page(
-    rows: Sequence[Any], *, limit: int, cursor: Cursor | None, key_of, base_url: str, params: dict[str, str]
-) -> dict[str, Any]:
-    """`rows` were fetched with limit + 1 in the direction of `cursor`; builds the page and its links."""
+@dataclass(frozen=True)
+class Slice:
+    """One page of a listing: its rows and the cursor tokens of the pages beside it (None at an end)."""
+
+    results: list[Any]
+    next: str | None
+    previous: str | None
+
+
+def page_slice(rows: Sequence[Any], *, limit: int, cursor: Cursor | None, key_of) -> Slice:
+    """`rows` were fetched with limit + 1 in the direction of `cursor`; `key_of` gives a row's sort key."""
     forward = cursor is None or cursor.forward
     has_more = len(rows) > limit
     rows = list(rows[:limit])
@@ -104,14 +111,28 @@ def page(
     # Going forward there is a previous page iff we came by a cursor; backward, iff there were more rows.
     has_next = has_more if forward else cursor is not None
     has_previous = (cursor is not None) if forward else has_more
+    return Slice(
+        rows,
+        encode_cursor(Cursor(key_of(rows[-1]), True)) if has_next and rows else None,
+        encode_cursor(Cursor(key_of(rows[0]), False)) if has_previous and rows else None,
+    )
 
-    def link(edge: Any, to_forward: bool) -> str:
+
+def page_body(part: Slice, *, base_url: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The API's answer for a page: `next` and `previous` as links to `base_url` with the request's other parameters."""
+
+    def link(token: str | None) -> str | None:
+        if token is None:
+            return None
         query = {k: v for k, v in params.items() if k != "cursor" and v is not None}
-        query["cursor"] = encode_cursor(Cursor(key_of(edge), to_forward))
+        query["cursor"] = token
         return f"{base_url}?{urlencode(query, doseq=True)}"  # doseq: repeated filters stay repeated
 
-    return {
-        "next": link(rows[-1], True) if has_next and rows else None,
-        "previous": link(rows[0], False) if has_previous and rows else None,
-        "results": rows,
-    }
+    return {"next": link(part.next), "previous": link(part.previous), "results": part.results}
+
+
+def page(
+    rows: Sequence[Any], *, limit: int, cursor: Cursor | None, key_of, base_url: str, params: dict[str, str]
+) -> dict[str, Any]:
+    """`rows` were fetched with limit + 1 in the direction of `cursor`; builds the page and its links."""
+    return page_body(page_slice(rows, limit=limit, cursor=cursor, key_of=key_of), base_url=base_url, params=params)

@@ -1,23 +1,33 @@
-"""The row reads the admin handlers share: one row by id, and keyset pages (newest first, or in id order)."""
+"""The row reads the admin queries share: one row by id, and keyset pages (newest first, or in id order)."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest_api.admin.http import base_url, json_response, time_param
-from ingest_api.admin.pagination import ID, TIMESTAMP, UUID, decode_cursor, page, parse_limit
+from ingest_api.admin.pagination import ID, TIMESTAMP, UUID, Cursor, Slice, decode_cursor, page_body, page_slice, parse_limit
 from ingest_api.errors import ApiError
-from ingest_api.state import AppState
+
+# The sort key of the newest-first listings: (time, id).
+NEWEST_FIRST_KEY = (TIMESTAMP, UUID)
+ID_ORDER_KEY = (ID,)
 
 
-async def row_by_id(request: Request, select: sa.TextClause, row_id: int, not_found: ApiError) -> Any:
+def json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with its times and uuids as the API writes them (ISO 8601, text)."""
+    return {k: v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v for k, v in row.items()}
+
+
+async def fetch_by_id(conn: AsyncConnection, select: sa.TextClause, row_id: int, not_found: ApiError) -> Any:
     """The row `select` finds for `:id`, or `not_found` raised."""
-    async with request.app.state.eventtrack.engine.connect() as conn:
-        row = (await conn.execute(select, {"id": row_id})).first()
+    row = (await conn.execute(select, {"id": row_id})).first()
     if row is None:
         raise not_found
     return row
@@ -30,14 +40,21 @@ async def delete_by_id(request: Request, table: str, row_id: int, not_found: Api
         raise not_found
 
 
-async def newest_first_page(
-    request: Request, *, select: str, where: list[str], params: dict[str, Any], time_column: str, id_column: str
-) -> Response:
-    """A keyset page of `select` ordered newest first by (time_column, id_column): the events, sessions and audit-log listings."""
-    state: AppState = request.app.state.eventtrack
-    limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), (TIMESTAMP, UUID))
-    start, end = time_param(request, "start"), time_param(request, "end")
+async def newest_first_rows(
+    conn: AsyncConnection,
+    *,
+    select: str,
+    where: list[str],
+    params: dict[str, Any],
+    time_column: str,
+    id_column: str,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    cursor: Cursor | None,
+) -> Slice:
+    """A keyset page of `select` ordered newest first by (time_column, id_column), rows as `json_row` writes them."""
+    where, params = list(where), dict(params)
     if start:
         where.append(f"{time_column} >= :start")
         params["start"] = start
@@ -54,31 +71,40 @@ async def newest_first_page(
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY {time_column} {order}, {id_column} {order} LIMIT {limit + 1}"
-    async with state.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), params)).all()]
+    rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), params)).all()]
     time_key, id_key = time_column.strip('"'), id_column
-    body = page(
-        rows,
-        limit=limit,
-        cursor=cursor,
-        key_of=lambda r: (r[time_key].isoformat(), str(r[id_key])),
-        base_url=base_url(request),
-        params=dict(request.query_params),
-    )
-    return json_response(body)
+    part = page_slice(rows, limit=limit, cursor=cursor, key_of=lambda r: (r[time_key].isoformat(), str(r[id_key])))
+    return Slice([json_row(r) for r in part.results], part.next, part.previous)
 
 
-async def id_order_page(request: Request, *, select: str, where: list[str], params: dict[str, Any], to_json) -> Response:
-    """A keyset page of `select` in id order: the feature-flag and experiment listings."""
-    state: AppState = request.app.state.eventtrack
+async def newest_first_page(
+    request: Request, *, select: str, where: list[str], params: dict[str, Any], time_column: str, id_column: str
+) -> Response:
+    """`newest_first_rows` for the request's limit, cursor, start and end: the audit-log listing."""
     limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), (ID,))
+    cursor = decode_cursor(request.query_params.get("cursor"), NEWEST_FIRST_KEY)
+    start, end = time_param(request, "start"), time_param(request, "end")
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        part = await newest_first_rows(
+            conn, select=select, where=where, params=params, time_column=time_column, id_column=id_column, start=start, end=end, limit=limit, cursor=cursor
+        )
+    return json_response(listing_body(request, part))
+
+
+async def id_order_rows(
+    conn: AsyncConnection, *, select: str, where: list[str], params: dict[str, Any], limit: int, cursor: Cursor | None, to_json
+) -> Slice:
+    """A keyset page of `select` in id order, rows as `to_json` writes them: the feature-flag and experiment listings."""
+    where, params = list(where), dict(params)
     if cursor:
         where.append("id > :c_id" if cursor.forward else "id < :c_id")
         params["c_id"] = cursor.key[0]
     order = "ASC" if cursor is None or cursor.forward else "DESC"
     sql = select + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY id {order} LIMIT {limit + 1}"
-    async with state.engine.connect() as conn:
-        rows = [to_json(r) for r in (await conn.execute(sa.text(sql), params)).all()]
-    body = page(rows, limit=limit, cursor=cursor, key_of=lambda r: (r["id"],), base_url=base_url(request), params=dict(request.query_params))
-    return json_response(body)
+    rows = [to_json(r) for r in (await conn.execute(sa.text(sql), params)).all()]
+    return page_slice(rows, limit=limit, cursor=cursor, key_of=lambda r: (r["id"],))
+
+
+def listing_body(request: Request, part: Slice) -> dict[str, Any]:
+    """A listing's answer to `request`: its page, linked to the neighbouring pages with the request's parameters."""
+    return page_body(part, base_url=base_url(request), params=dict(request.query_params))

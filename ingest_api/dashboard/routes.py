@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode
 
-import sqlalchemy as sa
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -23,14 +22,16 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from ingest_api.admin.aggregates import event_counts
-from ingest_api.admin.analytics import funnel, get_saved_funnel, list_saved_funnels
-from ingest_api.admin.events import list_events, list_sessions
-from ingest_api.admin.experiments import experiment_results, get_experiment, list_experiments
-from ingest_api.admin.feature_flags import create_feature_flag, get_feature_flag, list_feature_flags, patch_feature_flag, replace_feature_flag
+from ingest_api.admin.aggregates import count_events
+from ingest_api.admin.analytics import parse_funnel_query, run_funnel, saved_funnel_by_id, saved_funnel_list
+from ingest_api.admin.events import event_listing, session_listing, session_status
+from ingest_api.admin.experiments import experiment_by_id, experiment_listing, results_of_experiment
+from ingest_api.admin.feature_flags import create_flag, flag_by_id, flag_listing, update_flag
+from ingest_api.admin.http import text_value, time_value
 from ingest_api.admin.keys import find_key
-from ingest_api.dashboard import analysis_form, charts, overview, pipeline_status
-from ingest_api.dashboard.admin_calls import call_admin, cursor_of
+from ingest_api.admin.pagination import Slice, decode_cursor
+from ingest_api.admin.rows import NEWEST_FIRST_KEY
+from ingest_api.dashboard import analysis_form, charts, overview, pipeline_status, queries
 from ingest_api.dashboard.flag_form import errors_by_field, flag_to_form, form_to_body
 from ingest_api.dashboard.replay import is_replayable, replay
 from ingest_api.dashboard.session import COOKIE_NAME, Session, SessionCodec, cookie_header, csrf_ok, load_or_create_secret, new_session
@@ -265,7 +266,7 @@ async def overview_page(request: Request, current: Page) -> Response:
     now = datetime.now(timezone.utc)
     async with state.engine.connect() as conn:
         data = await overview.load(conn, now)
-    top = await call_admin(event_counts, request, params={"start": (now - timedelta(days=7)).isoformat(), "end": now.isoformat()})
+        top = await count_events(conn, start=now - timedelta(days=7), end=now)
     status = await pipeline_status.last_run(state.settings.dagster_host, state.settings.dagster_port)
     figures: dict[str, Any] = {}
     if data["per_hour"]:
@@ -298,23 +299,28 @@ def _time_filter(value: str | None) -> str | None:
     return value
 
 
-def _pager(path: str, filters: dict[str, Any], body: dict[str, Any]) -> dict[str, str | None]:
+def _pager(path: str, filters: dict[str, Any], part: Slice) -> dict[str, str | None]:
     def link(cursor: str | None) -> str | None:
         return None if cursor is None else PREFIX + path + "?" + urlencode({**{k: v for k, v in filters.items() if v}, "cursor": cursor})
 
-    return {"next": link(cursor_of(body.get("next"))), "previous": link(cursor_of(body.get("previous")))}
+    return {"next": link(part.next), "previous": link(part.previous)}
 
 
 @page()
 async def events_page(request: Request, current: Page) -> Response:
     q = request.query_params
     filters = {name: q.get(name, "").strip() for name in ("event_type", "distinct_id", "start", "end")}
-    params = {**filters, "start": _time_filter(filters["start"]), "end": _time_filter(filters["end"]), "cursor": q.get("cursor"), "limit": PAGE_SIZE}
     try:
-        body = await call_admin(list_events, request, params=params)
+        event_type, distinct_id = text_value("event_type", filters["event_type"]), text_value("distinct_id", filters["distinct_id"])
+        cursor = decode_cursor(q.get("cursor"), NEWEST_FIRST_KEY)
+        start, end = time_value("start", _time_filter(filters["start"])), time_value("end", _time_filter(filters["end"]))
+        async with _state(request).engine.connect() as conn:
+            part = await event_listing(
+                conn, event_type=event_type, distinct_id=distinct_id, start=start, end=end, limit=PAGE_SIZE, cursor=cursor
+            )
     except ApiError as err:
         return render(request, current, "events.html", 400, nav="events", filters=filters, rows=[], pages={}, error=err)
-    return render(request, current, "events.html", nav="events", filters=filters, rows=body["results"], pages=_pager("/events", filters, body), error=None)
+    return render(request, current, "events.html", nav="events", filters=filters, rows=part.results, pages=_pager("/events", filters, part), error=None)
 
 
 @page()
@@ -327,9 +333,9 @@ async def event_page(request: Request, current: Page) -> Response:
         if at.tzinfo is None:
             raise ValueError
         # The events listing for the event's own microsecond (one partition, by index), then the uuid among them.
-        params = {"start": at.isoformat(), "end": (at + timedelta(microseconds=1)).isoformat(), "limit": 1000}
-        body = await call_admin(list_events, request, params=params)
-        found = next((e for e in body["results"] if e["uuid"] == event_uuid), None)
+        async with _state(request).engine.connect() as conn:
+            part = await event_listing(conn, start=at, end=at + timedelta(microseconds=1), limit=1000)
+        found = next((e for e in part.results if e["uuid"] == event_uuid), None)
     except (ValueError, ApiError):
         pass
     if found is None:
@@ -343,41 +349,26 @@ async def sessions_page(request: Request, current: Page) -> Response:
     q = request.query_params
     filters = {"distinct_id": q.get("distinct_id", "").strip(), "status": q.get("status", "")}
     try:
-        body = await call_admin(list_sessions, request, params={**filters, "cursor": q.get("cursor"), "limit": PAGE_SIZE})
+        distinct_id, status = text_value("distinct_id", filters["distinct_id"]), session_status(filters["status"])
+        cursor = decode_cursor(q.get("cursor"), NEWEST_FIRST_KEY)
+        async with _state(request).engine.connect() as conn:
+            part = await session_listing(conn, distinct_id=distinct_id, status=status, limit=PAGE_SIZE, cursor=cursor)
     except ApiError as err:
         return render(request, current, "sessions.html", 400, nav="sessions", filters=filters, rows=[], pages={}, error=err)
-    return render(request, current, "sessions.html", nav="sessions", filters=filters, rows=body["results"], pages=_pager("/sessions", filters, body), error=None)
+    rows = part.results
+    return render(request, current, "sessions.html", nav="sessions", filters=filters, rows=rows, pages=_pager("/sessions", filters, part), error=None)
 
 
 # --- rejected events -------------------------------------------------------------------
-
-_REJECTED = """
-SELECT id, received_at, endpoint, reason, detail, fields, event_index, payload_bytes, payload_truncated, replayed_at,
-       substring(payload FROM 1 FOR 400) AS preview
-FROM rejected_events
-WHERE {where}
-ORDER BY id DESC LIMIT :limit
-"""
-
 
 @page()
 async def rejected_page(request: Request, current: Page) -> Response:
     q = request.query_params
     reason = q.get("reason", "").strip()[:200]
     show_all = q.get("show") == "all"
-    where, params = ["true"], {"limit": PAGE_SIZE + 1}
-    if not show_all:
-        where.append("replayed_at IS NULL")
-    if reason:
-        where.append("reason = :reason")
-        params["reason"] = reason.replace("\x00", "")
-    before = row_id(q.get("before", ""))
-    if before is not None:
-        where.append("id < :before")
-        params["before"] = before
     async with _state(request).engine.connect() as conn:
-        rows = (await conn.execute(sa.text(_REJECTED.format(where=" AND ".join(where))), params)).all()
-        reasons = [r.reason for r in (await conn.execute(sa.text("SELECT DISTINCT reason FROM rejected_events ORDER BY 1 LIMIT 100"))).all()]
+        rows = await queries.rejected_events(conn, reason=reason, show_all=show_all, before=row_id(q.get("before", "")), limit=PAGE_SIZE + 1)
+        reasons = await queries.rejection_reasons(conn)
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     items = [
@@ -409,8 +400,9 @@ async def replay_action(request: Request, current: Page) -> Response:
 
 @page()
 async def flags_page(request: Request, current: Page) -> Response:
-    body = await call_admin(list_feature_flags, request, params={"limit": 1000})
-    return render(request, current, "flags.html", nav="flags", flags=body["results"], saved=request.query_params.get("saved", "")[:200])
+    async with _state(request).engine.connect() as conn:
+        flags = (await flag_listing(conn, limit=1000)).results
+    return render(request, current, "flags.html", nav="flags", flags=flags, saved=request.query_params.get("saved", "")[:200])
 
 
 def row_id(raw: str) -> int | None:
@@ -440,7 +432,13 @@ async def flag_new_form(request: Request, current: Page) -> Response:
 @page()
 async def flag_edit_form(request: Request, current: Page) -> Response:
     flag_id = _flag_id(request)
-    flag = await _call_on_flag(get_feature_flag, request, flag_id)
+    flag = None
+    if flag_id is not None:
+        try:
+            async with _state(request).engine.connect() as conn:
+                flag = await flag_by_id(conn, flag_id)
+        except ApiError:
+            pass
     if flag is None:
         return _flag_not_found(request, current)
     values = flag_to_form(flag)
@@ -461,15 +459,16 @@ async def flag_update(request: Request, current: Page) -> Response:
 
 
 async def _save_flag_form(request: Request, current: Page, flag_id: int | None) -> Response:
-    """Validates through the admin API (create or full update) and shows its errors in the form."""
+    """Validates and saves as the admin API does (create or full update) and shows its errors in the form."""
     values = {**current.form, "active": "on" if current.form.get("active") == "on" else ""}
     body, errors = form_to_body(current.form)
     if not errors:
         try:
+            state = _state(request)
             if flag_id is None:
-                saved = await call_admin(create_feature_flag, request, body=body)
+                saved = await create_flag(state.engine, state.config, body)
             else:
-                saved = await call_admin(replace_feature_flag, request, path_params={"flag_id": flag_id}, body=body)
+                saved = await update_flag(state.engine, state.config, flag_id, body, partial=False)
             return redirect("/flags", saved=saved["key"])
         except ApiError as err:
             if err.status == 404:
@@ -481,20 +480,14 @@ async def _save_flag_form(request: Request, current: Page, flag_id: int | None) 
 
 @page()
 async def flag_toggle(request: Request, current: Page) -> Response:
-    saved = await _call_on_flag(patch_feature_flag, request, _flag_id(request), {"active": current.form.get("active") == "true"})
-    if saved is None:
+    state, flag_id = _state(request), _flag_id(request)
+    try:
+        if flag_id is None:
+            raise ApiError(404, "not_found", "No feature flag has this id.")
+        saved = await update_flag(state.engine, state.config, flag_id, {"active": current.form.get("active") == "true"}, partial=True)
+    except ApiError:
         return _flag_not_found(request, current)
     return redirect("/flags", saved=saved["key"])
-
-
-async def _call_on_flag(handler, request: Request, flag_id: int | None, body: Any = None) -> dict[str, Any] | None:
-    """The flag the admin handler answers with; None when there is no such flag."""
-    if flag_id is None:
-        return None
-    try:
-        return await call_admin(handler, request, path_params={"flag_id": flag_id}, body=body)
-    except ApiError:
-        return None
 
 
 # --- funnels -----------------------------------------------------------------------------
@@ -508,15 +501,19 @@ async def funnels_page(request: Request, current: Page) -> Response:
     values = analysis_form.funnel_form(request.query_params)
     body, error, figure = None, None, None
     if values["steps"] or any(request.query_params.get(name) for name in ("window", "start", "end", "breakdown")):
+        params = analysis_form.funnel_params(values)
         try:
-            body = await call_admin(funnel, request, params=analysis_form.funnel_params(values))
+            query = parse_funnel_query(params["steps"], params["window"], params["start"], params["end"], [], params["breakdown"])
+            async with _state(request).engine.connect() as conn:
+                body = await run_funnel(conn, query)
         except ApiError as err:
             error = err
     if body is not None:
         steps = body["results"]
         figure = charts.funnel_chart([(f'{s["step"]}. {s["event_type"]}', s["users"]) for s in steps], title="Users per step")
-    listed = (await call_admin(list_saved_funnels, request))["results"]
-    saved = [await call_admin(get_saved_funnel, request, path_params={"funnel_id": f["id"]}) for f in listed[:SAVED_FUNNELS_SHOWN]]
+    async with _state(request).engine.connect() as conn:
+        listed = await saved_funnel_list(conn)
+        saved = [await saved_funnel_by_id(conn, f["id"]) for f in listed[:SAVED_FUNNELS_SHOWN]]
     today = datetime.now(timezone.utc).date()
     for item in saved:
         item["run_link"] = PREFIX + "/funnels?" + urlencode(analysis_form.saved_funnel_query(item, today))
@@ -531,18 +528,20 @@ async def funnels_page(request: Request, current: Page) -> Response:
 
 @page()
 async def experiments_page(request: Request, current: Page) -> Response:
-    body = await call_admin(list_experiments, request, params={"limit": 1000})
-    return render(request, current, "experiments.html", nav="experiments", experiments=body["results"])
+    async with _state(request).engine.connect() as conn:
+        experiments = (await experiment_listing(conn, limit=1000)).results
+    return render(request, current, "experiments.html", nav="experiments", experiments=experiments)
 
 
 @page()
 async def experiment_page(request: Request, current: Page) -> Response:
-    raw = request.path_params["experiment_id"]
+    experiment_id = row_id(request.path_params["experiment_id"])
     try:
-        if row_id(raw) is None:
+        if experiment_id is None:
             raise ApiError(404, "not_found", "No experiment has this id.")
-        experiment = await call_admin(get_experiment, request, path_params={"experiment_id": raw})
-        results = await call_admin(experiment_results, request, path_params={"experiment_id": raw})
+        async with _state(request).engine.connect() as conn:
+            experiment = await experiment_by_id(conn, experiment_id)
+            results = await results_of_experiment(conn, experiment_id)
     except ApiError:
         return render(request, current, "error.html", 404, nav="experiments", title="Experiment not found", message="No experiment has this id.")
     rows = results["results"]
