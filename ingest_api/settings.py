@@ -6,10 +6,11 @@ Every other module receives a `Settings` value; defaults run out of the box.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from ingest_api.privacy.ip import parse_truncation
 
@@ -17,160 +18,138 @@ KIB = 1024
 MIB = 1024 * 1024
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
+def _int(name: str, raw: str) -> int:
     try:
         return int(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
+def _float(name: str, raw: str) -> float:
     try:
         return float(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
-def _date(env: Mapping[str, str], name: str) -> date | None:
-    raw = (env.get(name) or "").strip()
-    if raw == "":
-        return None
+def _date(name: str, raw: str) -> date:
     try:
-        return date.fromisoformat(raw)
+        return date.fromisoformat(raw.strip())
     except ValueError as exc:
         raise ValueError(f"{name} must be a date (YYYY-MM-DD), got {raw!r}") from exc
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
+def _bool(name: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
         return True
-    if raw in ("0", "false", "no", "off"):
+    if text in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _cookie_secure(name: str, raw: str) -> bool:
+    # Anything but an explicit yes keeps the default (off): the cookie is Secure over https anyway.
+    return raw.lower() in ("1", "true", "yes")
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(o.strip() for o in raw.split(",") if o.strip())
+
+
+def env_var(name: str, parse: Callable[[str, str], Any] = _text) -> dict[str, Any]:
+    """A field's environment variable and its parser `(name, raw) -> value`; unset or blank keeps the field's default."""
+    return {"env": name, "parse": parse}
 
 
 @dataclass(frozen=True)
 class Settings:
     # Where the embedded Postgres (and later Dagster's home) keeps its files.
-    data_dir: Path = Path(".data")
+    data_dir: Path = field(default=Path(".data"), metadata=env_var("EVENTTRACK_DATA_DIR", lambda _, raw: Path(raw)))
     # None means: start the embedded server under data_dir.
-    database_url: str | None = None
+    database_url: str | None = field(default=None, metadata=env_var("DATABASE_URL"))
 
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    api_workers: int = 1
-    dagster_port: int = 3000
-    dagster_host: str = "127.0.0.1"
+    api_host: str = field(default="127.0.0.1", metadata=env_var("API_HOST"))
+    api_port: int = field(default=8000, metadata=env_var("API_PORT", _int))
+    api_workers: int = field(default=1, metadata=env_var("API_WORKERS", _int))
+    dagster_port: int = field(default=3000, metadata=env_var("DAGSTER_PORT", _int))
+    dagster_host: str = field(default="127.0.0.1", metadata=env_var("DAGSTER_HOST"))
     # `eventtrack up` restarts a service that died after this delay, doubled at each
     # quick death in a row up to the maximum (docs/operations.md).
-    restart_backoff_seconds: float = 1.0
-    restart_backoff_max_seconds: float = 60.0
+    restart_backoff_seconds: float = field(default=1.0, metadata=env_var("RESTART_BACKOFF_SECONDS", _float))
+    restart_backoff_max_seconds: float = field(default=60.0, metadata=env_var("RESTART_BACKOFF_MAX_SECONDS", _float))
 
-    events_retention_days: int = 90
-    partitions_ahead_days: int = 7
+    events_retention_days: int = field(default=90, metadata=env_var("EVENTS_RETENTION_DAYS", _int))
+    partitions_ahead_days: int = field(default=7, metadata=env_var("EVENTS_PARTITIONS_AHEAD_DAYS", _int))
     # Pipeline: a session with no event for this long is closed ('timeout'),
     # and events without a session_id are split into sessions at such gaps.
-    session_timeout_minutes: int = 30
-    aggregates_retention_days: int = 730
-    rejected_events_retention_days: int = 30
+    session_timeout_minutes: int = field(default=30, metadata=env_var("SESSION_TIMEOUT_MINUTES", _int))
+    aggregates_retention_days: int = field(default=730, metadata=env_var("AGGREGATES_RETENTION_DAYS", _int))
+    rejected_events_retention_days: int = field(default=30, metadata=env_var("REJECTED_EVENTS_RETENTION_DAYS", _int))
     # Retention marts: the event that counts as "came back"; None: any event.
-    retention_return_event: str | None = None
+    retention_return_event: str | None = field(default=None, metadata=env_var("RETENTION_RETURN_EVENT"))
     # First day of the aggregates' Dagster partitions; None: the day before the installation
     # (orchestration.partitions.partitions_start).
-    partitions_start_date: date | None = None
+    partitions_start_date: date | None = field(default=None, metadata=env_var("PARTITIONS_START_DATE", _date))
 
-    max_capture_body_bytes: int = 1 * MIB
-    max_batch_body_bytes: int = 20 * MIB
-    max_event_bytes: int = 64 * KIB
-    max_batch_events: int = 1000
-    max_properties_depth: int = 32
+    max_capture_body_bytes: int = field(default=1 * MIB, metadata=env_var("MAX_CAPTURE_BODY_BYTES", _int))
+    max_batch_body_bytes: int = field(default=20 * MIB, metadata=env_var("MAX_BATCH_BODY_BYTES", _int))
+    max_event_bytes: int = field(default=64 * KIB, metadata=env_var("MAX_EVENT_BYTES", _int))
+    max_batch_events: int = field(default=1000, metadata=env_var("MAX_BATCH_EVENTS", _int))
+    max_properties_depth: int = field(default=32, metadata=env_var("MAX_PROPERTIES_DEPTH", _int))
     # Raw payloads kept in the dead-letter table are cut to this size.
-    dead_letter_payload_bytes: int = 64 * KIB
+    dead_letter_payload_bytes: int = field(default=64 * KIB, metadata=env_var("DEAD_LETTER_PAYLOAD_BYTES", _int))
     # A corrected timestamp further than this in the future is clamped.
     max_future_skew_hours: int = 23
 
     # Group commit: how many rows one transaction takes at most.
-    group_commit_max_rows: int = 20_000
+    group_commit_max_rows: int = field(default=20_000, metadata=env_var("GROUP_COMMIT_MAX_ROWS", _int))
     # Backpressure: rows waiting for the writer before new writes get 503.
-    max_queued_rows: int = 200_000
+    max_queued_rows: int = field(default=200_000, metadata=env_var("MAX_QUEUED_ROWS", _int))
     # A request never waits longer than this for its commit before 503.
-    commit_timeout_seconds: float = 5.0
-    db_connect_timeout_seconds: float = 2.0
+    commit_timeout_seconds: float = field(default=5.0, metadata=env_var("COMMIT_TIMEOUT_SECONDS", _float))
+    db_connect_timeout_seconds: float = field(default=2.0, metadata=env_var("DB_CONNECT_TIMEOUT_SECONDS", _float))
     retry_after_seconds: int = 2
 
     # Per-client request rate on the public endpoints; 0 turns the limit off (the default).
-    rate_limit_per_second: float = 0.0
-    rate_limit_burst: int = 100
+    rate_limit_per_second: float = field(default=0.0, metadata=env_var("RATE_LIMIT_PER_SECOND", _float))
+    rate_limit_burst: int = field(default=100, metadata=env_var("RATE_LIMIT_BURST", _int))
     # Origins allowed to call the API from a browser (CORS); empty: no CORS headers.
-    cors_allow_origins: tuple[str, ...] = ()
-    log_level: str = "INFO"
+    cors_allow_origins: tuple[str, ...] = field(default=(), metadata=env_var("CORS_ALLOW_ORIGINS", _origins))
+    log_level: str = field(default="INFO", metadata=env_var("LOG_LEVEL", lambda _, raw: raw.upper()))
 
     # Privacy (docs/privacy.md): the client IP is not stored unless asked for,
     # and then cut to these IPv4 / IPv6 prefix lengths.
-    store_client_ip: bool = False
-    client_ip_prefixes: tuple[int, int] = (24, 48)
+    store_client_ip: bool = field(default=False, metadata=env_var("STORE_CLIENT_IP", _bool))
+    client_ip_prefixes: tuple[int, int] = field(default=(24, 48), metadata=env_var("CLIENT_IP_TRUNCATION", lambda _, raw: parse_truncation(raw)))
     # Admin dashboard (/admin/): the key that signs its session cookie. None: a
     # random one generated once and kept in data_dir/dashboard_secret, so
     # restarts keep sessions. Set it (same value) when several hosts serve /admin/.
-    dashboard_secret: str | None = None
+    dashboard_secret: str | None = field(default=None, metadata=env_var("DASHBOARD_SECRET"))
     # A dashboard session lasts this long after sign-in.
-    dashboard_session_hours: int = 12
+    dashboard_session_hours: int = field(default=12, metadata=env_var("DASHBOARD_SESSION_HOURS", _int))
     # Always mark the session cookie Secure (it is anyway when the request came over https).
-    dashboard_cookie_secure: bool = False
+    dashboard_cookie_secure: bool = field(default=False, metadata=env_var("DASHBOARD_COOKIE_SECURE", _cookie_secure))
     # The project write key `eventtrack demo` sends (needed once a write key exists). WRITE_KEY is
     # the name docs/integration_guide.md gives it: `export WRITE_KEY=$(eventtrack create-write-key ...)`.
-    write_key: str | None = None
+    write_key: str | None = field(default=None, metadata=env_var("WRITE_KEY", lambda _, raw: raw.strip() or None))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Each field with an `env_var(...)` metadata from its variable; the others keep their defaults."""
         env = os.environ if env is None else env
-        return cls(
-            data_dir=Path(env.get("EVENTTRACK_DATA_DIR") or ".data").resolve(),
-            database_url=env.get("DATABASE_URL") or None,
-            api_host=env.get("API_HOST") or "127.0.0.1",
-            api_port=_int(env, "API_PORT", 8000),
-            api_workers=_int(env, "API_WORKERS", 1),
-            dagster_port=_int(env, "DAGSTER_PORT", 3000),
-            dagster_host=env.get("DAGSTER_HOST") or "127.0.0.1",
-            restart_backoff_seconds=_float(env, "RESTART_BACKOFF_SECONDS", 1.0),
-            restart_backoff_max_seconds=_float(env, "RESTART_BACKOFF_MAX_SECONDS", 60.0),
-            events_retention_days=_int(env, "EVENTS_RETENTION_DAYS", 90),
-            partitions_ahead_days=_int(env, "EVENTS_PARTITIONS_AHEAD_DAYS", 7),
-            session_timeout_minutes=_int(env, "SESSION_TIMEOUT_MINUTES", 30),
-            aggregates_retention_days=_int(env, "AGGREGATES_RETENTION_DAYS", 730),
-            rejected_events_retention_days=_int(env, "REJECTED_EVENTS_RETENTION_DAYS", 30),
-            retention_return_event=env.get("RETENTION_RETURN_EVENT") or None,
-            partitions_start_date=_date(env, "PARTITIONS_START_DATE"),
-            max_capture_body_bytes=_int(env, "MAX_CAPTURE_BODY_BYTES", 1 * MIB),
-            max_batch_body_bytes=_int(env, "MAX_BATCH_BODY_BYTES", 20 * MIB),
-            max_event_bytes=_int(env, "MAX_EVENT_BYTES", 64 * KIB),
-            max_batch_events=_int(env, "MAX_BATCH_EVENTS", 1000),
-            max_properties_depth=_int(env, "MAX_PROPERTIES_DEPTH", 32),
-            dead_letter_payload_bytes=_int(env, "DEAD_LETTER_PAYLOAD_BYTES", 64 * KIB),
-            group_commit_max_rows=_int(env, "GROUP_COMMIT_MAX_ROWS", 20_000),
-            max_queued_rows=_int(env, "MAX_QUEUED_ROWS", 200_000),
-            commit_timeout_seconds=_float(env, "COMMIT_TIMEOUT_SECONDS", 5.0),
-            db_connect_timeout_seconds=_float(env, "DB_CONNECT_TIMEOUT_SECONDS", 2.0),
-            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
-            rate_limit_per_second=_float(env, "RATE_LIMIT_PER_SECOND", 0.0),
-            rate_limit_burst=_int(env, "RATE_LIMIT_BURST", 100),
-            cors_allow_origins=tuple(o.strip() for o in (env.get("CORS_ALLOW_ORIGINS") or "").split(",") if o.strip()),
-            store_client_ip=_bool(env, "STORE_CLIENT_IP", False),
-            client_ip_prefixes=parse_truncation(env.get("CLIENT_IP_TRUNCATION") or "24,48"),
-            dashboard_secret=env.get("DASHBOARD_SECRET") or None,
-            dashboard_session_hours=_int(env, "DASHBOARD_SESSION_HOURS", 12),
-            dashboard_cookie_secure=(env.get("DASHBOARD_COOKIE_SECURE") or "").lower() in ("1", "true", "yes"),
-            write_key=(env.get("WRITE_KEY") or "").strip() or None,
-        )
+        values = {}
+        for f in fields(cls):
+            raw = env.get(f.metadata["env"]) if "env" in f.metadata else None
+            if raw is not None and raw.strip() != "":
+                values[f.name] = f.metadata["parse"](f.metadata["env"], raw)
+        settings = cls(**values)
+        # A relative data dir means relative to where the process started.
+        return replace(settings, data_dir=settings.data_dir.resolve())
 
     def with_database_url(self, url: str) -> Settings:
         return replace(self, database_url=url)

@@ -13,6 +13,7 @@ import psycopg
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
 from ingest_api.partitions import event_partition_window, retention_cutoff
+from orchestration.dbt import dbt_manifest
 from orchestration.raw import EVENT_UUIDS, EVENTS, REJECTED_EVENTS, SESSIONS
 from orchestration.resources import EventtrackResource
 
@@ -20,12 +21,19 @@ _PARTITION_NAME = re.compile(r"events_p(\d{8})")
 # How long DROP TABLE may wait for the lock on `events` before giving up
 # (it then retries the next day) rather than stalling the ingest writer.
 _LOCK_TIMEOUT = "5s"
-# Analytics tables pruned after aggregates_retention_days, by their bucket column.
-AGGREGATE_BUCKETS = {
-    "analytics.agg_events_hourly": "hour",
-    "analytics.agg_events_daily": "day",
-    "analytics.active_users_daily": "day",
-}
+
+
+def retention_buckets(manifest: dict) -> dict[str, str]:
+    """Analytics tables pruned after aggregates_retention_days -> their bucket column (pure).
+
+    The dbt models say it themselves (`meta.retention_bucket` in their yml), so a table's name and
+    schema are written once, in dbt.
+    """
+    return {
+        f"{node['schema']}.{node['alias']}": node["config"]["meta"]["retention_bucket"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and "retention_bucket" in (node["config"].get("meta") or {})
+    }
 
 
 def close_inactive_sessions(conn: psycopg.Connection, now: datetime, timeout: timedelta) -> list[tuple[str, datetime]]:
@@ -105,7 +113,7 @@ def prune_aggregates(conn: psycopg.Connection, now: datetime, retention_days: in
     """Deletes aggregate buckets older than the aggregates' retention (tables not built yet are skipped)."""
     cutoff = retention_cutoff(now, retention_days)
     deleted: dict[str, int] = {}
-    for table, column in AGGREGATE_BUCKETS.items():
+    for table, column in retention_buckets(dbt_manifest()).items():
         (exists,) = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
         if exists:
             bound = cutoff.date() if column == "day" else cutoff

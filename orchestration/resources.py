@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 
 import psycopg
@@ -22,35 +23,30 @@ def venv_executable(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-# The variables dbt_project/profiles.yml reads.
-DBT_ENV_VARS = (
-    "EVENTTRACK_DB_HOST",
-    "EVENTTRACK_DB_PORT",
-    "EVENTTRACK_DB_USER",
-    "EVENTTRACK_DB_PASSWORD",
-    "EVENTTRACK_DB_NAME",
-    "EVENTTRACK_DB_SSLMODE",
-)
+# The URL's parts -> the variables dbt_project/profiles.yml reads (which holds their defaults).
+DBT_ENV_VARS = {
+    "host": "EVENTTRACK_DB_HOST",
+    "port": "EVENTTRACK_DB_PORT",
+    "user": "EVENTTRACK_DB_USER",
+    "password": "EVENTTRACK_DB_PASSWORD",
+    "dbname": "EVENTTRACK_DB_NAME",
+    "sslmode": "EVENTTRACK_DB_SSLMODE",
+}
 
 
 def dbt_connection_env(database_url: str) -> dict[str, str]:
     """libpq URL -> the EVENTTRACK_DB_* variables of dbt's profile (pure: libpq parses, nothing connects).
 
+    Only the parts the URL names: dbt_project/profiles.yml has libpq's defaults for the others (a
+    missing database name is the user's, as for the app's own connections).
     `postgresql://postgres:@/eventtrack?host=/tmp/x/pg` gives host `/tmp/x/pg`
     (a unix-socket directory, which libpq and dbt-postgres accept as a host).
     """
     parts = conninfo_to_dict(database_url)
-    return {
-        "EVENTTRACK_DB_HOST": str(parts.get("host") or "localhost"),
-        "EVENTTRACK_DB_PORT": str(parts.get("port") or "5432"),
-        "EVENTTRACK_DB_USER": str(parts.get("user") or "postgres"),
-        "EVENTTRACK_DB_PASSWORD": str(parts.get("password") or ""),
-        "EVENTTRACK_DB_NAME": str(parts.get("dbname") or "postgres"),
-        "EVENTTRACK_DB_SSLMODE": str(parts.get("sslmode") or "prefer"),
-    }
+    return {name: str(parts[part]) for part, name in DBT_ENV_VARS.items() if parts.get(part) not in (None, "")}
 
 
-def export_dbt_connection_env(settings: Settings, environ: "os._Environ[str] | dict[str, str]" = os.environ) -> None:
+def export_dbt_connection_env(settings: Settings, environ: MutableMapping[str, str] = os.environ) -> None:
     """Makes the dbt subprocesses (which inherit this process's environment) reach the app database.
 
     Variables already set win, so an operator can point dbt elsewhere.
@@ -65,15 +61,16 @@ class EventtrackResource(ConfigurableResource):
     """The settings the pipeline needs, and connections to the app database."""
 
     database_url: str
-    session_timeout_minutes: int = 30
-    events_retention_days: int = 90
-    partitions_ahead_days: int = 7
-    rejected_events_retention_days: int = 30
-    aggregates_retention_days: int = 730
-    retention_return_event: str | None = None
+    # Defaults are the settings' own (a resource built without from_settings, e.g. in a test).
+    session_timeout_minutes: int = Settings.session_timeout_minutes
+    events_retention_days: int = Settings.events_retention_days
+    partitions_ahead_days: int = Settings.partitions_ahead_days
+    rejected_events_retention_days: int = Settings.rejected_events_retention_days
+    aggregates_retention_days: int = Settings.aggregates_retention_days
+    retention_return_event: str | None = Settings.retention_return_event
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "EventtrackResource":
+    def from_settings(cls, settings: Settings) -> EventtrackResource:
         return cls(
             # Empty when unset: Definitions still load (e.g. to list assets), runs fail on connect.
             database_url=settings.database_url or "",

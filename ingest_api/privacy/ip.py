@@ -8,8 +8,19 @@ otherwise): enough to tell a misbehaving network apart, not a household.
 from __future__ import annotations
 
 import ipaddress
+from typing import Protocol
 
-from starlette.requests import HTTPConnection
+
+class _Address(Protocol):
+    host: str
+
+
+class HasClient(Protocol):
+    """What client_host reads of a Starlette request (typed structurally: this module stays free of HTTP
+    code, so settings, which parses CLIENT_IP_TRUNCATION here, and the Dagster code location never import it)."""
+
+    @property
+    def client(self) -> _Address | None: ...
 
 
 def parse_truncation(value: str) -> tuple[int, int]:
@@ -27,7 +38,7 @@ def parse_truncation(value: str) -> tuple[int, int]:
     return v4, v6
 
 
-def client_host(request: HTTPConnection) -> str | None:
+def client_host(request: HasClient) -> str | None:
     """The client's address as uvicorn determined it: behind a proxy whose address is trusted
     (FORWARDED_ALLOW_IPS, 127.0.0.1 by default), the one its X-Forwarded-For names."""
     return request.client.host if request.client else None

@@ -10,12 +10,14 @@ from dagster import materialize
 
 from ingest_api.partitions import partition_name
 from ingest_api.settings import Settings
+from orchestration.dbt import dbt_manifest
 from orchestration.maintenance import (
     close_inactive_sessions,
     event_partitions,
     event_partitions_ahead,
     prune_aggregates,
     retention,
+    retention_buckets,
     session_closure,
 )
 from orchestration.resources import EventtrackResource
@@ -181,3 +183,12 @@ def test_aggregate_buckets_older_than_their_retention_are_pruned_and_missing_tab
         assert db.execute("SELECT day FROM analytics.agg_events_daily").fetchall() == [(oldest_kept.date(),)]
     finally:
         db.execute("DROP SCHEMA analytics CASCADE")
+
+
+def test_the_aggregate_tables_pruned_are_the_dbt_models_that_say_so():
+    """Table names and bucket columns come from the models' yml (meta.retention_bucket), not a second list."""
+    assert retention_buckets(dbt_manifest()) == {
+        "analytics.agg_events_hourly": "hour",
+        "analytics.agg_events_daily": "day",
+        "analytics.active_users_daily": "day",
+    }

@@ -122,3 +122,44 @@ MODULES = {"ingest_api.routes.capture", "ingest_api.routes.body", "ingest_api.ad
 )
 def test_private_uses_are_found_in_every_spelling(source, expected):
     assert private_uses("ingest_api.routes.body", source, is_package=False, modules=MODULES) == expected
+
+
+def imports_of(module: str, source: str, *, is_package: bool, modules: set[str]) -> set[str]:
+    """Every module `module` imports by name: project modules as their dotted names, others as their top package."""
+    package = module if is_package else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for name in names:
+            found.add(name if name in modules else name.split(".")[0])
+    return found
+
+
+def test_the_dagster_code_location_reaches_no_http_code():
+    """orchestration/ and ingest_api/ stand side by side on the ground floor (settings, database, ...): nothing
+    orchestration imports, directly or through other project modules, imports starlette."""
+    modules = project_modules()
+    graph = {
+        module: imports_of(module, path.read_text(), is_package=path.name == "__init__.py", modules=set(modules))
+        for module, path in modules.items()
+    }
+    bad = []
+    for start in (m for m in modules if m.split(".")[0] == "orchestration"):
+        seen, todo = {start}, [start]
+        while todo:
+            for target in graph.get(todo.pop(), ()):
+                if target == "starlette":
+                    bad.append(start)
+                elif target in graph and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+    assert not bad, f"these orchestration modules reach a module importing starlette: {sorted(set(bad))}"
