@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 from starlette.requests import Request
 
-from ingest_api.dead_letter import reject_body, reject_event
+from ingest_api.dead_letter import Refusal, payload_json, reject_row
 from ingest_api.errors import ApiError, DatabaseUnavailable, EventInvalid, unavailable
 from ingest_api.privacy.ip import client_host, stored_client_ip
 from ingest_api.sink import RejectRow
@@ -107,13 +107,19 @@ def event_reject(
     request: Request, state: AppState, endpoint: str, received_at: datetime, invalid: EventInvalid, event: Any, index: int | None
 ) -> RejectRow:
     """The dead-letter row of one refused event (`index`: its place in a batch; None for a single event)."""
-    return reject_event(
+    payload = payload_json(event)
+    return _dead_letter_row(request, state, endpoint, received_at, invalid, payload, len(payload), index)
+
+
+def _dead_letter_row(
+    request: Request, state: AppState, endpoint: str, received_at: datetime, refusal: Refusal, payload: bytes, size: int, index: int | None
+) -> RejectRow:
+    return reject_row(
         received_at=received_at,
         endpoint=endpoint,
-        code=invalid.code,
-        detail=invalid.detail,
-        fields=invalid.fields,
-        event=event,
+        refusal=refusal,
+        payload=payload,
+        payload_bytes=size,
         index=index,
         keep=state.settings.dead_letter_payload_bytes,
         remote_addr=remote_addr(request),
@@ -142,16 +148,6 @@ async def refuse_body(
     """A whole request refused: keep its body (`raw_size`: its full size, when only the start of it was read)
     in the dead letters, then answer `err`. When the sink cannot keep it: a 503, so the client retries rather
     than believe it was recorded."""
-    row = reject_body(
-        received_at=received_at,
-        endpoint=endpoint,
-        code=err.code,
-        detail=err.detail,
-        fields=err.fields,
-        raw=raw,
-        raw_size=len(raw) if raw_size is None else raw_size,
-        keep=state.settings.dead_letter_payload_bytes,
-        remote_addr=remote_addr(request),
-    )
+    row = _dead_letter_row(request, state, endpoint, received_at, err, raw, len(raw) if raw_size is None else raw_size, None)
     await write_rows(state, (), (row,))
     raise err
