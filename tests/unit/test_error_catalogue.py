@@ -70,9 +70,8 @@ def error_calls(source: str) -> list[tuple[str, int | None, str]]:
         callee = _callee(node)
         if callee in ("ApiError.of", "EventInvalid", "OfrepError") and text(node.args[0]) is not None:
             found.append((callee, None, text(node.args[0])))
-        elif callee == "ApiError" and len(node.args) >= 2 and isinstance(node.args[0], ast.Constant):
-            if text(node.args[1]) is not None:
-                found.append((callee, node.args[0].value, text(node.args[1])))
+        elif callee == "ApiError" and len(node.args) >= 2 and isinstance(node.args[0], ast.Constant) and text(node.args[1]) is not None:
+            found.append((callee, node.args[0].value, text(node.args[1])))
     return found
 
 
