@@ -83,7 +83,7 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(ApiError(500, "internal_error", "An unexpected error occurred; it has been logged."))
+    return error_response(ApiError.of("internal_error"))
 
 
 def _utc_sessions(engine) -> None:

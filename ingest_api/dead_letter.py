@@ -4,68 +4,53 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from ingest_api.sink import RejectRow
 
 
-def reject_body(
+class Refusal(Protocol):
+    """Why something was refused: an `ApiError` (a whole body) or an `EventInvalid` (one event)."""
+
+    code: str
+    detail: str
+    fields: dict[str, Any]
+
+
+def reject_row(
     *,
     received_at: datetime,
     endpoint: str,
-    code: str,
-    detail: str,
-    fields: dict[str, Any],
-    raw: bytes,
-    raw_size: int,
-    keep: int,
-    remote_addr: str | None,
-) -> RejectRow:
-    return RejectRow(
-        received_at=received_at,
-        endpoint=endpoint,
-        reason=code,
-        detail=detail,
-        fields=_json(fields),
-        event_index=None,
-        payload=raw[:keep],
-        payload_bytes=raw_size,
-        # Also when nothing was read at all (a Content-Length over the limit is refused from the header).
-        payload_truncated=raw_size > min(len(raw), keep),
-        remote_addr=remote_addr,
-    )
-
-
-def reject_event(
-    *,
-    received_at: datetime,
-    endpoint: str,
-    code: str,
-    detail: str,
-    fields: dict[str, Any],
-    event: Any,
+    refusal: Refusal,
+    payload: bytes,
+    payload_bytes: int,
     index: int | None,
     keep: int,
     remote_addr: str | None,
 ) -> RejectRow:
-    payload = _json(event)
+    """The dead-letter row of a refused body (`index` None) or event (its place in a batch, or None alone).
+
+    `payload`: what was refused as bytes, or its start when only that was read; `payload_bytes`: its full size.
+    """
     return RejectRow(
         received_at=received_at,
         endpoint=endpoint,
-        reason=code,
-        detail=detail,
-        fields=_json(fields),
+        reason=refusal.code,
+        detail=refusal.detail,
+        fields=payload_json(refusal.fields),
         event_index=index,
         payload=payload[:keep],
-        payload_bytes=len(payload),
-        payload_truncated=len(payload) > keep,
+        payload_bytes=payload_bytes,
+        # Also when nothing was read at all (a Content-Length over the limit is refused from the header).
+        payload_truncated=payload_bytes > min(len(payload), keep),
         remote_addr=remote_addr,
     )
 
 
-def _json(value: Any) -> bytes:
+def payload_json(value: Any) -> bytes:
+    """A refused event (or its fields) as JSON bytes, whatever the tolerant parser let through."""
     try:
         return orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):

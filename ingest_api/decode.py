@@ -44,8 +44,7 @@ def check_content_type(content_type: str | None) -> None:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media in _JSON_TYPES or media.endswith("+json"):
         return
-    raise ApiError(
-        415,
+    raise ApiError.of(
         "unsupported_media_type",
         f"Content-Type {media!r} cannot be read; send application/json.",
         {"content-type": "must be application/json"},
@@ -55,7 +54,7 @@ def check_content_type(content_type: str | None) -> None:
 def _too_large(limit: int) -> ApiError:
     # The rest of the body is left to uvicorn, which discards it after the answer (the
     # client, still sending, then reads the 413 instead of a reset connection).
-    return ApiError(413, "payload_too_large", f"The request body is larger than the limit of {limit} bytes.", {"body": f"max {limit} bytes"})
+    return ApiError.of("payload_too_large", f"The request body is larger than the limit of {limit} bytes.", {"body": f"max {limit} bytes"})
 
 
 async def read_limited(stream: AsyncIterator[bytes], content_length: str | None, limit: int, keep: int) -> bytes:
@@ -100,16 +99,15 @@ def gunzip_limited(raw: bytes, limit: int) -> bytes:
     try:
         out = inflater.decompress(raw, limit + 1)
     except zlib.error as exc:
-        raise ApiError(400, "invalid_gzip", f"The gzip body could not be decompressed: {exc}.", {"body": "invalid gzip"})
+        raise ApiError.of("invalid_gzip", f"The gzip body could not be decompressed: {exc}.", {"body": "invalid gzip"})
     if len(out) > limit:
-        raise ApiError(
-            413,
+        raise ApiError.of(
             "payload_too_large",
             f"The decompressed body is larger than the limit of {limit} bytes.",
             {"body": f"max {limit} bytes decompressed"},
         )
     if not inflater.eof:
-        raise ApiError(400, "invalid_gzip", "The gzip stream is truncated.", {"body": "truncated gzip"})
+        raise ApiError.of("invalid_gzip", "The gzip stream is truncated.", {"body": "truncated gzip"})
     return out
 
 
@@ -119,9 +117,7 @@ def content_encoding(headers_value: str | None) -> str:
         return "identity"
     if value in ("gzip", "x-gzip"):
         return "gzip"
-    raise ApiError(
-        415, "unsupported_encoding", f"Content-Encoding {value!r} is not supported; use gzip or none.", {"content-encoding": "gzip or identity"}
-    )
+    raise ApiError.of("unsupported_encoding", f"Content-Encoding {value!r} is not supported; use gzip or none.", {"content-encoding": "gzip or identity"})
 
 
 def parse_json(body: bytes) -> tuple[Any, bool]:
@@ -138,7 +134,7 @@ def parse_json(body: bytes) -> tuple[Any, bool]:
     try:
         value = json.loads(body, parse_int=_parse_int, parse_constant=_parse_constant)
     except (ValueError, RecursionError) as exc:
-        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {_short(exc)}.", {"body": "invalid JSON"})
+        raise ApiError.of("invalid_json", f"The body is not valid JSON: {_short(exc)}.", {"body": "invalid JSON"})
     return value, True
 
 

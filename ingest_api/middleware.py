@@ -76,7 +76,7 @@ class RateLimitMiddleware:
         if wait:
             retry = retry_after_header(wait)
             response = error_response(
-                ApiError(429, "rate_limited", f"Too many requests; retry after {retry} s.", {}, {"Retry-After": retry})
+                ApiError.of("rate_limited", f"Too many requests; retry after {retry} s.", headers={"Retry-After": retry})
             )
             await response(scope, receive, send)
             return

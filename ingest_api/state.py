@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import HTTPConnection
 
 from ingest_api.config_cache import ConfigCache, ConfigSnapshot
 from ingest_api.errors import unavailable
-from ingest_api.partitions import retention_cutoff
+from ingest_api.partitions import retention_cutoff, utc_day
 from ingest_api.settings import Settings
 from ingest_api.sink import EventSink
 from ingest_api.validation import Limits
@@ -22,15 +22,23 @@ class AppState:
     sink: EventSink
     engine: AsyncEngine
     config: ConfigCache
+    _limits: tuple[date, Limits] | None = field(default=None, init=False, repr=False)
 
     def limits(self, now: datetime) -> Limits:
+        """The validation limits at `now`. Only the retention cutoff moves, once a UTC day: they are built
+        once a day rather than once a request (the capture hot path)."""
+        day = utc_day(now)
+        if self._limits is not None and self._limits[0] == day:
+            return self._limits[1]
         s = self.settings
-        return Limits(
+        limits = Limits(
             max_event_bytes=s.max_event_bytes,
             max_properties_depth=s.max_properties_depth,
             max_future=timedelta(hours=s.max_future_skew_hours),
             oldest_allowed=retention_cutoff(now, s.events_retention_days),
         )
+        self._limits = (day, limits)
+        return limits
 
 
 FLAGS_NOT_LOADED = "Feature flags not loaded yet; retry."  # the 503 of the flag endpoints (native, PostHog, OFREP)

@@ -299,10 +299,9 @@ def check_json_tree(value: dict, max_depth: int, sanitize: bool) -> dict | str:
 def batch_size_error(events: list, max_events: int, field: str) -> ApiError | None:
     """The refusal of a batch with no events or too many (the same rule for every capture protocol)."""
     if not events:
-        return ApiError(400, "empty_batch", "The batch holds no events.", {field: "must not be empty"})
+        return ApiError.of("empty_batch", fields={field: "must not be empty"})
     if len(events) > max_events:
-        return ApiError(
-            400,
+        return ApiError.of(
             "batch_too_large",
             f"The batch holds {len(events)} events; the limit is {max_events}.",
             {field: f"at most {max_events} events"},

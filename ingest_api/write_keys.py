@@ -60,9 +60,9 @@ def require_write_key(request: Request, body: Any = None, key: str | None = None
     if key is None:
         key = presented_key(request, body)
     if key is None:
-        raise ApiError(401, "invalid_api_key", "A project write key is required (api_key, token or X-API-Key).", {"api_key": "is required"})
+        raise ApiError.of("invalid_api_key", fields={"api_key": "is required"})
     if len(key) > _MAX_KEY or key not in snapshot.write_keys:
-        raise ApiError(401, "invalid_api_key", "The project write key is unknown or revoked.", {"api_key": "unknown or revoked"})
+        raise ApiError.of("invalid_api_key", "The project write key is unknown or revoked.", {"api_key": "unknown or revoked"})
 
 
 # --- storage (used by the command line) ------------------------------------

@@ -32,7 +32,7 @@ def wants_exposure(request: Request) -> bool:
         return False
     if value in ("true", "1"):
         return True
-    raise ApiError(400, "invalid_parameter", "record_exposure must be true or false.", {PARAM: "true or false"})
+    raise ApiError.of("invalid_parameter", "record_exposure must be true or false.", {PARAM: "true or false"})
 
 
 def exposure_uuid(flag_key: str, distinct_id: str, when: datetime) -> uuid.UUID:

@@ -24,14 +24,18 @@ from __future__ import annotations
 from typing import Any
 
 from ingest_api.config_cache import CachedFlag
+from ingest_api.errors import CATALOGUE
 from ingest_api.flags.definition import FlagDefinition
 from ingest_api.flags.evaluator import FlagResult, evaluate
 
 
 class OfrepError(Exception):
-    def __init__(self, status: int, code: str, details: str):
-        super().__init__(details)
-        self.status, self.code, self.details = status, code, details
+    """An OFREP error: its code (errors.CATALOGUE, which gives the status) and `errorDetails`."""
+
+    def __init__(self, code: str, details: str | None = None):
+        kind = CATALOGUE[code]
+        self.status, self.code, self.details = kind.status, code, kind.detail if details is None else details
+        super().__init__(self.details)
 
 
 def read_context(body: Any) -> tuple[str | None, dict[str, Any]]:
@@ -39,17 +43,17 @@ def read_context(body: Any) -> tuple[str | None, dict[str, Any]]:
     if body is None:
         return None, {}
     if not isinstance(body, dict):
-        raise OfrepError(400, "INVALID_CONTEXT", "The body must be a JSON object with a `context` object.")
+        raise OfrepError("INVALID_CONTEXT")
     context = body.get("context")
     if context is None:
         return None, {}
     if not isinstance(context, dict):
-        raise OfrepError(400, "INVALID_CONTEXT", "`context` must be a JSON object.")
+        raise OfrepError("INVALID_CONTEXT", "`context` must be a JSON object.")
     key = context.get("targetingKey")
     if isinstance(key, (int, float)) and not isinstance(key, bool):
         key = str(key)
     if key is not None and (not isinstance(key, str) or len(key) > 200):
-        raise OfrepError(400, "INVALID_CONTEXT", "`targetingKey` must be a string of at most 200 characters.")
+        raise OfrepError("INVALID_CONTEXT", "`targetingKey` must be a string of at most 200 characters.")
     attributes = {k: v for k, v in context.items() if k != "targetingKey"}
     return key or None, attributes
 
@@ -99,5 +103,5 @@ def evaluate_flag(flag: CachedFlag, targeting_key: str | None, attributes: dict[
     if not flag.data["active"]:
         return evaluation(flag, FlagResult(False, None, None, "disabled", None))
     if targeting_key is None:
-        raise OfrepError(400, "TARGETING_KEY_MISSING", "The context needs a `targetingKey` (the user's distinct_id).")
+        raise OfrepError("TARGETING_KEY_MISSING")
     return evaluation(flag, evaluate(flag.definition, targeting_key, attributes))

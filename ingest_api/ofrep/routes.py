@@ -36,7 +36,7 @@ async def _context(request: Request) -> tuple[str | None, dict[str, Any]]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise OfrepError(400, "PARSE_ERROR", "The body is not valid JSON.") from None
+        raise OfrepError("PARSE_ERROR") from None
     return read_context(body)
 
 
@@ -48,7 +48,7 @@ async def evaluate_one(request: Request) -> Response:
         targeting_key, attributes = await _context(request)
         flag = next((f for f in snapshot.flags if f.data["key"] == key), None)
         if flag is None:
-            raise OfrepError(404, "FLAG_NOT_FOUND", f"No flag has the key {key!r}.")
+            raise OfrepError("FLAG_NOT_FOUND", f"No flag has the key {key!r}.")
         return _json(evaluate_flag(flag, targeting_key, attributes))
     except OfrepError as err:
         return _json({"key": key, "errorCode": err.code, "errorDetails": err.details}, err.status)

@@ -1,7 +1,8 @@
 """PostHog-compatible capture: POST /batch/, /e/, /capture/, /i/v0/e/, /track/.
 
-route → decode (ingest_api/posthog/decode.py, native size limits) → translate
-each event (translate.py) → the native validator → the native sink. Success is
+route → decode (ingest_api/posthog/decode.py, native size limits) → the capture
+pipeline (capture_pipeline.py), which translates each event (translate.py) and
+then validates, dead-letters and stores it like a native one. Success is
 exactly HTTP 200 `{"status": 1}`, which is what PostHog SDKs check.
 
 In a batch (or array) an invalid event is dead-lettered and the others are
@@ -18,16 +19,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_api.capture_pipeline import event_reject, refuse_event, write_rows
+from ingest_api.capture_pipeline import capture_events, refuse_body
 from ingest_api.decode import BodyRefused, parse_json, read_limited
-from ingest_api.errors import ApiError, EventInvalid
+from ingest_api.errors import ApiError
 from ingest_api.persons import apply_person_updates
 from ingest_api.posthog.decode import decode_body
-from ingest_api.posthog.translate import NotAPayload, PersonUpdate, person_update, read_payload, translate_event
-from ingest_api.routes.body import dead_letter_body
-from ingest_api.sink import RejectRow
+from ingest_api.posthog.translate import NotAPayload, person_update, read_payload, translate_event
 from ingest_api.state import AppState
-from ingest_api.validation import EventRow, batch_size_error, normalize_event, parse_batch_sent_at
 from ingest_api.write_keys import require_write_key
 
 ENDPOINT = "posthog"
@@ -40,11 +38,6 @@ async def capture(request: Request) -> Response:
     received_at = datetime.now(timezone.utc)
     limit = settings.max_batch_body_bytes
     raw = b""
-
-    async def refuse(err: ApiError, size: int | None = None) -> None:
-        await dead_letter_body(request, state, ENDPOINT, err, raw, len(raw) if size is None else size, received_at)
-        raise err
-
     try:
         raw = await read_limited(request.stream(), request.headers.get("content-length"), limit, settings.dead_letter_payload_bytes)
         body = decode_body(
@@ -56,45 +49,35 @@ async def capture(request: Request) -> Response:
         )
         value, sanitize = parse_json(body)
     except BodyRefused as refused:
-        raw = refused.raw
-        await refuse(refused.error, refused.raw_size)
+        await refuse_body(request, state, ENDPOINT, received_at, refused.error, refused.raw, refused.raw_size)
     except ApiError as err:
-        await refuse(err)
+        await refuse_body(request, state, ENDPOINT, received_at, err, raw)
     try:
         payload = read_payload(value)
     except NotAPayload as exc:
         require_write_key(request)
-        await refuse(ApiError(400, "invalid_batch", str(exc), {"batch": "must be a list of events"}))
+        err = ApiError.of("invalid_batch", str(exc), {"batch": "must be a list of events"})
+        await refuse_body(request, state, ENDPOINT, received_at, err, raw)
     require_write_key(request, {"api_key": payload.token})
 
-    events = payload.events
-    size_error = batch_size_error(events, settings.max_batch_events, "batch")
-    if size_error is not None:
-        await refuse(size_error)
-    try:
-        batch_sent_at = parse_batch_sent_at(payload.sent_at)
-    except EventInvalid as invalid:
-        await refuse(ApiError(400, invalid.code, invalid.detail, invalid.fields))
-
-    request.app.state.metrics.batch_size.observe(len(events))
-    limits = state.limits(received_at)
-    rows: list[EventRow] = []
-    rejects: list[RejectRow] = []
-    people: list[PersonUpdate] = []
-    for index, event in enumerate(events):
-        native = translate_event(event, now=received_at)
-        try:
-            row = normalize_event(native, received_at=received_at, batch_sent_at=batch_sent_at, limits=limits, sanitize=sanitize)
-        except EventInvalid as invalid:
-            if not payload.is_batch:
-                await refuse_event(request, state, ENDPOINT, received_at, invalid, event)
-            rejects.append(event_reject(request, state, ENDPOINT, received_at, invalid, event, index))
-            continue
-        rows.append(row)
+    captured = await capture_events(
+        request,
+        state,
+        ENDPOINT,
+        received_at,
+        payload.events,
+        raw=raw,
+        sanitize=sanitize,
+        batch_field="batch",
+        sent_at=payload.sent_at,
+        single=not payload.is_batch,
+        translate=translate_event,
+    )
+    people = []
+    for native, row in zip(captured.accepted, captured.rows):
         update = person_update(native, row.distinct_id, row.timestamp)
         if update is not None:
             people.append(update)
-    await write_rows(state, rows, rejects)
     if people:
         await apply_person_updates(state, people)
     return Response(OK, media_type="application/json")

@@ -33,8 +33,7 @@ def decode_body(raw: bytes, *, content_type: str | None, encoding_header: str | 
     else:
         check_content_type(content_type)
     if compression not in _COMPRESSIONS:
-        raise ApiError(
-            415,
+        raise ApiError.of(
             "unsupported_encoding",
             f"compression {compression!r} is not supported; use gzip, gzip-js, base64 or none.",
             {"compression": "gzip, gzip-js, base64 or none"},
@@ -50,9 +49,9 @@ def _form_data(raw: bytes, compression: str) -> tuple[bytes, str]:
     try:
         form = parse_qs(raw.decode("ascii"), keep_blank_values=True)
     except UnicodeDecodeError:
-        raise ApiError(400, "invalid_form", "The form body is not URL-encoded ASCII.", {"data": "invalid form"}) from None
+        raise ApiError.of("invalid_form", "The form body is not URL-encoded ASCII.", {"data": "invalid form"}) from None
     if "data" not in form:
-        raise ApiError(400, "invalid_form", "The form body carries no `data` field.", {"data": "is required"})
+        raise ApiError.of("invalid_form", "The form body carries no `data` field.", {"data": "is required"})
     compression = (form.get("compression") or [compression])[0].strip().lower() or compression
     data = form["data"][0].encode("utf-8")
     if data[:1] in (b"{", b"["):  # plain JSON in the form field
@@ -66,4 +65,4 @@ def _b64(data: bytes, field: str) -> bytes:
     try:
         return base64.b64decode(data + b"=" * (-len(data) % 4), altchars=b"-_" if b"-" in data or b"_" in data else None, validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(400, "invalid_base64", "The body is not valid base64.", {field: "invalid base64"}) from None
+        raise ApiError.of("invalid_base64", fields={field: "invalid base64"}) from None

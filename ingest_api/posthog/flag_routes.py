@@ -32,7 +32,7 @@ async def _body(request: Request) -> dict[str, Any]:
     )
     data, _ = parse_json(body) if body.strip() else ({}, False)
     if not isinstance(data, dict):
-        raise ApiError(400, "not_an_object", "The body must be a JSON object.", {"body": "must be an object"})
+        raise ApiError.of("not_an_object", fields={"body": "must be an object"})
     return data
 
 
@@ -41,7 +41,7 @@ def _distinct_id(data: dict[str, Any]) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not 1 <= len(value) <= 200:
-        raise ApiError(400, "validation_error", "distinct_id is required (a string of 1 to 200 characters).", {"distinct_id": "is required"})
+        raise ApiError.of("validation_error", "distinct_id is required (a string of 1 to 200 characters).", {"distinct_id": "is required"})
     return clean_string(value)
 
 
@@ -55,7 +55,7 @@ async def _answer(request: Request, path_kind: str) -> Response:
     if properties is None:
         properties = {}
     elif not isinstance(properties, dict):
-        raise ApiError(400, "validation_error", "person_properties must be a JSON object.", {"person_properties": "must be an object"})
+        raise ApiError.of("validation_error", "person_properties must be a JSON object.", {"person_properties": "must be an object"})
     only = data.get("flag_keys_to_evaluate")
     only = {k for k in only if isinstance(k, str)} if isinstance(only, list) else None
     results = evaluate_all(snapshot.flags, distinct_id, properties, only)

@@ -81,7 +81,7 @@ def _first_token(events: list[Any]) -> str | None:
     return None
 
 
-def translate_event(event: Any, *, now: datetime) -> Any:
+def translate_event(event: Any, now: datetime) -> Any:
     """One PostHog event as the native event dict that `normalize_event` reads."""
     if not isinstance(event, dict):
         return event  # refused by the validator like any non-object event

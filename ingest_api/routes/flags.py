@@ -66,7 +66,7 @@ async def get_flag(request: Request) -> Response:
     except ValueError:
         flag = None
     if flag is None:
-        raise ApiError(404, "not_found", "No feature flag has this id.", {"id": "unknown"})
+        raise ApiError.of("not_found", "No feature flag has this id.", {"id": "unknown"})
     return Response(orjson.dumps(public_flag(flag)), media_type="application/json")
 
 
@@ -76,18 +76,18 @@ def _user_context(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if isinstance(distinct_id, int) and not isinstance(distinct_id, bool):
         distinct_id = str(distinct_id)
     if not isinstance(distinct_id, str) or not 1 <= len(distinct_id) <= 200:
-        raise ApiError(400, "validation_error", "distinct_id is required (a string of 1 to 200 characters).", {"distinct_id": "is required"})
+        raise ApiError.of("validation_error", "distinct_id is required (a string of 1 to 200 characters).", {"distinct_id": "is required"})
     properties = data.get("properties")
     if properties is None:
         properties = {}
     elif not isinstance(properties, dict):
-        raise ApiError(400, "validation_error", "properties must be a JSON object.", {"properties": "must be an object"})
+        raise ApiError.of("validation_error", "properties must be a JSON object.", {"properties": "must be an object"})
     context = dict(properties)
     for name in _EVENT_FIELDS:
         value = data.get(name)
         if value is not None:
             if not isinstance(value, str):
-                raise ApiError(400, "validation_error", f"{name} must be a string.", {name: "must be a string"})
+                raise ApiError.of("validation_error", f"{name} must be a string.", {name: "must be a string"})
             context[name] = value
     return clean_string(distinct_id), context
 
@@ -99,7 +99,7 @@ async def flags_for_user_query(request: Request) -> Response:
         try:
             data["properties"] = orjson.loads(request.query_params["properties"])
         except orjson.JSONDecodeError:
-            raise ApiError(400, "validation_error", "properties must be a JSON object.", {"properties": "must be a JSON object"}) from None
+            raise ApiError.of("validation_error", "properties must be a JSON object.", {"properties": "must be a JSON object"}) from None
     return await _flags_for_user(request, data)
 
 
@@ -108,7 +108,7 @@ async def flags_for_user_body(request: Request) -> Response:
     raw = await read_body(request, FOR_USER_BODY_LIMIT)
     data, _ = parse_json(raw) if raw.strip() else ({}, False)
     if not isinstance(data, dict):
-        raise ApiError(400, "not_an_object", "The body must be a JSON object.", {"body": "must be an object"})
+        raise ApiError.of("not_an_object", fields={"body": "must be an object"})
     return await _flags_for_user(request, data)
 
 

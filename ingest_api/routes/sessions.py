@@ -12,10 +12,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_api.capture_pipeline import refuse_event
+from ingest_api.capture_pipeline import refuse_body, refuse_event
 from ingest_api.clock import InvalidTimestamp, parse_timestamp
 from ingest_api.errors import ApiError, EventInvalid, unavailable
-from ingest_api.routes.body import dead_letter_body, read_json_body
+from ingest_api.routes.body import read_json_body
 from ingest_api.state import AppState
 from ingest_api.uuid7 import uuid7
 from ingest_api.validation import check_json_tree, client_time, distinct_id_field, optional_string
@@ -62,15 +62,18 @@ def _session_time(body: dict[str, Any], name: str, received_at: datetime, state:
     return client_time(parsed[name], parsed["sent_at"], received_at, state.limits(received_at), name).timestamp
 
 
+def _not_found() -> ApiError:
+    return ApiError.of("session_not_found", fields={"session_id": "not a known session"})
+
+
 async def _body(request: Request, state: AppState, endpoint: str, received_at: datetime) -> dict[str, Any]:
     decoded = await read_json_body(request, state, endpoint, _SESSION_BODY_LIMIT, received_at, allow_empty=True)
     require_write_key(request, None if decoded is None else decoded.value)
     if decoded is None:
         return {}
     if not isinstance(decoded.value, dict):
-        err = ApiError(400, "not_an_object", "The body must be a JSON object.", {"body": "must be an object"})
-        await dead_letter_body(request, state, endpoint, err, decoded.raw, len(decoded.raw), received_at)
-        raise err
+        err = ApiError.of("not_an_object", fields={"body": "must be an object"})
+        await refuse_body(request, state, endpoint, received_at, err, decoded.raw)
     return decoded.value
 
 
@@ -127,7 +130,7 @@ async def start_session(request: Request) -> Response:
     if created is not None:
         return _json({"session_id": str(params["session_id"]), "started_at": created.started_at.isoformat()}, 201)
     if existing.distinct_id != params["distinct_id"]:
-        raise ApiError(409, "session_exists", "A session with this id exists for another distinct_id.", {"session_id": "already used"})
+        raise ApiError.of("session_exists", fields={"session_id": "already used"})
     return _json({"session_id": str(params["session_id"]), "started_at": existing.started_at.isoformat()}, 200)
 
 
@@ -138,7 +141,7 @@ async def end_session(request: Request) -> Response:
     try:
         session_id = uuid.UUID(raw_id)
     except ValueError:
-        raise ApiError(404, "session_not_found", "No session has this id.", {"session_id": "not a known session"}) from None
+        raise _not_found() from None
     body = await _body(request, state, END, received_at)
     try:
         ended_at = _session_time(body, "ended_at", received_at, state)
@@ -148,7 +151,7 @@ async def end_session(request: Request) -> Response:
         async with state.engine.begin() as conn:
             existing = (await conn.execute(_SELECT, {"session_id": session_id})).first()
             if existing is None:
-                raise ApiError(404, "session_not_found", "No session has this id.", {"session_id": "not a known session"})
+                raise _not_found()
             started_at, final_end = existing.started_at, existing.ended_at  # ended: the same answer as the first end
             if final_end is None and ended_at >= started_at:
                 row = (await conn.execute(_END, {"session_id": session_id, "ended_at": ended_at})).first()

@@ -1,0 +1,137 @@
+"""One error catalogue (errors.CATALOGUE; issue 14): every error code the code raises is in it, answers with
+its status, and the capture endpoints document exactly the statuses their codes answer with.
+
+Read from the code with `ast`: `ApiError.of("code", ...)`, `EventInvalid("code", ...)`, `OfrepError("code", ...)`
+and the older `ApiError(400, "code", ...)` (a module-level string constant counts as its value).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from ingest_api.errors import CATALOGUE, ApiError, EventInvalid
+from ingest_api.openapi import openapi_document
+from ingest_api.posthog.routes import CAPTURE_PATHS
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "ingest_api"
+
+# Still on the old `ApiError(status, code, detail)` constructor, with the status written at the call site:
+# admin, dashboard and privacy, for a follow-up of issue 14. Everywhere else the status comes from the catalogue.
+LEGACY = ("ingest_api/admin/", "ingest_api/dashboard/", "ingest_api/privacy/")
+
+# The modules a capture request (native /capture/, /batch/, PostHog /e/, /batch/, ...) goes through.
+CAPTURE_MODULES = (
+    "ingest_api/errors.py",
+    "ingest_api/decode.py",
+    "ingest_api/validation.py",
+    "ingest_api/write_keys.py",
+    "ingest_api/capture_pipeline.py",
+    "ingest_api/routes/body.py",
+    "ingest_api/routes/capture.py",
+    "ingest_api/posthog/decode.py",
+    "ingest_api/posthog/translate.py",
+    "ingest_api/posthog/capture.py",
+)
+
+
+def _callee(node: ast.Call) -> str | None:
+    func = node.func
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        return f"{func.value.id}.{func.attr}"
+    return None
+
+
+def error_calls(source: str) -> list[tuple[str, int | None, str]]:
+    """(constructor, literal status or None, code) of every error built with a known code in `source`."""
+    tree = ast.parse(source)
+    constants = {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+    def text(arg: ast.expr) -> str | None:
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            return arg.value
+        return constants.get(arg.id) if isinstance(arg, ast.Name) else None
+
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        callee = _callee(node)
+        if callee in ("ApiError.of", "EventInvalid", "OfrepError") and text(node.args[0]) is not None:
+            found.append((callee, None, text(node.args[0])))
+        elif callee == "ApiError" and len(node.args) >= 2 and isinstance(node.args[0], ast.Constant) and text(node.args[1]) is not None:
+            found.append((callee, node.args[0].value, text(node.args[1])))
+    return found
+
+
+def package_calls() -> dict[str, list[tuple[str, int | None, str]]]:
+    return {str(path.relative_to(ROOT)): error_calls(path.read_text()) for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_the_scan_finds_every_spelling():
+    source = 'X = "gone"\nApiError.of("a")\nApiError(404, "b", "d")\nEventInvalid("c", "d", {})\nOfrepError(X)\nApiError(s, "e", "d")\n'
+    assert error_calls(source) == [("ApiError.of", None, "a"), ("ApiError", 404, "b"), ("EventInvalid", None, "c"), ("OfrepError", None, "gone")]
+
+
+def test_every_code_raised_is_in_the_catalogue_with_its_status():
+    calls = package_calls()
+    assert sum(map(len, calls.values())) > 50  # the scan sees the package
+    unknown = sorted({(path, code) for path, found in calls.items() for _, _, code in found if code not in CATALOGUE})
+    assert not unknown, f"codes missing from errors.CATALOGUE: {unknown}"
+    wrong = sorted(
+        (path, status, code)
+        for path, found in calls.items()
+        for _, status, code in found
+        if status is not None and CATALOGUE[code].status != status
+    )
+    assert not wrong, f"a literal status differs from the catalogue's: {wrong}"
+
+
+def test_no_status_is_written_at_a_call_site_outside_the_legacy_modules():
+    literal = sorted((path, code) for path, found in package_calls().items() for _, status, code in found if status is not None)
+    assert literal, "the legacy modules still use ApiError(status, ...): the scan must see them"
+    outside = [(path, code) for path, code in literal if not path.startswith(LEGACY)]
+    assert not outside, f"use ApiError.of(code, ...): the status comes from errors.CATALOGUE: {outside}"
+
+
+def test_an_error_takes_status_and_default_detail_from_the_catalogue():
+    err = ApiError.of("session_exists", fields={"session_id": "already used"})
+    assert (err.status, err.code, err.detail, err.fields, err.headers) == (
+        409,
+        "session_exists",
+        CATALOGUE["session_exists"].detail,
+        {"session_id": "already used"},
+        {},
+    )
+    assert ApiError.of("payload_too_large", "Too big.").body() == {"error": "payload_too_large", "detail": "Too big.", "fields": {}}
+    with pytest.raises(KeyError):
+        ApiError.of("no_such_code")
+
+
+@pytest.mark.parametrize(("code", "status"), [("event_too_large", 413), ("validation_error", 400), ("too_old", 400), ("invalid_number", 400)])
+def test_a_refused_event_answers_with_its_codes_status(code, status):
+    err = EventInvalid(code, "detail", {"event": "x"}).error()
+    assert (err.status, err.code, err.detail, err.fields) == (status, code, "detail", {"event": "x"})
+
+
+def test_capture_endpoints_document_the_statuses_of_their_codes():
+    calls = package_calls()
+    codes = {code for path in CAPTURE_MODULES for _, _, code in calls[path]}
+    # Chosen at run time in validation.normalize_event, so not seen by the scan.
+    codes |= {"too_deep", "invalid_number"}
+    raised = {CATALOGUE[code].status for code in codes}
+    paths = openapi_document()["paths"]
+    for path in ("/api/v1/analytics/capture/", "/api/v1/analytics/batch/", *CAPTURE_PATHS):
+        documented = {int(status) for status in paths[path]["post"]["responses"] if not status.startswith("2")}
+        assert documented == raised, path
