@@ -32,6 +32,8 @@ run: install
 # The dashboard's browser tests drive Debian's chromium (installed when missing).
 test: install js
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # wrk is the load generator (C, not Python-bound); installed from Debian's packages when missing.

@@ -32,7 +32,7 @@ import os
 import random
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -67,20 +67,32 @@ def _rows(start: datetime, rng: random.Random):
             yield "$feature_flag_called", user, exposure, seen + timedelta(minutes=30)
         if i % 333 == 0:  # exposed to the other variant too
             other = "test" if variant == "control" else "control"
-            yield "$feature_flag_called", user, {"$feature_flag": FLAG, "$feature_flag_response": other}, seen + timedelta(minutes=5)
+            yield (
+                "$feature_flag_called",
+                user,
+                {"$feature_flag": FLAG, "$feature_flag_response": other},
+                seen + timedelta(minutes=5),
+            )
         if rng.random() < (0.10 if variant == "control" else 0.11):
             yield "purchase", user, {"value": 20}, seen + timedelta(minutes=rng.randrange(1, 90))
         if rng.random() < 0.3:
             yield "add_to_cart", user, {}, seen + timedelta(minutes=1)
-        yield "screen_view", f"user-{rng.randrange(USERS)}", {"screen": "home"}, start + timedelta(seconds=rng.random() * span)
+        yield (
+            "screen_view",
+            f"user-{rng.randrange(USERS)}",
+            {"screen": "home"},
+            start + timedelta(seconds=rng.random() * span),
+        )
 
 
 def copy_events(url: str, rows: list[tuple]) -> dict[str, Any]:
     """COPY (event_type, distinct_id, properties, timestamp) rows, received (settled) ten minutes ago."""
     began = time.perf_counter()
-    received = datetime.now(timezone.utc) - timedelta(minutes=10)
+    received = datetime.now(UTC) - timedelta(minutes=10)
     with psycopg.connect(url, autocommit=True) as conn:
-        with conn.cursor().copy('COPY events (uuid, event_type, distinct_id, properties, "timestamp", received_at) FROM STDIN') as copy:
+        with conn.cursor().copy(
+            'COPY events (uuid, event_type, distinct_id, properties, "timestamp", received_at) FROM STDIN'
+        ) as copy:
             for event_type, user, properties, ts in rows:
                 copy.write_row((uuid.uuid4(), event_type, user, orjson.dumps(properties).decode(), ts, received))
     return {"events": len(rows), "seconds": round(time.perf_counter() - began, 1)}
@@ -94,7 +106,10 @@ def create_experiments(url: str, start: datetime) -> None:
             "INSERT INTO feature_flags (key, name, rollout_percentage, variants) VALUES (%s, %s, 100, %s)",
             (FLAG, FLAG, orjson.dumps(variants).decode()),
         )
-        for name, goal, secondary in (("Checkout v2", "purchase", ["add_to_cart"]), ("Checkout v2 (cart)", "add_to_cart", [])):
+        for name, goal, secondary in (
+            ("Checkout v2", "purchase", ["add_to_cart"]),
+            ("Checkout v2 (cart)", "add_to_cart", []),
+        ):
             conn.execute(
                 "INSERT INTO experiments (name, flag_key, control_variant, goal_event, secondary_events, variants, start_at, end_at)"
                 " VALUES (%s, %s, 'control', %s, %s, %s, %s, %s)",
@@ -139,7 +154,7 @@ def main() -> int:
 
     prepare_dbt_manifest()
     out: dict[str, Any] = {"machine": _machine(), "exposed_users": USERS, "target_seconds": TARGET_SECONDS}
-    start = (datetime.now(timezone.utc) - timedelta(days=DAYS, hours=1)).replace(microsecond=0)
+    start = (datetime.now(UTC) - timedelta(days=DAYS, hours=1)).replace(microsecond=0)
     log(f"generating {USERS:,} exposed users")
     by_day: dict[int, list[tuple]] = {}
     for row in _rows(start, random.Random(7)):
@@ -167,7 +182,13 @@ def main() -> int:
 
         def refresh(label: str) -> dict[str, Any]:
             began = time.perf_counter()
-            result = materialize([dbt_models, experiment_results], selection=selection, resources=resources, run_config=QUIET, raise_on_error=False)
+            result = materialize(
+                [dbt_models, experiment_results],
+                selection=selection,
+                resources=resources,
+                run_config=QUIET,
+                raise_on_error=False,
+            )
             seconds = time.perf_counter() - began
             if not result.success:
                 raise RuntimeError(f"experiment refresh failed ({label})")
@@ -175,7 +196,12 @@ def main() -> int:
                 (exposed,) = conn.execute(
                     "SELECT sum(exposures) FROM analytics.experiment_results WHERE experiment_id = (SELECT min(id) FROM experiments)"
                 ).fetchone()
-            run = {"label": label, "seconds": round(seconds, 3), "exposed_users": int(exposed or 0), "dbt_model_seconds": _dbt_durations(result)}
+            run = {
+                "label": label,
+                "seconds": round(seconds, 3),
+                "exposed_users": int(exposed or 0),
+                "dbt_model_seconds": _dbt_durations(result),
+            }
             log(f"{label}: {seconds:.2f} s, {run['exposed_users']:,} exposed users {run['dbt_model_seconds']}")
             return run
 
@@ -195,18 +221,40 @@ def main() -> int:
                 "SELECT r.experiment_id, variant, exposures, conversions, multi_exposure_users, p_value, srm_p_value"
                 " FROM analytics.experiment_results r ORDER BY 1, 2"
             ).fetchall()
-        out["results"] = [dict(zip(("experiment_id", "variant", "exposures", "conversions", "multi_exposure_users", "p_value", "srm_p_value"), r)) for r in rows]
+        out["results"] = [
+            dict(
+                zip(
+                    (
+                        "experiment_id",
+                        "variant",
+                        "exposures",
+                        "conversions",
+                        "multi_exposure_users",
+                        "p_value",
+                        "srm_p_value",
+                    ),
+                    r,
+                )
+            )
+            for r in rows
+        ]
         direct = direct_counts(url, start)
         computed = {r[1]: (r[2], r[3]) for r in rows if r[0] == rows[0][0]}
         if computed != direct:
-            raise RuntimeError(f"experiment_results gives {computed} (exposed, converted) per variant, a direct count gives {direct}")
+            raise RuntimeError(
+                f"experiment_results gives {computed} (exposed, converted) per variant, a direct count gives {direct}"
+            )
         out["exposures_checked"] = exposed = sum(n for n, _ in direct.values())
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     RESULTS_FILE.write_text(json.dumps(out, indent=2, default=str) + "\n")
     verdict = "OK" if out["median_seconds"] < TARGET_SECONDS else "OVER TARGET"
-    print(f"\nfirst build: {out['first_build']['seconds']:.2f} s; the job with nothing new: {out['no_op_refresh']['seconds']:.2f} s")
-    print(f"daily refresh, up to {exposed:,} exposed users: median {out['median_seconds']:.2f} s ({verdict}, target < {TARGET_SECONDS:.0f} s)")
+    print(
+        f"\nfirst build: {out['first_build']['seconds']:.2f} s; the job with nothing new: {out['no_op_refresh']['seconds']:.2f} s"
+    )
+    print(
+        f"daily refresh, up to {exposed:,} exposed users: median {out['median_seconds']:.2f} s ({verdict}, target < {TARGET_SECONDS:.0f} s)"
+    )
     print(f"results: {RESULTS_FILE}")
     return 0
 

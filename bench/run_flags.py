@@ -19,11 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import orjson
 import psycopg
 
 from bench.run_ingest import RESULTS_DIR, ROOT, BenchFailure, _env_int, _machine, log, serving, throwaway_postgres
@@ -50,9 +49,16 @@ def _flags() -> list[dict]:
             ]
         if i % 4 == 2:
             flag["conditions"] = [
-                {"properties": [{"key": "os_name", "operator": "exact", "value": "iOS"},
-                                {"key": "app_version", "operator": "semver_gte", "value": "3.1.0"}]},
-                {"properties": [{"key": "plan", "operator": "in", "value": ["pro", "team"]}], "rollout_percentage": 100},
+                {
+                    "properties": [
+                        {"key": "os_name", "operator": "exact", "value": "iOS"},
+                        {"key": "app_version", "operator": "semver_gte", "value": "3.1.0"},
+                    ]
+                },
+                {
+                    "properties": [{"key": "plan", "operator": "in", "value": ["pro", "team"]}],
+                    "rollout_percentage": 100,
+                },
             ]
         if i % 4 == 3:
             flag["payload"] = {"limit": i}
@@ -63,10 +69,10 @@ def _flags() -> list[dict]:
 def _wrk(url: str, seed: int) -> dict:
     command = ["wrk", "-t2", "-c64", f"-d{DURATION}s", "--latency", "-s", str(LUA), url, "--", str(seed)]
     result = subprocess.run(command, capture_output=True, text=True)
-    line = next((l for l in result.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if result.returncode != 0 or line is None:
         raise BenchFailure(f"wrk failed: {result.stderr}\n{result.stdout}")
-    stats = json.loads(line[len("BENCH_JSON "):])
+    stats = json.loads(line[len("BENCH_JSON ") :])
     seconds = stats["duration_us"] / 1e6
     ok = stats["requests"] - stats["errors"]["status"]
     return {
@@ -78,9 +84,10 @@ def _wrk(url: str, seed: int) -> dict:
 
 
 def bench_for_user(url: str, workdir: Path) -> dict:
-    with serving("eventtrack", "ingest_api.asgi:app", url, workdir) as service, serving(
-        "bare", "bench.bare_flags_app:app", url, workdir
-    ) as bare:
+    with (
+        serving("eventtrack", "ingest_api.asgi:app", url, workdir) as service,
+        serving("bare", "bench.bare_flags_app:app", url, workdir) as bare,
+    ):
         key = create_admin_key(url, "bench")[1]
         with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {key}"}) as admin:
             time.sleep(1)  # the key reaches the API's cache
@@ -89,7 +96,9 @@ def bench_for_user(url: str, workdir: Path) -> dict:
                 if response.status_code != 201:
                     raise BenchFailure(f"could not create a flag: {response.text}")
         time.sleep(1)
-        answer = httpx.get(service.url + "/api/v1/analytics/public/feature-flags/for_user/?distinct_id=u&os_name=iOS").json()
+        answer = httpx.get(
+            service.url + "/api/v1/analytics/public/feature-flags/for_user/?distinct_id=u&os_name=iOS"
+        ).json()
         if len(answer) != 20:
             raise BenchFailure(f"for_user answered {len(answer)} flags, expected 20")
         path = "/api/v1/analytics/public/feature-flags/for_user/"
@@ -144,8 +153,18 @@ def build_hourly_aggregate(url: str) -> float:
     start = time.monotonic()
     dbt = str(Path(sys.executable).with_name("dbt"))
     subprocess.run(
-        [dbt, "run", "--quiet", "--select", "stg_eventtrack__events", "agg_events_hourly",
-         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+        [
+            dbt,
+            "run",
+            "--quiet",
+            "--select",
+            "stg_eventtrack__events",
+            "agg_events_hourly",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+        ],
         check=True,
         cwd=DBT_PROJECT_DIR,
     )
@@ -153,14 +172,20 @@ def build_hourly_aggregate(url: str) -> float:
 
 
 def bench_event_counts(url: str, workdir: Path) -> dict:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     load_s = load_events(url, EVENTS, now)
     build_s = build_hourly_aggregate(url)
     with serving("eventtrack", "ingest_api.asgi:app", url, workdir) as service:
         # Live traffic on top: fresh events not yet aggregated, in the current and a late hour.
         fresh = [{"distinct_id": f"live-{i}", "event": "app_open"} for i in range(500)]
-        late = [{"distinct_id": f"late-{i}", "event": "purchase_completed",
-                 "timestamp": (now - timedelta(days=3)).isoformat()} for i in range(500)]
+        late = [
+            {
+                "distinct_id": f"late-{i}",
+                "event": "purchase_completed",
+                "timestamp": (now - timedelta(days=3)).isoformat(),
+            }
+            for i in range(500)
+        ]
         httpx.post(service.url + "/api/v1/analytics/batch/", json={"events": fresh + late}).raise_for_status()
         key = create_admin_key(url, "bench-counts")[1]
         time.sleep(1)
@@ -202,7 +227,7 @@ def main() -> int:
         counts = bench_event_counts(url, workdir)
         machine = _machine(url)
     result = {
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine,
         "for_user": for_user,
         "event_counts": counts,
@@ -212,12 +237,16 @@ def main() -> int:
     yes = lambda ok: "MET" if ok else "NOT MET"  # noqa: E731
     print("\nFeature flags and admin API")
     for n, r in enumerate(for_user["rounds"], 1):
-        print(f"  for_user round {n}: service {r['service']['requests_per_s']:>8} req/s (p99 {r['service']['p99_ms']:.1f} ms)"
-              f"   bare {r['bare']['requests_per_s']:>8} req/s   ratio {r['ratio']:.1%}")
+        print(
+            f"  for_user round {n}: service {r['service']['requests_per_s']:>8} req/s (p99 {r['service']['p99_ms']:.1f} ms)"
+            f"   bare {r['bare']['requests_per_s']:>8} req/s   ratio {r['ratio']:.1%}"
+        )
     print(f"  for_user best ratio {for_user['best_ratio']:.1%} (target >= 50%: {yes(for_user['met'])})")
-    print(f"  event_counts over 30 days on {counts['events']:,} events: median {counts['median_ms']} ms,"
-          f" p90 {counts['p90_ms']} ms (target median < 100 ms: {yes(counts['met'])});"
-          f" load {counts['load_seconds']} s, dbt hourly build {counts['dbt_hourly_build_seconds']} s")
+    print(
+        f"  event_counts over 30 days on {counts['events']:,} events: median {counts['median_ms']} ms,"
+        f" p90 {counts['p90_ms']} ms (target median < 100 ms: {yes(counts['met'])});"
+        f" load {counts['load_seconds']} s, dbt hourly build {counts['dbt_hourly_build_seconds']} s"
+    )
     return 0
 
 

@@ -24,9 +24,10 @@ import os
 import statistics
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import psycopg
@@ -73,7 +74,12 @@ def timed(client: httpx.Client, path: str, params: dict[str, Any]) -> dict[str, 
         seconds.append(time.perf_counter() - start)
         response.raise_for_status()
         body = response.json()
-    return {"params": params, "median_s": round(statistics.median(seconds), 3), "runs_s": [round(s, 3) for s in seconds], "body": body}
+    return {
+        "params": params,
+        "median_s": round(statistics.median(seconds), 3),
+        "runs_s": [round(s, 3) for s in seconds],
+        "body": body,
+    }
 
 
 @contextmanager
@@ -87,7 +93,11 @@ def loaded_database(started: datetime) -> Iterator[tuple[str, datetime, dict[str
             for prop, kind in PROMOTED:  # a previous run's promotions
                 conn.execute(f'DROP INDEX IF EXISTS "{index_name(prop, kind)}"')
             conn.execute("DELETE FROM promoted_properties")
-        yield existing, newest.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1), {"reused_database": True}
+        yield (
+            existing,
+            newest.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1),
+            {"reused_database": True},
+        )
         return
     with throwaway_postgres() as pg:
         url = pg.url()
@@ -102,11 +112,15 @@ def loaded_database(started: datetime) -> Iterator[tuple[str, datetime, dict[str
             # Sets the visibility map, as autovacuum does for partitions that stopped receiving
             # inserts: the funnel's first step is an index-only scan.
             conn.execute("VACUUM (ANALYZE) events")
-        yield url, end, {"load_seconds": round(load_s, 1), "vacuum_seconds": round(time.perf_counter() - vacuum_start, 1)}
+        yield (
+            url,
+            end,
+            {"load_seconds": round(load_s, 1), "vacuum_seconds": round(time.perf_counter() - vacuum_start, 1)},
+        )
 
 
 def main() -> int:
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     machine = _machine()
     with loaded_database(started) as (url, end, load_info):
         start = end - timedelta(days=HISTORY_DAYS)
@@ -116,12 +130,23 @@ def main() -> int:
         _, key = create_admin_key(url, "bench")
         server = serve(settings, 18765)
         try:
-            with httpx.Client(base_url="http://127.0.0.1:18765", timeout=600, headers={"Authorization": f"Bearer {key}"}) as client:
+            with httpx.Client(
+                base_url="http://127.0.0.1:18765", timeout=600, headers={"Authorization": f"Bearer {key}"}
+            ) as client:
                 time.sleep(2)  # the admin key cache refreshes in the background
-                base = {"steps": "app_open,add_to_cart,purchase", "window": "24h", "start": start.isoformat(), "end": end.isoformat()}
+                base = {
+                    "steps": "app_open,add_to_cart,purchase",
+                    "window": "24h",
+                    "start": start.isoformat(),
+                    "end": end.isoformat(),
+                }
                 cases: dict[str, Any] = {}
                 filtered = {f"funnel_filter_{prop}": {**base, "filter": raw} for prop, raw in FILTERS.items()}
-                for name, params in (("funnel_3_steps", base), ("funnel_breakdown_os_name", {**base, "breakdown": "os_name"}), *filtered.items()):
+                for name, params in (
+                    ("funnel_3_steps", base),
+                    ("funnel_breakdown_os_name", {**base, "breakdown": "os_name"}),
+                    *filtered.items(),
+                ):
                     log(f"{name} ...")
                     cases[name] = timed(client, FUNNEL, params)
                     log(f"  median {cases[name]['median_s']:.3f} s {cases[name]['runs_s']}")
@@ -157,7 +182,9 @@ def main() -> int:
     for name, case in results["cases"].items():
         steps = [r["users"] for r in case["body"]["results"]]
         print(f"{name:34} median {case['median_s']:7.3f} s   users per step {steps}")
-    print(f"3-step funnel over {HISTORY_DAYS} days on {rows:,} events: target < {TARGET_S} s: {'MET' if results['met'] else 'NOT MET'}")
+    print(
+        f"3-step funnel over {HISTORY_DAYS} days on {rows:,} events: target < {TARGET_S} s: {'MET' if results['met'] else 'NOT MET'}"
+    )
     return 0
 
 

@@ -45,11 +45,12 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import psycopg
@@ -172,9 +173,7 @@ def _copy_rows(templates: list[dict[str, Any]], count: int, received_at: datetim
     chunks: list[list[tuple]] = []
     n = len(prepared)
     for start in range(0, count, COPY_ROWS_PER_TXN):
-        chunks.append(
-            [(uuid.uuid4(), *prepared[i % n]) for i in range(start, min(count, start + COPY_ROWS_PER_TXN))]
-        )
+        chunks.append([(uuid.uuid4(), *prepared[i % n]) for i in range(start, min(count, start + COPY_ROWS_PER_TXN))])
     return chunks
 
 
@@ -219,9 +218,15 @@ class CpuMeter:
 
     def sample(self) -> dict[str, Any]:
         stats = _proc_stats()
-        server = {pid: cpu for pid, (_, pgrp, cpu) in stats.items() if self.server_pgid is not None and pgrp == self.server_pgid}
+        server = {
+            pid: cpu
+            for pid, (_, pgrp, cpu) in stats.items()
+            if self.server_pgid is not None and pgrp == self.server_pgid
+        }
         postgres = {
-            pid: cpu for pid, (ppid, _, cpu) in stats.items() if pid == self.postmaster_pid or ppid == self.postmaster_pid
+            pid: cpu
+            for pid, (ppid, _, cpu) in stats.items()
+            if pid == self.postmaster_pid or ppid == self.postmaster_pid
         }
         busy, steal = _machine_cpu()
         return {"server": server, "postgres": postgres, "machine": busy, "steal": steal}
@@ -255,7 +260,9 @@ class Server:
         self.name = name
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        settings = replace(Settings(), database_url=database_url, api_host="127.0.0.1", api_port=self.port, api_workers=WORKERS)
+        settings = replace(
+            Settings(), database_url=database_url, api_host="127.0.0.1", api_port=self.port, api_workers=WORKERS
+        )
         command = _api_command(settings)
         command[command.index("ingest_api.asgi:app")] = app
         self.command = command
@@ -263,7 +270,7 @@ class Server:
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         log(f"starting {self.name}: {' '.join(self.command[1:])}")
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
@@ -408,14 +415,12 @@ def run_wrk(url: str, template: Path, duration: int, seed: int) -> dict[str, Any
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise BenchFailure(f"wrk failed ({result.returncode}): {result.stderr.strip()}\n{result.stdout}")
-    line = next((l for l in result.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if line is None:
         raise BenchFailure(f"wrk printed no BENCH_JSON line:\n{result.stdout}\n{result.stderr}")
     stats = json.loads(line[len("BENCH_JSON ") :])
-    stats["wrk_cpu_seconds"] = round(
-        (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 3
-    )
-    stats["wrk_output"] = [l for l in result.stdout.splitlines() if not l.startswith("BENCH_JSON ")]
+    stats["wrk_cpu_seconds"] = round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 3)
+    stats["wrk_output"] = [ln for ln in result.stdout.splitlines() if not ln.startswith("BENCH_JSON ")]
     return stats
 
 
@@ -577,7 +582,16 @@ def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "ingest_api", "bench/run_ingest.py", "bench/bare_app.py", str(LUA_SCRIPT)],
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--",
+                "ingest_api",
+                "bench/run_ingest.py",
+                "bench/bare_app.py",
+                str(LUA_SCRIPT),
+            ],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -657,7 +671,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     bare_rounds: list[dict[str, Any]] = []
     single_rounds: list[dict[str, Any]] = []
     batch_rounds: list[dict[str, Any]] = []
@@ -690,9 +704,13 @@ def main() -> int:
 
         for r in range(1, ROUNDS + 1):
             log(f"round {r}/{ROUNDS}: {DURATION} s per measurement")
-            bare_rounds.append(load(bare, CAPTURE_PATH, single_tpl, 1, DURATION, None, bare_meter, f"bare single capture #{r}"))
+            bare_rounds.append(
+                load(bare, CAPTURE_PATH, single_tpl, 1, DURATION, None, bare_meter, f"bare single capture #{r}")
+            )
             _reset_tables(url)
-            single_rounds.append(load(service, CAPTURE_PATH, single_tpl, 1, DURATION, url, service_meter, f"single capture #{r}"))
+            single_rounds.append(
+                load(service, CAPTURE_PATH, single_tpl, 1, DURATION, url, service_meter, f"single capture #{r}")
+            )
             _reset_tables(url)
             batch_rounds.append(
                 load(service, BATCH_PATH, batch_tpl, BATCH_SIZE, DURATION, url, service_meter, f"batch capture #{r}")
@@ -729,7 +747,8 @@ def main() -> int:
             "bare": best_bare,
             "ratio": round(single_ratio, 4),
             "ratio_per_round": [
-                round(svc["requests_per_s"] / bare["requests_per_s"], 4) for svc, bare in zip(single_rounds, bare_rounds)
+                round(svc["requests_per_s"] / bare["requests_per_s"], 4)
+                for svc, bare in zip(single_rounds, bare_rounds)
             ],
             "ratio_target": SINGLE_MIN_RATIO,
             "ratio_met": single_ratio >= SINGLE_MIN_RATIO,
@@ -766,7 +785,7 @@ if __name__ == "__main__":
         raise SystemExit(main())
     except BenchFailure as failure:
         print(f"\nBENCHMARK FAILED: {failure}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("\ninterrupted; servers and Postgres stopped", file=sys.stderr)
-        raise SystemExit(130)
+        raise SystemExit(130) from None

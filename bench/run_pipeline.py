@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +201,7 @@ def retention_prune(url: str, drop_day: date, delete_day: date) -> dict[str, Any
         }
 
         # DELETE of a whole day through the partitioned table (partition pruning keeps it to that day).
-        lo = datetime.combine(delete_day, datetime.min.time(), tzinfo=timezone.utc)
+        lo = datetime.combine(delete_day, datetime.min.time(), tzinfo=UTC)
         start = time.perf_counter()
         with conn.transaction():
             deleted = conn.execute(
@@ -259,12 +259,12 @@ def run_size(rows: int) -> dict[str, Any]:
         pipeline = Pipeline(url)
         out["postgres"] = _pg_info(url)
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         dbt_hourly_aggregates, dbt_daily_aggregates = aggregate_assets((now - timedelta(days=HISTORY_DAYS + 2)).date())
         hourly_partitions = dbt_hourly_aggregates.partitions_def
         hour_key = last_complete_partition_key(hourly_partitions, now)
         day_key = last_complete_partition_key(dbt_daily_aggregates.partitions_def, now)
-        new_hour = hourly_partitions.time_window_for_partition_key(hour_key).start.astimezone(timezone.utc)
+        new_hour = hourly_partitions.time_window_for_partition_key(hour_key).start.astimezone(UTC)
         settled = now - timedelta(minutes=10)
         history_start = new_hour - timedelta(days=HISTORY_DAYS)
 
@@ -274,7 +274,10 @@ def run_size(rows: int) -> dict[str, Any]:
             "seconds": round(load_s, 1),
             "rows_per_s": round(rows / load_s),
             "history": [history_start.isoformat(), new_hour.isoformat()],
-            "events_table_bytes": count(url, "SELECT sum(pg_total_relation_size(inhrelid))::bigint FROM pg_inherits WHERE inhparent = 'events'::regclass"),
+            "events_table_bytes": count(
+                url,
+                "SELECT sum(pg_total_relation_size(inhrelid))::bigint FROM pg_inherits WHERE inhparent = 'events'::regclass",
+            ),
         }
         log(f"loaded in {load_s:.0f} s")
 
@@ -304,9 +307,14 @@ def run_size(rows: int) -> dict[str, Any]:
         run["partition"] = hour_key
         out["hourly_run"] = run
         log(f"  {run['seconds']:.1f} s")
-        expected = count(url, 'SELECT count(*) FROM events WHERE "timestamp" >= %s AND "timestamp" < %s',
-                         (new_hour, new_hour + timedelta(hours=1)))
-        got = count(url, "SELECT coalesce(sum(event_count), 0) FROM analytics.agg_events_hourly WHERE hour = %s", (new_hour,))
+        expected = count(
+            url,
+            'SELECT count(*) FROM events WHERE "timestamp" >= %s AND "timestamp" < %s',
+            (new_hour, new_hour + timedelta(hours=1)),
+        )
+        got = count(
+            url, "SELECT coalesce(sum(event_count), 0) FROM analytics.agg_events_hourly WHERE hour = %s", (new_hour,)
+        )
         if got != expected:
             raise RuntimeError(f"hourly aggregate of {hour_key}: {got} events, raw table has {expected}")
 
@@ -322,15 +330,20 @@ def run_size(rows: int) -> dict[str, Any]:
         run["late_hours"] = [h.isoformat() for h in late_hours]
         run["rows_in_rebuilt_hours"] = count(
             url,
-            'SELECT count(*) FROM events WHERE date_trunc(\'hour\', "timestamp", \'UTC\') = ANY(%s)',
+            "SELECT count(*) FROM events WHERE date_trunc('hour', \"timestamp\", 'UTC') = ANY(%s)",
             (late_hours + [new_hour],),
         )
         out["late_data_run"] = run
         log(f"  {run['seconds']:.1f} s")
         for h in late_hours[:3]:
-            expected = count(url, 'SELECT count(*) FROM events WHERE "timestamp" >= %s AND "timestamp" < %s',
-                             (h, h + timedelta(hours=1)))
-            got = count(url, "SELECT coalesce(sum(event_count), 0) FROM analytics.agg_events_hourly WHERE hour = %s", (h,))
+            expected = count(
+                url,
+                'SELECT count(*) FROM events WHERE "timestamp" >= %s AND "timestamp" < %s',
+                (h, h + timedelta(hours=1)),
+            )
+            got = count(
+                url, "SELECT coalesce(sum(event_count), 0) FROM analytics.agg_events_hourly WHERE hour = %s", (h,)
+            )
             if got != expected:
                 raise RuntimeError(f"late hour {h}: aggregate has {got} events, raw table has {expected}")
 
@@ -340,8 +353,10 @@ def run_size(rows: int) -> dict[str, Any]:
         log(f"retention: DROP {partition_name(drop_day)} vs DELETE of {partition_name(delete_day)}'s rows")
         out["retention_prune"] = retention_prune(url, drop_day, delete_day)
         r = out["retention_prune"]
-        log(f"  DROP {r['drop']['seconds_total']:.3f} s, DELETE {r['delete']['seconds_delete_and_commit']:.2f} s"
-            f" (+ VACUUM {r['delete']['seconds_vacuum_after']:.2f} s)")
+        log(
+            f"  DROP {r['drop']['seconds_total']:.3f} s, DELETE {r['delete']['seconds_delete_and_commit']:.2f} s"
+            f" (+ VACUUM {r['delete']['seconds_vacuum_after']:.2f} s)"
+        )
     return out
 
 
@@ -354,8 +369,14 @@ def _pg_info(url: str) -> dict[str, Any]:
             "version": conn.execute("SHOW server_version").fetchone()[0],
             "settings": {
                 name: conn.execute(f"SHOW {name}").fetchone()[0]
-                for name in ("shared_buffers", "work_mem", "maintenance_work_mem", "max_wal_size",
-                             "synchronous_commit", "max_parallel_workers_per_gather")
+                for name in (
+                    "shared_buffers",
+                    "work_mem",
+                    "maintenance_work_mem",
+                    "max_wal_size",
+                    "synchronous_commit",
+                    "max_parallel_workers_per_gather",
+                )
             },
         }
 
@@ -399,20 +420,32 @@ def _summary(results: dict[str, Any]) -> str:
         f"Postgres {results['sizes'][0]['postgres']['version']}, embedded, default settings)",
         "",
         f"{'':34}" + "".join(f"{r['rows']:>16,}" for r in results["sizes"]),
-        f"{'load (INSERT..SELECT + ANALYZE)':34}" + "".join(f"{r['load']['seconds']:>14.1f} s" for r in results["sizes"]),
-        f"{'initial build (full refresh)':34}" + "".join(f"{r['initial_build']['seconds']:>14.1f} s" for r in results["sizes"]),
+        f"{'load (INSERT..SELECT + ANALYZE)':34}"
+        + "".join(f"{r['load']['seconds']:>14.1f} s" for r in results["sizes"]),
+        f"{'initial build (full refresh)':34}"
+        + "".join(f"{r['initial_build']['seconds']:>14.1f} s" for r in results["sizes"]),
     ]
     for step in ("dbt_models", "dbt_hourly_aggregates", "dbt_daily_aggregates"):
-        lines.append(f"{'  ' + step:34}" + "".join(f"{r['initial_build']['steps'][step]['seconds']:>14.1f} s" for r in results["sizes"]))
+        lines.append(
+            f"{'  ' + step:34}"
+            + "".join(f"{r['initial_build']['steps'][step]['seconds']:>14.1f} s" for r in results["sizes"])
+        )
     lines += [
         f"{'hourly run (1 new hour)':34}" + "".join(f"{r['hourly_run']['seconds']:>14.1f} s" for r in results["sizes"]),
         f"{'  dbt agg_events_hourly':34}" + "".join(f"{_model_s(r['hourly_run']):>16}" for r in results["sizes"]),
-        f"{'late-data run (24 old hours)':34}" + "".join(f"{r['late_data_run']['seconds']:>14.1f} s" for r in results["sizes"]),
+        f"{'late-data run (24 old hours)':34}"
+        + "".join(f"{r['late_data_run']['seconds']:>14.1f} s" for r in results["sizes"]),
         f"{'  dbt agg_events_hourly':34}" + "".join(f"{_model_s(r['late_data_run']):>16}" for r in results["sizes"]),
-        f"{'retention: DROP partition (1 day)':34}" + "".join(f"{r['retention_prune']['drop']['seconds_total']:>14.3f} s" for r in results["sizes"]),
-        f"{'  of which DROP TABLE + commit':34}" + "".join(f"{r['retention_prune']['drop']['seconds_drop_table_and_commit']:>14.3f} s" for r in results["sizes"]),
-        f"{'retention: DELETE same-size day':34}" + "".join(f"{r['retention_prune']['delete']['seconds_delete_and_commit']:>14.3f} s" for r in results["sizes"]),
-        f"{'  + VACUUM after the DELETE':34}" + "".join(f"{r['retention_prune']['delete']['seconds_vacuum_after']:>14.3f} s" for r in results["sizes"]),
+        f"{'retention: DROP partition (1 day)':34}"
+        + "".join(f"{r['retention_prune']['drop']['seconds_total']:>14.3f} s" for r in results["sizes"]),
+        f"{'  of which DROP TABLE + commit':34}"
+        + "".join(
+            f"{r['retention_prune']['drop']['seconds_drop_table_and_commit']:>14.3f} s" for r in results["sizes"]
+        ),
+        f"{'retention: DELETE same-size day':34}"
+        + "".join(f"{r['retention_prune']['delete']['seconds_delete_and_commit']:>14.3f} s" for r in results["sizes"]),
+        f"{'  + VACUUM after the DELETE':34}"
+        + "".join(f"{r['retention_prune']['delete']['seconds_vacuum_after']:>14.3f} s" for r in results["sizes"]),
         "",
     ]
     h = results["hourly_ratio"]
@@ -441,7 +474,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
     from orchestration.runner import prepare_dbt_manifest
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     machine = _machine()
     prepare_dbt_manifest()
     sizes = []
@@ -486,4 +519,4 @@ if __name__ == "__main__":
         raise SystemExit(main())
     except KeyboardInterrupt:
         print("\ninterrupted; Postgres stopped", file=sys.stderr)
-        raise SystemExit(130)
+        raise SystemExit(130) from None

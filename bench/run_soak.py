@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.run_ingest import (
@@ -59,7 +59,7 @@ def main() -> int:
         with throwaway_postgres() as pg:
             url = pg.url()
             migrate(url, 90, 7)
-            _, batch_template, _ = _write_templates(workdir, datetime.now(timezone.utc))
+            _, batch_template, _ = _write_templates(workdir, datetime.now(UTC))
             with serving("eventtrack", "ingest_api.asgi:app", url, workdir) as server:
                 samples: list[tuple[float, float]] = []
                 stop = threading.Event()
@@ -91,9 +91,14 @@ def main() -> int:
     first_avg, last_avg = sum(first) / len(first), sum(last) / len(last)
     growth = last_avg / first_avg
     result = {
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine,
-        "config": {"seconds": SOAK_SECONDS, "connections": CONNECTIONS, "batch_size": BATCH_SIZE, "sample_seconds": SAMPLE_SECONDS},
+        "config": {
+            "seconds": SOAK_SECONDS,
+            "connections": CONNECTIONS,
+            "batch_size": BATCH_SIZE,
+            "sample_seconds": SAMPLE_SECONDS,
+        },
         "requests_ok": ok,
         "non_2xx": stats["errors"]["status"],
         "events_per_s": round(ok * BATCH_SIZE / SOAK_SECONDS, 1),
@@ -107,7 +112,9 @@ def main() -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "soak.json").write_text(json.dumps(result, indent=2))
     curve = "  ".join(f"{int(t)}s:{rss:.0f}" for t, rss in samples[:: max(1, len(samples) // 20)])
-    print(f"\nsoak {SOAK_SECONDS} s: {result['events_per_s']} events/s, {ok} batches acknowledged, {stored} events stored")
+    print(
+        f"\nsoak {SOAK_SECONDS} s: {result['events_per_s']} events/s, {ok} batches acknowledged, {stored} events stored"
+    )
     print(f"RSS MiB over time: {curve}")
     print(
         f"RSS first minute {first_avg:.1f} MiB, last minute {last_avg:.1f} MiB, growth x{growth:.3f} "

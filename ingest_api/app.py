@@ -22,12 +22,12 @@ from ingest_api.database import sqlalchemy_url
 from ingest_api.errors import CLIENT_DISCONNECTED, ApiError, client_disconnected, error_response
 from ingest_api.metrics import Metrics
 from ingest_api.middleware import RateLimitMiddleware, RequestIdMiddleware
-from ingest_api.openapi import openapi_document
 from ingest_api.ofrep import routes as ofrep_routes
+from ingest_api.openapi import openapi_document
 from ingest_api.posthog import routes as posthog_routes
 from ingest_api.privacy.routes import privacy_routes
-from ingest_api.routing import method_routes
 from ingest_api.routes import capture, flags, health, sessions
+from ingest_api.routing import method_routes
 from ingest_api.settings import Settings
 from ingest_api.sink import EventSink
 from ingest_api.state import AppState
@@ -53,7 +53,9 @@ def routes() -> list[Route]:
         *method_routes(f"{API}/session/start/", {"POST": sessions.start_session}),
         *method_routes(f"{API}/session/{{session_id}}/end/", {"PUT": sessions.end_session}),
         *method_routes(f"{flags.PUBLIC}/", {"GET": flags.list_flags}),
-        *method_routes(f"{flags.PUBLIC}/for_user/", {"GET": flags.flags_for_user_query, "POST": flags.flags_for_user_body}),
+        *method_routes(
+            f"{flags.PUBLIC}/for_user/", {"GET": flags.flags_for_user_query, "POST": flags.flags_for_user_body}
+        ),
         *method_routes(f"{flags.PUBLIC}/{{flag_id}}/", {"GET": flags.get_flag}),
         *admin_routes(),
         *privacy_routes(),
@@ -78,7 +80,11 @@ async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     codes = {404: "not_found", 405: "method_not_allowed"}
-    return error_response(ApiError(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), {}, dict(exc.headers or {})))
+    return error_response(
+        ApiError(
+            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), {}, dict(exc.headers or {})
+        )
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -139,7 +145,14 @@ def create_app(settings: Settings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=list(settings.cors_allow_origins),
                 allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                allow_headers=["content-type", "content-encoding", "authorization", "x-api-key", "x-request-id", "if-none-match"],
+                allow_headers=[
+                    "content-type",
+                    "content-encoding",
+                    "authorization",
+                    "x-api-key",
+                    "x-request-id",
+                    "if-none-match",
+                ],
                 expose_headers=["etag", "retry-after", "x-request-id"],
             )
         )
@@ -148,7 +161,13 @@ def create_app(settings: Settings) -> Starlette:
             RateLimitMiddleware,
             rate_per_second=settings.rate_limit_per_second,
             burst=settings.rate_limit_burst,
-            prefixes=(f"{API}/capture", f"{API}/batch", f"{API}/session", f"{API}/public", *posthog_routes.RATE_LIMITED_PREFIXES),
+            prefixes=(
+                f"{API}/capture",
+                f"{API}/batch",
+                f"{API}/session",
+                f"{API}/public",
+                *posthog_routes.RATE_LIMITED_PREFIXES,
+            ),
         )
     )
     app = Starlette(
@@ -156,7 +175,12 @@ def create_app(settings: Settings) -> Starlette:
         routes=[*routes(), *dashboard_routes()],
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, ClientDisconnect: _client_gone, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={
+            ApiError: _api_error,
+            ClientDisconnect: _client_gone,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
     )
     app.state.metrics = metrics
     return app

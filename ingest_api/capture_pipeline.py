@@ -82,12 +82,16 @@ async def capture_events(
     for index, event in enumerate(events):
         native = event if translate is None else translate(event, received_at)
         try:
-            row = normalize_event(native, received_at=received_at, batch_sent_at=batch_sent_at, limits=limits, sanitize=sanitize)
+            row = normalize_event(
+                native, received_at=received_at, batch_sent_at=batch_sent_at, limits=limits, sanitize=sanitize
+            )
         except EventInvalid as invalid:
             if single:
                 await refuse_event(request, state, endpoint, received_at, invalid, event)
             rejects.append(event_reject(request, state, endpoint, received_at, invalid, event, index))
-            captured.refused.append({"index": index, "error": invalid.code, "detail": invalid.detail, "fields": invalid.fields})
+            captured.refused.append(
+                {"index": index, "error": invalid.code, "detail": invalid.detail, "fields": invalid.fields}
+            )
             continue
         captured.rows.append(row)
         captured.accepted.append(native)
@@ -104,7 +108,13 @@ def remote_addr(request: Request) -> str | None:
 
 
 def event_reject(
-    request: Request, state: AppState, endpoint: str, received_at: datetime, invalid: EventInvalid, event: Any, index: int | None
+    request: Request,
+    state: AppState,
+    endpoint: str,
+    received_at: datetime,
+    invalid: EventInvalid,
+    event: Any,
+    index: int | None,
 ) -> RejectRow:
     """The dead-letter row of one refused event (`index`: its place in a batch; None for a single event)."""
     payload = payload_json(event)
@@ -112,7 +122,14 @@ def event_reject(
 
 
 def _dead_letter_row(
-    request: Request, state: AppState, endpoint: str, received_at: datetime, refusal: Refusal, payload: bytes, size: int, index: int | None
+    request: Request,
+    state: AppState,
+    endpoint: str,
+    received_at: datetime,
+    refusal: Refusal,
+    payload: bytes,
+    size: int,
+    index: int | None,
 ) -> RejectRow:
     return reject_row(
         received_at=received_at,
@@ -143,11 +160,19 @@ async def refuse_event(
 
 
 async def refuse_body(
-    request: Request, state: AppState, endpoint: str, received_at: datetime, err: ApiError, raw: bytes, raw_size: int | None = None
+    request: Request,
+    state: AppState,
+    endpoint: str,
+    received_at: datetime,
+    err: ApiError,
+    raw: bytes,
+    raw_size: int | None = None,
 ) -> NoReturn:
     """A whole request refused: keep its body (`raw_size`: its full size, when only the start of it was read)
     in the dead letters, then answer `err`. When the sink cannot keep it: a 503, so the client retries rather
     than believe it was recorded."""
-    row = _dead_letter_row(request, state, endpoint, received_at, err, raw, len(raw) if raw_size is None else raw_size, None)
+    row = _dead_letter_row(
+        request, state, endpoint, received_at, err, raw, len(raw) if raw_size is None else raw_size, None
+    )
     await write_rows(state, (), (row,))
     raise err

@@ -151,12 +151,17 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     try:
         result = run_demo(base_url, users=args.users, days=args.days, write_key=write_key)
     except httpx.TransportError as exc:
-        print(f"demo: no answer from {base_url} ({exc}): is the API running (`make run`)? Or pass --url.", file=sys.stderr)
+        print(
+            f"demo: no answer from {base_url} ({exc}): is the API running (`make run`)? Or pass --url.", file=sys.stderr
+        )
         return 1
     print(f"demo: {result.events} events in {result.requests} requests to {base_url} ({result.summary()})")
     if any(kind.endswith(" invalid_api_key") for kind in result.failures):
         hint = "the write key sent is unknown or revoked" if write_key else "pass --write-key etw_... or set WRITE_KEY"
-        print(f"demo: the API requires a project write key: {hint} (`eventtrack list-write-keys` shows the active ones)", file=sys.stderr)
+        print(
+            f"demo: the API requires a project write key: {hint} (`eventtrack list-write-keys` shows the active ones)",
+            file=sys.stderr,
+        )
     return 0 if result.failed == 0 else 1
 
 
@@ -234,7 +239,9 @@ def cmd_create_write_key(settings: Settings, args: argparse.Namespace) -> int:
 
     with database(settings) as s:
         key_id, key = create_write_key(s.require_database_url(), args.name)
-    print(f"write key {key_id} ({args.name}) created; from now on capture and flag requests must carry a write key:\n{key}")
+    print(
+        f"write key {key_id} ({args.name}) created; from now on capture and flag requests must carry a write key:\n{key}"
+    )
     return 0
 
 
@@ -293,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--users", type=int, default=200)
     demo.add_argument("--days", type=int, default=7)
     demo.add_argument("--url", help="API base URL (default: http://API_HOST:API_PORT)")
-    demo.add_argument("--write-key", help="project write key to send (default: $WRITE_KEY); needed once a write key exists")
+    demo.add_argument(
+        "--write-key", help="project write key to send (default: $WRITE_KEY); needed once a write key exists"
+    )
     create = sub.add_parser("create-admin-key", help="create an admin API key and print it once")
     create.add_argument("--name", required=True)
     sub.add_parser("list-admin-keys", help="list admin API keys (never the keys themselves)")
@@ -304,9 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list-write-keys", help="list project write keys")
     revoke_write = sub.add_parser("revoke-write-key", help="revoke a project write key by id")
     revoke_write.add_argument("id", type=int)
-    promote = sub.add_parser("promote-property", help="index an event property for filters (expression index on events)")
+    promote = sub.add_parser(
+        "promote-property", help="index an event property for filters (expression index on events)"
+    )
     promote.add_argument("key", help="the property key, as in properties.<key>")
-    promote.add_argument("--type", choices=["text", "numeric"], default="text", help="text: = and != filters; numeric: < <= > >=")
+    promote.add_argument(
+        "--type", choices=["text", "numeric"], default="text", help="text: = and != filters; numeric: < <= > >="
+    )
     sub.add_parser("list-promoted-properties", help="list promoted properties and whether their index is valid")
     sub.add_parser("db-url", help="print the database's libpq URI (DATABASE_URL, or the running embedded server's)")
     sub.add_parser("psql", help="the bundled psql, connected; arguments after `psql` go to psql (e.g. -c 'select 1')")

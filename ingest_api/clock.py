@@ -9,7 +9,7 @@ and ours is `sent_at - received_at`, and the event happened at
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 class InvalidTimestamp(ValueError):
@@ -34,9 +34,9 @@ def parse_timestamp(value: object) -> datetime:
     except ValueError:
         raise InvalidTimestamp("is not a valid ISO 8601 date-time") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     try:
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
         raise InvalidTimestamp("is out of range") from None
 
@@ -55,7 +55,7 @@ def corrected_event_time(
             result = timestamp - (sent_at - received_at)
         except OverflowError:  # absurd sent_at: the correction leaves the calendar
             if sent_at > received_at:  # ...towards the past: older than anything kept
-                return EventTime(datetime.min.replace(tzinfo=timezone.utc), False)
+                return EventTime(datetime.min.replace(tzinfo=UTC), False)
             return EventTime(received_at, True)
     if result - received_at > max_future:
         return EventTime(received_at, True)

@@ -88,10 +88,14 @@ class ConfigCache:
                 snap = self.snapshot
                 flags, keys, write_keys = snap.flags, snap.admin_keys, snap.write_keys
                 if force or versions.get("feature_flags") != self._versions.get("feature_flags"):
-                    rows = (await conn.execute(sa.text(f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags ORDER BY id"))).all()
+                    rows = (
+                        await conn.execute(sa.text(f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags ORDER BY id"))
+                    ).all()
                     flags = tuple(CachedFlag(flag_json(r), flag_from_row(flag_json(r))) for r in rows)
                 if force or versions.get("admin_api_keys") != self._versions.get("admin_api_keys"):
-                    rows = (await conn.execute(sa.text("SELECT key_hash, id FROM admin_api_keys WHERE revoked_at IS NULL"))).all()
+                    rows = (
+                        await conn.execute(sa.text("SELECT key_hash, id FROM admin_api_keys WHERE revoked_at IS NULL"))
+                    ).all()
                     keys = tuple((bytes(r.key_hash), r.id) for r in rows)
                 if force or versions.get("write_keys") != self._versions.get("write_keys"):
                     rows = (await conn.execute(sa.text("SELECT key FROM write_keys WHERE revoked_at IS NULL"))).all()

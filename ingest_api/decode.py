@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -54,7 +55,11 @@ def check_content_type(content_type: str | None) -> None:
 def _too_large(limit: int) -> ApiError:
     # The rest of the body is left to uvicorn, which discards it after the answer (the
     # client, still sending, then reads the 413 instead of a reset connection).
-    return ApiError.of("payload_too_large", f"The request body is larger than the limit of {limit} bytes.", {"body": f"max {limit} bytes"})
+    return ApiError.of(
+        "payload_too_large",
+        f"The request body is larger than the limit of {limit} bytes.",
+        {"body": f"max {limit} bytes"},
+    )
 
 
 async def read_limited(stream: AsyncIterator[bytes], content_length: str | None, limit: int, keep: int) -> bytes:
@@ -99,7 +104,9 @@ def gunzip_limited(raw: bytes, limit: int) -> bytes:
     try:
         out = inflater.decompress(raw, limit + 1)
     except zlib.error as exc:
-        raise ApiError.of("invalid_gzip", f"The gzip body could not be decompressed: {exc}.", {"body": "invalid gzip"})
+        raise ApiError.of(
+            "invalid_gzip", f"The gzip body could not be decompressed: {exc}.", {"body": "invalid gzip"}
+        ) from None
     if len(out) > limit:
         raise ApiError.of(
             "payload_too_large",
@@ -117,7 +124,11 @@ def content_encoding(headers_value: str | None) -> str:
         return "identity"
     if value in ("gzip", "x-gzip"):
         return "gzip"
-    raise ApiError.of("unsupported_encoding", f"Content-Encoding {value!r} is not supported; use gzip or none.", {"content-encoding": "gzip or identity"})
+    raise ApiError.of(
+        "unsupported_encoding",
+        f"Content-Encoding {value!r} is not supported; use gzip or none.",
+        {"content-encoding": "gzip or identity"},
+    )
 
 
 def parse_json(body: bytes) -> tuple[Any, bool]:
@@ -134,7 +145,9 @@ def parse_json(body: bytes) -> tuple[Any, bool]:
     try:
         value = json.loads(body, parse_int=_parse_int, parse_constant=_parse_constant)
     except (ValueError, RecursionError) as exc:
-        raise ApiError.of("invalid_json", f"The body is not valid JSON: {_short(exc)}.", {"body": "invalid JSON"})
+        raise ApiError.of(
+            "invalid_json", f"The body is not valid JSON: {_short(exc)}.", {"body": "invalid JSON"}
+        ) from None
     return value, True
 
 

@@ -76,10 +76,14 @@ def plan_demo(users: int, days: int, now: datetime, seed: int = 42) -> list[Demo
                 screen = rng.choice(SCREENS)
                 session.events.append(_event(rng, session, "screen_view", at, {"screen": screen}))
                 if screen == "item" and rng.random() < 0.5:
-                    session.events.append(_event(rng, session, "item_viewed", at, {"item_id": f"sku-{rng.randrange(50)}"}))
+                    session.events.append(
+                        _event(rng, session, "item_viewed", at, {"item_id": f"sku-{rng.randrange(50)}"})
+                    )
                 if screen == "cart" and rng.random() < 0.3:
                     amount = round(rng.uniform(2, 120), 2)
-                    session.events.append(_event(rng, session, "purchase_completed", at, {"amount": amount, "currency": "EUR"}))
+                    session.events.append(
+                        _event(rng, session, "purchase_completed", at, {"amount": amount, "currency": "EUR"})
+                    )
             if at < now and rng.random() < 0.7:
                 session.ended_at = min(at + timedelta(seconds=rng.randrange(1, 60)), now)
             sessions.append(session)
@@ -106,26 +110,34 @@ def _event(rng: random.Random, session: DemoSession, event_type: str, at: dateti
 def _requests(session: DemoSession, now: datetime) -> Iterator[tuple[str, str, dict]]:
     """(method, path, body) in the order the app sends them."""
     phone_now = (now + session.clock_offset).isoformat()
-    yield "POST", "/api/v1/analytics/session/start/", {
-        "session_id": session.session_id,
-        "distinct_id": session.distinct_id,
-        "device_id": session.device_id,
-        "app_version": session.app_version,
-        "os_name": session.os_name,
-        "os_version": session.os_version,
-        "started_at": (session.started_at + session.clock_offset).isoformat(),
-        "sent_at": phone_now,
-    }
+    yield (
+        "POST",
+        "/api/v1/analytics/session/start/",
+        {
+            "session_id": session.session_id,
+            "distinct_id": session.distinct_id,
+            "device_id": session.device_id,
+            "app_version": session.app_version,
+            "os_name": session.os_name,
+            "os_version": session.os_version,
+            "started_at": (session.started_at + session.clock_offset).isoformat(),
+            "sent_at": phone_now,
+        },
+    )
     batch = {"events": session.events, "sent_at": phone_now}
     if batch["events"]:
         yield "POST", "/api/v1/analytics/batch/", batch
         if session.resend:
             yield "POST", "/api/v1/analytics/batch/", batch
     if session.ended_at is not None:
-        yield "PUT", f"/api/v1/analytics/session/{session.session_id}/end/", {
-            "ended_at": (session.ended_at + session.clock_offset).isoformat(),
-            "sent_at": phone_now,
-        }
+        yield (
+            "PUT",
+            f"/api/v1/analytics/session/{session.session_id}/end/",
+            {
+                "ended_at": (session.ended_at + session.clock_offset).isoformat(),
+                "sent_at": phone_now,
+            },
+        )
 
 
 @dataclass

@@ -79,7 +79,13 @@ class ApiError(Exception):
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, code: str, detail: str | None = None, fields: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> ApiError:
+    def of(
+        cls,
+        code: str,
+        detail: str | None = None,
+        fields: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> ApiError:
         """The error `code` of the catalogue, with its status (and its default detail unless `detail` is given)."""
         kind = CATALOGUE[code]
         return cls(kind.status, code, kind.detail if detail is None else detail, fields or {}, headers or {})

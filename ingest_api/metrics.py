@@ -6,7 +6,7 @@ or sum them: see docs/operations.md). Nothing here holds payloads or keys.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -20,18 +20,39 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.events_accepted = Counter("eventtrack_events_accepted", "Events acknowledged (stored or duplicates of stored ones)", registry=r)
-        self.events_deduplicated = Counter("eventtrack_events_deduplicated", "Acknowledged events that were already stored (same uuid)", registry=r)
-        self.events_rejected = Counter("eventtrack_events_rejected", "Refusals kept in the dead-letter table, by reason", ["reason"], registry=r)
-        self.batch_size = Histogram("eventtrack_batch_size_events", "Events per batch request", buckets=_SIZE_BUCKETS, registry=r)
-        self.group_commit_rows = Histogram("eventtrack_group_commit_rows", "Rows written per group-commit transaction", buckets=_SIZE_BUCKETS, registry=r)
-        self.group_commit_seconds = Histogram("eventtrack_group_commit_seconds", "Duration of a group-commit transaction", registry=r)
+        self.events_accepted = Counter(
+            "eventtrack_events_accepted", "Events acknowledged (stored or duplicates of stored ones)", registry=r
+        )
+        self.events_deduplicated = Counter(
+            "eventtrack_events_deduplicated", "Acknowledged events that were already stored (same uuid)", registry=r
+        )
+        self.events_rejected = Counter(
+            "eventtrack_events_rejected", "Refusals kept in the dead-letter table, by reason", ["reason"], registry=r
+        )
+        self.batch_size = Histogram(
+            "eventtrack_batch_size_events", "Events per batch request", buckets=_SIZE_BUCKETS, registry=r
+        )
+        self.group_commit_rows = Histogram(
+            "eventtrack_group_commit_rows",
+            "Rows written per group-commit transaction",
+            buckets=_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.group_commit_seconds = Histogram(
+            "eventtrack_group_commit_seconds", "Duration of a group-commit transaction", registry=r
+        )
         self.queue_depth = Gauge("eventtrack_sink_queue_depth", "Requests waiting for the writer", registry=r)
         self.responses = Counter("eventtrack_http_responses", "HTTP responses by status code", ["status"], registry=r)
-        self.overloaded = Counter("eventtrack_sink_overloaded", "Writes refused (503) because the queue was full", registry=r)
-        self.database_errors = Counter("eventtrack_database_errors", "Failed database operations of the writer", registry=r)
+        self.overloaded = Counter(
+            "eventtrack_sink_overloaded", "Writes refused (503) because the queue was full", registry=r
+        )
+        self.database_errors = Counter(
+            "eventtrack_database_errors", "Failed database operations of the writer", registry=r
+        )
         self.client_disconnects = Counter(
-            "eventtrack_client_disconnects", "Requests whose client closed the connection before the body was complete", registry=r
+            "eventtrack_client_disconnects",
+            "Requests whose client closed the connection before the body was complete",
+            registry=r,
         )
 
     def track_queue(self, depth: Callable[[], int]) -> None:

@@ -76,7 +76,9 @@ class RateLimitMiddleware:
         if wait:
             retry = retry_after_header(wait)
             response = error_response(
-                ApiError.of("rate_limited", f"Too many requests; retry after {retry} s.", headers={"Retry-After": retry})
+                ApiError.of(
+                    "rate_limited", f"Too many requests; retry after {retry} s.", headers={"Retry-After": retry}
+                )
             )
             await response(scope, receive, send)
             return

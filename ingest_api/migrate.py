@@ -7,7 +7,7 @@ processes from applying the same file twice.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -44,7 +44,7 @@ def migrate(database_url: str, retention_days: int, ahead_days: int, now: dateti
                     conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                 log.info("applied migration %s", version)
                 applied.append(version)
-            first, last = event_partition_window(now or datetime.now(timezone.utc), retention_days, ahead_days)
+            first, last = event_partition_window(now or datetime.now(UTC), retention_days, ahead_days)
             conn.execute("SELECT ensure_event_partitions(%s, %s)", (first, last))
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))

@@ -21,7 +21,10 @@ _EVENT = {
     "type": "object",
     "required": ["distinct_id", "event_type"],
     "properties": {
-        "distinct_id": {"oneOf": [_STR200, {"type": "integer"}], "description": "The user; a number is turned into a string."},
+        "distinct_id": {
+            "oneOf": [_STR200, {"type": "integer"}],
+            "description": "The user; a number is turned into a string.",
+        },
         "event_type": {**_STR200, "description": "The event name (`event` is accepted as an alias)."},
         "event": {**_STR200, "description": "Alias of event_type."},
         "properties": {"type": "object", "additionalProperties": True},
@@ -31,8 +34,15 @@ _EVENT = {
         "os_name": _OPT_STR,
         "os_version": _OPT_STR,
         "timestamp": {**_TS, "description": "When it happened, by the client's clock. No zone means UTC."},
-        "sent_at": {**_TS, "description": "The client's clock when the request was sent; used for clock-skew correction."},
-        "uuid": {"type": ["string", "null"], "format": "uuid", "description": "Dedup key; assigned (UUIDv7) when missing."},
+        "sent_at": {
+            **_TS,
+            "description": "The client's clock when the request was sent; used for clock-skew correction.",
+        },
+        "uuid": {
+            "type": ["string", "null"],
+            "format": "uuid",
+            "description": "Dedup key; assigned (UUIDv7) when missing.",
+        },
     },
 }
 
@@ -48,16 +58,26 @@ _ERROR = {
 
 
 def _err(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
-_WRITE_KEY_ERROR = {"401": _err("`invalid_api_key`: write keys exist and the request carries no active one (see docs/integration_guide.md).")}
+_WRITE_KEY_ERROR = {
+    "401": _err(
+        "`invalid_api_key`: write keys exist and the request carries no active one (see docs/integration_guide.md)."
+    )
+}
 _COMMON_ERRORS = {
     "400": _err("Invalid body (see `error`)."),
     **_WRITE_KEY_ERROR,
     "413": _err("Body or event over the size limit."),
     "415": _err("Unsupported Content-Type or Content-Encoding."),
-    "503": {**_err("Database unavailable; retry after `Retry-After` seconds."), "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
+    "503": {
+        **_err("Database unavailable; retry after `Retry-After` seconds."),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
 }
 
 
@@ -88,7 +108,9 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "Committed (or already stored: a resend is accepted again).",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CaptureAccepted"}}},
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/CaptureAccepted"}}
+                            },
                         },
                         **_COMMON_ERRORS,
                     },
@@ -114,8 +136,18 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Start a session",
                     "requestBody": _json_body("#/components/schemas/SessionStart"),
                     "responses": {
-                        "201": {"description": "Created.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionStarted"}}}},
-                        "200": {"description": "The same start was already recorded.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionStarted"}}}},
+                        "201": {
+                            "description": "Created.",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/SessionStarted"}}
+                            },
+                        },
+                        "200": {
+                            "description": "The same start was already recorded.",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/SessionStarted"}}
+                            },
+                        },
                         "409": _err("The session id belongs to another distinct_id."),
                         **_COMMON_ERRORS,
                     },
@@ -128,7 +160,10 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [session_id_param],
                     "requestBody": _json_body("#/components/schemas/SessionEnd", required=False),
                     "responses": {
-                        "200": {"description": "Ended.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionEnded"}}}},
+                        "200": {
+                            "description": "Ended.",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionEnded"}}},
+                        },
                         "404": _err("Unknown session."),
                         **_COMMON_ERRORS,
                     },
@@ -146,10 +181,21 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "operationId": "metrics",
                     "summary": "Prometheus metrics of this process",
-                    "responses": {"200": {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
                 }
             },
-            "/healthz": {"get": {"operationId": "healthz", "summary": "The process is up", "responses": {"200": {"description": "Up."}}}},
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "summary": "The process is up",
+                    "responses": {"200": {"description": "Up."}},
+                }
+            },
             "/readyz": {
                 "get": {
                     "operationId": "readyz",
@@ -158,7 +204,11 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/api/v1/analytics/openapi.json": {
-                "get": {"operationId": "openapi", "summary": "This document", "responses": {"200": {"description": "OpenAPI 3 document."}}}
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3 document."}},
+                }
             },
         },
         "components": {
@@ -168,14 +218,27 @@ def openapi_document() -> dict[str, Any]:
                 "Batch": {
                     "type": "object",
                     "properties": {
-                        "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}, "minItems": 1, "maxItems": 1000},
-                        "batch": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}, "description": "Alias of events (PostHog SDKs)."},
+                        "events": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Event"},
+                            "minItems": 1,
+                            "maxItems": 1000,
+                        },
+                        "batch": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Event"},
+                            "description": "Alias of events (PostHog SDKs).",
+                        },
                         "sent_at": _TS,
                     },
                 },
                 "CaptureAccepted": {
                     "type": "object",
-                    "properties": {"accepted": {"type": "integer"}, "uuid": {"type": "string", "format": "uuid"}, "warnings": {"type": "array", "items": {"type": "string"}}},
+                    "properties": {
+                        "accepted": {"type": "integer"},
+                        "uuid": {"type": "string", "format": "uuid"},
+                        "warnings": {"type": "array", "items": {"type": "string"}},
+                    },
                 },
                 "BatchAccepted": {
                     "type": "object",
@@ -212,7 +275,10 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "SessionStarted": {
                     "type": "object",
-                    "properties": {"session_id": {"type": "string", "format": "uuid"}, "started_at": {"type": "string", "format": "date-time"}},
+                    "properties": {
+                        "session_id": {"type": "string", "format": "uuid"},
+                        "started_at": {"type": "string", "format": "date-time"},
+                    },
                 },
                 "SessionEnd": {"type": "object", "properties": {"ended_at": _TS, "sent_at": _TS}},
                 "SessionEnded": {
@@ -232,12 +298,20 @@ def openapi_document() -> dict[str, Any]:
                 "FlagDefinition": _FLAG_DEFINITION,
                 "Flag": _FLAG,
                 "PublicFlag": _PUBLIC_FLAG,
-                "PublicFlagList": {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": {"$ref": "#/components/schemas/PublicFlag"}}}},
+                "PublicFlagList": {
+                    "type": "object",
+                    "required": ["results"],
+                    "properties": {"results": {"type": "array", "items": {"$ref": "#/components/schemas/PublicFlag"}}},
+                },
                 "FlagsForUser": {
                     "type": "object",
                     "additionalProperties": {
                         "type": "object",
-                        "properties": {"active": {"type": "boolean"}, "variant": {"type": ["string", "null"]}, "payload": {}},
+                        "properties": {
+                            "active": {"type": "boolean"},
+                            "variant": {"type": ["string", "null"]},
+                            "payload": {},
+                        },
                     },
                 },
                 "UserContext": {
@@ -261,7 +335,13 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
             },
-            "securitySchemes": {"adminKey": {"type": "http", "scheme": "bearer", "description": "An admin API key (eventtrack create-admin-key)."}},
+            "securitySchemes": {
+                "adminKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An admin API key (eventtrack create-admin-key).",
+                }
+            },
         },
     }
 
@@ -349,8 +429,15 @@ _PAGING = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
     _query("cursor", {"type": "string"}, description="From a `next` or `previous` link."),
 ]
-_WINDOW = [_query("start", {"type": "string", "format": "date-time"}), _query("end", {"type": "string", "format": "date-time"})]
-_ADMIN_ERRORS = {"400": _err("Invalid parameter or body."), "401": _err("Missing, malformed, unknown or revoked admin key."), "503": _COMMON_ERRORS["503"]}
+_WINDOW = [
+    _query("start", {"type": "string", "format": "date-time"}),
+    _query("end", {"type": "string", "format": "date-time"}),
+]
+_ADMIN_ERRORS = {
+    "400": _err("Invalid parameter or body."),
+    "401": _err("Missing, malformed, unknown or revoked admin key."),
+    "503": _COMMON_ERRORS["503"],
+}
 
 
 def _flag_paths() -> dict[str, Any]:
@@ -361,7 +448,11 @@ def _flag_paths() -> dict[str, Any]:
                 "operationId": "listActiveFlags",
                 "summary": "The active feature flags: id, key, name, variant keys (no targeting, rollout or payload)",
                 "parameters": [_ETAG],
-                "responses": {"200": _ok("#/components/schemas/PublicFlagList", "Active flags, with an ETag."), "304": {"description": "Not modified."}, **_WRITE_KEY_ERROR},
+                "responses": {
+                    "200": _ok("#/components/schemas/PublicFlagList", "Active flags, with an ETag."),
+                    "304": {"description": "Not modified."},
+                    **_WRITE_KEY_ERROR,
+                },
             }
         },
         f"{base}/{{flag_id}}/": {
@@ -369,7 +460,11 @@ def _flag_paths() -> dict[str, Any]:
                 "operationId": "getFlag",
                 "summary": "One feature flag: id, key, name, active, variant keys",
                 "parameters": [_FLAG_ID],
-                "responses": {"200": _ok("#/components/schemas/PublicFlag"), "404": _err("Unknown flag."), **_WRITE_KEY_ERROR},
+                "responses": {
+                    "200": _ok("#/components/schemas/PublicFlag"),
+                    "404": _err("Unknown flag."),
+                    **_WRITE_KEY_ERROR,
+                },
             }
         },
         f"{base}/for_user/": {
@@ -386,14 +481,24 @@ def _flag_paths() -> dict[str, Any]:
                     _ETAG,
                     _RECORD_EXPOSURE,
                 ],
-                "responses": {"200": _ok("#/components/schemas/FlagsForUser"), "304": {"description": "Not modified."}, "400": _err("distinct_id missing or invalid."), **_WRITE_KEY_ERROR},
+                "responses": {
+                    "200": _ok("#/components/schemas/FlagsForUser"),
+                    "304": {"description": "Not modified."},
+                    "400": _err("distinct_id missing or invalid."),
+                    **_WRITE_KEY_ERROR,
+                },
             },
             "post": {
                 "operationId": "flagsForUserPost",
                 "summary": "Evaluate every flag for a user (context in the body)",
                 "parameters": [_RECORD_EXPOSURE],
                 "requestBody": _json_body("#/components/schemas/UserContext"),
-                "responses": {"200": _ok("#/components/schemas/FlagsForUser"), "400": _err("distinct_id missing or invalid."), "413": _COMMON_ERRORS["413"], **_WRITE_KEY_ERROR},
+                "responses": {
+                    "200": _ok("#/components/schemas/FlagsForUser"),
+                    "400": _err("distinct_id missing or invalid."),
+                    "413": _COMMON_ERRORS["413"],
+                    **_WRITE_KEY_ERROR,
+                },
             },
         },
     }
@@ -408,7 +513,13 @@ def _admin_paths() -> dict[str, Any]:
                 "operationId": "adminListEvents",
                 "summary": "Raw events, newest first",
                 "security": secured,
-                "parameters": [_query("event_type", {"type": "string"}), _query("distinct_id", {"type": "string"}), _query("session_id", {"type": "string"}), *_WINDOW, *_PAGING],
+                "parameters": [
+                    _query("event_type", {"type": "string"}),
+                    _query("distinct_id", {"type": "string"}),
+                    _query("session_id", {"type": "string"}),
+                    *_WINDOW,
+                    *_PAGING,
+                ],
                 "responses": {"200": _ok("#/components/schemas/Page"), **_ADMIN_ERRORS},
             }
         },
@@ -443,7 +554,12 @@ def _admin_paths() -> dict[str, Any]:
                 "operationId": "adminListSessions",
                 "summary": "Sessions, newest first",
                 "security": secured,
-                "parameters": [_query("distinct_id", {"type": "string"}), _query("status", {"type": "string", "enum": ["active", "ended"]}), *_WINDOW, *_PAGING],
+                "parameters": [
+                    _query("distinct_id", {"type": "string"}),
+                    _query("status", {"type": "string", "enum": ["active", "ended"]}),
+                    *_WINDOW,
+                    *_PAGING,
+                ],
                 "responses": {"200": _ok("#/components/schemas/Page"), **_ADMIN_ERRORS},
             }
         },
@@ -470,9 +586,17 @@ def _admin_paths() -> dict[str, Any]:
                     "summary": summary,
                     "security": secured,
                     "parameters": [_FLAG_ID],
-                    **({"requestBody": _json_body("#/components/schemas/FlagDefinition")} if method in ("put", "patch") else {}),
+                    **(
+                        {"requestBody": _json_body("#/components/schemas/FlagDefinition")}
+                        if method in ("put", "patch")
+                        else {}
+                    ),
                     "responses": {
-                        **({"204": {"description": "Deleted."}} if method == "delete" else {"200": _ok("#/components/schemas/Flag")}),
+                        **(
+                            {"204": {"description": "Deleted."}}
+                            if method == "delete"
+                            else {"200": _ok("#/components/schemas/Flag")}
+                        ),
                         "404": _err("Unknown flag."),
                         **_ADMIN_ERRORS,
                     },
@@ -498,7 +622,11 @@ _FILTER = {
     "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
     "description": "Repeatable `properties.<key><op><value>`, op one of = != > >= < <=; e.g. `properties.plan=pro`.",
 }
-_BREAKDOWN = _query("breakdown", {"type": "string"}, description="`os_name`, `app_version`, `os_version`, `event_type` or `properties.<key>`.")
+_BREAKDOWN = _query(
+    "breakdown",
+    {"type": "string"},
+    description="`os_name`, `app_version`, `os_version`, `event_type` or `properties.<key>`.",
+)
 _SEGMENT = [_FILTER, _BREAKDOWN]
 
 
@@ -512,12 +640,24 @@ def _analytics_paths() -> dict[str, Any]:
                 "summary": "Users reaching each step in order within the conversion window (raw events)",
                 "security": secured,
                 "parameters": [
-                    _query("steps", {"type": "string"}, required=True, description="2-10 event types, comma-separated: `app_open,view_item,purchase`."),
-                    _query("window", {"type": "string", "pattern": "^[1-9][0-9]{0,6}[smhd]$"}, description="Conversion window from the first step; default 24h, at most 90d."),
+                    _query(
+                        "steps",
+                        {"type": "string"},
+                        required=True,
+                        description="2-10 event types, comma-separated: `app_open,view_item,purchase`.",
+                    ),
+                    _query(
+                        "window",
+                        {"type": "string", "pattern": "^[1-9][0-9]{0,6}[smhd]$"},
+                        description="Conversion window from the first step; default 24h, at most 90d.",
+                    ),
                     *_WINDOW,
                     *_SEGMENT,
                 ],
-                "responses": {"200": {"description": "Per step: users, conversions, median seconds from the previous step."}, **_ADMIN_ERRORS},
+                "responses": {
+                    "200": {"description": "Per step: users, conversions, median seconds from the previous step."},
+                    **_ADMIN_ERRORS,
+                },
             }
         },
         f"{base}/funnels/saved/": {
@@ -532,7 +672,11 @@ def _analytics_paths() -> dict[str, Any]:
                 "summary": "Save a funnel",
                 "security": secured,
                 "requestBody": _json_body("#/components/schemas/SavedFunnel"),
-                "responses": {"201": {"description": "Saved; results appear after the next daily run."}, **_ADMIN_ERRORS, "413": _COMMON_ERRORS["413"]},
+                "responses": {
+                    "201": {"description": "Saved; results appear after the next daily run."},
+                    **_ADMIN_ERRORS,
+                    "413": _COMMON_ERRORS["413"],
+                },
             },
         },
         f"{base}/funnels/saved/{{funnel_id}}/": {
@@ -542,7 +686,11 @@ def _analytics_paths() -> dict[str, Any]:
                 "security": secured,
                 "parameters": [_FUNNEL_ID],
                 "responses": {
-                    **({"204": {"description": "Deleted."}} if method == "delete" else {"200": {"description": "Definition and the latest results."}}),
+                    **(
+                        {"204": {"description": "Deleted."}}
+                        if method == "delete"
+                        else {"200": {"description": "Definition and the latest results."}}
+                    ),
                     "404": _err("Unknown saved funnel."),
                     **_ADMIN_ERRORS,
                 },
@@ -558,7 +706,10 @@ def _analytics_paths() -> dict[str, Any]:
                 "summary": "The cohort triangle of analytics.retention_weekly / retention_daily",
                 "security": secured,
                 "parameters": [_query("period", {"type": "string", "enum": ["week", "day"]}), *_WINDOW],
-                "responses": {"200": {"description": "One entry per cohort: users and retained users per period."}, **_ADMIN_ERRORS},
+                "responses": {
+                    "200": {"description": "One entry per cohort: users and retained users per period."},
+                    **_ADMIN_ERRORS,
+                },
             }
         },
     }
@@ -573,6 +724,11 @@ SAVED_FUNNEL_SCHEMA = {
         "name": _STR200,
         "steps": {"type": "array", "minItems": 2, "maxItems": 10, "items": _STR200},
         "window": {"type": "string", "pattern": "^[1-9][0-9]{0,6}[smhd]$", "description": "Default 24h, at most 90d."},
-        "range_days": {"type": "integer", "minimum": 1, "maximum": 366, "description": "Whole UTC days before each run; default 30."},
+        "range_days": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 366,
+            "description": "Whole UTC days before each run; default 30.",
+        },
     },
 }

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 
 def utc_day(ts: datetime) -> date:
-    return ts.astimezone(timezone.utc).date()
+    return ts.astimezone(UTC).date()
 
 
 def event_partition_window(now: datetime, retention_days: int, ahead_days: int) -> tuple[date, date]:
@@ -18,7 +18,7 @@ def event_partition_window(now: datetime, retention_days: int, ahead_days: int) 
 def retention_cutoff(now: datetime, retention_days: int) -> datetime:
     """Events before this instant are outside the retention window (midnight UTC of the oldest kept day)."""
     first, _ = event_partition_window(now, retention_days, 0)
-    return datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
+    return datetime(first.year, first.month, first.day, tzinfo=UTC)
 
 
 def partition_name(day: date) -> str:

@@ -18,7 +18,7 @@ lock: they are rare, and this keeps two merges from deadlocking each other.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import orjson
 import sqlalchemy as sa
@@ -56,7 +56,9 @@ _MERGE_PROPERTIES = sa.text(
 )
 _DROP_MERGED = sa.text("DELETE FROM persons WHERE distinct_id = :other")
 _REPOINT = sa.text("UPDATE person_distinct_ids SET distinct_id = :id WHERE distinct_id = :other")
-_ALIAS = sa.text("INSERT INTO person_distinct_ids (alias, distinct_id) VALUES (:other, :id) ON CONFLICT (alias) DO NOTHING")
+_ALIAS = sa.text(
+    "INSERT INTO person_distinct_ids (alias, distinct_id) VALUES (:other, :id) ON CONFLICT (alias) DO NOTHING"
+)
 
 
 def _jsonb(value: dict) -> str:
@@ -73,7 +75,12 @@ async def apply_person_updates(state, updates: Sequence[PersonUpdate]) -> None:
                 person = (await conn.execute(_RESOLVE, {"id": update.distinct_id})).scalar() or update.distinct_id
                 await conn.execute(
                     _UPSERT,
-                    {"id": person, "set": _jsonb(update.set), "set_once": _jsonb(update.set_once), "ts": update.timestamp},
+                    {
+                        "id": person,
+                        "set": _jsonb(update.set),
+                        "set_once": _jsonb(update.set_once),
+                        "ts": update.timestamp,
+                    },
                 )
                 if update.merge_from is None:
                     continue

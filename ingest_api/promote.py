@@ -50,8 +50,14 @@ def promote_property(database_url: str, key: str, kind: str = "text") -> tuple[s
             child = f"{name}_{partition}"[:63]
             if child in attached:
                 continue
-            conn.execute(sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(sql.Identifier(child), sql.Identifier(partition), expr))
-            conn.execute(sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(sql.Identifier(name), sql.Identifier(child)))
+            conn.execute(
+                sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
+                    sql.Identifier(child), sql.Identifier(partition), expr
+                )
+            )
+            conn.execute(
+                sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(sql.Identifier(name), sql.Identifier(child))
+            )
             built += 1
         conn.execute(
             "INSERT INTO promoted_properties (key, kind, index_name) VALUES (%s, %s, %s) ON CONFLICT (key, kind) DO UPDATE"

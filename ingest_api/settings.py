@@ -125,7 +125,9 @@ class Settings:
     # Privacy (docs/privacy.md): the client IP is not stored unless asked for,
     # and then cut to these IPv4 / IPv6 prefix lengths.
     store_client_ip: bool = field(default=False, metadata=env_var("STORE_CLIENT_IP", _bool))
-    client_ip_prefixes: tuple[int, int] = field(default=(24, 48), metadata=env_var("CLIENT_IP_TRUNCATION", lambda _, raw: parse_truncation(raw)))
+    client_ip_prefixes: tuple[int, int] = field(
+        default=(24, 48), metadata=env_var("CLIENT_IP_TRUNCATION", lambda _, raw: parse_truncation(raw))
+    )
     # Admin dashboard (/admin/): the key that signs its session cookie. None: a
     # random one generated once and kept in data_dir/dashboard_secret, so
     # restarts keep sessions. Set it (same value) when several hosts serve /admin/.

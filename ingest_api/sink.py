@@ -261,7 +261,9 @@ class EventSink:
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await psycopg.AsyncConnection.connect(self._url, connect_timeout=max(1, int(self._connect_timeout)))
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._url, connect_timeout=max(1, int(self._connect_timeout))
+            )
             register_adapters(self._conn)
             await self._conn.execute(_CREATE_STAGING)
             await self._conn.commit()
@@ -306,9 +308,7 @@ class EventSink:
             if events:
                 await self._ensure_partitions(conn, {e.timestamp.date() for e in events})
                 async with conn.cursor() as cur:
-                    async with cur.copy(
-                        f"COPY incoming_events ({_COLS}) FROM STDIN (FORMAT BINARY)"
-                    ) as copy:
+                    async with cur.copy(f"COPY incoming_events ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
                         copy.set_types(COPY_TYPES)
                         for row in events:
                             await copy.write_row(copy_row(row))

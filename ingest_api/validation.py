@@ -142,7 +142,9 @@ def normalize_event(
     )
 
 
-def client_time(timestamp: datetime | None, sent_at: datetime | None, received_at: datetime, limits: Limits, field: str) -> EventTime:
+def client_time(
+    timestamp: datetime | None, sent_at: datetime | None, received_at: datetime, limits: Limits, field: str
+) -> EventTime:
     """The time kept for what a client's clock said (an event's `timestamp`, a session's
     `started_at` or `ended_at`): corrected for clock skew, clamped to `received_at` when
     too far ahead, refused (`too_old`) when older than the retention window."""

@@ -62,7 +62,9 @@ def require_write_key(request: Request, body: Any = None, key: str | None = None
     if key is None:
         raise ApiError.of("invalid_api_key", fields={"api_key": "is required"})
     if len(key) > _MAX_KEY or key not in snapshot.write_keys:
-        raise ApiError.of("invalid_api_key", "The project write key is unknown or revoked.", {"api_key": "unknown or revoked"})
+        raise ApiError.of(
+            "invalid_api_key", "The project write key is unknown or revoked.", {"api_key": "unknown or revoked"}
+        )
 
 
 # --- storage (used by the command line) ------------------------------------
@@ -71,7 +73,9 @@ def require_write_key(request: Request, body: Any = None, key: str | None = None
 def create_write_key(database_url: str, name: str) -> tuple[int, str]:
     key = generate_write_key()
     with psycopg.connect(database_url) as conn:
-        (key_id,) = conn.execute("INSERT INTO write_keys (name, key) VALUES (%s, %s) RETURNING id", (name, key)).fetchone()
+        (key_id,) = conn.execute(
+            "INSERT INTO write_keys (name, key) VALUES (%s, %s) RETURNING id", (name, key)
+        ).fetchone()
     return key_id, key
 
 

@@ -8,8 +8,9 @@ this module only reads it.
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from datetime import date, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -58,7 +59,9 @@ class EventtrackTranslator(DagsterDbtTranslator):
         props = self.get_resource_props(manifest, unique_id)
         hours = (props.get("config", {}).get("meta") or {}).get("freshness_fail_hours")
         if hours is not None:
-            spec = spec.replace_attributes(freshness_policy=FreshnessPolicy.time_window(fail_window=timedelta(hours=hours)))
+            spec = spec.replace_attributes(
+                freshness_policy=FreshnessPolicy.time_window(fail_window=timedelta(hours=hours))
+            )
         return spec
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:

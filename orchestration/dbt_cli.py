@@ -22,9 +22,10 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from dagster_dbt import DbtCliResource
 from packaging import version

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from dagster import Definitions, definitions
 
@@ -20,7 +20,7 @@ from orchestration.schedules import build_jobs, build_schedules
 def build_definitions(settings: Settings) -> Definitions:
     export_dbt_connection_env(settings)
     installed = installed_at(settings.database_url) if settings.database_url else None
-    start = partitions_start(settings.partitions_start_date, installed, datetime.now(timezone.utc))
+    start = partitions_start(settings.partitions_start_date, installed, datetime.now(UTC))
     hourly, daily = aggregate_assets(start)
     jobs = build_jobs(hourly, daily)
     return Definitions(

@@ -17,8 +17,8 @@ Definitions (docs/analytics.md, "Experiments"):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import special, stats

@@ -7,8 +7,9 @@ previous results or the new ones, never a mix.
 """
 
 from collections import defaultdict
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
@@ -123,7 +124,7 @@ def results_rows(counts: Iterable[dict[str, Any]], computed_at: datetime) -> lis
     ),
 )
 def experiment_results(context: AssetExecutionContext, eventtrack: EventtrackResource) -> MaterializeResult:
-    computed_at = datetime.now(timezone.utc)
+    computed_at = datetime.now(UTC)
     with eventtrack.connect() as conn:
         cur = conn.execute(f"SELECT {', '.join(_COUNT_COLUMNS)} FROM analytics.experiment_variant_counts")
         counts = [dict(zip(_COUNT_COLUMNS, r)) for r in cur.fetchall()]
@@ -134,11 +135,17 @@ def experiment_results(context: AssetExecutionContext, eventtrack: EventtrackRes
             conn.execute(f"DELETE FROM {RESULTS_TABLE}")
             with conn.cursor().copy(f"COPY {RESULTS_TABLE} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row([orjson.dumps(row[c]).decode() if c == "secondary_metrics" else row[c] for c in columns])
+                    copy.write_row(
+                        [orjson.dumps(row[c]).decode() if c == "secondary_metrics" else row[c] for c in columns]
+                    )
     warnings = sorted({r["experiment_id"] for r in rows if r["srm_warning"]})
     context.log.info("experiment results: %d rows, SRM warnings for %s", len(rows), warnings)
     return MaterializeResult(
-        metadata={"rows": len(rows), "experiments": len({r["experiment_id"] for r in rows}), "srm_warnings": len(warnings)}
+        metadata={
+            "rows": len(rows),
+            "experiments": len({r["experiment_id"] for r in rows}),
+            "srm_warnings": len(warnings),
+        }
     )
 
 

@@ -7,7 +7,7 @@ what changed as materialization metadata.
 """
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
@@ -129,7 +129,7 @@ def ensure_upcoming_partitions(conn: psycopg.Connection, now: datetime, retentio
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @asset(
@@ -189,7 +189,9 @@ def retention(context: AssetExecutionContext, eventtrack: EventtrackResource) ->
 )
 def event_partitions_ahead(context: AssetExecutionContext, eventtrack: EventtrackResource) -> MaterializeResult:
     with eventtrack.connect() as conn:
-        created = ensure_upcoming_partitions(conn, _now(), eventtrack.events_retention_days, eventtrack.partitions_ahead_days)
+        created = ensure_upcoming_partitions(
+            conn, _now(), eventtrack.events_retention_days, eventtrack.partitions_ahead_days
+        )
     return MaterializeResult(metadata={"partitions_created": created})
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
 from dagster import (
@@ -76,8 +76,8 @@ def window_vars(start: datetime, end: datetime) -> dict[str, str]:
     if not start < end:
         raise ValueError(f"empty partition window: {start.isoformat()} .. {end.isoformat()}")
     return {
-        "min_ts": start.astimezone(timezone.utc).isoformat(),
-        "max_ts": end.astimezone(timezone.utc).isoformat(),
+        "min_ts": start.astimezone(UTC).isoformat(),
+        "max_ts": end.astimezone(UTC).isoformat(),
     }
 
 

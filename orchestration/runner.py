@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from datetime import UTC
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -155,7 +156,7 @@ def catch_up(settings: Settings) -> bool:
     Runs in this process against the instance of DAGSTER_HOME (call prepare_dagster first and
     export its environment). Returns True when everything succeeded.
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from dagster import DagsterInstance, RunRequest
 
@@ -165,7 +166,7 @@ def catch_up(settings: Settings) -> bool:
 
     defs = build_definitions(settings)
     instance = DagsterInstance.get()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     runs = [(name, RunRequest()) for name in CATCH_UP_JOBS]
     for name in PARTITIONED_JOBS:
         job = defs.resolve_job_def(name)

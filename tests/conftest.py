@@ -8,9 +8,9 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import psycopg
 import pytest
@@ -80,7 +80,7 @@ class RunningServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "RunningServer":
+    def __enter__(self) -> RunningServer:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
@@ -142,7 +142,9 @@ def admin(api, admin_key):
     """An HTTP client to the running server that sends the admin key."""
     import httpx
 
-    with httpx.Client(base_url=str(api.base_url), timeout=30, headers={"Authorization": f"Bearer {admin_key}"}) as client:
+    with httpx.Client(
+        base_url=str(api.base_url), timeout=30, headers={"Authorization": f"Bearer {admin_key}"}
+    ) as client:
         yield client
 
 
@@ -157,3 +159,38 @@ def write_key(api, database_url) -> Iterator[str]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("TRUNCATE write_keys")
     wait_until(lambda: api.get("/api/v1/analytics/public/feature-flags/").status_code == 200)
+
+
+# The dbt and Dagster fixtures of the pipeline tests (tests/integration) and the dashboard's.
+@pytest.fixture(scope="session")
+def dbt_env(database_url: str) -> Iterator[dict[str, str]]:
+    """The dbt connection in this process's environment (dbt runs as a subprocess and inherits it).
+
+    PGTZ puts the dbt sessions in a half-hour-offset time zone: the models must
+    bucket in UTC whatever the server or session time zone.
+    """
+    from orchestration.resources import dbt_connection_env
+    from orchestration.runner import prepare_dbt_manifest
+
+    env = {**dbt_connection_env(database_url), "PGTZ": "America/St_Johns"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    prepare_dbt_manifest()
+    yield env
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def pipeline(dbt_env, database_url, db):
+    """Raw tables emptied and the analytics schemas dropped; returns a runner of the dbt assets."""
+    from ingest_api.settings import Settings
+    from tests.integration.test_pipeline import ANALYTICS_SCHEMAS, Pipeline
+
+    for schema in ANALYTICS_SCHEMAS:
+        db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+    return Pipeline(Settings(database_url=database_url))

@@ -27,7 +27,9 @@ RUNNABLE = ("sh", "bash", "shell", "sql")
 # Admin API reads whose answer comes from the events (raw or aggregated).
 ANALYTICS_READS = re.compile(r"/api/v1/analytics/admin/(events/|event-aggregates/|sessions/|funnels/|retention/)")
 # Columns and JSON keys that count something; in an example's answer none may be zero.
-COUNT_KEYS = frozenset({"count", "total", "users", "events", "sessions", "event_count", "unique_users", "cohort_users", "dau"})
+COUNT_KEYS = frozenset(
+    {"count", "total", "users", "events", "sessions", "event_count", "unique_users", "cohort_users", "dau"}
+)
 _CURL_DATA = ("-d", "--data", "--data-raw", "--data-binary", "--data-urlencode", "--json", "-F", "--form")
 SHELL = ("sh", "bash", "shell")
 _FENCE = re.compile(r"^```(\w*)\s*$")

@@ -5,7 +5,7 @@ The service only reads the analytics schema; dbt owns it (docs/analytics.md).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ingest_api.admin.http import admin_only, base_url, check_unknown_params, json_response, text_filters, text_param, time_param
+from ingest_api.admin.http import (
+    admin_only,
+    base_url,
+    check_unknown_params,
+    json_response,
+    text_filters,
+    text_param,
+    time_param,
+)
 from ingest_api.admin.pagination import TEXT, TIMESTAMP, decode_cursor, page, parse_limit
 from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
@@ -26,7 +34,7 @@ MAX_COUNT_RANGE = timedelta(days=800)
 
 def full_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     """The whole UTC hours inside [start, end) as [first, last); empty (first >= last) when there are none."""
-    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     first = start.replace(minute=0, second=0, microsecond=0)
     if first < start:
         first += timedelta(hours=1)
@@ -93,14 +101,22 @@ def check_count_range(start: datetime, end: datetime) -> None:
 
 
 async def count_events(
-    conn: AsyncConnection, *, start: datetime, end: datetime, event_type: str | None = None, segment: Segment | None = None
+    conn: AsyncConnection,
+    *,
+    start: datetime,
+    end: datetime,
+    event_type: str | None = None,
+    segment: Segment | None = None,
 ) -> dict[str, Any]:
     """Exact event counts per event type in [start, end) (and per breakdown value when segmented), most first."""
     params: dict[str, Any] = {"start": start, "end": end}
     filters = {"event_filter_e": "", "event_filter_a": ""}
     if event_type:
         params["event_type"] = event_type
-        filters = {"event_filter_e": "AND e.event_type = :event_type", "event_filter_a": "AND a.event_type = :event_type"}
+        filters = {
+            "event_filter_e": "AND e.event_type = :event_type",
+            "event_filter_a": "AND a.event_type = :event_type",
+        }
     if segment:  # the aggregates hold no properties: filters and breakdowns read raw events
         return await _segmented_counts(conn, start, end, params, filters["event_filter_e"], *segment)
     h_first, h_last = full_hours(start, end)
@@ -122,7 +138,7 @@ async def count_events(
 async def event_counts(request: Request) -> Response:
     check_unknown_params(request, {"start", "end", "event_type", "filter", "breakdown"})
     segment = _segment(request)
-    end = time_param(request, "end") or datetime.now(timezone.utc)
+    end = time_param(request, "end") or datetime.now(UTC)
     start = time_param(request, "start") or end - timedelta(hours=24)
     check_count_range(start, end)
     event_type = text_param(request, "event_type")
@@ -133,14 +149,30 @@ async def event_counts(request: Request) -> Response:
 @admin_only
 async def event_aggregates(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    check_unknown_params(request, {"granularity", "event_type", "app_version", "os_name", "start", "end", "limit", "cursor", "filter", "breakdown"})
+    check_unknown_params(
+        request,
+        {
+            "granularity",
+            "event_type",
+            "app_version",
+            "os_name",
+            "start",
+            "end",
+            "limit",
+            "cursor",
+            "filter",
+            "breakdown",
+        },
+    )
     segment = _segment(request)
     granularity = request.query_params.get("granularity", "hour")
     if granularity not in ("hour", "day"):
         raise ApiError(400, "invalid_parameter", "granularity must be hour or day.", {"granularity": "hour or day"})
     table, bucket = (HOURLY, "hour") if granularity == "hour" else (DAILY, "day")
     limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), (TIMESTAMP, TEXT, TEXT, TEXT) + ((TEXT,) if segment and segment[2] else ()))
+    cursor = decode_cursor(
+        request.query_params.get("cursor"), (TIMESTAMP, TEXT, TEXT, TEXT) + ((TEXT,) if segment and segment[2] else ())
+    )
     where, params = text_filters(request, ("event_type", "app_version", "os_name"))
     start, end = time_param(request, "start"), time_param(request, "end")
     if start:
@@ -155,7 +187,9 @@ async def event_aggregates(request: Request) -> Response:
     order = "ASC"
     if cursor:
         edge = cursor.key[0]
-        params.update(c_b=edge if granularity == "hour" else edge.date(), c_e=cursor.key[1], c_a=cursor.key[2], c_o=cursor.key[3])
+        params.update(
+            c_b=edge if granularity == "hour" else edge.date(), c_e=cursor.key[1], c_a=cursor.key[2], c_o=cursor.key[3]
+        )
         marks = ":c_b, :c_e, :c_a, :c_o"
         if len(sort) == 5:
             params["c_v"], marks = cursor.key[4], marks + ", :c_v"
@@ -165,7 +199,10 @@ async def event_aggregates(request: Request) -> Response:
     columns = f"{bucket}, event_type, app_version, os_name, event_count, unique_users, unique_devices, unique_sessions"
     source = table
     if segment:
-        source, columns = _raw_buckets(bucket, *segment, params), _RAW_COLUMNS.format(bucket=bucket) + (", breakdown_value" if segment[2] else "")
+        source, columns = (
+            _raw_buckets(bucket, *segment, params),
+            _RAW_COLUMNS.format(bucket=bucket) + (", breakdown_value" if segment[2] else ""),
+        )
     sql = f"SELECT {columns} FROM {source}"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -212,7 +249,9 @@ def _bind_filters(filters: list, params: dict[str, Any]) -> None:
     params.update(filters_sql(filters)[1])
 
 
-async def _segmented_counts(conn: AsyncConnection, start, end, params, event_filter: str, filters, where: str, breakdown: str | None) -> dict[str, Any]:
+async def _segmented_counts(
+    conn: AsyncConnection, start, end, params, event_filter: str, filters, where: str, breakdown: str | None
+) -> dict[str, Any]:
     _bind_filters(filters, params)
     value = f", {breakdown} AS breakdown_value" if breakdown else ""
     group = "e.event_type, breakdown_value" if breakdown else "e.event_type"
@@ -221,7 +260,10 @@ async def _segmented_counts(conn: AsyncConnection, start, end, params, event_fil
         f" {event_filter}{where} GROUP BY {group} ORDER BY count DESC, {group}"
     )
     rows = (await conn.execute(sa.text(sql), params)).all()
-    results = [{"event_type": r.event_type, **({"breakdown_value": r.breakdown_value} if breakdown else {}), "count": r.count} for r in rows]
+    results = [
+        {"event_type": r.event_type, **({"breakdown_value": r.breakdown_value} if breakdown else {}), "count": r.count}
+        for r in rows
+    ]
     return {"start": start, "end": end, "total": sum(r.count for r in rows), "results": results}
 
 
@@ -232,18 +274,30 @@ _RAW_COLUMNS = "{bucket}, event_type, app_version, os_name, event_count, unique_
 
 def _raw_buckets(bucket: str, filters, where: str, breakdown: str | None, params: dict[str, Any]) -> str:
     _bind_filters(filters, params)
-    bucket_expr = "date_trunc('hour', e.\"timestamp\", 'UTC')" if bucket == "hour" else "(e.\"timestamp\" AT TIME ZONE 'UTC')::date"
+    bucket_expr = (
+        "date_trunc('hour', e.\"timestamp\", 'UTC')"
+        if bucket == "hour"
+        else "(e.\"timestamp\" AT TIME ZONE 'UTC')::date"
+    )
     value = f", {breakdown} AS breakdown_value" if breakdown else ""
     group = "1, 2, 3, 4" + (", 9" if breakdown else "")
     # Bucket bounds are applied by the outer query; the range on the raw timestamp lets Postgres prune partitions.
     bounds = ""
     if "start" in params:
         bounds += ' AND e."timestamp" >= :raw_start'
-        params["raw_start"] = params["start"] if bucket == "hour" else datetime(params["start"].year, params["start"].month, params["start"].day, tzinfo=timezone.utc)
+        params["raw_start"] = (
+            params["start"]
+            if bucket == "hour"
+            else datetime(params["start"].year, params["start"].month, params["start"].day, tzinfo=UTC)
+        )
     if "end" in params:
         bounds += ' AND e."timestamp" < :raw_end'
         # The last bucket taken (hour < end, day < end's day) is whole, as in the marts.
-        params["raw_end"] = full_hours(params["end"], params["end"])[0] if bucket == "hour" else datetime(params["end"].year, params["end"].month, params["end"].day, tzinfo=timezone.utc)
+        params["raw_end"] = (
+            full_hours(params["end"], params["end"])[0]
+            if bucket == "hour"
+            else datetime(params["end"].year, params["end"].month, params["end"].day, tzinfo=UTC)
+        )
     return (
         f"(SELECT {bucket_expr} AS {bucket}, e.event_type, e.app_version, e.os_name, count(*)::bigint AS event_count,"
         " count(DISTINCT e.distinct_id)::bigint AS unique_users, count(DISTINCT e.device_id)::bigint AS unique_devices,"

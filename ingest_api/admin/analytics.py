@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +22,15 @@ from ingest_api.admin.funnel_query import (
     shape_results,
     step_results,
 )
-from ingest_api.admin.http import admin_only, check_unknown_params, json_object, json_response, path_id, time_param, time_value
+from ingest_api.admin.http import (
+    admin_only,
+    check_unknown_params,
+    json_object,
+    json_response,
+    path_id,
+    time_param,
+    time_value,
+)
 from ingest_api.admin.rows import delete_by_id
 from ingest_api.admin.segments import PropertyFilter, SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.errors import ApiError
@@ -35,9 +43,11 @@ def _invalid(fields: dict[str, str]) -> ApiError:
     return ApiError(400, "invalid_parameter", "Invalid parameters: " + ", ".join(sorted(fields)) + ".", fields)
 
 
-def checked_range(start: datetime | None, end: datetime | None, default: timedelta, limit: timedelta) -> tuple[datetime, datetime]:
+def checked_range(
+    start: datetime | None, end: datetime | None, default: timedelta, limit: timedelta
+) -> tuple[datetime, datetime]:
     """[start, end): end defaults to now, start to `default` before end; 400 unless start < end within `limit`."""
-    end = end or datetime.now(timezone.utc)
+    end = end or datetime.now(UTC)
     start = start or end - default
     if start >= end:
         raise _invalid({"start": "must be before end"})
@@ -73,7 +83,9 @@ def parse_funnel_query(
         raise _invalid(err.fields) from None
     end_at = time_value("end", end)
     start_at, end_at = checked_range(time_value("start", start), end_at, timedelta(days=30), MAX_FUNNEL_RANGE)
-    return FunnelQuery(parsed_steps, parsed_window, start_at, end_at, parsed_filters, breakdown_expr, filters, breakdown or None)
+    return FunnelQuery(
+        parsed_steps, parsed_window, start_at, end_at, parsed_filters, breakdown_expr, filters, breakdown or None
+    )
 
 
 async def run_funnel(conn: AsyncConnection, query: FunnelQuery) -> dict[str, Any]:
@@ -101,7 +113,9 @@ async def run_funnel(conn: AsyncConnection, query: FunnelQuery) -> dict[str, Any
 async def funnel(request: Request) -> Response:
     check_unknown_params(request, {"steps", "window", "start", "end", "breakdown", "filter"})
     q = request.query_params
-    query = parse_funnel_query(q.get("steps"), q.get("window"), q.get("start"), q.get("end"), q.getlist("filter"), q.get("breakdown"))
+    query = parse_funnel_query(
+        q.get("steps"), q.get("window"), q.get("start"), q.get("end"), q.getlist("filter"), q.get("breakdown")
+    )
     async with request.app.state.eventtrack.engine.connect() as conn:
         return json_response(await run_funnel(conn, query))
 
@@ -112,8 +126,10 @@ RETENTION_TABLES = {"week": "analytics.retention_weekly", "day": "analytics.rete
 def cohort_triangle(rows: list[tuple]) -> list[dict[str, Any]]:
     """(cohort, cohort_users, period_number, retained_users, return_event) rows -> one entry per cohort, periods in order."""
     cohorts: dict[Any, dict[str, Any]] = {}
-    for cohort, cohort_users, n, retained, _ in sorted(rows, key=lambda r: (r[0], r[2])):
-        entry = cohorts.setdefault(cohort, {"cohort": cohort.isoformat(), "users": cohort_users, "retained": [], "rates": []})
+    for cohort, cohort_users, _period, retained, _ in sorted(rows, key=lambda r: (r[0], r[2])):
+        entry = cohorts.setdefault(
+            cohort, {"cohort": cohort.isoformat(), "users": cohort_users, "retained": [], "rates": []}
+        )
         entry["retained"].append(retained)
         entry["rates"].append(round(retained / cohort_users, 6) if cohort_users else None)
     return list(cohorts.values())
@@ -131,10 +147,10 @@ async def retention(request: Request) -> Response:
     where, params = [], {}
     if start:
         where.append("cohort >= :start")
-        params["start"] = start.astimezone(timezone.utc).date()
+        params["start"] = start.astimezone(UTC).date()
     if end:
         where.append("cohort < :end")
-        params["end"] = end.astimezone(timezone.utc).date()
+        params["end"] = end.astimezone(UTC).date()
     sql = f"SELECT cohort, cohort_users, period_number, retained_users, return_event FROM {table}"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -158,7 +174,14 @@ _SAVED_NOT_FOUND = ApiError(404, "not_found", "No saved funnel has this id.", {"
 
 
 def _saved_json(row) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "steps": list(row.steps), "window_seconds": row.window_seconds, "range_days": row.range_days, "created_at": row.created_at}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "steps": list(row.steps),
+        "window_seconds": row.window_seconds,
+        "range_days": row.range_days,
+        "created_at": row.created_at,
+    }
 
 
 def _saved_id(request: Request) -> int:
@@ -184,7 +207,9 @@ async def create_saved_funnel(request: Request) -> Response:
     try:
         fields = parse_saved_funnel(await json_object(request))
     except FunnelParamError as err:
-        raise ApiError(400, "validation_error", "The saved funnel is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields) from None
+        raise ApiError(
+            400, "validation_error", "The saved funnel is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields
+        ) from None
     sql = (
         "INSERT INTO saved_funnels (name, steps, window_seconds, range_days) VALUES (:name, :steps, :window_seconds, :range_days)"
         f" RETURNING {_SAVED_COLUMNS}"
@@ -202,7 +227,9 @@ async def delete_saved_funnel(request: Request) -> Response:
 
 async def saved_funnel_by_id(conn: AsyncConnection, funnel_id: int) -> dict[str, Any]:
     """A saved funnel with its latest results from analytics.funnel_results; 404 when there is none."""
-    row = (await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels WHERE id = :id"), {"id": funnel_id})).first()
+    row = (
+        await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels WHERE id = :id"), {"id": funnel_id})
+    ).first()
     if row is None:
         raise _SAVED_NOT_FOUND
     built = (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": FUNNEL_RESULTS})).scalar_one()
@@ -214,7 +241,11 @@ async def saved_funnel_by_id(conn: AsyncConnection, funnel_id: int) -> dict[str,
         )).all()  # fmt: skip
     body = _saved_json(row)
     # Until the next daily run after saving, the funnel has no rows: results is null.
-    body["results"] = step_results(body["steps"], [StepRow(r.step, r.users, r.median_seconds_from_previous) for r in results]) if results else None
+    body["results"] = (
+        step_results(body["steps"], [StepRow(r.step, r.users, r.median_seconds_from_previous) for r in results])
+        if results
+        else None
+    )
     body["range_start"] = results[0].range_start if results else None
     body["range_end"] = results[0].range_end if results else None
     return body

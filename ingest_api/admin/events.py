@@ -47,13 +47,22 @@ async def event_listing(
 @admin_only
 async def list_events(request: Request) -> Response:
     check_unknown_params(request, {"event_type", "distinct_id", "session_id", "start", "end", "limit", "cursor"})
-    event_type, distinct_id, session_id = (text_param(request, name) for name in ("event_type", "distinct_id", "session_id"))
+    event_type, distinct_id, session_id = (
+        text_param(request, name) for name in ("event_type", "distinct_id", "session_id")
+    )
     limit = parse_limit(request.query_params.get("limit"))
     cursor = decode_cursor(request.query_params.get("cursor"), NEWEST_FIRST_KEY)
     start, end = time_param(request, "start"), time_param(request, "end")
     async with request.app.state.eventtrack.engine.connect() as conn:
         part = await event_listing(
-            conn, event_type=event_type, distinct_id=distinct_id, session_id=session_id, start=start, end=end, limit=limit, cursor=cursor
+            conn,
+            event_type=event_type,
+            distinct_id=distinct_id,
+            session_id=session_id,
+            start=start,
+            end=end,
+            limit=limit,
+            cursor=cursor,
         )
     return json_response(listing_body(request, part))
 
@@ -104,5 +113,7 @@ async def list_sessions(request: Request) -> Response:
     cursor = decode_cursor(request.query_params.get("cursor"), NEWEST_FIRST_KEY)
     start, end = time_param(request, "start"), time_param(request, "end")
     async with request.app.state.eventtrack.engine.connect() as conn:
-        part = await session_listing(conn, distinct_id=distinct_id, status=status, start=start, end=end, limit=limit, cursor=cursor)
+        part = await session_listing(
+            conn, distinct_id=distinct_id, status=status, start=start, end=end, limit=limit, cursor=cursor
+        )
     return json_response(listing_body(request, part))

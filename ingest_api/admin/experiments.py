@@ -52,7 +52,9 @@ def _experiment_id(request: Request) -> int:
 
 
 def _invalid(err: ExperimentDefinitionError) -> ApiError:
-    return ApiError(400, "validation_error", "The experiment is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields)
+    return ApiError(
+        400, "validation_error", "The experiment is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields
+    )
 
 
 async def _validated(conn, body: dict[str, Any], partial_of: dict[str, Any] | None) -> dict[str, Any]:
@@ -61,7 +63,11 @@ async def _validated(conn, body: dict[str, Any], partial_of: dict[str, Any] | No
         flag_key = merged_body(body, partial_of).get("flag_key")
         flag = None
         if is_text(flag_key) and flag_key:
-            row = (await conn.execute(sa.text("SELECT rollout_percentage, variants FROM feature_flags WHERE key = :k"), {"k": flag_key})).first()
+            row = (
+                await conn.execute(
+                    sa.text("SELECT rollout_percentage, variants FROM feature_flags WHERE key = :k"), {"k": flag_key}
+                )
+            ).first()
             flag = dict(row._mapping) if row is not None else None
         return parse_experiment(body, flag, partial_of=partial_of)
     except ExperimentDefinitionError as err:
@@ -76,13 +82,17 @@ def _value(column: str) -> str:
     return f"CAST(:{column} AS jsonb)" if column in _JSONB else f":{column}"
 
 
-async def experiment_listing(conn: AsyncConnection, *, flag_key: str | None = None, limit: int = DEFAULT_LIMIT, cursor: Cursor | None = None) -> Slice:
+async def experiment_listing(
+    conn: AsyncConnection, *, flag_key: str | None = None, limit: int = DEFAULT_LIMIT, cursor: Cursor | None = None
+) -> Slice:
     """A page of experiments in id order, as the API shows them; only those of `flag_key` when given."""
     where, params = [], {}
     if flag_key:
         where.append("flag_key = :flag_key")
         params["flag_key"] = flag_key.replace("\x00", "")
-    return await id_order_rows(conn, select=_SELECT, where=where, params=params, limit=limit, cursor=cursor, to_json=_experiment_json)
+    return await id_order_rows(
+        conn, select=_SELECT, where=where, params=params, limit=limit, cursor=cursor, to_json=_experiment_json
+    )
 
 
 @admin_only

@@ -25,7 +25,9 @@ from ingest_api.state import AppState
 
 
 def _invalid(err: FlagDefinitionError) -> ApiError:
-    return ApiError(400, "validation_error", "The flag definition is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields)
+    return ApiError(
+        400, "validation_error", "The flag definition is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields
+    )
 
 
 _FLAG_NOT_FOUND = ApiError(404, "not_found", "No feature flag has this id.", {"id": "unknown"})
@@ -52,14 +54,18 @@ def flag_active(raw: str | None) -> bool | None:
     return raw == "true"
 
 
-async def flag_listing(conn: AsyncConnection, *, active: bool | None = None, limit: int = DEFAULT_LIMIT, cursor: Cursor | None = None) -> Slice:
+async def flag_listing(
+    conn: AsyncConnection, *, active: bool | None = None, limit: int = DEFAULT_LIMIT, cursor: Cursor | None = None
+) -> Slice:
     """A page of flags in id order, as the API shows them."""
     where, params = [], {}
     if active is not None:
         where.append("active = :active")
         params["active"] = active
     select = f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags"
-    return await id_order_rows(conn, select=select, where=where, params=params, limit=limit, cursor=cursor, to_json=flag_json)
+    return await id_order_rows(
+        conn, select=select, where=where, params=params, limit=limit, cursor=cursor, to_json=flag_json
+    )
 
 
 @admin_only
@@ -89,7 +95,9 @@ async def create_flag(engine: AsyncEngine, config: ConfigCache, body: dict[str, 
         async with engine.begin() as conn:
             row = (await conn.execute(sa.text(sql), _db_params(fields))).one()
     except IntegrityError:
-        raise ApiError(400, "validation_error", "A flag with this key already exists.", {"key": "already exists"}) from None
+        raise ApiError(
+            400, "validation_error", "A flag with this key already exists.", {"key": "already exists"}
+        ) from None
     await config.refresh()
     return flag_json(row)
 
@@ -122,7 +130,9 @@ async def delete_feature_flag(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def update_flag(engine: AsyncEngine, config: ConfigCache, flag_id: int, body: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+async def update_flag(
+    engine: AsyncEngine, config: ConfigCache, flag_id: int, body: dict[str, Any], *, partial: bool
+) -> dict[str, Any]:
     """Replaces (or, `partial`, patches) a flag and refreshes this worker's config cache; 404 when there is none."""
     try:
         async with engine.begin() as conn:
@@ -133,11 +143,15 @@ async def update_flag(engine: AsyncEngine, config: ConfigCache, flag_id: int, bo
                 fields = parse_flag_definition(body, partial_of=flag_json(existing) if partial else None)
             except FlagDefinitionError as err:
                 raise _invalid(err) from None
-            assignments = ", ".join(f"{c} = CAST(:{c} AS jsonb)" if c in _JSONB_FIELDS else f"{c} = :{c}" for c in fields)
+            assignments = ", ".join(
+                f"{c} = CAST(:{c} AS jsonb)" if c in _JSONB_FIELDS else f"{c} = :{c}" for c in fields
+            )
             sql = f"UPDATE feature_flags SET {assignments}, version = version + 1, updated_at = now() WHERE id = :id {_RETURNING}"
             row = (await conn.execute(sa.text(sql), {**_db_params(fields), "id": flag_id})).one()
     except IntegrityError:
-        raise ApiError(400, "validation_error", "A flag with this key already exists.", {"key": "already exists"}) from None
+        raise ApiError(
+            400, "validation_error", "A flag with this key already exists.", {"key": "already exists"}
+        ) from None
     await config.refresh()
     return flag_json(row)
 
@@ -145,7 +159,9 @@ async def update_flag(engine: AsyncEngine, config: ConfigCache, flag_id: int, bo
 async def _update_feature_flag(request: Request, *, partial: bool) -> Response:
     state: AppState = request.app.state.eventtrack
     flag_id = _flag_id(request)
-    return json_response(await update_flag(state.engine, state.config, flag_id, await json_object(request), partial=partial))
+    return json_response(
+        await update_flag(state.engine, state.config, flag_id, await json_object(request), partial=partial)
+    )
 
 
 # PUT: the body is the whole definition; PATCH: the body's fields over the stored one.

@@ -93,7 +93,9 @@ def funnel_sql(n_steps: int, breakdown_expr: str | None, filters: str) -> str:
 )"""
         )
     else:
-        ctes.append("f1 AS (SELECT distinct_id, t1, NULL::text AS bd, NULL::timestamptz AS prev, t1 AS t FROM first_step)")
+        ctes.append(
+            "f1 AS (SELECT distinct_id, t1, NULL::text AS bd, NULL::timestamptz AS prev, t1 AS t FROM first_step)"
+        )
     for k in range(2, n_steps + 1):
         ctes.append(
             f"""f{k} AS (
@@ -113,8 +115,14 @@ def funnel_sql(n_steps: int, breakdown_expr: str | None, filters: str) -> str:
     value = "bd" if breakdown_expr else "NULL::text AS bd"
     selects = []
     for k in range(1, n_steps + 1):
-        median = "NULL::float8" if k == 1 else "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM t - prev)::float8)"
-        selects.append(f"SELECT {k} AS step, {is_total} AS is_total, {value}, count(*)::bigint AS users, {median} AS median_seconds FROM f{k} {group}")
+        median = (
+            "NULL::float8"
+            if k == 1
+            else "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM t - prev)::float8)"
+        )
+        selects.append(
+            f"SELECT {k} AS step, {is_total} AS is_total, {value}, count(*)::bigint AS users, {median} AS median_seconds FROM f{k} {group}"
+        )
     return "WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(selects)
 
 
@@ -148,7 +156,9 @@ def step_results(steps: list[str], rows: list[StepRow]) -> list[dict[str, Any]]:
                 "step": k,
                 "event_type": event_type,
                 "users": n,
-                "conversion_from_previous": 1.0 if k == 1 and first else (_rate(n, users.get(k - 1, 0)) if k > 1 else None),
+                "conversion_from_previous": 1.0
+                if k == 1 and first
+                else (_rate(n, users.get(k - 1, 0)) if k > 1 else None),
                 "conversion_from_first": _rate(n, first),
                 "median_seconds_from_previous": medians.get(k),
             }
@@ -156,7 +166,9 @@ def step_results(steps: list[str], rows: list[StepRow]) -> list[dict[str, Any]]:
     return out
 
 
-def shape_results(steps: list[str], rows: list[tuple[bool, Any, int, int, float | None]], with_breakdown: bool) -> dict[str, Any]:
+def shape_results(
+    steps: list[str], rows: list[tuple[bool, Any, int, int, float | None]], with_breakdown: bool
+) -> dict[str, Any]:
     """rows: (is_total, breakdown value, step, users, median seconds) from funnel_sql."""
     total = [StepRow(step, users, median) for is_total, _, step, users, median in rows if is_total]
     body: dict[str, Any] = {"results": step_results(steps, total)}
@@ -165,9 +177,13 @@ def shape_results(steps: list[str], rows: list[tuple[bool, Any, int, int, float 
         for is_total, value, step, users, median in rows:
             if not is_total:
                 by_value.setdefault(value, []).append(StepRow(step, users, median))
-        ordered = sorted(by_value.items(), key=lambda kv: (-next((r.users for r in kv[1] if r.step == 1), 0), str(kv[0])))
+        ordered = sorted(
+            by_value.items(), key=lambda kv: (-next((r.users for r in kv[1] if r.step == 1), 0), str(kv[0]))
+        )
         body["breakdown_values_truncated"] = len(ordered) > MAX_BREAKDOWN_VALUES
-        body["breakdown"] = [{"value": value, "results": step_results(steps, rs)} for value, rs in ordered[:MAX_BREAKDOWN_VALUES]]
+        body["breakdown"] = [
+            {"value": value, "results": step_results(steps, rs)} for value, rs in ordered[:MAX_BREAKDOWN_VALUES]
+        ]
     return body
 
 
@@ -202,4 +218,9 @@ def parse_saved_funnel(body: dict[str, Any]) -> dict[str, Any]:
         fields["range_days"] = "an integer from 1 to 366"
     if fields:
         raise FunnelParamError(fields)
-    return {"name": name.strip(), "steps": steps, "window_seconds": int(window.total_seconds()), "range_days": range_days}
+    return {
+        "name": name.strip(),
+        "steps": steps,
+        "window_seconds": int(window.total_seconds()),
+        "range_days": range_days,
+    }

@@ -98,7 +98,12 @@ def text_value(name: str, value: str | None) -> str | None:
 def check_unknown_params(request: Request, allowed: set[str]) -> None:
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
-        raise ApiError(400, "invalid_parameter", "Unknown query parameters: " + ", ".join(unknown) + ".", {k: "unknown parameter" for k in unknown})
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            "Unknown query parameters: " + ", ".join(unknown) + ".",
+            {k: "unknown parameter" for k in unknown},
+        )
 
 
 def text_filters(request: Request, names: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:

@@ -20,7 +20,9 @@ def create_admin_key(database_url: str, name: str) -> tuple[int, str]:
 
 def list_admin_keys(database_url: str) -> list[tuple]:
     with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT id, name, key_prefix, created_at, revoked_at FROM admin_api_keys ORDER BY id").fetchall()
+        return conn.execute(
+            "SELECT id, name, key_prefix, created_at, revoked_at FROM admin_api_keys ORDER BY id"
+        ).fetchall()
 
 
 def revoke_admin_key(database_url: str, key_id: int) -> bool:

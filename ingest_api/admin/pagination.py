@@ -88,7 +88,9 @@ def parse_limit(value: str | None) -> int:
     except ValueError:
         limit = 0
     if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(400, "invalid_parameter", f"limit must be an integer from 1 to {MAX_LIMIT}.", {"limit": f"1..{MAX_LIMIT}"})
+        raise ApiError(
+            400, "invalid_parameter", f"limit must be an integer from 1 to {MAX_LIMIT}.", {"limit": f"1..{MAX_LIMIT}"}
+        )
     return limit
 
 

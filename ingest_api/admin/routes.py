@@ -8,7 +8,14 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from ingest_api.admin.aggregates import event_aggregates, event_counts
-from ingest_api.admin.analytics import create_saved_funnel, delete_saved_funnel, funnel, get_saved_funnel, list_saved_funnels, retention
+from ingest_api.admin.analytics import (
+    create_saved_funnel,
+    delete_saved_funnel,
+    funnel,
+    get_saved_funnel,
+    list_saved_funnels,
+    retention,
+)
 from ingest_api.admin.events import list_events, list_sessions
 from ingest_api.admin.experiments import experiment_routes
 from ingest_api.admin.feature_flags import (
@@ -32,11 +39,18 @@ def admin_routes() -> list[Route]:
         *method_routes(f"{ADMIN}/feature-flags/", {"GET": list_feature_flags, "POST": create_feature_flag}),
         *method_routes(
             f"{ADMIN}/feature-flags/{{flag_id}}/",
-            {"GET": get_feature_flag, "PUT": replace_feature_flag, "PATCH": patch_feature_flag, "DELETE": delete_feature_flag},
+            {
+                "GET": get_feature_flag,
+                "PUT": replace_feature_flag,
+                "PATCH": patch_feature_flag,
+                "DELETE": delete_feature_flag,
+            },
         ),
         *method_routes(f"{ADMIN}/funnels/", {"GET": funnel}),
         *method_routes(f"{ADMIN}/funnels/saved/", {"GET": list_saved_funnels, "POST": create_saved_funnel}),
-        *method_routes(f"{ADMIN}/funnels/saved/{{funnel_id}}/", {"GET": get_saved_funnel, "DELETE": delete_saved_funnel}),
+        *method_routes(
+            f"{ADMIN}/funnels/saved/{{funnel_id}}/", {"GET": get_saved_funnel, "DELETE": delete_saved_funnel}
+        ),
         *method_routes(f"{ADMIN}/retention/", {"GET": retention}),
         *experiment_routes(),
     ]

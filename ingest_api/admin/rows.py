@@ -12,7 +12,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest_api.admin.http import base_url, json_response, time_param
-from ingest_api.admin.pagination import ID, TIMESTAMP, UUID, Cursor, Slice, decode_cursor, page_body, page_slice, parse_limit
+from ingest_api.admin.pagination import (
+    ID,
+    TIMESTAMP,
+    UUID,
+    Cursor,
+    Slice,
+    decode_cursor,
+    page_body,
+    page_slice,
+    parse_limit,
+)
 from ingest_api.errors import ApiError
 
 # The sort key of the newest-first listings: (time, id).
@@ -22,7 +32,10 @@ ID_ORDER_KEY = (ID,)
 
 def json_row(row: dict[str, Any]) -> dict[str, Any]:
     """A row with its times and uuids as the API writes them (ISO 8601, text)."""
-    return {k: v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v for k, v in row.items()}
+    return {
+        k: v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v
+        for k, v in row.items()
+    }
 
 
 async def fetch_by_id(conn: AsyncConnection, select: sa.TextClause, row_id: int, not_found: ApiError) -> Any:
@@ -35,7 +48,9 @@ async def fetch_by_id(conn: AsyncConnection, select: sa.TextClause, row_id: int,
 
 async def delete_by_id(request: Request, table: str, row_id: int, not_found: ApiError) -> None:
     async with request.app.state.eventtrack.engine.begin() as conn:
-        deleted = (await conn.execute(sa.text(f"DELETE FROM {table} WHERE id = :id RETURNING id"), {"id": row_id})).first()
+        deleted = (
+            await conn.execute(sa.text(f"DELETE FROM {table} WHERE id = :id RETURNING id"), {"id": row_id})
+        ).first()
     if deleted is None:
         raise not_found
 
@@ -86,13 +101,29 @@ async def newest_first_page(
     start, end = time_param(request, "start"), time_param(request, "end")
     async with request.app.state.eventtrack.engine.connect() as conn:
         part = await newest_first_rows(
-            conn, select=select, where=where, params=params, time_column=time_column, id_column=id_column, start=start, end=end, limit=limit, cursor=cursor
+            conn,
+            select=select,
+            where=where,
+            params=params,
+            time_column=time_column,
+            id_column=id_column,
+            start=start,
+            end=end,
+            limit=limit,
+            cursor=cursor,
         )
     return json_response(listing_body(request, part))
 
 
 async def id_order_rows(
-    conn: AsyncConnection, *, select: str, where: list[str], params: dict[str, Any], limit: int, cursor: Cursor | None, to_json
+    conn: AsyncConnection,
+    *,
+    select: str,
+    where: list[str],
+    params: dict[str, Any],
+    limit: int,
+    cursor: Cursor | None,
+    to_json,
 ) -> Slice:
     """A keyset page of `select` in id order, rows as `to_json` writes them: the feature-flag and experiment listings."""
     where, params = list(where), dict(params)

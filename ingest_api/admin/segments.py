@@ -65,7 +65,9 @@ def numeric_expr(key: str, alias: str = "e") -> str:
 def parse_filter(raw: str) -> PropertyFilter:
     match = _FILTER.fullmatch(raw)
     if not match:
-        raise SegmentError({"filter": f"expected properties.<key><op><value> with op one of = != > >= < <=, got {raw[:60]!r}"})
+        raise SegmentError(
+            {"filter": f"expected properties.<key><op><value> with op one of = != > >= < <=, got {raw[:60]!r}"}
+        )
     key, op, value = match.groups()
     if not valid_key(key):
         raise SegmentError({"filter": f"property key {key[:60]!r}: 1-100 characters of letters, digits, _ $ . : -"})
@@ -109,6 +111,6 @@ def parse_breakdown(raw: str | None, allowed_columns: tuple[str, ...] = COLUMN_B
         return None
     if raw in allowed_columns:
         return f"e.{raw}"
-    if raw.startswith("properties.") and valid_key(raw[len("properties."):]):
-        return text_expr(raw[len("properties."):])
+    if raw.startswith("properties.") and valid_key(raw[len("properties.") :]):
+        return text_expr(raw[len("properties.") :])
     raise SegmentError({"breakdown": f"one of {', '.join(allowed_columns)} or properties.<key>"})

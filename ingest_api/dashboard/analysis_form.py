@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 FUNNEL_FIELDS = ("steps", "window", "start", "end", "breakdown")
 
@@ -22,7 +23,7 @@ def _day_start(value: str, days_after: int = 0) -> str:
     if len(value) != 10:
         return value
     try:
-        return datetime.combine(day + timedelta(days=days_after), datetime.min.time(), timezone.utc).isoformat()
+        return datetime.combine(day + timedelta(days=days_after), datetime.min.time(), UTC).isoformat()
     except OverflowError:
         return value
 

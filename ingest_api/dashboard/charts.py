@@ -8,9 +8,8 @@ in a table under each chart.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import re
+from collections.abc import Sequence
 
 import pygal
 from markupsafe import Markup
@@ -69,7 +68,13 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str, ser
 
 def line_chart(labels: Sequence[str], series: dict[str, Sequence[float | None]], *, title: str) -> Markup:
     chart = pygal.Line(
-        **_config(title=title, x_labels_major_every=_major_every(len(labels)), show_legend=len(series) > 1, legend_at_bottom=True, dots_size=2)
+        **_config(
+            title=title,
+            x_labels_major_every=_major_every(len(labels)),
+            show_legend=len(series) > 1,
+            legend_at_bottom=True,
+            dots_size=2,
+        )
     )
     chart.x_labels = list(labels)
     for name, values in series.items():
@@ -78,7 +83,9 @@ def line_chart(labels: Sequence[str], series: dict[str, Sequence[float | None]],
 
 
 def horizontal_bar_chart(items: Sequence[tuple[str, float]], *, title: str, series: str) -> Markup:
-    chart = pygal.HorizontalBar(**_config(title=title, truncate_label=18, height=max(160, 28 * len(items) + 60), print_values=True))
+    chart = pygal.HorizontalBar(
+        **_config(title=title, truncate_label=18, height=max(160, 28 * len(items) + 60), print_values=True)
+    )
     chart.x_labels = [label for label, _ in items]
     chart.add(series, [value for _, value in items])
     return _svg(chart)
@@ -95,8 +102,14 @@ def funnel_chart(items: Sequence[tuple[str, int]], *, title: str) -> Markup:
     """One horizontal bar per step, the first step on top, with its number of users printed."""
     largest = max((value for _, value in items), default=0)
     chart = pygal.HorizontalBar(
-        **_config(title=title, truncate_label=18, height=max(160, 36 * len(items) + 60), print_values=True,
-                  y_labels=count_ticks(largest), show_minor_x_labels=True)  # a horizontal chart's value axis is its x axis
+        **_config(
+            title=title,
+            truncate_label=18,
+            height=max(160, 36 * len(items) + 60),
+            print_values=True,
+            y_labels=count_ticks(largest),
+            show_minor_x_labels=True,
+        )  # a horizontal chart's value axis is its x axis
     )
     chart.x_labels = [label for label, _ in reversed(items)]  # pygal draws the first label at the bottom
     chart.add("users", [value for _, value in reversed(items)])

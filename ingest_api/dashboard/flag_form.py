@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 JSON_FIELDS = {"variants": [], "conditions": [], "payload": None}  # empty textarea -> this value
 FORM_FIELDS = ("key", "name", "description", "rollout_percentage", "variants", "conditions", "payload")

@@ -7,7 +7,7 @@ Series are filled with zeros for buckets without a row (pure helpers below).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,12 +49,12 @@ class Series:
 
 def hour_buckets(now: datetime, hours: int) -> list[datetime]:
     """The last `hours` UTC hours up to and including the current one, oldest first."""
-    current = now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     return [current - timedelta(hours=h) for h in range(hours - 1, -1, -1)]
 
 
 def day_buckets(now: datetime, days: int) -> list[date]:
-    today = now.astimezone(timezone.utc).date()
+    today = now.astimezone(UTC).date()
     return [today - timedelta(days=d) for d in range(days - 1, -1, -1)]
 
 
@@ -93,11 +93,16 @@ async def load(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
             "dau": fill(days, {d: r.dau for d, r in by_day.items()}, day_label),
         }
     if await _exists(conn, "analytics.fct_sessions"):
-        since = datetime.combine(days[0], datetime.min.time(), timezone.utc)
+        since = datetime.combine(days[0], datetime.min.time(), UTC)
         rows = (await conn.execute(_SESSIONS_PER_DAY, {"since": since})).all()
         out["sessions"] = {
             "count": fill(days, {r.day: r.sessions for r in rows}, day_label),
-            "median_minutes": fill(days, {r.day: round(r.median_seconds / 60, 1) for r in rows if r.median_seconds is not None}, day_label, None),
+            "median_minutes": fill(
+                days,
+                {r.day: round(r.median_seconds / 60, 1) for r in rows if r.median_seconds is not None},
+                day_label,
+                None,
+            ),
         }
     hour_ago = now - timedelta(hours=1)
     out["accepted_last_hour"] = (await conn.execute(_ACCEPTED_SINCE, {"since": hour_ago})).scalar_one()

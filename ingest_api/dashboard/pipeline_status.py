@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -55,7 +55,7 @@ def parse_last_run(ui_url: str, body: Any) -> PipelineStatus:
     run = runs[0]
 
     def when(value: Any) -> datetime | None:
-        return datetime.fromtimestamp(value, timezone.utc) if isinstance(value, (int, float)) else None
+        return datetime.fromtimestamp(value, UTC) if isinstance(value, (int, float)) else None
 
     return PipelineStatus(
         ui_url,

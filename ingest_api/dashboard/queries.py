@@ -18,7 +18,9 @@ ORDER BY id DESC LIMIT :limit
 _REJECTION_REASONS = sa.text("SELECT DISTINCT reason FROM rejected_events ORDER BY 1 LIMIT 100")
 
 
-async def rejected_events(conn: AsyncConnection, *, reason: str | None, show_all: bool, before: int | None, limit: int) -> list[Any]:
+async def rejected_events(
+    conn: AsyncConnection, *, reason: str | None, show_all: bool, before: int | None, limit: int
+) -> list[Any]:
     """Rejected events newest first (by id, below `before`): only those not replayed yet unless `show_all`,
     only those of `reason` when given; the first 400 bytes of each payload as `preview`."""
     where, params = ["true"], {"limit": limit}

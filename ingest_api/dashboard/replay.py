@@ -15,9 +15,10 @@ mark) is deduplicated like any resent event.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -62,7 +63,9 @@ def revalidate(row: Any, limits: Limits) -> EventRow | str:
     if "uuid" not in value:
         value = {**value, "uuid": str(uuid.uuid5(REPLAY_NAMESPACE, f"rejected_events/{row.id}"))}
     try:
-        return normalize_event(value, received_at=row.received_at, batch_sent_at=None, limits=limits, sanitize=needs_sanitizing)
+        return normalize_event(
+            value, received_at=row.received_at, batch_sent_at=None, limits=limits, sanitize=needs_sanitizing
+        )
     except EventInvalid as invalid:
         return invalid.code
 
@@ -74,7 +77,7 @@ async def replay(state: AppState, ids: Sequence[int]) -> ReplayOutcome:
         return outcome
     async with state.engine.connect() as conn:
         rows = (await conn.execute(_PENDING, {"ids": ids})).all()
-    limits = state.limits(datetime.now(timezone.utc))
+    limits = state.limits(datetime.now(UTC))
     events: list[EventRow] = []
     for row in rows:
         if not is_replayable(row.endpoint, row.event_index, row.payload_truncated):

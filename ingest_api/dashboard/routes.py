@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -34,7 +35,15 @@ from ingest_api.admin.rows import NEWEST_FIRST_KEY
 from ingest_api.dashboard import analysis_form, charts, overview, pipeline_status, queries
 from ingest_api.dashboard.flag_form import errors_by_field, flag_to_form, form_to_body
 from ingest_api.dashboard.replay import is_replayable, replay
-from ingest_api.dashboard.session import COOKIE_NAME, Session, SessionCodec, cookie_header, csrf_ok, load_or_create_secret, new_session
+from ingest_api.dashboard.session import (
+    COOKIE_NAME,
+    Session,
+    SessionCodec,
+    cookie_header,
+    csrf_ok,
+    load_or_create_secret,
+    new_session,
+)
 from ingest_api.dashboard.session_store import close_session, open_session, session_open
 from ingest_api.decode import read_body
 from ingest_api.errors import CLIENT_DISCONNECTED, ApiError
@@ -69,7 +78,7 @@ def utc_text(value: datetime | str | None) -> str:
         return ""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
+        moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -113,7 +122,9 @@ def _secure(request: Request) -> bool:
 
 def _set_session(response: Response, request: Request, session: Session) -> None:
     codec = _codec(request)
-    response.headers.append("set-cookie", cookie_header(codec.dumps(session), max_age=codec.max_age_seconds, secure=_secure(request)))
+    response.headers.append(
+        "set-cookie", cookie_header(codec.dumps(session), max_age=codec.max_age_seconds, secure=_secure(request))
+    )
 
 
 def _with_headers(response: Response) -> Response:
@@ -125,7 +136,10 @@ def _with_headers(response: Response) -> Response:
 def render(request: Request, page: Page | None, name: str, status: int = 200, **context: Any) -> Response:
     session = page.session if page else None
     response = templates.TemplateResponse(
-        request, name, {"session": session, "csrf": session.csrf if session else "", "prefix": PREFIX, **context}, status_code=status
+        request,
+        name,
+        {"session": session, "csrf": session.csrf if session else "", "prefix": PREFIX, **context},
+        status_code=status,
     )
     return _with_headers(response)
 
@@ -177,7 +191,14 @@ def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awa
                 return _database_unavailable(request, None)
             if not signed_in:
                 if request.method not in ("GET", "HEAD"):
-                    return render(request, None, "error.html", 403, title="Signed out", message="Your session has ended; sign in again.")
+                    return render(
+                        request,
+                        None,
+                        "error.html",
+                        403,
+                        title="Signed out",
+                        message="Your session has ended; sign in again.",
+                    )
                 return _with_headers(RedirectResponse(f"{PREFIX}/login?{urlencode({'next': request.url.path})}", 303))
             form: dict[str, str] = {}
             lists: dict[str, list[str]] = {}
@@ -187,7 +208,14 @@ def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awa
                     return parsed
                 form, lists = parsed
                 if fresh or not csrf_ok(session, form.get("csrf_token")):
-                    return render(request, None, "error.html", 403, title="Form expired", message="The form's security token is missing or wrong; reload the page and try again.")
+                    return render(
+                        request,
+                        None,
+                        "error.html",
+                        403,
+                        title="Form expired",
+                        message="The form's security token is missing or wrong; reload the page and try again.",
+                    )
             current = Page(session, form, lists)
             try:
                 response = await handler(request, current)
@@ -203,7 +231,14 @@ def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awa
 
 
 def _database_unavailable(request: Request, current: Page | None) -> Response:
-    response = render(request, current, "error.html", 503, title="Database unavailable", message="The database did not answer; retry in a moment.")
+    response = render(
+        request,
+        current,
+        "error.html",
+        503,
+        title="Database unavailable",
+        message="The database did not answer; retry in a moment.",
+    )
     response.headers["retry-after"] = str(_state(request).settings.retry_after_seconds)
     return response
 
@@ -227,7 +262,7 @@ def _safe_next(value: str | None) -> str:
 async def login_form(request: Request, current: Page) -> Response:
     next_page = _safe_next(request.query_params.get("next"))
     if await _signed_in(request, current.session):
-        return redirect(next_page[len(PREFIX):])
+        return redirect(next_page[len(PREFIX) :])
     return render(request, current, "login.html", next=next_page, error=None)
 
 
@@ -237,7 +272,14 @@ async def login(request: Request, current: Page) -> Response:
     state = _state(request)
     key = current.form.get("api_key", "").strip()
     if not state.config.snapshot.loaded:
-        return render(request, current, "login.html", 503, next=next_page, error="The service is still starting; retry in a moment.")
+        return render(
+            request,
+            current,
+            "login.html",
+            503,
+            next=next_page,
+            error="The service is still starting; retry in a moment.",
+        )
     key_id = find_key(key, state.config.snapshot.admin_keys) if 0 < len(key) <= 200 else None
     if key_id is None:
         return render(request, current, "login.html", 401, next=next_page, error="This is not an active admin API key.")
@@ -263,27 +305,50 @@ async def logout(request: Request, current: Page) -> Response:
 @page()
 async def overview_page(request: Request, current: Page) -> Response:
     state = _state(request)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with state.engine.connect() as conn:
         data = await overview.load(conn, now)
         top = await count_events(conn, start=now - timedelta(days=7), end=now)
     status = await pipeline_status.last_run(state.settings.dagster_host, state.settings.dagster_port)
     figures: dict[str, Any] = {}
     if data["per_hour"]:
-        figures["per_hour"] = charts.bar_chart(data["per_hour"].labels, data["per_hour"].values, title="Events per hour (UTC)", series="events")
+        figures["per_hour"] = charts.bar_chart(
+            data["per_hour"].labels, data["per_hour"].values, title="Events per hour (UTC)", series="events"
+        )
     if data["per_day"]:
-        figures["per_day"] = charts.bar_chart(data["per_day"].labels, data["per_day"].values, title="Events per day (UTC)", series="events")
+        figures["per_day"] = charts.bar_chart(
+            data["per_day"].labels, data["per_day"].values, title="Events per day (UTC)", series="events"
+        )
     if data["active"]:
-        figures["dau"] = charts.line_chart(data["active"]["dau"].labels, {"DAU": data["active"]["dau"].values}, title="Daily active users")
+        figures["dau"] = charts.line_chart(
+            data["active"]["dau"].labels, {"DAU": data["active"]["dau"].values}, title="Daily active users"
+        )
     if data["sessions"]:
-        figures["sessions"] = charts.bar_chart(data["sessions"]["count"].labels, data["sessions"]["count"].values, title="Sessions per day", series="sessions")
+        figures["sessions"] = charts.bar_chart(
+            data["sessions"]["count"].labels,
+            data["sessions"]["count"].values,
+            title="Sessions per day",
+            series="sessions",
+        )
         figures["median"] = charts.line_chart(
-            data["sessions"]["median_minutes"].labels, {"median minutes": data["sessions"]["median_minutes"].values}, title="Median session duration (minutes)"
+            data["sessions"]["median_minutes"].labels,
+            {"median minutes": data["sessions"]["median_minutes"].values},
+            title="Median session duration (minutes)",
         )
     top_items = [(r["event_type"], r["count"]) for r in top["results"][:10]]
     if top_items:
         figures["top"] = charts.horizontal_bar_chart(top_items, title="Top event types, last 7 days", series="events")
-    return render(request, current, "overview.html", nav="overview", data=data, figures=figures, top=top, top_items=top_items, pipeline=status)
+    return render(
+        request,
+        current,
+        "overview.html",
+        nav="overview",
+        data=data,
+        figures=figures,
+        top=top,
+        top_items=top_items,
+        pipeline=status,
+    )
 
 
 # --- events and sessions -----------------------------------------------------------
@@ -301,7 +366,11 @@ def _time_filter(value: str | None) -> str | None:
 
 def _pager(path: str, filters: dict[str, Any], part: Slice) -> dict[str, str | None]:
     def link(cursor: str | None) -> str | None:
-        return None if cursor is None else PREFIX + path + "?" + urlencode({**{k: v for k, v in filters.items() if v}, "cursor": cursor})
+        return (
+            None
+            if cursor is None
+            else PREFIX + path + "?" + urlencode({**{k: v for k, v in filters.items() if v}, "cursor": cursor})
+        )
 
     return {"next": link(part.next), "previous": link(part.previous)}
 
@@ -311,16 +380,37 @@ async def events_page(request: Request, current: Page) -> Response:
     q = request.query_params
     filters = {name: q.get(name, "").strip() for name in ("event_type", "distinct_id", "start", "end")}
     try:
-        event_type, distinct_id = text_value("event_type", filters["event_type"]), text_value("distinct_id", filters["distinct_id"])
+        event_type, distinct_id = (
+            text_value("event_type", filters["event_type"]),
+            text_value("distinct_id", filters["distinct_id"]),
+        )
         cursor = decode_cursor(q.get("cursor"), NEWEST_FIRST_KEY)
-        start, end = time_value("start", _time_filter(filters["start"])), time_value("end", _time_filter(filters["end"]))
+        start, end = (
+            time_value("start", _time_filter(filters["start"])),
+            time_value("end", _time_filter(filters["end"])),
+        )
         async with _state(request).engine.connect() as conn:
             part = await event_listing(
-                conn, event_type=event_type, distinct_id=distinct_id, start=start, end=end, limit=PAGE_SIZE, cursor=cursor
+                conn,
+                event_type=event_type,
+                distinct_id=distinct_id,
+                start=start,
+                end=end,
+                limit=PAGE_SIZE,
+                cursor=cursor,
             )
     except ApiError as err:
         return render(request, current, "events.html", 400, nav="events", filters=filters, rows=[], pages={}, error=err)
-    return render(request, current, "events.html", nav="events", filters=filters, rows=part.results, pages=_pager("/events", filters, part), error=None)
+    return render(
+        request,
+        current,
+        "events.html",
+        nav="events",
+        filters=filters,
+        rows=part.results,
+        pages=_pager("/events", filters, part),
+        error=None,
+    )
 
 
 @page()
@@ -339,7 +429,15 @@ async def event_page(request: Request, current: Page) -> Response:
     except (ValueError, ApiError):
         pass
     if found is None:
-        return render(request, current, "error.html", 404, nav="events", title="Event not found", message="No event has this id and timestamp.")
+        return render(
+            request,
+            current,
+            "error.html",
+            404,
+            nav="events",
+            title="Event not found",
+            message="No event has this id and timestamp.",
+        )
     pretty = json.dumps(found, indent=2, ensure_ascii=False, sort_keys=False)
     return render(request, current, "event.html", nav="events", event=found, pretty=pretty)
 
@@ -354,12 +452,24 @@ async def sessions_page(request: Request, current: Page) -> Response:
         async with _state(request).engine.connect() as conn:
             part = await session_listing(conn, distinct_id=distinct_id, status=status, limit=PAGE_SIZE, cursor=cursor)
     except ApiError as err:
-        return render(request, current, "sessions.html", 400, nav="sessions", filters=filters, rows=[], pages={}, error=err)
+        return render(
+            request, current, "sessions.html", 400, nav="sessions", filters=filters, rows=[], pages={}, error=err
+        )
     rows = part.results
-    return render(request, current, "sessions.html", nav="sessions", filters=filters, rows=rows, pages=_pager("/sessions", filters, part), error=None)
+    return render(
+        request,
+        current,
+        "sessions.html",
+        nav="sessions",
+        filters=filters,
+        rows=rows,
+        pages=_pager("/sessions", filters, part),
+        error=None,
+    )
 
 
 # --- rejected events -------------------------------------------------------------------
+
 
 @page()
 async def rejected_page(request: Request, current: Page) -> Response:
@@ -367,7 +477,9 @@ async def rejected_page(request: Request, current: Page) -> Response:
     reason = q.get("reason", "").strip()[:200]
     show_all = q.get("show") == "all"
     async with _state(request).engine.connect() as conn:
-        rows = await queries.rejected_events(conn, reason=reason, show_all=show_all, before=row_id(q.get("before", "")), limit=PAGE_SIZE + 1)
+        rows = await queries.rejected_events(
+            conn, reason=reason, show_all=show_all, before=row_id(q.get("before", "")), limit=PAGE_SIZE + 1
+        )
         reasons = await queries.rejection_reasons(conn)
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
@@ -381,9 +493,30 @@ async def rejected_page(request: Request, current: Page) -> Response:
     ]
     older = None
     if more and rows:
-        older = PREFIX + "/rejected?" + urlencode({k: v for k, v in {"reason": reason, "show": "all" if show_all else "", "before": rows[-1].id}.items() if v})
+        older = (
+            PREFIX
+            + "/rejected?"
+            + urlencode(
+                {
+                    k: v
+                    for k, v in {"reason": reason, "show": "all" if show_all else "", "before": rows[-1].id}.items()
+                    if v
+                }
+            )
+        )
     flash = {k: q.get(k) for k in ("replayed", "still_invalid", "not_replayable") if q.get(k, "").isdigit()}
-    return render(request, current, "rejected.html", nav="rejected", rows=items, reason=reason, reasons=reasons, show_all=show_all, older=older, flash=flash)
+    return render(
+        request,
+        current,
+        "rejected.html",
+        nav="rejected",
+        rows=items,
+        reason=reason,
+        reasons=reasons,
+        show_all=show_all,
+        older=older,
+        flash=flash,
+    )
 
 
 @page()
@@ -391,7 +524,10 @@ async def replay_action(request: Request, current: Page) -> Response:
     ids = [i for i in map(row_id, current.form_lists.get("id", [])) if i is not None]
     outcome = await replay(_state(request), ids)
     return redirect(
-        "/rejected", replayed=len(outcome.replayed), still_invalid=len(outcome.still_invalid), not_replayable=len(outcome.not_replayable)
+        "/rejected",
+        replayed=len(outcome.replayed),
+        still_invalid=len(outcome.still_invalid),
+        not_replayable=len(outcome.not_replayable),
     )
 
 
@@ -402,7 +538,9 @@ async def replay_action(request: Request, current: Page) -> Response:
 async def flags_page(request: Request, current: Page) -> Response:
     async with _state(request).engine.connect() as conn:
         flags = (await flag_listing(conn, limit=1000)).results
-    return render(request, current, "flags.html", nav="flags", flags=flags, saved=request.query_params.get("saved", "")[:200])
+    return render(
+        request, current, "flags.html", nav="flags", flags=flags, saved=request.query_params.get("saved", "")[:200]
+    )
 
 
 def row_id(raw: str) -> int | None:
@@ -416,7 +554,9 @@ def _flag_id(request: Request) -> int | None:
 
 
 def _flag_not_found(request: Request, current: Page) -> Response:
-    return render(request, current, "error.html", 404, nav="flags", title="Flag not found", message="No feature flag has this id.")
+    return render(
+        request, current, "error.html", 404, nav="flags", title="Flag not found", message="No feature flag has this id."
+    )
 
 
 def _flag_form_title(flag_id: int | None) -> str:
@@ -426,7 +566,16 @@ def _flag_form_title(flag_id: int | None) -> str:
 @page()
 async def flag_new_form(request: Request, current: Page) -> Response:
     values = flag_to_form({"rollout_percentage": 0})
-    return render(request, current, "flag_form.html", nav="flags", title=_flag_form_title(None), flag_id=None, values=values, errors={})
+    return render(
+        request,
+        current,
+        "flag_form.html",
+        nav="flags",
+        title=_flag_form_title(None),
+        flag_id=None,
+        values=values,
+        errors={},
+    )
 
 
 @page()
@@ -442,7 +591,16 @@ async def flag_edit_form(request: Request, current: Page) -> Response:
     if flag is None:
         return _flag_not_found(request, current)
     values = flag_to_form(flag)
-    return render(request, current, "flag_form.html", nav="flags", title=_flag_form_title(flag_id), flag_id=flag_id, values=values, errors={})
+    return render(
+        request,
+        current,
+        "flag_form.html",
+        nav="flags",
+        title=_flag_form_title(flag_id),
+        flag_id=flag_id,
+        values=values,
+        errors={},
+    )
 
 
 @page()
@@ -475,7 +633,17 @@ async def _save_flag_form(request: Request, current: Page, flag_id: int | None) 
                 return _flag_not_found(request, current)
             errors = err.fields or {"form": err.detail}
     title = _flag_form_title(flag_id)
-    return render(request, current, "flag_form.html", 400, nav="flags", title=title, flag_id=flag_id, values=values, errors=errors_by_field(errors))
+    return render(
+        request,
+        current,
+        "flag_form.html",
+        400,
+        nav="flags",
+        title=title,
+        flag_id=flag_id,
+        values=values,
+        errors=errors_by_field(errors),
+    )
 
 
 @page()
@@ -484,7 +652,9 @@ async def flag_toggle(request: Request, current: Page) -> Response:
     try:
         if flag_id is None:
             raise ApiError(404, "not_found", "No feature flag has this id.")
-        saved = await update_flag(state.engine, state.config, flag_id, {"active": current.form.get("active") == "true"}, partial=True)
+        saved = await update_flag(
+            state.engine, state.config, flag_id, {"active": current.form.get("active") == "true"}, partial=True
+        )
     except ApiError:
         return _flag_not_found(request, current)
     return redirect("/flags", saved=saved["key"])
@@ -503,18 +673,22 @@ async def funnels_page(request: Request, current: Page) -> Response:
     if values["steps"] or any(request.query_params.get(name) for name in ("window", "start", "end", "breakdown")):
         params = analysis_form.funnel_params(values)
         try:
-            query = parse_funnel_query(params["steps"], params["window"], params["start"], params["end"], [], params["breakdown"])
+            query = parse_funnel_query(
+                params["steps"], params["window"], params["start"], params["end"], [], params["breakdown"]
+            )
             async with _state(request).engine.connect() as conn:
                 body = await run_funnel(conn, query)
         except ApiError as err:
             error = err
     if body is not None:
         steps = body["results"]
-        figure = charts.funnel_chart([(f'{s["step"]}. {s["event_type"]}', s["users"]) for s in steps], title="Users per step")
+        figure = charts.funnel_chart(
+            [(f"{s['step']}. {s['event_type']}", s["users"]) for s in steps], title="Users per step"
+        )
     async with _state(request).engine.connect() as conn:
         listed = await saved_funnel_list(conn)
         saved = [await saved_funnel_by_id(conn, f["id"]) for f in listed[:SAVED_FUNNELS_SHOWN]]
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     for item in saved:
         item["run_link"] = PREFIX + "/funnels?" + urlencode(analysis_form.saved_funnel_query(item, today))
     return render(
@@ -543,7 +717,15 @@ async def experiment_page(request: Request, current: Page) -> Response:
             experiment = await experiment_by_id(conn, experiment_id)
             results = await results_of_experiment(conn, experiment_id)
     except ApiError:
-        return render(request, current, "error.html", 404, nav="experiments", title="Experiment not found", message="No experiment has this id.")
+        return render(
+            request,
+            current,
+            "error.html",
+            404,
+            nav="experiments",
+            title="Experiment not found",
+            message="No experiment has this id.",
+        )
     rows = results["results"]
     return render(
         request, current, "experiment.html", nav="experiments", title=experiment["name"], experiment=experiment, rows=rows,

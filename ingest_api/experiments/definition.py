@@ -21,7 +21,16 @@ from typing import Any
 
 from ingest_api.clock import InvalidTimestamp, parse_timestamp
 
-EDITABLE = ("name", "description", "flag_key", "control_variant", "goal_event", "secondary_events", "start_at", "end_at")
+EDITABLE = (
+    "name",
+    "description",
+    "flag_key",
+    "control_variant",
+    "goal_event",
+    "secondary_events",
+    "start_at",
+    "end_at",
+)
 MAX_SECONDARY = 10
 _MAX_NAME = 400
 _MAX_EVENT = 200
@@ -69,7 +78,9 @@ def _event_name(value: Any) -> bool:
     return is_text(value) and 0 < len(value) <= _MAX_EVENT and value.strip() != ""
 
 
-def parse_experiment(data: Any, flag: Mapping[str, Any] | None, *, partial_of: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def parse_experiment(
+    data: Any, flag: Mapping[str, Any] | None, *, partial_of: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Validates a create (or, with `partial_of`, PATCH) body; returns the columns to store.
 
     `flag` is the stored flag named by the merged body's `flag_key`, or None if

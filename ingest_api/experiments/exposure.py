@@ -10,8 +10,9 @@ per flag, user and day, whatever the number of requests.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -37,7 +38,7 @@ def wants_exposure(request: Request) -> bool:
 
 def exposure_uuid(flag_key: str, distinct_id: str, when: datetime) -> uuid.UUID:
     # The UTC day whatever the datetime's zone (a Postgres session may hand it back in its own).
-    return uuid.uuid5(_NAMESPACE, f"{flag_key}\n{distinct_id}\n{when.astimezone(timezone.utc).date().isoformat()}")
+    return uuid.uuid5(_NAMESPACE, f"{flag_key}\n{distinct_id}\n{when.astimezone(UTC).date().isoformat()}")
 
 
 def exposure_rows(distinct_id: str, responses: Iterable[tuple[str, Any]], now: datetime) -> list[EventRow]:

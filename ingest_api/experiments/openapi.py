@@ -34,7 +34,11 @@ SCHEMAS: dict[str, Any] = {
             "goal_event": {**_EVENT_NAME, "description": "The conversion event."},
             "secondary_events": {"type": "array", "maxItems": 10, "items": _EVENT_NAME},
             "start_at": {"type": "string", "format": "date-time"},
-            "end_at": {"type": "string", "format": "date-time", "description": "After start_at; the window is [start_at, end_at)."},
+            "end_at": {
+                "type": "string",
+                "format": "date-time",
+                "description": "After start_at; the window is [start_at, end_at).",
+            },
         },
     },
     "Experiment": {
@@ -50,7 +54,10 @@ SCHEMAS: dict[str, Any] = {
             "variants": {
                 "type": "array",
                 "description": "The flag's variants and expected split, copied from the flag at each save.",
-                "items": {"type": "object", "properties": {"key": {"type": "string"}, "expected_percentage": {"type": "number"}}},
+                "items": {
+                    "type": "object",
+                    "properties": {"key": {"type": "string"}, "expected_percentage": {"type": "number"}},
+                },
             },
             "start_at": {"type": "string", "format": "date-time"},
             "end_at": {"type": "string", "format": "date-time"},
@@ -62,8 +69,18 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "experiment_id": {"type": "integer"},
-            "computed_at": {"type": ["string", "null"], "format": "date-time", "description": "null until the pipeline has computed them."},
-            "results": {"type": "array", "items": {"type": "object", "description": "One row of analytics.experiment_results (docs/analytics.md)."}},
+            "computed_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "null until the pipeline has computed them.",
+            },
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "description": "One row of analytics.experiment_results (docs/analytics.md).",
+                },
+            },
         },
     },
 }
@@ -77,7 +94,12 @@ def paths() -> dict[str, Any]:
     base = "/api/v1/analytics/admin/experiments"
     secured = [{"adminKey": []}]
     paging = [
-        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+        },
         {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
         {"name": "flag_key", "in": "query", "required": False, "schema": {"type": "string"}},
     ]
@@ -87,9 +109,24 @@ def paths() -> dict[str, Any]:
             "summary": summary,
             "security": secured,
             "parameters": [_ID],
-            **({"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExperimentDefinition"}}}}} if method in ("put", "patch") else {}),
+            **(
+                {
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/ExperimentDefinition"}}
+                        },
+                    }
+                }
+                if method in ("put", "patch")
+                else {}
+            ),
             "responses": {
-                **({"204": {"description": "Deleted."}} if method == "delete" else {"200": _ok("#/components/schemas/Experiment")}),
+                **(
+                    {"204": {"description": "Deleted."}}
+                    if method == "delete"
+                    else {"200": _ok("#/components/schemas/Experiment")}
+                ),
                 "404": _err("Unknown experiment."),
                 **_ERRORS,
             },
@@ -114,7 +151,10 @@ def paths() -> dict[str, Any]:
                 "operationId": "adminCreateExperiment",
                 "summary": "Create an experiment",
                 "security": secured,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExperimentDefinition"}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExperimentDefinition"}}},
+                },
                 "responses": {"201": _ok("#/components/schemas/Experiment", "Created."), **_ERRORS},
             },
         },
@@ -125,7 +165,11 @@ def paths() -> dict[str, Any]:
                 "summary": "Per-variant results of an experiment, as last computed by the pipeline",
                 "security": secured,
                 "parameters": [_ID],
-                "responses": {"200": _ok("#/components/schemas/ExperimentResults"), "404": _err("Unknown experiment."), **_ERRORS},
+                "responses": {
+                    "200": _ok("#/components/schemas/ExperimentResults"),
+                    "404": _err("Unknown experiment."),
+                    **_ERRORS,
+                },
             }
         },
     }

@@ -27,9 +27,25 @@ from ingest_api.flags.pattern import pattern_problem
 
 OPERATORS: frozenset[str] = frozenset(
     {
-        "exact", "is_not", "in", "not_in", "icontains", "not_icontains", "regex", "not_regex",
-        "gt", "gte", "lt", "lte", "is_set", "is_not_set",
-        "semver_eq", "semver_gt", "semver_gte", "semver_lt", "semver_lte",
+        "exact",
+        "is_not",
+        "in",
+        "not_in",
+        "icontains",
+        "not_icontains",
+        "regex",
+        "not_regex",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "is_set",
+        "is_not_set",
+        "semver_eq",
+        "semver_gt",
+        "semver_gte",
+        "semver_lt",
+        "semver_lte",
     }
 )
 

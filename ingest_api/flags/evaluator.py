@@ -43,7 +43,7 @@ class FlagResult:
 
 def bucket(key: str, distinct_id: str, salt: str = "") -> float:
     """The user's fixed position in [0, 1] for this flag (PostHog's `_hash`)."""
-    digest = hashlib.sha1(f"{key}.{distinct_id}{salt}".encode("utf-8")).digest()
+    digest = hashlib.sha1(f"{key}.{distinct_id}{salt}".encode()).digest()
     # The first 15 hex digits are the top 60 bits of the first 8 bytes.
     return (int.from_bytes(digest[:8], "big") >> 4) / _LONG_SCALE
 

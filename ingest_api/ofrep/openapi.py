@@ -31,14 +31,20 @@ _FAILURE = {
     "required": ["errorCode"],
     "properties": {
         "key": {"type": "string"},
-        "errorCode": {"type": "string", "enum": ["PARSE_ERROR", "TARGETING_KEY_MISSING", "INVALID_CONTEXT", "GENERAL", "FLAG_NOT_FOUND"]},
+        "errorCode": {
+            "type": "string",
+            "enum": ["PARSE_ERROR", "TARGETING_KEY_MISSING", "INVALID_CONTEXT", "GENERAL", "FLAG_NOT_FOUND"],
+        },
         "errorDetails": {"type": "string"},
     },
 }
 SCHEMAS = {
     "OfrepRequest": _REQUEST,
     "OfrepEvaluation": _EVALUATION,
-    "OfrepBulk": {"type": "object", "properties": {"flags": {"type": "array", "items": {"$ref": "#/components/schemas/OfrepEvaluation"}}}},
+    "OfrepBulk": {
+        "type": "object",
+        "properties": {"flags": {"type": "array", "items": {"$ref": "#/components/schemas/OfrepEvaluation"}}},
+    },
     "OfrepFailure": _FAILURE,
 }
 
@@ -49,10 +55,17 @@ def _content(ref: str) -> dict[str, Any]:
 
 _ERR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _COMMON = {
-    "400": {"description": "PARSE_ERROR, INVALID_CONTEXT or TARGETING_KEY_MISSING.", "content": _content("#/components/schemas/OfrepFailure")},
+    "400": {
+        "description": "PARSE_ERROR, INVALID_CONTEXT or TARGETING_KEY_MISSING.",
+        "content": _content("#/components/schemas/OfrepFailure"),
+    },
     "401": {"description": "`invalid_api_key`: write keys exist and the request carries no active one.", **_ERR},
     "413": {"description": "Body over 64 KiB.", **_ERR},
-    "503": {"description": "Flags not loaded yet; retry.", **_ERR, "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
+    "503": {
+        "description": "Flags not loaded yet; retry.",
+        **_ERR,
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
 }
 
 
@@ -76,10 +89,15 @@ def paths() -> dict[str, Any]:
             "post": {
                 "operationId": "ofrepEvaluateFlags",
                 "summary": "OFREP: evaluate every flag (ETag / If-None-Match)",
-                "parameters": [{"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
+                "parameters": [
+                    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+                ],
                 "requestBody": body,
                 "responses": {
-                    "200": {"description": "Every flag, evaluated; with an ETag.", "content": _content("#/components/schemas/OfrepBulk")},
+                    "200": {
+                        "description": "Every flag, evaluated; with an ETag.",
+                        "content": _content("#/components/schemas/OfrepBulk"),
+                    },
                     "304": {"description": "Not modified."},
                     **_COMMON,
                 },

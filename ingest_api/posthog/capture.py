@@ -13,7 +13,7 @@ native status and error code.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from starlette.requests import Request
@@ -35,11 +35,13 @@ OK = orjson.dumps({"status": 1})
 async def capture(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
     settings = state.settings
-    received_at = datetime.now(timezone.utc)
+    received_at = datetime.now(UTC)
     limit = settings.max_batch_body_bytes
     raw = b""
     try:
-        raw = await read_limited(request.stream(), request.headers.get("content-length"), limit, settings.dead_letter_payload_bytes)
+        raw = await read_limited(
+            request.stream(), request.headers.get("content-length"), limit, settings.dead_letter_payload_bytes
+        )
         body = decode_body(
             raw,
             content_type=request.headers.get("content-type"),

@@ -25,7 +25,9 @@ _FORM = "application/x-www-form-urlencoded"
 _COMPRESSIONS = {"", "none", "gzip", "gzip-js", "base64"}
 
 
-def decode_body(raw: bytes, *, content_type: str | None, encoding_header: str | None, compression: str | None, limit: int) -> bytes:
+def decode_body(
+    raw: bytes, *, content_type: str | None, encoding_header: str | None, compression: str | None, limit: int
+) -> bytes:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     compression = (compression or "").strip().lower()
     if media == _FORM or (media in ("", "text/plain") and raw[:5] == b"data="):
@@ -63,6 +65,8 @@ def _form_data(raw: bytes, compression: str) -> tuple[bytes, str]:
 def _b64(data: bytes, field: str) -> bytes:
     data = data.strip()
     try:
-        return base64.b64decode(data + b"=" * (-len(data) % 4), altchars=b"-_" if b"-" in data or b"_" in data else None, validate=True)
+        return base64.b64decode(
+            data + b"=" * (-len(data) % 4), altchars=b"-_" if b"-" in data or b"_" in data else None, validate=True
+        )
     except (binascii.Error, ValueError):
         raise ApiError.of("invalid_base64", fields={field: "invalid base64"}) from None

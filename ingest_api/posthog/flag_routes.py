@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -41,7 +41,11 @@ def _distinct_id(data: dict[str, Any]) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not 1 <= len(value) <= 200:
-        raise ApiError.of("validation_error", "distinct_id is required (a string of 1 to 200 characters).", {"distinct_id": "is required"})
+        raise ApiError.of(
+            "validation_error",
+            "distinct_id is required (a string of 1 to 200 characters).",
+            {"distinct_id": "is required"},
+        )
     return clean_string(value)
 
 
@@ -55,13 +59,15 @@ async def _answer(request: Request, path_kind: str) -> Response:
     if properties is None:
         properties = {}
     elif not isinstance(properties, dict):
-        raise ApiError.of("validation_error", "person_properties must be a JSON object.", {"person_properties": "must be an object"})
+        raise ApiError.of(
+            "validation_error", "person_properties must be a JSON object.", {"person_properties": "must be an object"}
+        )
     only = data.get("flag_keys_to_evaluate")
     only = {k for k in only if isinstance(k, str)} if isinstance(only, list) else None
     results = evaluate_all(snapshot.flags, distinct_id, properties, only)
     if record:
         responses = [(flag.data["key"], result.variant or result.active) for flag, result in results]
-        await record_exposures(request.app.state.eventtrack, exposure_rows(distinct_id, responses, datetime.now(timezone.utc)))
+        await record_exposures(request.app.state.eventtrack, exposure_rows(distinct_id, responses, datetime.now(UTC)))
     answer = flags_response(results, wants_detailed(path_kind, request.query_params.get("v")))
     return Response(orjson.dumps(answer), media_type="application/json")
 

@@ -9,7 +9,8 @@ SDKs expect (they decode them).
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -42,7 +43,11 @@ def wants_detailed(path_kind: str, version: str | None) -> bool:
 def _reason(result: FlagResult, has_conditions: bool) -> dict[str, Any]:
     index = result.condition_index if result.condition_index is not None else (None if has_conditions else 0)
     if result.reason in ("condition_match", "rollout"):
-        return {"code": "condition_match", "condition_index": index, "description": f"Matched condition set {(index or 0) + 1}"}
+        return {
+            "code": "condition_match",
+            "condition_index": index,
+            "description": f"Matched condition set {(index or 0) + 1}",
+        }
     if result.reason == "out_of_rollout":
         return {"code": "out_of_rollout_bound", "condition_index": index, "description": "Out of rollout bound"}
     return {"code": "no_condition_match", "condition_index": None, "description": "No matching condition set"}
@@ -54,7 +59,9 @@ def _payload(result: FlagResult) -> str | None:
     return orjson.dumps(result.payload).decode()
 
 
-def evaluate_all(flags: Iterable[CachedFlag], distinct_id: str, properties: dict[str, Any], only: set[str] | None) -> list[tuple[CachedFlag, FlagResult]]:
+def evaluate_all(
+    flags: Iterable[CachedFlag], distinct_id: str, properties: dict[str, Any], only: set[str] | None
+) -> list[tuple[CachedFlag, FlagResult]]:
     return [
         (flag, evaluate(flag.definition, distinct_id, properties))
         for flag in flags
@@ -71,11 +78,18 @@ def flags_response(results: list[tuple[CachedFlag, FlagResult]], detailed: bool)
                 "enabled": result.active,
                 "variant": result.variant,
                 "reason": _reason(result, bool(flag.definition.conditions)),
-                "metadata": {"id": flag.data["id"], "version": flag.data["version"], "payload": _payload(result), "description": flag.data["description"]},
+                "metadata": {
+                    "id": flag.data["id"],
+                    "version": flag.data["version"],
+                    "payload": _payload(result),
+                    "description": flag.data["description"],
+                },
             }
             for flag, result in results
         }
     else:
         answer["featureFlags"] = {flag.data["key"]: (result.variant or result.active) for flag, result in results}
-        answer["featureFlagPayloads"] = {flag.data["key"]: p for flag, result in results if (p := _payload(result)) is not None}
+        answer["featureFlagPayloads"] = {
+            flag.data["key"]: p for flag, result in results if (p := _payload(result)) is not None
+        }
     return answer

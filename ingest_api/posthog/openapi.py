@@ -8,7 +8,10 @@ from ingest_api.posthog.routes import CAPTURE_PATHS
 
 
 def _err(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 _RETRY = {"headers": {"Retry-After": {"schema": {"type": "integer"}}}}
@@ -73,13 +76,17 @@ def capture_paths() -> dict[str, Any]:
                     "required": True,
                     "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/PosthogCapture"}},
-                        "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {"data": {"type": "string"}}}},
+                        "application/x-www-form-urlencoded": {
+                            "schema": {"type": "object", "properties": {"data": {"type": "string"}}}
+                        },
                     },
                 },
                 "responses": {
                     "200": {
                         "description": "Committed; invalid events of a batch are dead-lettered.",
-                        "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"const": 1}}}}},
+                        "content": {
+                            "application/json": {"schema": {"type": "object", "properties": {"status": {"const": 1}}}}
+                        },
                     },
                     **_ERRORS,
                 },
@@ -123,7 +130,13 @@ def flag_paths() -> dict[str, Any]:
                 "operationId": f"posthog{name.capitalize()}",
                 "summary": f"PostHog-compatible flag evaluation ({versions})",
                 "parameters": [
-                    {"name": "v", "in": "query", "required": False, "schema": {"type": "string"}, "description": versions},
+                    {
+                        "name": "v",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": versions,
+                    },
                     _COMPRESSION,
                     {
                         "name": "record_exposure",
@@ -133,12 +146,23 @@ def flag_paths() -> dict[str, Any]:
                         "description": "true: also record a `$feature_flag_called` event per evaluated flag (one per flag, user and UTC day).",
                     },
                 ],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PosthogFlagsRequest"}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PosthogFlagsRequest"}}},
+                },
                 "responses": {
-                    "200": {"description": "Every active flag, evaluated.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PosthogFlagsResponse"}}}},
+                    "200": {
+                        "description": "Every active flag, evaluated.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/PosthogFlagsResponse"}}
+                        },
+                    },
                     **_ERRORS,
                 },
             }
         }
 
-    return {"/flags/": operation("flags", "v=2 or later (default): per-flag records; v=1: maps"), "/decide/": operation("decide", "v=4: per-flag records; v=3 and older: maps")}
+    return {
+        "/flags/": operation("flags", "v=2 or later (default): per-flag records; v=1: maps"),
+        "/decide/": operation("decide", "v=4: per-flag records; v=3 and older: maps"),
+    }

@@ -17,7 +17,8 @@ import binascii
 import json
 import re
 import zlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -128,6 +129,8 @@ def _bytes_mention(data: bytes, wanted: frozenset[str]) -> bool:
             if literal in data:
                 return True
         if value.isascii() and value.isdigit():  # a numeric id sent as a number: `"distinct_id": 42`
-            if re.search(rb'"(?:\$?distinct_id|\$anon_distinct_id|alias)"\s*:\s*' + value.encode() + rb"(?![0-9.eE])", data):
+            if re.search(
+                rb'"(?:\$?distinct_id|\$anon_distinct_id|alias)"\s*:\s*' + value.encode() + rb"(?![0-9.eE])", data
+            ):
                 return True
     return False

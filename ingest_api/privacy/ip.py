@@ -32,7 +32,9 @@ def parse_truncation(value: str) -> tuple[int, int]:
     try:
         v4, v6 = (int(p) for p in parts)
     except ValueError:
-        raise ValueError(f"CLIENT_IP_TRUNCATION must be 'V4,V6' prefix lengths (e.g. 24,48) or none, got {value!r}") from None
+        raise ValueError(
+            f"CLIENT_IP_TRUNCATION must be 'V4,V6' prefix lengths (e.g. 24,48) or none, got {value!r}"
+        ) from None
     if not (0 <= v4 <= 32 and 0 <= v6 <= 128):
         raise ValueError(f"CLIENT_IP_TRUNCATION prefixes must be 0-32 (IPv4) and 0-128 (IPv6), got {value!r}")
     return v4, v6

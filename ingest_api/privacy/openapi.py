@@ -8,7 +8,11 @@ _ERR = {"content": {"application/json": {"schema": {"$ref": "#/components/schema
 _ERRORS = {
     "400": {"description": "Invalid distinct_id or parameter.", **_ERR},
     "401": {"description": "Missing, malformed, unknown or revoked admin key.", **_ERR},
-    "503": {"description": "Database unavailable; retry after `Retry-After` seconds.", **_ERR, "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
+    "503": {
+        "description": "Database unavailable; retry after `Retry-After` seconds.",
+        **_ERR,
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
 }
 _DISTINCT_ID = {
     "name": "distinct_id",
@@ -34,7 +38,10 @@ def paths() -> dict[str, Any]:
                 "security": _SECURED,
                 "parameters": [_DISTINCT_ID],
                 "responses": {
-                    "200": {"description": "Erased (also when nothing was found): the rows deleted per table.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Erasure"}}}},
+                    "200": {
+                        "description": "Erased (also when nothing was found): the rows deleted per table.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Erasure"}}},
+                    },
                     **_ERRORS,
                 },
             }
@@ -46,7 +53,10 @@ def paths() -> dict[str, Any]:
                 "security": _SECURED,
                 "parameters": [_DISTINCT_ID],
                 "responses": {
-                    "200": {"description": "The person's data.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PersonExport"}}}},
+                    "200": {
+                        "description": "The person's data.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PersonExport"}}},
+                    },
                     **_ERRORS,
                 },
             }
@@ -64,7 +74,13 @@ def paths() -> dict[str, Any]:
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
                     _query("cursor", {"type": "string"}),
                 ],
-                "responses": {"200": {"description": "A page of audit rows.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Page"}}}}, **_ERRORS},
+                "responses": {
+                    "200": {
+                        "description": "A page of audit rows.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Page"}}},
+                    },
+                    **_ERRORS,
+                },
             }
         },
     }
@@ -97,7 +113,10 @@ SCHEMAS: dict[str, Any] = {
             "events": {"type": "array", "items": {"type": "object"}},
             "rejected_events": {
                 "type": "array",
-                "items": {"type": "object", "description": "A dead letter; its payload as `payload_text` (UTF-8) or `payload_base64`."},
+                "items": {
+                    "type": "object",
+                    "description": "A dead letter; its payload as `payload_text` (UTF-8) or `payload_base64`.",
+                },
             },
         },
     },

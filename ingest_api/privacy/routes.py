@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from starlette.convertors import Convertor, register_url_convertor
@@ -31,12 +32,17 @@ def _distinct_id(request: Request) -> str:
     value = request.path_params["distinct_id"]
     if not 1 <= len(value) <= MAX_ID_LENGTH or "\x00" in value:
         raise ApiError(
-            400, "invalid_parameter", f"distinct_id must be 1 to {MAX_ID_LENGTH} characters without NUL.", {"distinct_id": "invalid"}
+            400,
+            "invalid_parameter",
+            f"distinct_id must be 1 to {MAX_ID_LENGTH} characters without NUL.",
+            {"distinct_id": "invalid"},
         )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ApiError(400, "invalid_parameter", "distinct_id is not valid UTF-8.", {"distinct_id": "invalid"}) from None
+        raise ApiError(
+            400, "invalid_parameter", "distinct_id is not valid UTF-8.", {"distinct_id": "invalid"}
+        ) from None
     return value
 
 
@@ -69,8 +75,10 @@ async def export_person(request: Request) -> Response:
         actor = await store.actor_for(conn, _key_id(request))
         _, ids = await store.person_ids(conn, distinct_id)
         counts = await store.export_counts(conn, ids)
-        audit_id = await store.write_audit(conn, actor, "export_person", distinct_id, {"counts": counts, "distinct_ids": len(ids)})
-    head = {"distinct_id": distinct_id, "exported_at": datetime.now(timezone.utc), "audit_id": audit_id}
+        audit_id = await store.write_audit(
+            conn, actor, "export_person", distinct_id, {"counts": counts, "distinct_ids": len(ids)}
+        )
+    head = {"distinct_id": distinct_id, "exported_at": datetime.now(UTC), "audit_id": audit_id}
     return StreamingResponse(_export_body(state, head), media_type="application/json")
 
 
@@ -136,7 +144,12 @@ async def list_audit_log(request: Request) -> Response:
     action = request.query_params.get("action")
     if action:
         if action not in ACTIONS:
-            raise ApiError(400, "invalid_parameter", "action must be one of " + ", ".join(ACTIONS) + ".", {"action": "unknown action"})
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                "action must be one of " + ", ".join(ACTIONS) + ".",
+                {"action": "unknown action"},
+            )
         where.append("action = :action")
         params["action"] = action
     distinct_id = text_param(request, "distinct_id")

@@ -8,8 +8,9 @@ merged into that person. Erasing or exporting any of them covers all of them.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -38,13 +39,19 @@ def subject_hash(distinct_id: str) -> str:
 async def person_ids(conn: AsyncConnection, distinct_id: str) -> tuple[str, list[str]]:
     """(the person's distinct_id, every id of the person, the person's first)."""
     person = (
-        await conn.execute(sa.text("SELECT distinct_id FROM person_distinct_ids WHERE alias = :id"), {"id": distinct_id})
+        await conn.execute(
+            sa.text("SELECT distinct_id FROM person_distinct_ids WHERE alias = :id"), {"id": distinct_id}
+        )
     ).scalar() or distinct_id
     aliases = (
-        await conn.execute(
-            sa.text("SELECT alias FROM person_distinct_ids WHERE distinct_id = :p ORDER BY alias"), {"p": person}
+        (
+            await conn.execute(
+                sa.text("SELECT alias FROM person_distinct_ids WHERE distinct_id = :p ORDER BY alias"), {"p": person}
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     return person, [person, *(a for a in aliases if a != person)]
 
 
@@ -95,7 +102,11 @@ async def erase_person(conn: AsyncConnection, distinct_id: str, actor: Actor) ->
     }
     # The audit row keeps counts, never the ids themselves (see the migration).
     result["audit_id"] = await write_audit(
-        conn, actor, "erase_person", distinct_id, {"deleted": deleted, "distinct_ids": len(ids), "aggregate_buckets_queued": len(hours)}
+        conn,
+        actor,
+        "erase_person",
+        distinct_id,
+        {"deleted": deleted, "distinct_ids": len(ids), "aggregate_buckets_queued": len(hours)},
     )
     return result
 
@@ -104,7 +115,9 @@ async def _delete(conn: AsyncConnection, sql: str, params: dict[str, Any]) -> in
     return (await conn.execute(sa.text(sql), params)).rowcount
 
 
-async def write_audit(conn: AsyncConnection, actor: Actor, action: str, distinct_id: str, details: dict[str, Any]) -> str:
+async def write_audit(
+    conn: AsyncConnection, actor: Actor, action: str, distinct_id: str, details: dict[str, Any]
+) -> str:
     audit_id = uuid7()
     await conn.execute(
         sa.text(
@@ -144,7 +157,9 @@ ORDER BY id LIMIT {limit}
 """
 
 
-async def _matching_dead_letters(conn: AsyncConnection, ids: list[str], *, columns: str) -> AsyncIterator[tuple[Any, Any]]:
+async def _matching_dead_letters(
+    conn: AsyncConnection, ids: list[str], *, columns: str
+) -> AsyncIterator[tuple[Any, Any]]:
     """(row, payload) of each dead letter of the person, in id order, read page by page."""
     needles = sql_needles(ids)
     params: dict[str, Any] = {f"n{i}": n for i, n in enumerate(needles)}
@@ -165,12 +180,10 @@ async def _matching_dead_letters(conn: AsyncConnection, ids: list[str], *, colum
 # --- export ---------------------------------------------------------------------------
 
 _EVENT_COLUMNS = (
-    'uuid, event_type, distinct_id, properties, device_id, session_id, app_version, os_name, os_version,'
+    "uuid, event_type, distinct_id, properties, device_id, session_id, app_version, os_name, os_version,"
     ' "timestamp", client_timestamp, sent_at, received_at'
 )
-_SESSION_COLUMNS = (
-    "session_id, distinct_id, device_id, app_version, os_name, os_version, properties, started_at, ended_at, end_reason, created_at"
-)
+_SESSION_COLUMNS = "session_id, distinct_id, device_id, app_version, os_name, os_version, properties, started_at, ended_at, end_reason, created_at"
 _LETTER_COLUMNS = "id, received_at, endpoint, reason, detail, fields, event_index, payload_bytes, payload_truncated, remote_addr, replayed_at"
 
 
@@ -190,13 +203,17 @@ async def export_counts(conn: AsyncConnection, ids: list[str]) -> dict[str, int]
 async def person_rows(conn: AsyncConnection, person: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     found = (
         await conn.execute(
-            sa.text("SELECT distinct_id, properties, first_seen, last_seen, updated_at FROM persons WHERE distinct_id = :p"),
+            sa.text(
+                "SELECT distinct_id, properties, first_seen, last_seen, updated_at FROM persons WHERE distinct_id = :p"
+            ),
             {"p": person},
         )
     ).first()
     merged = (
         await conn.execute(
-            sa.text("SELECT alias, distinct_id, created_at FROM person_distinct_ids WHERE distinct_id = :p ORDER BY alias"),
+            sa.text(
+                "SELECT alias, distinct_id, created_at FROM person_distinct_ids WHERE distinct_id = :p ORDER BY alias"
+            ),
             {"p": person},
         )
     ).all()
@@ -205,12 +222,14 @@ async def person_rows(conn: AsyncConnection, person: str) -> tuple[dict[str, Any
 
 async def event_pages(conn: AsyncConnection, ids: list[str]) -> AsyncIterator[list[dict[str, Any]]]:
     """The person's events in pages of PAGE_ROWS, oldest first (keyset on timestamp, uuid)."""
-    sql = f'SELECT {_EVENT_COLUMNS} FROM events WHERE distinct_id = ANY(:ids)'
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE distinct_id = ANY(:ids)"
     after: tuple[Any, Any] | None = None
     while True:
         where = ' AND ("timestamp", uuid) > (:t, :u)' if after else ""
         params = {"ids": ids, **({"t": after[0], "u": after[1]} if after else {})}
-        rows = (await conn.execute(sa.text(sql + where + f' ORDER BY "timestamp", uuid LIMIT {PAGE_ROWS}'), params)).all()
+        rows = (
+            await conn.execute(sa.text(sql + where + f' ORDER BY "timestamp", uuid LIMIT {PAGE_ROWS}'), params)
+        ).all()
         if rows:
             yield [dict(r._mapping) for r in rows]
         if len(rows) < PAGE_ROWS:
@@ -224,7 +243,9 @@ async def session_pages(conn: AsyncConnection, ids: list[str]) -> AsyncIterator[
     while True:
         where = " AND (started_at, session_id) > (:t, :s)" if after else ""
         params = {"ids": ids, **({"t": after[0], "s": after[1]} if after else {})}
-        rows = (await conn.execute(sa.text(sql + where + f" ORDER BY started_at, session_id LIMIT {PAGE_ROWS}"), params)).all()
+        rows = (
+            await conn.execute(sa.text(sql + where + f" ORDER BY started_at, session_id LIMIT {PAGE_ROWS}"), params)
+        ).all()
         if rows:
             yield [dict(r._mapping) for r in rows]
         if len(rows) < PAGE_ROWS:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -25,14 +25,22 @@ def _json(body: dict[str, Any]) -> Response:
 
 async def capture(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    received_at = datetime.now(timezone.utc)
+    received_at = datetime.now(UTC)
     body = await read_json_body(request, state, CAPTURE, state.settings.max_capture_body_bytes, received_at)
     require_write_key(request, body.value)
     if not isinstance(body.value, dict):
         err = ApiError.of("not_an_object", "The body must be a JSON object (one event).", {"body": "must be an object"})
         await refuse_body(request, state, CAPTURE, received_at, err, body.raw)
     captured = await capture_events(
-        request, state, CAPTURE, received_at, [body.value], raw=body.raw, sanitize=body.needs_sanitizing, batch_field=None, single=True
+        request,
+        state,
+        CAPTURE,
+        received_at,
+        [body.value],
+        raw=body.raw,
+        sanitize=body.needs_sanitizing,
+        batch_field=None,
+        single=True,
     )
     row = captured.rows[0]
     return _json({"accepted": 1, "uuid": str(row.uuid), "warnings": list(row.warnings)})
@@ -40,16 +48,20 @@ async def capture(request: Request) -> Response:
 
 async def batch(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    received_at = datetime.now(timezone.utc)
+    received_at = datetime.now(UTC)
     body = await read_json_body(request, state, BATCH, state.settings.max_batch_body_bytes, received_at)
     require_write_key(request, body.value)
     value = body.value
     if not isinstance(value, dict):
-        err = ApiError.of("not_an_object", "The body must be a JSON object with an `events` list.", {"body": "must be an object"})
+        err = ApiError.of(
+            "not_an_object", "The body must be a JSON object with an `events` list.", {"body": "must be an object"}
+        )
         await refuse_body(request, state, BATCH, received_at, err, body.raw)
     events = value.get("events", value.get("batch"))
     if not isinstance(events, list):
-        err = ApiError.of("invalid_batch", "The body must carry a list under `events` (or `batch`).", {"events": "must be a list"})
+        err = ApiError.of(
+            "invalid_batch", "The body must carry a list under `events` (or `batch`).", {"events": "must be a list"}
+        )
         await refuse_body(request, state, BATCH, received_at, err, body.raw)
     captured = await capture_events(
         request,

@@ -6,7 +6,7 @@ Served from the in-process cache (ingest_api/config_cache.py): no database query
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -76,7 +76,11 @@ def _user_context(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if isinstance(distinct_id, int) and not isinstance(distinct_id, bool):
         distinct_id = str(distinct_id)
     if not isinstance(distinct_id, str) or not 1 <= len(distinct_id) <= 200:
-        raise ApiError.of("validation_error", "distinct_id is required (a string of 1 to 200 characters).", {"distinct_id": "is required"})
+        raise ApiError.of(
+            "validation_error",
+            "distinct_id is required (a string of 1 to 200 characters).",
+            {"distinct_id": "is required"},
+        )
     properties = data.get("properties")
     if properties is None:
         properties = {}
@@ -99,7 +103,9 @@ async def flags_for_user_query(request: Request) -> Response:
         try:
             data["properties"] = orjson.loads(request.query_params["properties"])
         except orjson.JSONDecodeError:
-            raise ApiError.of("validation_error", "properties must be a JSON object.", {"properties": "must be a JSON object"}) from None
+            raise ApiError.of(
+                "validation_error", "properties must be a JSON object.", {"properties": "must be a JSON object"}
+            ) from None
     return await _flags_for_user(request, data)
 
 
@@ -125,6 +131,6 @@ async def _flags_for_user(request: Request, data: dict[str, Any]) -> Response:
         if record and flag.data["active"]:
             exposures.append((flag.data["key"], outcome.variant or outcome.active))
     if exposures:
-        await record_exposures(request.app.state.eventtrack, exposure_rows(distinct_id, exposures, datetime.now(timezone.utc)))
+        await record_exposures(request.app.state.eventtrack, exposure_rows(distinct_id, exposures, datetime.now(UTC)))
     body = orjson.dumps(result)
     return _cached_json(request, body, _etag(body))

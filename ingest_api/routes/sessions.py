@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -81,7 +81,10 @@ def _validate_start(body: dict[str, Any], received_at: datetime, state: AppState
     errors: dict[str, str] = {}
     sanitize = True
     distinct_id = distinct_id_field(body.get("distinct_id"), errors, sanitize)
-    optional = {n: optional_string(body.get(n), n, errors, sanitize) for n in ("device_id", "app_version", "os_name", "os_version")}
+    optional = {
+        n: optional_string(body.get(n), n, errors, sanitize)
+        for n in ("device_id", "app_version", "os_name", "os_version")
+    }
     session_id = body.get("session_id")
     if session_id is None:
         sid = uuid7()
@@ -108,13 +111,21 @@ def _validate_start(body: dict[str, Any], received_at: datetime, state: AppState
             raise  # alone, it keeps its own code (e.g. too_old)
         errors.update(invalid.fields)
     if errors:
-        raise EventInvalid("validation_error", "The session has invalid fields: " + ", ".join(sorted(errors)) + ".", errors)
-    return {"session_id": sid, "distinct_id": distinct_id, "properties": orjson.dumps(properties).decode(), "started_at": started_at, **optional}
+        raise EventInvalid(
+            "validation_error", "The session has invalid fields: " + ", ".join(sorted(errors)) + ".", errors
+        )
+    return {
+        "session_id": sid,
+        "distinct_id": distinct_id,
+        "properties": orjson.dumps(properties).decode(),
+        "started_at": started_at,
+        **optional,
+    }
 
 
 async def start_session(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    received_at = datetime.now(timezone.utc)
+    received_at = datetime.now(UTC)
     body = await _body(request, state, START, received_at)
     try:
         params = _validate_start(body, received_at, state)
@@ -136,7 +147,7 @@ async def start_session(request: Request) -> Response:
 
 async def end_session(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    received_at = datetime.now(timezone.utc)
+    received_at = datetime.now(UTC)
     raw_id = request.path_params["session_id"]
     try:
         session_id = uuid.UUID(raw_id)

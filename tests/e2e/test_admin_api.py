@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,12 @@ ADMIN_ROUTES = [
 
 @pytest.mark.parametrize("method, path", ADMIN_ROUTES)
 def test_admin_route_refuses_requests_without_a_valid_key(api, admin_key, method, path):
-    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer etadm_wrong"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer etadm_wrong"},
+    ):
         response = api.request(method, path, headers=headers, json={})
         assert_error(response, 401, "unauthorized")
         assert response.headers["www-authenticate"] == "Bearer"
@@ -39,7 +43,7 @@ def test_revoked_key_is_refused_within_a_second(api, admin_key, database_url):
 
     headers = {"Authorization": f"Bearer {admin_key}"}
     assert api.get(f"{ADMIN}/events/", headers=headers).status_code == 200
-    (key_id, *_), = list_admin_keys(database_url)
+    ((key_id, *_),) = list_admin_keys(database_url)
     assert revoke_admin_key(database_url, key_id)
     wait_until(lambda: api.get(f"{ADMIN}/events/", headers=headers).status_code == 401, timeout=1.5)
 
@@ -47,7 +51,9 @@ def test_revoked_key_is_refused_within_a_second(api, admin_key, database_url):
 def test_admin_key_commands_create_list_and_revoke(database_url, api):
     env = {"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
     eventtrack = str(Path(sys.executable).parent / "eventtrack")
-    created = subprocess.run([eventtrack, "create-admin-key", "--name", "ci"], env=env, capture_output=True, text=True, check=True)
+    created = subprocess.run(
+        [eventtrack, "create-admin-key", "--name", "ci"], env=env, capture_output=True, text=True, check=True
+    )
     key = created.stdout.strip().splitlines()[-1]
     assert key.startswith("etadm_")
     listed = subprocess.run([eventtrack, "list-admin-keys"], env=env, capture_output=True, text=True, check=True).stdout
@@ -62,9 +68,14 @@ def test_admin_key_commands_create_list_and_revoke(database_url, api):
 
 
 def _capture_many(api, n, **fields):
-    base = datetime.now(timezone.utc) - timedelta(hours=1)
+    base = datetime.now(UTC) - timedelta(hours=1)
     events = [
-        {"distinct_id": f"u{i % 3}", "event": f"e{i % 2}", "timestamp": (base + timedelta(seconds=i)).isoformat(), **fields}
+        {
+            "distinct_id": f"u{i % 3}",
+            "event": f"e{i % 2}",
+            "timestamp": (base + timedelta(seconds=i)).isoformat(),
+            **fields,
+        }
         for i in range(n)
     ]
     assert api.post("/api/v1/analytics/batch/", json={"events": events}).json()["accepted"] == n
@@ -99,14 +110,23 @@ def test_events_filters(api, admin):
     assert {e["event_type"] for e in admin.get(f"{ADMIN}/events/?event_type=e1").json()["results"]} == {"e1"}
     assert len(admin.get(f"{ADMIN}/events/?distinct_id=u0").json()["results"]) == 4
     assert len(admin.get(f"{ADMIN}/events/?session_id=s-1").json()["results"]) == 12
-    now = datetime.now(timezone.utc)
-    window = {"start": (now - timedelta(hours=1, seconds=-2)).isoformat(), "end": (now - timedelta(hours=1, seconds=-5)).isoformat()}
+    now = datetime.now(UTC)
+    window = {
+        "start": (now - timedelta(hours=1, seconds=-2)).isoformat(),
+        "end": (now - timedelta(hours=1, seconds=-5)).isoformat(),
+    }
     assert len(admin.get(f"{ADMIN}/events/", params=window).json()["results"]) in (3, 4)
 
 
 @pytest.mark.parametrize(
     "query, field",
-    [("limit=0", "limit"), ("limit=1001", "limit"), ("limit=x", "limit"), ("start=yesterday", "start"), ("colour=red", "colour")],
+    [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=x", "limit"),
+        ("start=yesterday", "start"),
+        ("colour=red", "colour"),
+    ],
 )
 def test_events_bad_parameters_are_400(admin, query, field):
     assert_error(admin.get(f"{ADMIN}/events/?{query}"), 400, "invalid_parameter", field)
@@ -116,7 +136,10 @@ def test_events_bad_parameters_are_400(admin, query, field):
 
 
 def test_sessions_filter_by_status_and_user(api, admin):
-    ids = [api.post("/api/v1/analytics/session/start/", json={"distinct_id": f"u{i % 2}"}).json()["session_id"] for i in range(4)]
+    ids = [
+        api.post("/api/v1/analytics/session/start/", json={"distinct_id": f"u{i % 2}"}).json()["session_id"]
+        for i in range(4)
+    ]
     api.put(f"/api/v1/analytics/session/{ids[0]}/end/", json={})
     assert [s["session_id"] for s in admin.get(f"{ADMIN}/sessions/?status=ended").json()["results"]] == [ids[0]]
     assert len(admin.get(f"{ADMIN}/sessions/?status=active").json()["results"]) == 3
@@ -132,7 +155,10 @@ FLAG = {
     "key": "new_checkout_flow",
     "name": "New checkout",
     "rollout_percentage": 50,
-    "variants": [{"key": "control", "rollout_percentage": 50}, {"key": "test", "rollout_percentage": 50, "payload": {"color": "green"}}],
+    "variants": [
+        {"key": "control", "rollout_percentage": 50},
+        {"key": "test", "rollout_percentage": 50, "payload": {"color": "green"}},
+    ],
 }
 
 
@@ -145,7 +171,9 @@ def test_flag_crud_bumps_version(admin):
     assert admin.get(f"{ADMIN}/feature-flags/{flag_id}/").json() == flag
     patched = admin.patch(f"{ADMIN}/feature-flags/{flag_id}/", json={"rollout_percentage": 75.5}).json()
     assert patched["version"] == 2 and patched["rollout_percentage"] == 75.5 and patched["variants"] == flag["variants"]
-    replaced = admin.put(f"{ADMIN}/feature-flags/{flag_id}/", json={"key": "new_checkout_flow", "rollout_percentage": 10}).json()
+    replaced = admin.put(
+        f"{ADMIN}/feature-flags/{flag_id}/", json={"key": "new_checkout_flow", "rollout_percentage": 10}
+    ).json()
     assert replaced["version"] == 3 and replaced["variants"] == []
     listing = admin.get(f"{ADMIN}/feature-flags/").json()
     assert [f["id"] for f in listing["results"]] == [flag_id] and listing["next"] is None
@@ -158,9 +186,15 @@ def test_flag_crud_bumps_version(admin):
     "body, field",
     [
         ({**FLAG, "key": "Not A Slug!"}, "key"),
-        ({**FLAG, "variants": [{"key": "a", "rollout_percentage": 60}, {"key": "b", "rollout_percentage": 30}]}, "variants"),
+        (
+            {**FLAG, "variants": [{"key": "a", "rollout_percentage": 60}, {"key": "b", "rollout_percentage": 30}]},
+            "variants",
+        ),
         ({**FLAG, "rollout_percentage": 101}, "rollout_percentage"),
-        ({**FLAG, "conditions": [{"properties": [{"key": "plan", "operator": "sounds_like", "value": "pro"}]}]}, "conditions[0].properties[0].operator"),
+        (
+            {**FLAG, "conditions": [{"properties": [{"key": "plan", "operator": "sounds_like", "value": "pro"}]}]},
+            "conditions[0].properties[0].operator",
+        ),
     ],
 )
 def test_invalid_flag_definitions_are_400_with_field_errors(admin, body, field):
@@ -190,7 +224,9 @@ def test_head_mirrors_get_and_never_writes(admin, db):
     replacement = {"key": "replaced_by_head", "rollout_percentage": 1}
     item = admin.request("HEAD", f"{ADMIN}/feature-flags/{flag['id']}/", json=replacement)
     assert item.status_code == 200 and item.content == b""
-    collection = admin.request("HEAD", f"{ADMIN}/feature-flags/", json={"key": "created_by_head", "rollout_percentage": 1})
+    collection = admin.request(
+        "HEAD", f"{ADMIN}/feature-flags/", json={"key": "created_by_head", "rollout_percentage": 1}
+    )
     assert collection.status_code == 200 and collection.content == b""
     assert admin.get(f"{ADMIN}/feature-flags/{flag['id']}/").json() == flag
     assert [f["key"] for f in admin.get(f"{ADMIN}/feature-flags/").json()["results"]] == [flag["key"]]
@@ -241,7 +277,10 @@ def test_every_cursor_listing_refuses_crafted_cursors_with_400_invalid_cursor(ad
 
 
 def test_feature_flags_page_forward_and_back_by_id(admin, db):
-    keys = [admin.post(f"{ADMIN}/feature-flags/", json={"key": f"page-{i}", "rollout_percentage": 1}).json()["key"] for i in range(3)]
+    keys = [
+        admin.post(f"{ADMIN}/feature-flags/", json={"key": f"page-{i}", "rollout_percentage": 1}).json()["key"]
+        for i in range(3)
+    ]
     first = admin.get(f"{ADMIN}/feature-flags/?limit=2").json()
     second = admin.get(first["next"]).json()
     assert [f["key"] for f in first["results"] + second["results"]] == keys and second["next"] is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -67,8 +67,17 @@ def test_acknowledged_capture_is_in_the_table_with_every_column(api, db):
         " timestamp, client_timestamp, received_at, ingest_seq FROM events WHERE uuid = %s",
         (event_uuid,),
     ).fetchone()
-    assert row[:8] == ("purchase", "user-1", {"amount": 9.99, "items": ["a", "b"]}, "dev-1", "s-1", "2.3.0", "iOS", "17.1")
-    assert row[8] == row[9] == datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    assert row[:8] == (
+        "purchase",
+        "user-1",
+        {"amount": 9.99, "items": ["a", "b"]},
+        "dev-1",
+        "s-1",
+        "2.3.0",
+        "iOS",
+        "17.1",
+    )
+    assert row[8] == row[9] == datetime(2026, 11, 20, 10, tzinfo=UTC)
     assert row[11] > 0
 
 
@@ -98,7 +107,10 @@ def test_batch_keeps_valid_events_and_dead_letters_invalid_ones(api, db):
     assert "distinct_id" in body["rejected"][0]["fields"]
     assert sorted(r[0] for r in db.execute("SELECT event_type FROM events")) == ["a", "c"]
     letters = dead_letters(db)
-    assert [(l[0], l[1], l[3]) for l in letters] == [("batch", "validation_error", 1), ("batch", "validation_error", 3)]
+    assert [(row[0], row[1], row[3]) for row in letters] == [
+        ("batch", "validation_error", 1),
+        ("batch", "validation_error", 3),
+    ]
     assert orjson.loads(letters[0][4]) == {"distinct_id": True, "event_type": "b"}
     assert letters[0][7] is None  # STORE_CLIENT_IP is off by default (tests/e2e/test_privacy_ip.py)
 
@@ -120,7 +132,7 @@ def test_gzip_body_is_accepted(api, db):
 
 def test_resent_event_with_another_sent_at_is_stored_once(api, db):
     event = {"distinct_id": "u", "event": "x", "uuid": str(uuid.uuid4()), "timestamp": "2026-11-24T10:00:00Z"}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for delay in (0, 45, 3600):  # the app retries later; its sent_at moves, so would the corrected time
         sent_at = (now + timedelta(seconds=delay)).isoformat()
         response = api.post(CAPTURE, json={**event, "sent_at": sent_at})
@@ -138,7 +150,7 @@ def test_duplicates_inside_one_batch_are_stored_once(api, db):
 
 def test_clock_skew_is_corrected_from_sent_at(api, db):
     # The phone's clock runs 2 hours behind ours.
-    phone_now = datetime.now(timezone.utc) - timedelta(hours=2)
+    phone_now = datetime.now(UTC) - timedelta(hours=2)
     response = api.post(
         CAPTURE,
         json={
@@ -163,16 +175,23 @@ def test_far_future_timestamp_is_clamped_with_a_warning(api, db):
 
 
 def test_event_older_than_retention_is_refused_as_too_old(api, db):
-    old = (datetime.now(timezone.utc) - timedelta(days=120)).isoformat()
-    assert_error(api.post(CAPTURE, json={"distinct_id": "u", "event": "x", "timestamp": old}), 400, "too_old", "timestamp")
-    response = api.post(BATCH, json={"events": [{"distinct_id": "u", "event": "x", "timestamp": old}, {"distinct_id": "u", "event": "y"}]})
+    old = (datetime.now(UTC) - timedelta(days=120)).isoformat()
+    assert_error(
+        api.post(CAPTURE, json={"distinct_id": "u", "event": "x", "timestamp": old}), 400, "too_old", "timestamp"
+    )
+    response = api.post(
+        BATCH,
+        json={"events": [{"distinct_id": "u", "event": "x", "timestamp": old}, {"distinct_id": "u", "event": "y"}]},
+    )
     assert response.json()["rejected"][0]["error"] == "too_old"
     assert count(db) == 1
-    assert [l[1] for l in dead_letters(db)] == ["too_old", "too_old"]
+    assert [row[1] for row in dead_letters(db)] == ["too_old", "too_old"]
 
 
 def test_year_0001_timestamp_is_too_old(api, db):
-    assert_error(api.post(CAPTURE, json={"distinct_id": "u", "event": "x", "timestamp": "0001-01-01T00:00:00Z"}), 400, "too_old")
+    assert_error(
+        api.post(CAPTURE, json={"distinct_id": "u", "event": "x", "timestamp": "0001-01-01T00:00:00Z"}), 400, "too_old"
+    )
 
 
 # --- bad input: one test per rule ------------------------------------------
@@ -190,7 +209,7 @@ def test_malformed_json_is_400_and_the_raw_body_is_kept(api, db):
 def test_body_that_is_not_an_object_is_400(api, db):
     assert_error(post_raw(api, CAPTURE, b"[1, 2]"), 400, "not_an_object")
     assert_error(post_raw(api, BATCH, b'"events"'), 400, "not_an_object")
-    assert [l[1] for l in dead_letters(db)] == ["not_an_object", "not_an_object"]
+    assert [row[1] for row in dead_letters(db)] == ["not_an_object", "not_an_object"]
 
 
 def test_batch_without_an_events_list_is_400(api, db):
@@ -281,7 +300,9 @@ def test_deeply_nested_properties_are_refused_with_a_field_error(api, db):
     for _ in range(40):
         node["n"] = {}
         node = node["n"]
-    assert_error(api.post(CAPTURE, json={"distinct_id": "u", "event": "x", "properties": props}), 400, "too_deep", "properties")
+    assert_error(
+        api.post(CAPTURE, json={"distinct_id": "u", "event": "x", "properties": props}), 400, "too_deep", "properties"
+    )
     assert dead_letters(db)[0][1] == "too_deep"
 
 
@@ -295,24 +316,42 @@ def test_numbers_beyond_a_double_refuse_only_that_event(api, db):
     response = post_raw(api, BATCH, body)
     assert response.status_code == 200
     assert response.json()["accepted"] == 1 and response.json()["rejected"][0]["error"] == "invalid_number"
-    assert_error(post_raw(api, CAPTURE, b'{"distinct_id": "u", "event": "x", "properties": {"v": NaN}}'), 400, "invalid_number")
+    assert_error(
+        post_raw(api, CAPTURE, b'{"distinct_id": "u", "event": "x", "properties": {"v": NaN}}'), 400, "invalid_number"
+    )
 
 
 def test_huge_integers_are_stored_as_doubles(api, db):
     body = b'{"distinct_id": "u", "event": "x", "properties": {"v": 123456789012345678901234567890}}'
     assert post_raw(api, CAPTURE, body).status_code == 200
-    assert db.execute("SELECT (properties->>'v')::float8 FROM events").fetchone()[0] == pytest.approx(1.2345678901234568e29)
+    assert db.execute("SELECT (properties->>'v')::float8 FROM events").fetchone()[0] == pytest.approx(
+        1.2345678901234568e29
+    )
 
 
 def test_invalid_timestamp_is_a_field_error(api, db):
-    assert_error(api.post(CAPTURE, json={"distinct_id": "u", "event": "x", "timestamp": "2026-02-30T00:00:00"}), 400, "validation_error", "timestamp")
-    assert_error(api.post(CAPTURE, json={"distinct_id": "u", "event": "x", "sent_at": 5}), 400, "validation_error", "sent_at")
-    assert_error(api.post(BATCH, json={"events": [{"distinct_id": "u", "event": "x"}], "sent_at": "nope"}), 400, "validation_error", "sent_at")
+    assert_error(
+        api.post(CAPTURE, json={"distinct_id": "u", "event": "x", "timestamp": "2026-02-30T00:00:00"}),
+        400,
+        "validation_error",
+        "timestamp",
+    )
+    assert_error(
+        api.post(CAPTURE, json={"distinct_id": "u", "event": "x", "sent_at": 5}), 400, "validation_error", "sent_at"
+    )
+    assert_error(
+        api.post(BATCH, json={"events": [{"distinct_id": "u", "event": "x"}], "sent_at": "nope"}),
+        400,
+        "validation_error",
+        "sent_at",
+    )
 
 
 def test_non_string_ids_are_field_errors(api, db):
     body = assert_error(
-        api.post(CAPTURE, json={"distinct_id": {"id": 1}, "event": 7, "device_id": 5, "session_id": [1], "uuid": 3}), 400, "validation_error"
+        api.post(CAPTURE, json={"distinct_id": {"id": 1}, "event": 7, "device_id": 5, "session_id": [1], "uuid": 3}),
+        400,
+        "validation_error",
     )
     assert set(body["fields"]) == {"distinct_id", "event_type", "device_id", "session_id", "uuid"}
     assert count(db) == 0 and dead_letters(db)[0][1] == "validation_error"
@@ -320,8 +359,14 @@ def test_non_string_ids_are_field_errors(api, db):
 
 def test_sql_and_format_strings_round_trip_byte_for_byte(api, db):
     nasty = "'); DROP TABLE events; -- %s %(x)s {0} \\x00 \t\n\\"
-    assert api.post(CAPTURE, json={"distinct_id": nasty, "event": nasty, "properties": {nasty: nasty}}).status_code == 200
-    assert db.execute("SELECT distinct_id, event_type, properties FROM events").fetchone() == (nasty, nasty, {nasty: nasty})
+    assert (
+        api.post(CAPTURE, json={"distinct_id": nasty, "event": nasty, "properties": {nasty: nasty}}).status_code == 200
+    )
+    assert db.execute("SELECT distinct_id, event_type, properties FROM events").fetchone() == (
+        nasty,
+        nasty,
+        {nasty: nasty},
+    )
 
 
 def test_unknown_route_is_a_json_404(api, db):

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def sdk(server, key="phc_test") -> Posthog:
-    return Posthog(key, host=server.url, sync_mode=True, max_retries=0, feature_flags_request_max_retries=0, disable_geoip=True)
+    return Posthog(
+        key, host=server.url, sync_mode=True, max_retries=0, feature_flags_request_max_retries=0, disable_geoip=True
+    )
 
 
 @pytest.fixture
@@ -30,17 +32,28 @@ def flags(api, admin):
     """A boolean flag, a targeted flag, a multivariate flag with variant payloads, a flag with a payload, a disabled flag."""
     created = {
         "new-checkout": _create(admin, key="new-checkout"),
-        "beta-only": _create(admin, key="beta-only", conditions=[{"properties": [{"key": "plan", "operator": "exact", "value": "beta"}]}]),
+        "beta-only": _create(
+            admin, key="beta-only", conditions=[{"properties": [{"key": "plan", "operator": "exact", "value": "beta"}]}]
+        ),
         "paywall": _create(
             admin,
             key="paywall",
-            variants=[{"key": "monthly", "rollout_percentage": 0, "payload": {"price": 5}}, {"key": "annual", "rollout_percentage": 100, "payload": {"price": 49}}],
+            variants=[
+                {"key": "monthly", "rollout_percentage": 0, "payload": {"price": 5}},
+                {"key": "annual", "rollout_percentage": 100, "payload": {"price": 49}},
+            ],
         ),
-        "home-layout": _create(admin, key="home-layout", variants=[{"key": "grid", "rollout_percentage": 100}, {"key": "list", "rollout_percentage": 0}]),
+        "home-layout": _create(
+            admin,
+            key="home-layout",
+            variants=[{"key": "grid", "rollout_percentage": 100}, {"key": "list", "rollout_percentage": 0}],
+        ),
         "banner": _create(admin, key="banner", payload={"text": "Hello", "color": "#ff0"}),
         "retired": _create(admin, key="retired", active=False),
     }
-    wait_until(lambda: len(api.post(f"{OFREP_ONE}", json={"context": {"targetingKey": "u"}}).json().get("flags", [])) == 6)
+    wait_until(
+        lambda: len(api.post(f"{OFREP_ONE}", json={"context": {"targetingKey": "u"}}).json().get("flags", [])) == 6
+    )
     return created
 
 
@@ -61,12 +74,28 @@ def test_posthog_sdk_reads_booleans_variants_payloads_and_targeting(server, api,
         assert client.feature_enabled("new-checkout", "user-1", send_feature_flag_events=False) is True
         assert client.get_feature_flag("paywall", "user-1", send_feature_flag_events=False) == "annual"
         assert client.get_feature_flag_payload("paywall", "user-1", send_feature_flag_events=False) == {"price": 49}
-        assert client.get_feature_flag_payload("banner", "user-1", send_feature_flag_events=False) == {"text": "Hello", "color": "#ff0"}
+        assert client.get_feature_flag_payload("banner", "user-1", send_feature_flag_events=False) == {
+            "text": "Hello",
+            "color": "#ff0",
+        }
         assert client.get_feature_flag("beta-only", "user-1", send_feature_flag_events=False) is False
-        assert client.get_feature_flag("beta-only", "user-1", person_properties={"plan": "beta"}, send_feature_flag_events=False) is True
-        assert client.get_feature_flag("retired", "user-1", send_feature_flag_events=False) is None  # inactive: not in the answer
+        assert (
+            client.get_feature_flag(
+                "beta-only", "user-1", person_properties={"plan": "beta"}, send_feature_flag_events=False
+            )
+            is True
+        )
+        assert (
+            client.get_feature_flag("retired", "user-1", send_feature_flag_events=False) is None
+        )  # inactive: not in the answer
         values = client.get_all_flags("user-1")
-        assert values == {"new-checkout": True, "beta-only": False, "paywall": "annual", "home-layout": "grid", "banner": True}
+        assert values == {
+            "new-checkout": True,
+            "beta-only": False,
+            "paywall": "annual",
+            "home-layout": "grid",
+            "banner": True,
+        }
     finally:
         client.shutdown()
 
@@ -85,10 +114,20 @@ def test_flags_v2_records_and_decide_v3_maps_have_the_documented_shapes(api, fla
     assert v2["flags"]["beta-only"]["metadata"]["payload"] is None
     assert api.post("/decide/?v=4", json={"distinct_id": "user-1"}).json()["flags"].keys() == v2["flags"].keys()
     v3 = api.post("/decide/?v=3", json={"token": "phc_x", "distinct_id": "user-1"}).json()
-    assert v3["featureFlags"] == {"new-checkout": True, "beta-only": False, "paywall": "annual", "home-layout": "grid", "banner": True}
+    assert v3["featureFlags"] == {
+        "new-checkout": True,
+        "beta-only": False,
+        "paywall": "annual",
+        "home-layout": "grid",
+        "banner": True,
+    }
     assert v3["featureFlagPayloads"] == {"paywall": '{"price":49}', "banner": '{"text":"Hello","color":"#ff0"}'}
     assert v3["sessionRecording"] is False
-    gz = api.post("/flags", content=gzip.compress(orjson.dumps({"distinct_id": "user-1"})), headers={"content-encoding": "gzip", "content-type": "application/json"})
+    gz = api.post(
+        "/flags",
+        content=gzip.compress(orjson.dumps({"distinct_id": "user-1"})),
+        headers={"content-encoding": "gzip", "content-type": "application/json"},
+    )
     assert gz.json()["flags"]["paywall"]["variant"] == "annual"
     missing = api.post("/flags/?v=2", json={"person_properties": {}})
     assert missing.status_code == 400 and missing.json()["error"] == "validation_error"
@@ -98,7 +137,9 @@ def test_flag_endpoints_require_the_write_key_once_one_exists(server, api, flags
     assert api.post("/flags/?v=2", json={"distinct_id": "u"}).json()["error"] == "invalid_api_key"
     assert api.post("/flags/?v=2", json={"api_key": write_key, "distinct_id": "u"}).status_code == 200
     assert api.post(f"{OFREP_ONE}/banner", json={"context": {"targetingKey": "u"}}).status_code == 401
-    ok = api.post(f"{OFREP_ONE}/banner", json={"context": {"targetingKey": "u"}}, headers={"Authorization": f"Bearer {write_key}"})
+    ok = api.post(
+        f"{OFREP_ONE}/banner", json={"context": {"targetingKey": "u"}}, headers={"Authorization": f"Bearer {write_key}"}
+    )
     assert ok.status_code == 200
     client = sdk(server, key=write_key)
     try:
@@ -115,12 +156,17 @@ def test_openfeature_provider_reads_boolean_string_and_object_flags(openfeature_
     details = openfeature_client.get_boolean_details("new-checkout", False, context)
     assert (details.value, details.reason, details.variant) == (True, Reason.STATIC, "on")
     assert openfeature_client.get_boolean_value("beta-only", False, context) is True
-    assert openfeature_client.get_boolean_details("beta-only", False, EvaluationContext(targeting_key="user-1")).reason == Reason.TARGETING_MATCH
+    assert (
+        openfeature_client.get_boolean_details("beta-only", False, EvaluationContext(targeting_key="user-1")).reason
+        == Reason.TARGETING_MATCH
+    )
     layout = openfeature_client.get_string_details("home-layout", "list", context)
     assert (layout.value, layout.variant, layout.reason) == ("grid", "grid", Reason.SPLIT)
     assert openfeature_client.get_object_value("paywall", {}, context) == {"price": 49}
     banner = openfeature_client.get_object_details("banner", {}, context)
-    assert banner.value == {"text": "Hello", "color": "#ff0"} and banner.flag_metadata["flagId"] == flags["banner"]["id"]
+    assert (
+        banner.value == {"text": "Hello", "color": "#ff0"} and banner.flag_metadata["flagId"] == flags["banner"]["id"]
+    )
     retired = openfeature_client.get_boolean_details("retired", True, context)
     assert (retired.value, retired.reason, retired.variant) == (False, Reason.DISABLED, "disabled")
 
@@ -138,7 +184,11 @@ def test_ofrep_error_shapes_and_bulk_etag(api, flags):
         "errorCode": "FLAG_NOT_FOUND",
         "errorDetails": "No flag has the key 'nope'.",
     }
-    for body, code in [(b"{bad", "PARSE_ERROR"), (b'{"context": []}', "INVALID_CONTEXT"), (b'{"context": {}}', "TARGETING_KEY_MISSING")]:
+    for body, code in [
+        (b"{bad", "PARSE_ERROR"),
+        (b'{"context": []}', "INVALID_CONTEXT"),
+        (b'{"context": {}}', "TARGETING_KEY_MISSING"),
+    ]:
         response = api.post(f"{OFREP_ONE}/banner", content=body, headers={"content-type": "application/json"})
         assert response.status_code == 400 and response.json()["errorCode"] == code
         bulk = api.post(OFREP_ONE, content=body, headers={"content-type": "application/json"})
@@ -146,11 +196,15 @@ def test_ofrep_error_shapes_and_bulk_etag(api, flags):
     first = api.post(OFREP_ONE, json={"context": {"targetingKey": "u"}})
     assert first.status_code == 200 and {f["key"] for f in first.json()["flags"]} == set(flags)
     assert all("variant" in f and "reason" in f for f in first.json()["flags"])
-    again = api.post(OFREP_ONE, json={"context": {"targetingKey": "u"}}, headers={"If-None-Match": first.headers["etag"]})
+    again = api.post(
+        OFREP_ONE, json={"context": {"targetingKey": "u"}}, headers={"If-None-Match": first.headers["etag"]}
+    )
     assert again.status_code == 304
 
 
-def test_a_flag_changed_through_the_admin_api_is_seen_by_the_posthog_sdk_and_the_ofrep_provider(server, admin, openfeature_client, flags):
+def test_a_flag_changed_through_the_admin_api_is_seen_by_the_posthog_sdk_and_the_ofrep_provider(
+    server, admin, openfeature_client, flags
+):
     client = sdk(server)
     context = EvaluationContext(targeting_key="user-1")
     try:
@@ -161,7 +215,9 @@ def test_a_flag_changed_through_the_admin_api_is_seen_by_the_posthog_sdk_and_the
         wait_until(lambda: client.get_feature_flag("new-checkout", "user-1", send_feature_flag_events=False) is False)
         assert openfeature_client.get_boolean_value("new-checkout", True, context) is False
         admin.patch(f"{ADMIN}/{flags['new-checkout']['id']}/", json={"active": False})
-        wait_until(lambda: openfeature_client.get_boolean_details("new-checkout", True, context).reason == Reason.DISABLED)
+        wait_until(
+            lambda: openfeature_client.get_boolean_details("new-checkout", True, context).reason == Reason.DISABLED
+        )
         assert client.get_feature_flag("new-checkout", "user-1", send_feature_flag_events=False) is None
     finally:
         client.shutdown()

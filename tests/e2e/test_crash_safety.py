@@ -80,7 +80,9 @@ class Load:
     def _run(self) -> None:
         with httpx.Client(base_url=self.base, timeout=30) as client:
             while not self._stop.is_set():
-                events = [{"distinct_id": "load", "event": "tick", "uuid": str(uuid.uuid4())} for _ in range(self.batch_size)]
+                events = [
+                    {"distinct_id": "load", "event": "tick", "uuid": str(uuid.uuid4())} for _ in range(self.batch_size)
+                ]
                 began = time.monotonic()
                 try:
                     response = client.post(BATCH, json={"events": events})
@@ -197,7 +199,9 @@ def test_writes_in_flight_when_postgres_goes_down_answer_503_at_once():
             load.wait_for_acks(len(load.acked) + 500)
         in_flight = [(sent, answered, status) for sent, answered, status in load.answers if sent < went_down < answered]
         assert any(status == 503 for _, _, status in in_flight), in_flight
-        slow = [(answered - max(sent, went_down), status) for sent, answered, status in load.answers if answered > went_down]
+        slow = [
+            (answered - max(sent, went_down), status) for sent, answered, status in load.answers if answered > went_down
+        ]
         assert max(seconds for seconds, _ in slow) < 3, sorted(slow, reverse=True)[:5]
         assert set(load.statuses) <= {200, 503}, load.statuses
         assert_acked_stored_exactly_once(url, load.acked)

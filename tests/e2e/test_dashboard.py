@@ -12,10 +12,10 @@ import re
 import shutil
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlencode
 
 import httpx
@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from tests.conftest import RAW_TABLES, RunningServer, settings_for, wait_until
-from tests.integration.test_pipeline import ANALYTICS_SCHEMAS, Pipeline, dbt_env  # noqa: F401 (fixture)
+from tests.integration.test_pipeline import ANALYTICS_SCHEMAS, Pipeline
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
@@ -80,14 +80,17 @@ def raw_seed(database_url, dashboard_server) -> Seed:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     _, key = create_admin_key(database_url, "dashboard tests")
     seed = Seed(dashboard_server, key, database_url)
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     with httpx.Client(base_url=dashboard_server.url, timeout=30) as client:
         # Three users get an explicit session today, ended by the app after 10, 20 and 30 minutes.
         sessions = {}
         for n, user in enumerate(("u0", "u1", "u2")):
             sid = str(uuid.uuid4())
             started = now - timedelta(hours=2, minutes=10 * (n + 1))
-            client.post(f"{API}/session/start/", json={"distinct_id": user, "session_id": sid, "started_at": started.isoformat()}).raise_for_status()
+            client.post(
+                f"{API}/session/start/",
+                json={"distinct_id": user, "session_id": sid, "started_at": started.isoformat()},
+            ).raise_for_status()
             ended = started + timedelta(minutes=10 * (n + 1))
             client.put(f"{API}/session/{sid}/end/", json={"ended_at": ended.isoformat()}).raise_for_status()
             sessions[user] = (sid, started)
@@ -112,7 +115,9 @@ def raw_seed(database_url, dashboard_server) -> Seed:
             events.append(event)
         answer = client.post(f"{API}/batch/", json={"events": events}).json()
         assert answer["accepted"] == len(events), answer
-        seed.events = [{**e, "timestamp": datetime.fromisoformat(e["timestamp"]).astimezone(timezone.utc).isoformat()} for e in events]
+        seed.events = [
+            {**e, "timestamp": datetime.fromisoformat(e["timestamp"]).astimezone(UTC).isoformat()} for e in events
+        ]
     return seed
 
 
@@ -124,7 +129,7 @@ def seed(raw_seed: Seed, dbt_env) -> Seed:  # noqa: F811
     from ingest_api.settings import Settings
     from orchestration.partitions import last_complete_partition_key
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     pipeline = Pipeline(Settings(database_url=raw_seed.database_url))
     pipeline.run_all(
         last_complete_partition_key(pipeline.hourly_aggregates.partitions_def, now),
@@ -180,7 +185,10 @@ def sign_in(tab, seed: Seed, next_path: str = "/admin/") -> None:
 def chart_numbers(tab, chart_id: str) -> dict[str, str]:
     rows = tab.locator(f'figure[data-chart="{chart_id}"] table.numbers tbody tr')
     # text_content: the table sits in a closed <details>, which inner_text would read as empty.
-    return {rows.nth(i).locator("td").nth(0).text_content(): rows.nth(i).locator("td").nth(1).text_content() for i in range(rows.count())}
+    return {
+        rows.nth(i).locator("td").nth(0).text_content(): rows.nth(i).locator("td").nth(1).text_content()
+        for i in range(rows.count())
+    }
 
 
 # --- before the pipeline ran ----------------------------------------------------------------
@@ -283,10 +291,14 @@ def test_sessions_list_shows_the_explicit_sessions(page, seed):
     sign_in(page, seed, "/admin/sessions")
     rows = page.locator("#sessions-table tbody tr")
     assert rows.count() == 3
-    assert sorted(rows.nth(i).locator("td").nth(3).inner_text() for i in range(3)) == ["10.0 min", "20.0 min", "30.0 min"]
+    assert sorted(rows.nth(i).locator("td").nth(3).inner_text() for i in range(3)) == [
+        "10.0 min",
+        "20.0 min",
+        "30.0 min",
+    ]
     # Shown in UTC, whatever time zone the database session answers in (PGTZ is set for dbt here).
     shown = sorted(rows.nth(i).locator("td").nth(0).inner_text() for i in range(3))
-    assert shown == sorted(t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") for t in seed.session_starts)
+    assert shown == sorted(t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") for t in seed.session_starts)
     shot(page, "sessions")
 
 
@@ -303,7 +315,9 @@ def test_flag_form_shows_validation_errors_then_create_and_toggle_change_for_use
         page.get_by_label("Rollout percentage slider").fill("40")  # the slider drives the number field
         assert page.get_by_label("Rollout percentage", exact=True).input_value() == "40"
         page.get_by_label("Rollout percentage", exact=True).fill("100")
-        page.get_by_label("Variants (JSON)").fill('[{"key": "a", "rollout_percentage": 30}, {"key": "b", "rollout_percentage": 30}]')
+        page.get_by_label("Variants (JSON)").fill(
+            '[{"key": "a", "rollout_percentage": 30}, {"key": "b", "rollout_percentage": 30}]'
+        )
         page.get_by_role("button", name="Save flag").click()
         errors = page.locator("#variants-errors").inner_text()
         assert "100" in errors  # the API's own message: the weights must add up to 100
@@ -352,7 +366,9 @@ def test_replay_stores_the_dead_letters_that_are_valid_now(page, seed, tmp_path)
     assert page.locator(f"#rejected-{ids['validation_error']}").count() == 1
 
     with psycopg.connect(seed.database_url, autocommit=True) as conn:
-        stored = conn.execute("SELECT uuid::text, properties->>'note' FROM events WHERE distinct_id = 'u-replay'").fetchall()
+        stored = conn.execute(
+            "SELECT uuid::text, properties->>'note' FROM events WHERE distinct_id = 'u-replay'"
+        ).fetchall()
         marked = conn.execute("SELECT reason FROM rejected_events WHERE replayed_at IS NOT NULL").fetchall()
     assert stored == [(too_big["uuid"], "x" * 400)]
     assert marked == [("event_too_large",)]
@@ -360,7 +376,9 @@ def test_replay_stores_the_dead_letters_that_are_valid_now(page, seed, tmp_path)
     # Replaying the same row again (a stale form) stores nothing twice.
     page.goto(seed.url + "/admin/rejected?show=all")
     csrf = page.locator('#replay-form input[name="csrf_token"]').input_value()
-    again = page.request.post(seed.url + "/admin/rejected/replay", form={"csrf_token": csrf, "id": str(ids["event_too_large"])})
+    again = page.request.post(
+        seed.url + "/admin/rejected/replay", form={"csrf_token": csrf, "id": str(ids["event_too_large"])}
+    )
     assert again.ok
     with psycopg.connect(seed.database_url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM events WHERE distinct_id = 'u-replay'").fetchone()[0] == 1
@@ -368,7 +386,10 @@ def test_replay_stores_the_dead_letters_that_are_valid_now(page, seed, tmp_path)
 
 def test_forms_without_the_csrf_token_are_refused(page, seed):
     sign_in(page, seed, "/admin/flags")
-    for form in ({"key": "csrf-less", "rollout_percentage": "50"}, {"key": "csrf-less", "rollout_percentage": "50", "csrf_token": "forged"}):
+    for form in (
+        {"key": "csrf-less", "rollout_percentage": "50"},
+        {"key": "csrf-less", "rollout_percentage": "50", "csrf_token": "forged"},
+    ):
         answer = page.request.post(seed.url + "/admin/flags/new", form=form, max_redirects=0)
         assert answer.status == 403
     with psycopg.connect(seed.database_url, autocommit=True) as conn:
@@ -379,7 +400,9 @@ def test_session_cookie_is_httponly_lax_scoped_and_secure_behind_https(seed):
     plain = httpx.get(seed.url + "/admin/login", timeout=30).headers["set-cookie"]
     assert "HttpOnly" in plain and "SameSite=Lax" in plain and "Path=/admin/" in plain and "Secure" not in plain
     # Behind a TLS-terminating proxy on the same host (uvicorn trusts 127.0.0.1's X-Forwarded-Proto).
-    secure = httpx.get(seed.url + "/admin/login", headers={"x-forwarded-proto": "https"}, timeout=30).headers["set-cookie"]
+    secure = httpx.get(seed.url + "/admin/login", headers={"x-forwarded-proto": "https"}, timeout=30).headers[
+        "set-cookie"
+    ]
     assert "Secure" in secure
 
 
@@ -390,13 +413,23 @@ def test_the_dashboard_cookie_opens_no_json_api(page, seed):
 
 
 def test_phone_width_layout_has_no_horizontal_scroll(browser, seed):
-    context = browser.new_context(viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    context = browser.new_context(
+        viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
     tab = context.new_page()
     problems: list[str] = []
     tab.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
     try:
         sign_in(tab, seed)
-        for path, name in (("/admin/", "phone-overview"), ("/admin/events", "phone-events"), ("/admin/flags", "phone-flags"), ("/admin/flags/new", "phone-flag-form"), ("/admin/rejected", "phone-rejected"), ("/admin/funnels", "phone-funnels-empty"), ("/admin/experiments", "phone-experiments-empty")):
+        for path, name in (
+            ("/admin/", "phone-overview"),
+            ("/admin/events", "phone-events"),
+            ("/admin/flags", "phone-flags"),
+            ("/admin/flags/new", "phone-flag-form"),
+            ("/admin/rejected", "phone-rejected"),
+            ("/admin/funnels", "phone-funnels-empty"),
+            ("/admin/experiments", "phone-experiments-empty"),
+        ):
             tab.goto(seed.url + path)
             width = tab.evaluate("document.documentElement.scrollWidth")
             assert width <= 375, (path, width)
@@ -419,7 +452,12 @@ def test_revoking_the_key_ends_its_dashboard_sessions(page, seed):
 
     key_id, key = create_admin_key(seed.database_url, "revoked soon")
     own = Seed(seed.server, key, seed.database_url)
-    wait_until(lambda: httpx.get(f"{seed.url}{API}/admin/feature-flags/", headers={"Authorization": f"Bearer {key}"}).status_code == 200)
+    wait_until(
+        lambda: (
+            httpx.get(f"{seed.url}{API}/admin/feature-flags/", headers={"Authorization": f"Bearer {key}"}).status_code
+            == 200
+        )
+    )
     sign_in(page, own, "/admin/flags")
     assert revoke_admin_key(seed.database_url, key_id)
 
@@ -441,10 +479,16 @@ def funnel_day(seed: Seed) -> datetime:
 
     Yesterday, so a saved funnel (whole UTC days up to today's midnight) counts them too.
     """
-    noon = datetime.now(timezone.utc).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
     plan = {"f1": ("ios", [0, 10, 30]), "f2": ("android", [0, 20]), "f3": ("android", [0])}
     events = [
-        {"uuid": str(uuid.uuid4()), "event": FUNNEL_STEPS[k], "distinct_id": user, "os_name": os_name, "timestamp": (noon + timedelta(minutes=m)).isoformat()}
+        {
+            "uuid": str(uuid.uuid4()),
+            "event": FUNNEL_STEPS[k],
+            "distinct_id": user,
+            "os_name": os_name,
+            "timestamp": (noon + timedelta(minutes=m)).isoformat(),
+        }
         for user, (os_name, minutes) in plan.items()
         for k, m in enumerate(minutes)
     ]
@@ -485,7 +529,9 @@ def test_funnel_page_shows_the_users_conversions_and_median_times_of_a_known_fun
 
     # The day before has none of these events: every step 0.
     before = (funnel_day - timedelta(days=1)).date().isoformat()
-    page.goto(seed.url + "/admin/funnels?" + urlencode({"steps": ",".join(FUNNEL_STEPS), "start": before, "end": before}))
+    page.goto(
+        seed.url + "/admin/funnels?" + urlencode({"steps": ",".join(FUNNEL_STEPS), "start": before, "end": before})
+    )
     assert [row[1] for row in _table(page, "#funnel-table")] == ["0", "0", "0"]
 
 
@@ -517,7 +563,10 @@ def test_funnel_page_shows_the_api_validation_errors_in_the_form(page, seed):
 @pytest.fixture(scope="module")
 def saved_funnel(seed: Seed) -> dict:
     with _admin(seed) as admin:
-        answer = admin.post(f"{API}/admin/funnels/saved/", json={"name": "Dashboard purchase", "steps": list(FUNNEL_STEPS), "window": "24h", "range_days": 7})
+        answer = admin.post(
+            f"{API}/admin/funnels/saved/",
+            json={"name": "Dashboard purchase", "steps": list(FUNNEL_STEPS), "window": "24h", "range_days": 7},
+        )
     assert answer.status_code == 201, answer.text
     return answer.json()
 
@@ -554,7 +603,15 @@ def experiment(seed: Seed, funnel_day: datetime) -> dict:
     events = []
 
     def add(name: str, user: str, minutes: int, **properties) -> None:
-        events.append({"uuid": str(uuid.uuid4()), "event": name, "distinct_id": user, "timestamp": (funnel_day + timedelta(minutes=minutes)).isoformat(), "properties": properties})
+        events.append(
+            {
+                "uuid": str(uuid.uuid4()),
+                "event": name,
+                "distinct_id": user,
+                "timestamp": (funnel_day + timedelta(minutes=minutes)).isoformat(),
+                "properties": properties,
+            }
+        )
 
     for variant, users, converters in (("control", 10, 2), ("test", 40, 12)):
         for i in range(users):
@@ -585,7 +642,9 @@ def test_experiments_page_lists_an_experiment_and_says_it_has_no_results_yet(pag
         assert page.get_by_role("heading", name="Experiment not found").is_visible()
 
 
-def test_experiment_results_computed_by_the_pipeline_are_shown_with_the_srm_warning(page, seed, experiment, saved_funnel):
+def test_experiment_results_computed_by_the_pipeline_are_shown_with_the_srm_warning(
+    page, seed, experiment, saved_funnel
+):
     from ingest_api.settings import Settings
     from orchestration.dbt import dbt_models
     from orchestration.experiments import experiment_results
@@ -608,21 +667,33 @@ def test_experiment_results_computed_by_the_pipeline_are_shown_with_the_srm_warn
     # The same run built the saved funnel's results (yesterday is inside its last 7 whole days).
     page.goto(seed.url + "/admin/funnels")
     card = page.locator(f"#saved-funnel-{saved_funnel['id']}")
-    assert [row[:2] for row in _table(page, f"#saved-funnel-{saved_funnel['id']}")] == [["1. dv_open", "3"], ["2. dv_cart", "2"], ["3. dv_buy", "1"]]
+    assert [row[:2] for row in _table(page, f"#saved-funnel-{saved_funnel['id']}")] == [
+        ["1. dv_open", "3"],
+        ["2. dv_cart", "2"],
+        ["3. dv_buy", "1"],
+    ]
     assert card.locator(".no-results").count() == 0
     shot(page, "funnels-saved")
 
 
 def test_funnel_and_experiment_pages_fit_a_phone(browser, seed, experiment, funnel_day):
-    context = browser.new_context(viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True, has_touch=True)
+    context = browser.new_context(
+        viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
     tab = context.new_page()
     problems: list[str] = []
     tab.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
     day = funnel_day.date().isoformat()
-    funnel = "/admin/funnels?" + urlencode({"steps": ",".join(FUNNEL_STEPS), "start": day, "end": day, "breakdown": "os_name"})
+    funnel = "/admin/funnels?" + urlencode(
+        {"steps": ",".join(FUNNEL_STEPS), "start": day, "end": day, "breakdown": "os_name"}
+    )
     try:
         sign_in(tab, seed)
-        for path, name in ((funnel, "phone-funnels"), ("/admin/experiments", "phone-experiments"), (f"/admin/experiments/{experiment['id']}", "phone-experiment")):
+        for path, name in (
+            (funnel, "phone-funnels"),
+            ("/admin/experiments", "phone-experiments"),
+            (f"/admin/experiments/{experiment['id']}", "phone-experiment"),
+        ):
             tab.goto(seed.url + path)
             width = tab.evaluate("document.documentElement.scrollWidth")
             assert width <= 375, (path, width)

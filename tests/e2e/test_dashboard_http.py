@@ -27,7 +27,12 @@ def admin_key(dashboard, db, database_url) -> str:
     from ingest_api.admin.key_store import create_admin_key
 
     _, key = create_admin_key(database_url, "dashboard http")
-    wait_until(lambda: httpx.get(f"{dashboard.url}{ADMIN_API}/events/", headers={"Authorization": f"Bearer {key}"}).status_code == 200)
+    wait_until(
+        lambda: (
+            httpx.get(f"{dashboard.url}{ADMIN_API}/events/", headers={"Authorization": f"Bearer {key}"}).status_code
+            == 200
+        )
+    )
     return key
 
 
@@ -39,18 +44,26 @@ def csrf_of(html: str) -> str:
 def signed_in_client(dashboard: RunningServer, admin_key: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=dashboard.url, timeout=30) as client:
         form = client.get("/admin/login")
-        answer = client.post("/admin/login", data={"api_key": admin_key, "csrf_token": csrf_of(form.text), "next": "/admin/flags"})
+        answer = client.post(
+            "/admin/login", data={"api_key": admin_key, "csrf_token": csrf_of(form.text), "next": "/admin/flags"}
+        )
         assert answer.status_code == 303 and answer.headers["location"] == "/admin/flags", answer.text
         yield client
 
 
 def test_signing_out_ends_the_session_for_a_copy_of_the_cookie(dashboard, admin_key, db):
     with signed_in_client(dashboard, admin_key) as client:
-        flag = client.post(f"{ADMIN_API}/feature-flags/", json={"key": "signout", "rollout_percentage": 10}, headers={"Authorization": f"Bearer {admin_key}"}).json()
+        flag = client.post(
+            f"{ADMIN_API}/feature-flags/",
+            json={"key": "signout", "rollout_percentage": 10},
+            headers={"Authorization": f"Bearer {admin_key}"},
+        ).json()
         page = client.get("/admin/flags")
         assert page.status_code == 200 and "signout" in page.text
         copied_cookie, csrf = client.cookies["eventtrack_admin"], csrf_of(page.text)
-        assert client.post("/admin/logout", data={"csrf_token": csrf}).headers["location"] == "/admin/login?signed_out=1"
+        assert (
+            client.post("/admin/logout", data={"csrf_token": csrf}).headers["location"] == "/admin/login?signed_out=1"
+        )
 
     with httpx.Client(base_url=dashboard.url, timeout=30, cookies={"eventtrack_admin": copied_cookie}) as thief:
         opened = thief.get("/admin/flags")
@@ -73,13 +86,20 @@ def test_a_session_signed_out_in_one_worker_is_signed_out_in_another(dashboard, 
 
 def test_head_on_a_dashboard_form_does_not_submit_it(dashboard, admin_key, db):
     with signed_in_client(dashboard, admin_key) as client:
-        flag = client.post(f"{ADMIN_API}/feature-flags/", json={"key": "head-form", "rollout_percentage": 10}, headers={"Authorization": f"Bearer {admin_key}"}).json()
+        flag = client.post(
+            f"{ADMIN_API}/feature-flags/",
+            json={"key": "head-form", "rollout_percentage": 10},
+            headers={"Authorization": f"Bearer {admin_key}"},
+        ).json()
         csrf = csrf_of(client.get("/admin/flags").text)
         form = {"csrf_token": csrf, "key": "head-form", "name": "changed by HEAD", "rollout_percentage": "99"}
         head = client.request("HEAD", f"/admin/flags/{flag['id']}", data=form)
         assert head.status_code == 200 and head.content == b""
         assert client.request("HEAD", f"/admin/flags/{flag['id']}/toggle", data={"csrf_token": csrf}).status_code == 405
-    assert db.execute("SELECT name, rollout_percentage FROM feature_flags WHERE id = %s", (flag["id"],)).fetchone() == ("head-form", 10)
+    assert db.execute("SELECT name, rollout_percentage FROM feature_flags WHERE id = %s", (flag["id"],)).fetchone() == (
+        "head-form",
+        10,
+    )
 
 
 @pytest.mark.parametrize("page", ["/admin/events", "/admin/sessions"])
@@ -90,7 +110,9 @@ def test_dashboard_listings_refuse_a_crafted_cursor_with_a_400_page(dashboard, a
         assert client.get(page).status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/admin/flags/²", "/admin/flags/²/toggle", "/admin/experiments/١٢", "/admin/rejected?before=²"])
+@pytest.mark.parametrize(
+    "path", ["/admin/flags/²", "/admin/flags/²/toggle", "/admin/experiments/١٢", "/admin/rejected?before=²"]
+)
 def test_ids_in_digits_other_than_ascii_are_not_found_not_a_server_error(dashboard, admin_key, db, path):
     with signed_in_client(dashboard, admin_key) as client:
         if path.endswith("/toggle"):
@@ -99,5 +121,7 @@ def test_ids_in_digits_other_than_ascii_are_not_found_not_a_server_error(dashboa
         else:
             answer = client.get(path)
         assert answer.status_code in (200, 404), answer.text[:300]
-        replayed = client.post("/admin/rejected/replay", data={"csrf_token": csrf_of(client.get("/admin/rejected").text), "id": "²"})
+        replayed = client.post(
+            "/admin/rejected/replay", data={"csrf_token": csrf_of(client.get("/admin/rejected").text), "id": "²"}
+        )
         assert replayed.status_code == 303

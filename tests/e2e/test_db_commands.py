@@ -46,7 +46,9 @@ def test_db_url_and_psql_say_so_and_fail_when_the_embedded_server_is_not_running
 
 def test_psql_runs_the_bundled_client_connected_and_passes_arguments_through(embedded_pg, database_url):
     data_dir = embedded_pg.pgdata.parent
-    result = eventtrack("psql", "-At", "-c", "select current_database(), current_setting('server_version_num')", data_dir=data_dir)
+    result = eventtrack(
+        "psql", "-At", "-c", "select current_database(), current_setting('server_version_num')", data_dir=data_dir
+    )
     assert result.returncode == 0, result.stderr
     name, version = result.stdout.strip().split("|")
     assert name == "eventtrack" and int(version) >= 180000
@@ -62,7 +64,15 @@ def test_psql_connects_to_DATABASE_URL_when_set(embedded_pg, database_url, tmp_p
     from ingest_api.embedded_postgres import ensure_database
 
     ensure_database(embedded_pg.admin_url(), "analyst_copy")
-    result = eventtrack("psql", "--", "-At", "-c", "select current_database()", data_dir=tmp_path, database_url=embedded_pg.url("analyst_copy"))
+    result = eventtrack(
+        "psql",
+        "--",
+        "-At",
+        "-c",
+        "select current_database()",
+        data_dir=tmp_path,
+        database_url=embedded_pg.url("analyst_copy"),
+    )
     assert result.returncode == 0 and result.stdout.strip() == "analyst_copy", result.stderr
     assert not (tmp_path / "pg").exists()
 

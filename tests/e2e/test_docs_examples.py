@@ -121,7 +121,9 @@ def _seed_and_build(url: str, server: RunningServer, env: dict[str, str]) -> Non
 
 
 def _build(env: dict[str, str]) -> None:
-    done = subprocess.run([str(BIN / "eventtrack"), "catch-up"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [str(BIN / "eventtrack"), "catch-up"], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
@@ -165,7 +167,9 @@ def test_doc_examples_run(doc: Path, embedded_pg, tmp_path):
                 assert code == 0, f"{example.where} failed:\n{example.code}\n{out}\n{err}"
                 for args, answer in _analytics_answers(answers):
                     problem = empty_answer(answer)
-                    assert problem is None, f"{example.where}: `curl {' '.join(args)}` shows nothing on the demo data: {problem}"
+                    assert problem is None, (
+                        f"{example.where}: `curl {' '.join(args)}` shows nothing on the demo data: {problem}"
+                    )
             else:
                 problem = zero_counts(*_query(url, example.code))
                 if problem and seeded and shell_since_build:
@@ -193,7 +197,12 @@ def _analytics_answers(answers: Path) -> list[tuple[list[str], object]]:
 def _run_bash(script: str, env: dict[str, str], timeout: float = 300) -> tuple[int, str, str]:
     """bash in its own process group, so a runaway example is killed whole (children included)."""
     proc = subprocess.Popen(
-        ["bash", "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ["bash", "-c", script],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     try:
@@ -214,5 +223,7 @@ def _query(url: str, sql: str) -> tuple[list[str], list[tuple]]:
 def _admin_ok(server: RunningServer, key: str) -> bool:
     import httpx
 
-    response = httpx.get(f"{server.url}/api/v1/analytics/admin/feature-flags/", headers={"Authorization": f"Bearer {key}"})
+    response = httpx.get(
+        f"{server.url}/api/v1/analytics/admin/feature-flags/", headers={"Authorization": f"Bearer {key}"}
+    )
     return response.status_code == 200

@@ -23,11 +23,17 @@ def clean(db):
 
 @pytest.fixture
 def checkout_flag(admin):
-    return _create(admin, key="checkout", variants=[{"key": "control", "rollout_percentage": 50}, {"key": "b", "rollout_percentage": 50}])
+    return _create(
+        admin,
+        key="checkout",
+        variants=[{"key": "control", "rollout_percentage": 50}, {"key": "b", "rollout_percentage": 50}],
+    )
 
 
 def _experiment(admin, **fields):
-    response = admin.post(f"{BASE}/", json={"name": "Checkout", "flag_key": "checkout", "goal_event": "purchase", **WINDOW, **fields})
+    response = admin.post(
+        f"{BASE}/", json={"name": "Checkout", "flag_key": "checkout", "goal_event": "purchase", **WINDOW, **fields}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -35,7 +41,10 @@ def _experiment(admin, **fields):
 def test_experiment_crud_round_trip(admin, clean, checkout_flag):
     created = _experiment(admin, secondary_events=["add_to_cart"], description="Does the new checkout sell more?")
     assert created["control_variant"] == "control"
-    assert created["variants"] == [{"key": "control", "expected_percentage": 50.0}, {"key": "b", "expected_percentage": 50.0}]
+    assert created["variants"] == [
+        {"key": "control", "expected_percentage": 50.0},
+        {"key": "b", "expected_percentage": 50.0},
+    ]
     assert created["end_at"] == "2026-01-31T23:00:00+00:00"
     url = f"{BASE}/{created['id']}/"
     assert admin.get(url).json() == created
@@ -44,7 +53,11 @@ def test_experiment_crud_round_trip(admin, clean, checkout_flag):
 
     patched = admin.patch(url, json={"goal_event": "subscribe", "control_variant": "b"})
     assert patched.status_code == 200, patched.text
-    assert (patched.json()["goal_event"], patched.json()["control_variant"], patched.json()["name"]) == ("subscribe", "b", "Checkout")
+    assert (patched.json()["goal_event"], patched.json()["control_variant"], patched.json()["name"]) == (
+        "subscribe",
+        "b",
+        "Checkout",
+    )
     assert patched.json()["updated_at"] >= created["updated_at"]
 
     replaced = admin.put(url, json={"name": "Checkout 2", "flag_key": "checkout", "goal_event": "purchase", **WINDOW})
@@ -69,16 +82,29 @@ def test_head_on_experiments_mirrors_get_and_never_writes(admin, clean, checkout
 def test_invalid_experiments_are_400_with_every_field_named(admin, clean, checkout_flag):
     response = admin.post(
         f"{BASE}/",
-        json={"name": "", "flag_key": "checkout", "goal_event": "purchase", "control_variant": "z",
-              "start_at": "2026-02-01T00:00:00Z", "end_at": "2026-01-01T00:00:00Z", "secondary_events": "cart"},
+        json={
+            "name": "",
+            "flag_key": "checkout",
+            "goal_event": "purchase",
+            "control_variant": "z",
+            "start_at": "2026-02-01T00:00:00Z",
+            "end_at": "2026-01-01T00:00:00Z",
+            "secondary_events": "cart",
+        },
     )
     body = assert_error(response, 400, "validation_error")
     assert set(body["fields"]) == {"name", "control_variant", "end_at", "secondary_events"}
-    missing = assert_error(admin.post(f"{BASE}/", json={"name": "x", "flag_key": "nope", "goal_event": "g", **WINDOW}), 400, "validation_error")
+    missing = assert_error(
+        admin.post(f"{BASE}/", json={"name": "x", "flag_key": "nope", "goal_event": "g", **WINDOW}),
+        400,
+        "validation_error",
+    )
     assert "nope" in missing["fields"]["flag_key"]
     assert_error(admin.post(f"{BASE}/", content=b"[1]"), 400, "not_an_object")
     experiment = _experiment(admin)
-    assert_error(admin.patch(f"{BASE}/{experiment['id']}/", json={"end_at": "2025-01-01T00:00:00Z"}), 400, "validation_error")
+    assert_error(
+        admin.patch(f"{BASE}/{experiment['id']}/", json={"end_at": "2025-01-01T00:00:00Z"}), 400, "validation_error"
+    )
     assert_error(admin.get(f"{BASE}/abc/"), 404, "not_found")
     assert_error(admin.get(f"{BASE}/99999999999999999999/"), 404, "not_found")
 
@@ -103,7 +129,11 @@ def _exposures(db):
 
 
 def test_for_user_records_one_exposure_per_flag_user_and_day(api, admin, db, clean):
-    _create(admin, key="checkout", variants=[{"key": "control", "rollout_percentage": 0}, {"key": "b", "rollout_percentage": 100}])
+    _create(
+        admin,
+        key="checkout",
+        variants=[{"key": "control", "rollout_percentage": 0}, {"key": "b", "rollout_percentage": 100}],
+    )
     _create(admin, key="dark-mode")
     _create(admin, key="retired", active=False)
     wait_until(lambda: len(api.get(f"{PUBLIC}/for_user/?distinct_id=u1").json()) == 3)
@@ -120,12 +150,18 @@ def test_for_user_records_one_exposure_per_flag_user_and_day(api, admin, db, cle
 
 
 def test_posthog_flags_and_decide_record_exposures_of_the_evaluated_flags(api, admin, db, clean):
-    _create(admin, key="checkout", variants=[{"key": "control", "rollout_percentage": 100}, {"key": "b", "rollout_percentage": 0}])
+    _create(
+        admin,
+        key="checkout",
+        variants=[{"key": "control", "rollout_percentage": 100}, {"key": "b", "rollout_percentage": 0}],
+    )
     _create(admin, key="dark-mode", rollout_percentage=0)
     wait_until(lambda: len(api.post("/flags/?v=2", json={"distinct_id": "u2"}).json()["flags"]) == 2)
     assert _exposures(db) == []
 
-    response = api.post("/flags/?v=2&record_exposure=true", json={"distinct_id": "u2", "flag_keys_to_evaluate": ["checkout"]})
+    response = api.post(
+        "/flags/?v=2&record_exposure=true", json={"distinct_id": "u2", "flag_keys_to_evaluate": ["checkout"]}
+    )
     assert response.status_code == 200 and response.json()["flags"]["checkout"]["variant"] == "control"
     assert [(r[1], r[2], r[3]) for r in _exposures(db)] == [("u2", "checkout", "control")]
     assert api.post("/decide/?v=3&record_exposure=1", json={"distinct_id": "u2"}).status_code == 200

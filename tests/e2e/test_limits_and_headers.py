@@ -24,7 +24,12 @@ def test_rate_limit_answers_429_with_retry_after_per_client(database_url, db):
         assert_error(limited, 429, "rate_limited")
         assert int(limited.headers["retry-after"]) >= 1
         # Another address (X-Forwarded-For from the trusted local proxy) is another client; health checks are never limited.
-        assert client.post(CAPTURE, json={"distinct_id": "u", "event": "x"}, headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 200
+        assert (
+            client.post(
+                CAPTURE, json={"distinct_id": "u", "event": "x"}, headers={"X-Forwarded-For": "203.0.113.9"}
+            ).status_code
+            == 200
+        )
         assert client.get("/healthz").status_code == 200
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 4
 
@@ -33,20 +38,43 @@ def test_made_up_api_keys_share_their_address_bucket(database_url, db):
     settings = settings_for(database_url, rate_limit_per_second=0.2, rate_limit_burst=3)  # a token back every 5 s
     with RunningServer(settings) as server, httpx.Client(base_url=server.url) as client:
         # No write key is active: a new key per request is no new client.
-        statuses = [client.post(CAPTURE, json={"distinct_id": "u", "event": "x"}, headers={"X-API-Key": f"made-up-{i}"}).status_code for i in range(5)]
+        statuses = [
+            client.post(
+                CAPTURE, json={"distinct_id": "u", "event": "x"}, headers={"X-API-Key": f"made-up-{i}"}
+            ).status_code
+            for i in range(5)
+        ]
         assert statuses == [200, 200, 200, 429, 429]
-        assert client.post(CAPTURE, json={"distinct_id": "u", "event": "x"}, params={"api_key": "made-up-query"}).status_code == 429
+        assert (
+            client.post(
+                CAPTURE, json={"distinct_id": "u", "event": "x"}, params={"api_key": "made-up-query"}
+            ).status_code
+            == 429
+        )
 
 
 def test_an_active_write_key_is_a_client_of_its_own(database_url, db, write_key):
     settings = settings_for(database_url, rate_limit_per_second=0.2, rate_limit_burst=3)
-    with RunningServer(settings) as server, httpx.Client(base_url=server.url) as client:  # loads the active key at start
-        wrong = [client.post(CAPTURE, json={"distinct_id": "u", "event": "x"}, headers={"X-API-Key": f"wrong-{i}"}).status_code for i in range(4)]
+    with (
+        RunningServer(settings) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):  # loads the active key at start
+        wrong = [
+            client.post(
+                CAPTURE, json={"distinct_id": "u", "event": "x"}, headers={"X-API-Key": f"wrong-{i}"}
+            ).status_code
+            for i in range(4)
+        ]
         assert wrong == [401, 401, 401, 429]
         event = {"distinct_id": "u", "event": "x"}
         valid = [client.post(CAPTURE, json=event, headers={"X-API-Key": write_key}).status_code for _ in range(4)]
         assert valid == [200, 200, 200, 429]
-        assert client.post(CAPTURE, json=event, headers={"X-API-Key": write_key, "X-Forwarded-For": "203.0.113.9"}).status_code == 429
+        assert (
+            client.post(
+                CAPTURE, json=event, headers={"X-API-Key": write_key, "X-Forwarded-For": "203.0.113.9"}
+            ).status_code
+            == 429
+        )
 
 
 def test_rate_limit_is_off_by_default(api):
@@ -57,7 +85,12 @@ def test_cors_allows_configured_origins_only(database_url):
     settings = settings_for(database_url, cors_allow_origins=("https://app.example.com",))
     with RunningServer(settings) as server, httpx.Client(base_url=server.url) as client:
         preflight = client.options(
-            CAPTURE, headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+            CAPTURE,
+            headers={
+                "Origin": "https://app.example.com",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
         )
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
@@ -105,7 +138,9 @@ def _request_head(method: str, path: str, content_type: str, length: int, admin_
 
 
 @pytest.mark.parametrize("method, path, content_type", BODY_ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in BODY_ENDPOINTS])
-def test_a_content_length_over_the_limit_is_413_at_once_without_reading_the_body(server, admin_key, method, path, content_type):
+def test_a_content_length_over_the_limit_is_413_at_once_without_reading_the_body(
+    server, admin_key, method, path, content_type
+):
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(_request_head(method, path, content_type, 100_000_000, admin_key) + b'{"a": 1234')
         answer = b""

@@ -18,7 +18,10 @@ def test_metrics_count_accepted_deduplicated_rejected_and_statuses(database_url,
 
     with RunningServer(settings_for(database_url)) as server, httpx.Client(base_url=server.url) as client:
         dup = {"distinct_id": "u", "event": "x", "uuid": str(uuid.uuid4())}
-        client.post("/api/v1/analytics/batch/", json={"events": [dup, dup, {"distinct_id": True, "event": "bad"}, {"distinct_id": "v", "event": "y"}]})
+        client.post(
+            "/api/v1/analytics/batch/",
+            json={"events": [dup, dup, {"distinct_id": True, "event": "bad"}, {"distinct_id": "v", "event": "y"}]},
+        )
         client.post("/api/v1/analytics/capture/", content=b"{", headers={"content-type": "application/json"})
         text = client.get("/metrics").text
     assert metric(text, "eventtrack_events_accepted_total") == 3

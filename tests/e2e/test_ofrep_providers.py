@@ -32,7 +32,12 @@ FLAGS = {
     "disabled-multi": {"active": False, "variants": LAYOUTS},
     "object": {"payload": {"text": "Hello"}},
     "object-off": {"payload": {"text": "Hello"}, "rollout_percentage": 0},
-    "multi-payload": {"variants": [{"key": "monthly", "rollout_percentage": 0, "payload": {"price": 5}}, {"key": "annual", "rollout_percentage": 100, "payload": {"price": 49}}]},
+    "multi-payload": {
+        "variants": [
+            {"key": "monthly", "rollout_percentage": 0, "payload": {"price": 5}},
+            {"key": "annual", "rollout_percentage": 100, "payload": {"price": 49}},
+        ]
+    },
     "string": {"payload": "hello"},
     "integer": {"payload": 7},
     "float": {"payload": 2.5},
@@ -66,7 +71,11 @@ CONTEXT = {"targetingKey": "user-1", "plan": "pro"}
 def every_flag_state(api, admin):
     for key, fields in FLAGS.items():
         _create(admin, key=key, **fields)
-    wait_until(lambda: len(api.post("/ofrep/v1/evaluate/flags", json={"context": CONTEXT}).json().get("flags", [])) == len(FLAGS))
+    wait_until(
+        lambda: (
+            len(api.post("/ofrep/v1/evaluate/flags", json={"context": CONTEXT}).json().get("flags", [])) == len(FLAGS)
+        )
+    )
 
 
 def test_the_python_provider_evaluates_every_flag_state_cleanly(server, every_flag_state):
@@ -75,11 +84,20 @@ def test_the_python_provider_evaluates_every_flag_state_cleanly(server, every_fl
         client = openfeature.get_client()
         context = EvaluationContext(targeting_key=CONTEXT["targetingKey"], attributes={"plan": "pro"})
         for flag, kind, default, value, variant, reason in CASES:
-            getter = {"boolean": client.get_boolean_details, "string": client.get_string_details, "object": client.get_object_details}.get(kind)
+            getter = {
+                "boolean": client.get_boolean_details,
+                "string": client.get_string_details,
+                "object": client.get_object_details,
+            }.get(kind)
             if kind == "number":
                 getter = client.get_float_details if isinstance(default, float) else client.get_integer_details
             details = getter(flag, default, context)
-            assert (details.value, details.variant, details.reason, details.error_code) == (value, variant, reason, None), flag
+            assert (details.value, details.variant, details.reason, details.error_code) == (
+                value,
+                variant,
+                reason,
+                None,
+            ), flag
         missing = client.get_boolean_details("no-such-flag", False, context)
         assert (missing.value, missing.error_code) == (False, "FLAG_NOT_FOUND")
     finally:
@@ -105,4 +123,6 @@ def test_the_javascript_server_and_web_providers_evaluate_every_flag_state_clean
         for (flag, _, _, value, variant, reason), got in zip(CASES, answers, strict=True):
             expected = {"value": value, "variant": variant, "reason": reason, "errorCode": None, "errorMessage": None}
             assert got == expected, (provider, flag)
-        assert (missing["value"], missing["errorCode"], missing["reason"]) == (False, "FLAG_NOT_FOUND", "ERROR"), provider
+        assert (missing["value"], missing["errorCode"], missing["reason"]) == (False, "FLAG_NOT_FOUND", "ERROR"), (
+            provider
+        )

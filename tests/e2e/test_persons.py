@@ -22,7 +22,11 @@ def test_sdk_set_set_once_identify_and_alias_build_one_person(server, api, db):
     client = Posthog("phc_test", host=server.url, sync_mode=True, max_retries=0, disable_geoip=True)
     client.set_once(distinct_id="anon-1", properties={"first_screen": "onboarding", "plan": "trial"})
     client.set(distinct_id="anon-1", properties={"theme": "dark"})
-    client.capture("$identify", distinct_id="user-9", properties={"$anon_distinct_id": "anon-1", "$set": {"plan": "pro", "email": "u9@example.com"}})
+    client.capture(
+        "$identify",
+        distinct_id="user-9",
+        properties={"$anon_distinct_id": "anon-1", "$set": {"plan": "pro", "email": "u9@example.com"}},
+    )
     client.set_once(distinct_id="user-9", properties={"first_screen": "ignored: already set"})
     client.alias(previous_id="user-9", distinct_id="user-9-crm")
     client.set(distinct_id="user-9-crm", properties={"crm_id": 42})
@@ -47,12 +51,20 @@ def test_sdk_set_set_once_identify_and_alias_build_one_person(server, api, db):
 
 
 def test_ios_identify_in_a_gzip_batch_creates_the_person_and_the_alias(api, db):
-    response = api.post("/batch/", content=gzip.compress(orjson.dumps(IOS_BATCH)), headers={"content-type": "application/json", "content-encoding": "gzip"})
+    response = api.post(
+        "/batch/",
+        content=gzip.compress(orjson.dumps(IOS_BATCH)),
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
     assert response.json() == {"status": 1}
     assert persons(db) == {"user@example.com": {"email": "user@example.com", "plan": "pro"}}
     assert aliases(db) == {"01HZXK0DN7N9V5R7Q8Y2W3E4R5": "user@example.com"}
     # A resend (SDK retry) changes nothing.
-    api.post("/batch/", content=gzip.compress(orjson.dumps(IOS_BATCH)), headers={"content-type": "application/json", "content-encoding": "gzip"})
+    api.post(
+        "/batch/",
+        content=gzip.compress(orjson.dumps(IOS_BATCH)),
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
     assert persons(db) == {"user@example.com": {"email": "user@example.com", "plan": "pro"}}
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 2
 

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import logging
 import platform
-import gzip
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import orjson
 import pytest
 from posthog import Posthog
 
-from tests.conftest import wait_until
-
 OK = {"status": 1}
 
 
 def sdk(server, key="phc_test", **options) -> Posthog:
-    return Posthog(key, host=server.url, sync_mode=True, max_retries=0, disable_geoip=True, enable_exception_autocapture=False, **options)
+    return Posthog(
+        key,
+        host=server.url,
+        sync_mode=True,
+        max_retries=0,
+        disable_geoip=True,
+        enable_exception_autocapture=False,
+        **options,
+    )
 
 
 def stored(db, event_type):
@@ -48,11 +54,13 @@ def test_an_event_sent_by_the_posthog_sdk_is_stored_with_its_columns_mapped(serv
     assert str(stored_uuid) == event_uuid
     assert properties["amount"] == 12 and properties["$lib"] == "posthog-python"
     assert not {"$session_id", "$device_id", "$app_version", "$os", "$os_version"} & set(properties)
-    assert abs(datetime.now(timezone.utc) - timestamp) < timedelta(minutes=1)
+    assert abs(datetime.now(UTC) - timestamp) < timedelta(minutes=1)
 
 
 def test_the_sdk_with_gzip_and_background_batching_delivers_every_event(server, api, db):
-    client = Posthog("phc_test", host=server.url, gzip=True, flush_at=5, flush_interval=0.2, max_retries=0, disable_geoip=True)
+    client = Posthog(
+        "phc_test", host=server.url, gzip=True, flush_at=5, flush_interval=0.2, max_retries=0, disable_geoip=True
+    )
     for i in range(12):
         client.capture("tap", distinct_id=f"user-{i % 3}", properties={"i": i})
     client.flush()
@@ -165,13 +173,22 @@ def test_ios_gzip_batch_is_stored_with_skew_corrected_times(api, db):
         "SELECT distinct_id, os_name, os_version, app_version, device_id, session_id, properties, timestamp, sent_at, client_timestamp"
         " FROM events WHERE uuid = '01900f7e-3b6c-7d2e-9a1b-000000000001'"
     ).fetchone()
-    assert screen[:6] == ("01HZXK0DN7N9V5R7Q8Y2W3E4R5", "iOS", "17.5.1", "2.4.1", "3E1F5C0A-8B1D-4C5E-9F2A-7D6B5C4A3B2C", "01900f7e-3b6c-7d2e-9a1b-5c4d3e2f1a0b")
+    assert screen[:6] == (
+        "01HZXK0DN7N9V5R7Q8Y2W3E4R5",
+        "iOS",
+        "17.5.1",
+        "2.4.1",
+        "3E1F5C0A-8B1D-4C5E-9F2A-7D6B5C4A3B2C",
+        "01900f7e-3b6c-7d2e-9a1b-5c4d3e2f1a0b",
+    )
     assert screen[6]["$screen_name"] == "Home" and screen[6]["$app_build"] == "241"
     # The phone's clock is long past: the event is placed 1.88 s before our receive time.
-    received = db.execute("SELECT received_at FROM events WHERE uuid = '01900f7e-3b6c-7d2e-9a1b-000000000001'").fetchone()[0]
+    received = db.execute(
+        "SELECT received_at FROM events WHERE uuid = '01900f7e-3b6c-7d2e-9a1b-000000000001'"
+    ).fetchone()[0]
     assert screen[7] == received - timedelta(seconds=1.88)
-    assert screen[8] == datetime(2026, 11, 25, 10, tzinfo=timezone.utc)
-    assert screen[9] == datetime(2026, 11, 25, 9, 59, 58, 120000, tzinfo=timezone.utc)
+    assert screen[8] == datetime(2026, 11, 25, 10, tzinfo=UTC)
+    assert screen[9] == datetime(2026, 11, 25, 9, 59, 58, 120000, tzinfo=UTC)
 
 
 def test_android_gzip_batch_on_every_capture_path_is_deduplicated_by_uuid(api, db):
@@ -181,7 +198,12 @@ def test_android_gzip_batch_on_every_capture_path_is_deduplicated_by_uuid(api, d
     rows = db.execute("SELECT os_name, os_version, app_version, session_id, properties FROM events").fetchall()
     assert len(rows) == 1
     os_name, os_version, app_version, session_id, properties = rows[0]
-    assert (os_name, os_version, app_version, session_id) == ("Android", "14", "5.0.2", "01900f80-1111-7222-8333-444455556666")
+    assert (os_name, os_version, app_version, session_id) == (
+        "Android",
+        "14",
+        "5.0.2",
+        "01900f80-1111-7222-8333-444455556666",
+    )
     assert properties["$app_build"] == 502 and properties["$set_once"] == {"first_app_version": "5.0.2"}
 
 
@@ -195,7 +217,9 @@ def test_array_single_event_base64_and_legacy_form_bodies_are_accepted(api, db):
     b64 = base64.b64encode(orjson.dumps({**event, "properties": {"n": 3}}))
     assert api.post("/e/?compression=base64", content=b64, headers={"content-type": "text/plain"}).json() == OK
     form = "data=" + quote(base64.b64encode(gzip.compress(orjson.dumps([{**event, "properties": {"n": 4}}]))).decode())
-    response = api.post("/e/?compression=gzip-js", content=form, headers={"content-type": "application/x-www-form-urlencoded"})
+    response = api.post(
+        "/e/?compression=gzip-js", content=form, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert response.json() == OK, response.text
     gz_no_header = gzip.compress(orjson.dumps({**event, "properties": {"n": 5}}))
     assert api.post("/i/v0/e/", content=gz_no_header, headers={"content-type": "text/plain"}).json() == OK
@@ -203,13 +227,23 @@ def test_array_single_event_base64_and_legacy_form_bodies_are_accepted(api, db):
 
 
 def test_offset_places_the_event_that_many_milliseconds_before_arrival(api, db):
-    assert api.post("/batch/", json={"batch": [{"event": "off", "distinct_id": "u", "offset": 60_000, "timestamp": "2001-01-01T00:00:00Z"}]}).json() == OK
+    assert (
+        api.post(
+            "/batch/",
+            json={
+                "batch": [{"event": "off", "distinct_id": "u", "offset": 60_000, "timestamp": "2001-01-01T00:00:00Z"}]
+            },
+        ).json()
+        == OK
+    )
     timestamp, received = db.execute("SELECT timestamp, received_at FROM events WHERE event_type = 'off'").fetchone()
     assert timestamp == received - timedelta(seconds=60)
 
 
 def test_invalid_events_in_a_batch_are_dead_lettered_and_the_others_stored(api, db):
-    response = api.post("/batch/", json={"batch": [{"event": "ok", "distinct_id": "u"}, {"event": "no id"}, {"distinct_id": "u"}]})
+    response = api.post(
+        "/batch/", json={"batch": [{"event": "ok", "distinct_id": "u"}, {"event": "no id"}, {"distinct_id": "u"}]}
+    )
     assert response.status_code == 200 and response.json() == OK
     assert len(stored(db, "ok")) == 1
     rejected = db.execute("SELECT endpoint, reason, event_index FROM rejected_events ORDER BY event_index").fetchall()
@@ -241,7 +275,13 @@ def test_body_over_the_batch_limit_is_refused(api, db):
 
 
 def test_out_of_scope_posthog_endpoints_answer_404_json(api, db):
-    for method, path in [("POST", "/s/"), ("POST", "/i/v0/ai/batch/"), ("GET", "/api/surveys/"), ("GET", "/array/phc_x/config"), ("POST", "/engage/")]:
+    for method, path in [
+        ("POST", "/s/"),
+        ("POST", "/i/v0/ai/batch/"),
+        ("GET", "/api/surveys/"),
+        ("GET", "/array/phc_x/config"),
+        ("POST", "/engage/"),
+    ]:
         response = api.request(method, path, json={})
         assert response.status_code == 404, path
         assert response.json()["error"] == "not_found"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import httpx
@@ -21,11 +21,22 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.mark.parametrize(
-    "method, path", [("DELETE", f"{PERSONS}/alice/"), ("GET", f"{PERSONS}/alice/export/"), ("GET", AUDIT), ("DELETE", f"{PERSONS}/alice")]
+    "method, path",
+    [
+        ("DELETE", f"{PERSONS}/alice/"),
+        ("GET", f"{PERSONS}/alice/export/"),
+        ("GET", AUDIT),
+        ("DELETE", f"{PERSONS}/alice"),
+    ],
 )
 def test_privacy_routes_refuse_requests_without_a_valid_admin_key(api, admin_key, db, method, path):
     api.post(f"{API}/capture/", json={"distinct_id": "alice", "event_type": "e"})
-    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": f"Basic {admin_key}"}, {"Authorization": "Bearer etadm_wrong"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": f"Basic {admin_key}"},
+        {"Authorization": "Bearer etadm_wrong"},
+    ):
         response = api.request(method, path, headers=headers)
         assert response.status_code == 401 and response.json()["error"] == "unauthorized"
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 1
@@ -33,16 +44,27 @@ def test_privacy_routes_refuse_requests_without_a_valid_admin_key(api, admin_key
 
 
 def test_export_returns_every_row_of_the_person_across_pages(api, admin, db):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     events = [
-        {"distinct_id": "dora", "event_type": f"e{i % 7}", "timestamp": (now - timedelta(days=i % 4, minutes=i)).isoformat(), "properties": {"i": i}}
+        {
+            "distinct_id": "dora",
+            "event_type": f"e{i % 7}",
+            "timestamp": (now - timedelta(days=i % 4, minutes=i)).isoformat(),
+            "properties": {"i": i},
+        }
         for i in range(2300)  # more than two pages of 1000
     ]
     for start in range(0, len(events), 1000):
-        assert api.post(f"{API}/batch/", json={"events": events[start : start + 1000]}).json()["accepted"] == len(events[start : start + 1000])
+        assert api.post(f"{API}/batch/", json={"events": events[start : start + 1000]}).json()["accepted"] == len(
+            events[start : start + 1000]
+        )
     api.post(f"{API}/capture/", json={"distinct_id": "other", "event_type": "e"})
     session_id = api.post(f"{API}/session/start/", json={"distinct_id": "dora"}).json()["session_id"]
-    identify = {"event": "$identify", "distinct_id": "dora", "properties": {"$anon_distinct_id": "dora-anon", "$set": {"plan": "pro"}}}
+    identify = {
+        "event": "$identify",
+        "distinct_id": "dora",
+        "properties": {"$anon_distinct_id": "dora-anon", "$set": {"plan": "pro"}},
+    }
     assert api.post("/capture/", json={"api_key": "k", **identify}).status_code == 200
     gz = gzip.compress(b'{"distinct_id": "dora", ')
     assert api.post(f"{API}/capture/", content=gz, headers={**JSON, "content-encoding": "gzip"}).status_code == 400
@@ -70,7 +92,10 @@ def test_export_returns_every_row_of_the_person_across_pages(api, admin, db):
 
 def test_export_of_an_unknown_id_is_an_empty_document(admin, db):
     body = admin.get(f"{PERSONS}/nobody/export/").json()
-    assert body["person"] is None and body["events"] == body["sessions"] == body["rejected_events"] == body["merged_ids"] == []
+    assert (
+        body["person"] is None
+        and body["events"] == body["sessions"] == body["rejected_events"] == body["merged_ids"] == []
+    )
 
 
 def test_ids_with_slashes_line_breaks_and_unicode_are_addressable(api, admin, db):
@@ -114,7 +139,9 @@ def test_client_ip_is_not_stored_by_default(api, db):
     assert _dead_letter_addr(api, db) is None
 
 
-@pytest.mark.parametrize("prefixes, expected", [((24, 48), "127.0.0.0"), ((8, 48), "127.0.0.0"), ((32, 128), "127.0.0.1")])
+@pytest.mark.parametrize(
+    "prefixes, expected", [((24, 48), "127.0.0.0"), ((8, 48), "127.0.0.0"), ((32, 128), "127.0.0.1")]
+)
 def test_client_ip_is_stored_truncated_when_configured(database_url, db, prefixes, expected):
     settings = settings_for(database_url, store_client_ip=True, client_ip_prefixes=prefixes)
     with RunningServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as client:
@@ -123,6 +150,8 @@ def test_client_ip_is_stored_truncated_when_configured(database_url, db, prefixe
 
 def test_events_never_store_the_client_ip(api, db):
     event_uuid = str(uuid.uuid4())
-    assert api.post(f"{API}/capture/", json={"distinct_id": "u", "event_type": "e", "uuid": event_uuid}).status_code == 200
+    assert (
+        api.post(f"{API}/capture/", json={"distinct_id": "u", "event_type": "e", "uuid": event_uuid}).status_code == 200
+    )
     (row,) = db.execute("SELECT to_jsonb(events)::text FROM events").fetchall()
     assert "127.0.0.1" not in row[0]

@@ -20,7 +20,10 @@ def commands() -> list[str]:
 
 
 def test_every_curl_example_of_the_privacy_doc_works(api, admin_key, db, server, tmp_path):
-    for event in ({"distinct_id": "user-42", "event_type": "purchase"}, {"distinct_id": "anon-7f3a", "event_type": "app_open"}):
+    for event in (
+        {"distinct_id": "user-42", "event_type": "purchase"},
+        {"distinct_id": "anon-7f3a", "event_type": "app_open"},
+    ):
         assert api.post("/api/v1/analytics/capture/", json=event).status_code == 200
     Path("/tmp/user-42.json").unlink(missing_ok=True)  # where the documented export writes
     examples = commands()
@@ -32,7 +35,11 @@ def test_every_curl_example_of_the_privacy_doc_works(api, admin_key, db, server,
     outputs = []
     for command in ordered:
         run = subprocess.run(
-            ["bash", "-c", "set -o pipefail; " + command.replace("http://localhost:8000", server.url) + " --fail-with-body"],
+            [
+                "bash",
+                "-c",
+                "set -o pipefail; " + command.replace("http://localhost:8000", server.url) + " --fail-with-body",
+            ],
             env={"KEY": admin_key, "PATH": "/usr/bin:/bin"},
             cwd=tmp_path,
             capture_output=True,

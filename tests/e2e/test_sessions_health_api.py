@@ -21,11 +21,16 @@ def end_path(session_id) -> str:
 
 
 def test_session_start_creates_the_row(api, db):
-    response = api.post(START, json={"distinct_id": "u", "device_id": "d", "app_version": "1.0", "os_name": "Android", "properties": {"a": 1}})
+    response = api.post(
+        START,
+        json={"distinct_id": "u", "device_id": "d", "app_version": "1.0", "os_name": "Android", "properties": {"a": 1}},
+    )
     assert response.status_code == 201
     body = response.json()
     session_id = uuid.UUID(body["session_id"])
-    row = db.execute("SELECT distinct_id, device_id, app_version, os_name, properties, started_at, ended_at FROM sessions").fetchone()
+    row = db.execute(
+        "SELECT distinct_id, device_id, app_version, os_name, properties, started_at, ended_at FROM sessions"
+    ).fetchone()
     assert row[:5] == ("u", "d", "1.0", "Android", {"a": 1})
     assert row[5] == datetime.fromisoformat(body["started_at"]) and row[6] is None
     assert session_id.version == 7
@@ -44,15 +49,21 @@ def test_session_start_with_client_id_is_idempotent(api, db):
 def test_session_start_refuses_bad_fields_and_keeps_them(api, db):
     body = assert_error(api.post(START, json={"session_id": "abc", "started_at": "never"}), 400, "validation_error")
     assert set(body["fields"]) == {"distinct_id", "session_id", "started_at"}
-    assert db.execute("SELECT endpoint, reason FROM rejected_events").fetchall() == [("session/start", "validation_error")]
+    assert db.execute("SELECT endpoint, reason FROM rejected_events").fetchall() == [
+        ("session/start", "validation_error")
+    ]
     assert_error(api.post(START, content=b"[]", headers={"content-type": "application/json"}), 400, "not_an_object")
 
 
 def test_session_times_follow_the_event_time_window(api, db):
     # Too old: refused like an event (too_old) and dead-lettered; too far ahead: clamped to now like an event.
-    assert_error(api.post(START, json={"distinct_id": "u", "started_at": "0001-01-01T00:00:00Z"}), 400, "too_old", "started_at")
+    assert_error(
+        api.post(START, json={"distinct_id": "u", "started_at": "0001-01-01T00:00:00Z"}), 400, "too_old", "started_at"
+    )
     far = datetime.now(UTC) - timedelta(days=365)
-    assert_error(api.post(START, json={"distinct_id": "u", "started_at": far.isoformat()}), 400, "too_old", "started_at")
+    assert_error(
+        api.post(START, json={"distinct_id": "u", "started_at": far.isoformat()}), 400, "too_old", "started_at"
+    )
     ahead = api.post(START, json={"distinct_id": "u", "started_at": "9999-12-31T23:59:59Z"})
     assert ahead.status_code == 201 and datetime.fromisoformat(ahead.json()["started_at"]) <= datetime.now(UTC)
     sid = api.post(START, json={"distinct_id": "u"}).json()["session_id"]
@@ -91,9 +102,16 @@ def test_unknown_session_end_is_404(api, db):
 def test_session_end_before_start_is_400(api, db):
     started = datetime.now(UTC) - timedelta(minutes=5)
     sid = api.post(START, json={"distinct_id": "u", "started_at": started.isoformat()}).json()["session_id"]
-    assert_error(api.put(end_path(sid), json={"ended_at": (started - timedelta(seconds=1)).isoformat()}), 400, "end_before_start", "ended_at")
+    assert_error(
+        api.put(end_path(sid), json={"ended_at": (started - timedelta(seconds=1)).isoformat()}),
+        400,
+        "end_before_start",
+        "ended_at",
+    )
     assert db.execute("SELECT ended_at FROM sessions").fetchone()[0] is None
-    assert db.execute("SELECT endpoint, reason FROM rejected_events").fetchall() == [("session/end", "end_before_start")]
+    assert db.execute("SELECT endpoint, reason FROM rejected_events").fetchall() == [
+        ("session/end", "end_before_start")
+    ]
 
 
 def test_healthz_and_readyz(api):
@@ -108,7 +126,11 @@ def test_openapi_document_covers_every_route_and_method(api):
     assert doc["openapi"].startswith("3.")
     served = {}
     for route in routes():
-        path = route.path if route.path.endswith("/") or route.path + "/" not in {r.path for r in routes()} else route.path + "/"
+        path = (
+            route.path
+            if route.path.endswith("/") or route.path + "/" not in {r.path for r in routes()}
+            else route.path + "/"
+        )
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", path)  # a convertor ({id:path}) is not part of the documented path
         served.setdefault(path, set()).update(m.lower() for m in route.methods - {"HEAD"})
     documented = {path: set(ops) for path, ops in doc["paths"].items()}
@@ -123,7 +145,10 @@ def test_database_outage_answers_503_quickly_and_recovers(tmp_path):
     with throwaway_postgres() as pg:
         url = pg.url()
         migrate(url, 90, 7)
-        with RunningServer(settings_for(url, commit_timeout_seconds=3.0)) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        with (
+            RunningServer(settings_for(url, commit_timeout_seconds=3.0)) as server,
+            httpx.Client(base_url=server.url, timeout=30) as client,
+        ):
             event = {"distinct_id": "u", "event": "before"}
             assert client.post("/api/v1/analytics/capture/", json=event).status_code == 200
 
@@ -132,7 +157,10 @@ def test_database_outage_answers_503_quickly_and_recovers(tmp_path):
                 ("/api/v1/analytics/capture/", {"json": {"distinct_id": "u", "event": "during"}}),
                 ("/api/v1/analytics/batch/", {"json": {"events": [{"distinct_id": "u", "event": "during"}]}}),
                 ("/api/v1/analytics/session/start/", {"json": {"distinct_id": "u"}}),
-                ("/api/v1/analytics/capture/", {"content": b"{bad json", "headers": {"content-type": "application/json"}}),
+                (
+                    "/api/v1/analytics/capture/",
+                    {"content": b"{bad json", "headers": {"content-type": "application/json"}},
+                ),
             ]:
                 began = time.monotonic()
                 response = client.post(path, **kwargs)
@@ -144,7 +172,10 @@ def test_database_outage_answers_503_quickly_and_recovers(tmp_path):
 
             pg.restart()
             deadline = time.monotonic() + 15
-            while client.post("/api/v1/analytics/capture/", json={"distinct_id": "u", "event": "after"}).status_code != 200:
+            while (
+                client.post("/api/v1/analytics/capture/", json={"distinct_id": "u", "event": "after"}).status_code
+                != 200
+            ):
                 assert time.monotonic() < deadline, "service did not recover"
                 time.sleep(0.2)
             assert client.get("/readyz").status_code == 200

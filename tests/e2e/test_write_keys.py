@@ -72,7 +72,10 @@ def test_cli_creates_lists_and_revokes_and_revocation_takes_effect_within_a_seco
 
     assert cmd_revoke_write_key(settings, argparse.Namespace(id=key_id)) == 0
     revoked = time.monotonic()
-    wait_until(lambda: api.post(f"{API}/capture/", json={"distinct_id": "u", "event": "e", "api_key": key}).status_code == 401, timeout=1.5)
+    wait_until(
+        lambda: api.post(f"{API}/capture/", json={"distinct_id": "u", "event": "e", "api_key": key}).status_code == 401,
+        timeout=1.5,
+    )
     assert time.monotonic() - revoked < 1.5
     assert cmd_revoke_write_key(settings, argparse.Namespace(id=key_id)) == 1
     assert api.post(f"{API}/capture/", json={"distinct_id": "u", "event": "e", "api_key": other_key}).status_code == 200

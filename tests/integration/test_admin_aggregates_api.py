@@ -7,9 +7,9 @@ and must take whole, settled hours from the aggregate (which outlives raw retent
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from tests.integration.test_pipeline import dbt_env, event, insert_events, pipeline, random_events  # noqa: F401 (fixtures)
+from tests.integration.test_pipeline import event, insert_events, random_events
 
 COUNTS = "/api/v1/analytics/admin/events/event_counts/"
 AGGREGATES = "/api/v1/analytics/admin/event-aggregates/"
@@ -30,7 +30,7 @@ def api_counts(admin, start: datetime, end: datetime, **extra) -> dict[str, int]
 
 
 def test_event_counts_are_exact_before_and_after_the_pipeline_and_with_late_events(pipeline, db, admin):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     start = (now - timedelta(hours=30)).replace(minute=0, second=0, microsecond=0)
     rng = random.Random(7)
     insert_events(db, random_events(rng, start, 26, 600, received_at=now - timedelta(hours=2)))
@@ -48,17 +48,25 @@ def test_event_counts_are_exact_before_and_after_the_pipeline_and_with_late_even
         assert api_counts(admin, *window) == raw_counts(db, *window)
 
     # A phone comes back online: events for hours already aggregated, not yet seen by the pipeline.
-    late = [event(start + timedelta(hours=5, minutes=m), "late-user", "d", event_type="purchase", received_at=now) for m in range(0, 60, 7)]
+    late = [
+        event(start + timedelta(hours=5, minutes=m), "late-user", "d", event_type="purchase", received_at=now)
+        for m in range(0, 60, 7)
+    ]
     insert_events(db, late)
     for window in windows:
         assert api_counts(admin, *window) == raw_counts(db, *window)
-    assert api_counts(admin, *windows[1], event_type="purchase") == {"purchase": raw_counts(db, *windows[1])["purchase"]}
+    assert api_counts(admin, *windows[1], event_type="purchase") == {
+        "purchase": raw_counts(db, *windows[1])["purchase"]
+    }
 
     # Whole settled hours come from the aggregate: it still knows an hour whose raw rows are gone
     # (as after retention pruning), which a raw GROUP BY would not.
     pruned_hour = start + timedelta(hours=10)
     before = api_counts(admin, *windows[1])
-    db.execute('DELETE FROM events WHERE "timestamp" >= %s AND "timestamp" < %s', (pruned_hour, pruned_hour + timedelta(hours=1)))
+    db.execute(
+        'DELETE FROM events WHERE "timestamp" >= %s AND "timestamp" < %s',
+        (pruned_hour, pruned_hour + timedelta(hours=1)),
+    )
     assert api_counts(admin, *windows[1]) == before
 
 
@@ -69,7 +77,7 @@ def test_event_counts_refuses_bad_ranges(admin):
 
 
 def test_event_aggregates_list_the_mart_rows_with_filters_and_pages(pipeline, db, admin):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     start = (now - timedelta(hours=30)).replace(minute=0, second=0, microsecond=0)  # a closed day partition
     insert_events(db, random_events(random.Random(3), start, 6, 300, received_at=now - timedelta(hours=2)))
     pipeline.run_all(start.strftime("%Y-%m-%d-%H:00"), start.strftime("%Y-%m-%d"))
@@ -86,9 +94,12 @@ def test_event_aggregates_list_the_mart_rows_with_filters_and_pages(pipeline, db
         keys = [(r[bucket], r["event_type"], r["app_version"], r["os_name"]) for r in rows]
         assert len(set(keys)) == len(keys)
 
-    ios = admin.get(AGGREGATES, params={"granularity": "hour", "os_name": "ios", "event_type": "purchase", "limit": 1000}).json()["results"]
+    ios = admin.get(
+        AGGREGATES, params={"granularity": "hour", "os_name": "ios", "event_type": "purchase", "limit": 1000}
+    ).json()["results"]
     assert ios and all(r["os_name"] == "ios" and r["event_type"] == "purchase" for r in ios)
-    assert sum(r["event_count"] for r in ios) == db.execute(
-        "SELECT count(*) FROM events WHERE os_name = 'ios' AND event_type = 'purchase'"
-    ).fetchone()[0]
+    assert (
+        sum(r["event_count"] for r in ios)
+        == db.execute("SELECT count(*) FROM events WHERE os_name = 'ios' AND event_type = 'purchase'").fetchone()[0]
+    )
     assert admin.get(AGGREGATES, params={"granularity": "week"}).status_code == 400

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -33,7 +33,7 @@ def run(database_url: str, work):
 
 
 def test_event_listing_pages_newest_first_by_its_cursor_tokens(db: psycopg.Connection, database_url: str):
-    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     ids = [uuid.uuid4() for _ in range(5)]
     with db.cursor() as cur:
         cur.executemany(

@@ -13,12 +13,10 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from scipy import integrate, stats
-
-from tests.integration.test_pipeline import dbt_env, pipeline  # noqa: F401  (fixtures)
 
 EXPOSURE = "$feature_flag_called"
 
@@ -61,7 +59,8 @@ class Planted:
 
         def converted(user: str, name: str) -> bool:
             return any(
-                e["event_type"] == name and e["distinct_id"] == user
+                e["event_type"] == name
+                and e["distinct_id"] == user
                 and first[user] <= datetime.fromisoformat(e["timestamp"]) < self.end
                 for e in self.events
             )
@@ -92,8 +91,17 @@ def _independent_stats(xc: int, nc: int, xt: int, nt: int) -> dict:
     }
 
 
-def assert_results_match(admin, data: Planted, experiment_id: int, flag_key: str, variants: list[str], control: str,
-                         goal: str, secondary: list[str], shares: list[float]) -> None:
+def assert_results_match(
+    admin,
+    data: Planted,
+    experiment_id: int,
+    flag_key: str,
+    variants: list[str],
+    control: str,
+    goal: str,
+    secondary: list[str],
+    shares: list[float],
+) -> None:
     """Every number of the results route equals the computation over data.events (statistics by scipy)."""
     expected = data.expected(flag_key, variants, goal, secondary)
     body = admin.get(f"/api/v1/analytics/admin/experiments/{experiment_id}/results/").json()
@@ -141,17 +149,22 @@ def test_experiment_results_match_the_planted_answer(api, admin, db, pipeline, e
     from orchestration.experiments import experiment_results
 
     rng = random.Random(20261125)
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     start, end = now - timedelta(days=4), now - timedelta(hours=2)
     data = Planted(rng, start, end)
 
     flag = admin.post(
         "/api/v1/analytics/admin/feature-flags/",
-        json={"key": "checkout-v2", "rollout_percentage": 100,
-              "variants": [{"key": "control", "rollout_percentage": 50}, {"key": "test", "rollout_percentage": 50}]},
+        json={
+            "key": "checkout-v2",
+            "rollout_percentage": 100,
+            "variants": [{"key": "control", "rollout_percentage": 50}, {"key": "test", "rollout_percentage": 50}],
+        },
     )
     assert flag.status_code == 201, flag.text
-    bool_flag = admin.post("/api/v1/analytics/admin/feature-flags/", json={"key": "new-onboarding", "rollout_percentage": 30})
+    bool_flag = admin.post(
+        "/api/v1/analytics/admin/feature-flags/", json={"key": "new-onboarding", "rollout_percentage": 30}
+    )
     assert bool_flag.status_code == 201, bool_flag.text
 
     # Planted: 1000 control users converting at 10%, 1200 test users at 15% (a 1000:1200 split
@@ -162,7 +175,12 @@ def test_experiment_results_match_the_planted_answer(api, admin, db, pipeline, e
             seen_at = data.at(start, end - timedelta(hours=3))
             data.add(EXPOSURE, user, seen_at, **{"$feature_flag": "checkout-v2", "$feature_flag_response": variant})
             if i % 4 == 0:  # repeated exposures count once
-                data.add(EXPOSURE, user, data.at(seen_at, end), **{"$feature_flag": "checkout-v2", "$feature_flag_response": variant})
+                data.add(
+                    EXPOSURE,
+                    user,
+                    data.at(seen_at, end),
+                    **{"$feature_flag": "checkout-v2", "$feature_flag_response": variant},
+                )
             if i < converters:
                 data.add("purchase", user, seen_at + timedelta(minutes=rng.randrange(1, 120)))
             elif i % 7 == 0:  # a purchase before the exposure, or after the window: not a conversion
@@ -171,14 +189,33 @@ def test_experiment_results_match_the_planted_answer(api, admin, db, pipeline, e
                 data.add("add_to_cart", user, seen_at + timedelta(minutes=1))
     for i in range(30):
         user = f"both-{i}"
-        data.add(EXPOSURE, user, data.at(start, end), **{"$feature_flag": "checkout-v2", "$feature_flag_response": "control"})
-        data.add(EXPOSURE, user, data.at(start, end), **{"$feature_flag": "checkout-v2", "$feature_flag_response": "test"})
+        data.add(
+            EXPOSURE, user, data.at(start, end), **{"$feature_flag": "checkout-v2", "$feature_flag_response": "control"}
+        )
+        data.add(
+            EXPOSURE, user, data.at(start, end), **{"$feature_flag": "checkout-v2", "$feature_flag_response": "test"}
+        )
         data.add("purchase", user, end - timedelta(minutes=1))
     # Not exposures of this experiment: before the window, a response that is no variant, another flag.
     for i in range(20):
-        data.add(EXPOSURE, f"early-{i}", start - timedelta(hours=1), **{"$feature_flag": "checkout-v2", "$feature_flag_response": "test"})
-        data.add(EXPOSURE, f"outside-{i}", data.at(start, end), **{"$feature_flag": "checkout-v2", "$feature_flag_response": False})
-        data.add(EXPOSURE, f"other-{i}", data.at(start, end), **{"$feature_flag": "something-else", "$feature_flag_response": "test"})
+        data.add(
+            EXPOSURE,
+            f"early-{i}",
+            start - timedelta(hours=1),
+            **{"$feature_flag": "checkout-v2", "$feature_flag_response": "test"},
+        )
+        data.add(
+            EXPOSURE,
+            f"outside-{i}",
+            data.at(start, end),
+            **{"$feature_flag": "checkout-v2", "$feature_flag_response": False},
+        )
+        data.add(
+            EXPOSURE,
+            f"other-{i}",
+            data.at(start, end),
+            **{"$feature_flag": "something-else", "$feature_flag_response": "test"},
+        )
     # The boolean flag: true / false responses (30% rollout), goal `signup`.
     for i in range(300):
         treated = i < 90
@@ -190,18 +227,35 @@ def test_experiment_results_match_the_planted_answer(api, admin, db, pipeline, e
     _post_events(api, data.events)
 
     base = "/api/v1/analytics/admin/experiments/"
-    checkout = admin.post(base, json={
-        "name": "Checkout v2", "flag_key": "checkout-v2", "goal_event": "purchase",
-        "secondary_events": ["add_to_cart"], "start_at": _ts(start), "end_at": _ts(end),
-    })
+    checkout = admin.post(
+        base,
+        json={
+            "name": "Checkout v2",
+            "flag_key": "checkout-v2",
+            "goal_event": "purchase",
+            "secondary_events": ["add_to_cart"],
+            "start_at": _ts(start),
+            "end_at": _ts(end),
+        },
+    )
     assert checkout.status_code == 201, checkout.text
-    onboarding = admin.post(base, json={
-        "name": "Onboarding", "flag_key": "new-onboarding", "goal_event": "signup", "control_variant": "control",
-        "start_at": _ts(start), "end_at": _ts(end),
-    })
+    onboarding = admin.post(
+        base,
+        json={
+            "name": "Onboarding",
+            "flag_key": "new-onboarding",
+            "goal_event": "signup",
+            "control_variant": "control",
+            "start_at": _ts(start),
+            "end_at": _ts(end),
+        },
+    )
     assert onboarding.status_code == 201, onboarding.text
     assert onboarding.json()["control_variant"] == "false"
-    assert onboarding.json()["variants"] == [{"key": "true", "expected_percentage": 30.0}, {"key": "false", "expected_percentage": 70.0}]
+    assert onboarding.json()["variants"] == [
+        {"key": "true", "expected_percentage": 30.0},
+        {"key": "false", "expected_percentage": 70.0},
+    ]
 
     before = admin.get(f"{base}{checkout.json()['id']}/results/")
     assert before.status_code == 200 and before.json()["results"] == [] and before.json()["computed_at"] is None
@@ -223,7 +277,9 @@ def test_experiment_results_match_the_planted_answer(api, admin, db, pipeline, e
     assert checkout_rows["test"]["srm_warning"] is True
     assert checkout_rows["test"]["absolute_uplift"] == pytest.approx(0.05)
     assert checkout_rows["test"]["probability_to_beat_control"] > 0.99
-    onboarding_rows = {r["variant"]: r for r in admin.get(f"{base}{onboarding.json()['id']}/results/").json()["results"]}
+    onboarding_rows = {
+        r["variant"]: r for r in admin.get(f"{base}{onboarding.json()['id']}/results/").json()["results"]
+    }
     assert (onboarding_rows["true"]["exposures"], onboarding_rows["true"]["conversions"]) == (90, 30)
     assert (onboarding_rows["false"]["exposures"], onboarding_rows["false"]["conversions"]) == (210, 42)
     assert onboarding_rows["true"]["srm_warning"] is False
@@ -255,7 +311,10 @@ def _insert(db, events: list[dict], received_at: datetime) -> None:
     with db.cursor() as cur:
         cur.executemany(
             'INSERT INTO events (uuid, event_type, distinct_id, properties, "timestamp", received_at) VALUES (%s, %s, %s, %s, %s, %s)',
-            [(uuid.uuid4(), e["event_type"], e["distinct_id"], Jsonb(e["properties"]), e["timestamp"], received_at) for e in events],
+            [
+                (uuid.uuid4(), e["event_type"], e["distinct_id"], Jsonb(e["properties"]), e["timestamp"], received_at)
+                for e in events
+            ],
         )
 
 
@@ -268,19 +327,29 @@ def test_results_stay_exact_as_events_arrive_between_runs(admin, db, pipeline, e
     from orchestration.experiments import experiment_results
 
     rng = random.Random(42)
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     start, end = now - timedelta(days=3), now - timedelta(hours=1)
     received = now - timedelta(hours=1)
     flag = admin.post(
         "/api/v1/analytics/admin/feature-flags/",
-        json={"key": "paywall-copy", "rollout_percentage": 100,
-              "variants": [{"key": "control", "rollout_percentage": 50}, {"key": "test", "rollout_percentage": 50}]},
+        json={
+            "key": "paywall-copy",
+            "rollout_percentage": 100,
+            "variants": [{"key": "control", "rollout_percentage": 50}, {"key": "test", "rollout_percentage": 50}],
+        },
     )
     assert flag.status_code == 201, flag.text
-    created = admin.post("/api/v1/analytics/admin/experiments/", json={
-        "name": "Paywall copy", "flag_key": "paywall-copy", "goal_event": "subscribe",
-        "secondary_events": ["view_plans"], "start_at": _ts(start), "end_at": _ts(end),
-    })
+    created = admin.post(
+        "/api/v1/analytics/admin/experiments/",
+        json={
+            "name": "Paywall copy",
+            "flag_key": "paywall-copy",
+            "goal_event": "subscribe",
+            "secondary_events": ["view_plans"],
+            "start_at": _ts(start),
+            "end_at": _ts(end),
+        },
+    )
     assert created.status_code == 201, created.text
     experiment_id = created.json()["id"]
     case = (experiment_id, "paywall-copy", ["control", "test"], "control", "subscribe", ["view_plans"], [0.5, 0.5])
@@ -294,7 +363,9 @@ def test_results_stay_exact_as_events_arrive_between_runs(admin, db, pipeline, e
         seen_at = first.at(start, end - timedelta(hours=4))
         wave.add(EXPOSURE, user, seen_at, **exposure(variant))
         if rng.random() < (0.2 if variant == "control" else 0.35):
-            (first if rng.random() < 0.5 else second).add("subscribe", user, seen_at + timedelta(minutes=rng.randrange(1, 90)))
+            (first if rng.random() < 0.5 else second).add(
+                "subscribe", user, seen_at + timedelta(minutes=rng.randrange(1, 90))
+            )
         if rng.random() < 0.4:
             (first if rng.random() < 0.5 else second).add("view_plans", user, seen_at + timedelta(minutes=1))
     for i in range(20):
@@ -347,7 +418,8 @@ def test_results_stay_exact_as_events_arrive_between_runs(admin, db, pipeline, e
     # Only the users with new events were rewritten (and the run marker): the rest kept the first run's rows.
     touched = {e["distinct_id"] for e in second.events}
     rewritten = {
-        user for (user,) in db.execute(f"SELECT distinct_id FROM {stored} WHERE _ingest_seq_watermark > %s", (watermark_1,))
+        user
+        for (user,) in db.execute(f"SELECT distinct_id FROM {stored} WHERE _ingest_seq_watermark > %s", (watermark_1,))
     }
     assert rewritten == touched | {""}
     assert db.execute(f"SELECT converted FROM {stored} WHERE distinct_id = 'late-first-0'").fetchone() == (True,)
@@ -358,11 +430,16 @@ def test_results_stay_exact_as_events_arrive_between_runs(admin, db, pipeline, e
     assert patched.status_code == 200, patched.text
     pipeline.materialize([dbt_models, experiment_results])
     check(first.events + second.events, shorter)
-    (after_window,) = db.execute(f"SELECT max(first_exposure_at) FROM {stored} WHERE experiment_id = %s", (experiment_id,)).fetchone()
+    (after_window,) = db.execute(
+        f"SELECT max(first_exposure_at) FROM {stored} WHERE experiment_id = %s", (experiment_id,)
+    ).fetchone()
     assert after_window < shorter
 
     # Erasure: no row keeps the person, and the results are those without their events.
-    assert admin.patch(f"/api/v1/analytics/admin/experiments/{experiment_id}/", json={"end_at": _ts(end)}).status_code == 200
+    assert (
+        admin.patch(f"/api/v1/analytics/admin/experiments/{experiment_id}/", json={"end_at": _ts(end)}).status_code
+        == 200
+    )
     erased = "late-first-3"
     assert admin.delete(f"/api/v1/analytics/admin/persons/{erased}/").status_code == 200
     pipeline.materialize([dbt_models, experiment_results])
@@ -386,7 +463,10 @@ def test_the_experiments_job_leaves_the_other_views_in_place(db, database_url, p
     from orchestration.runner import build_dbt_views
 
     def views() -> set[str]:
-        return {r[0] for r in db.execute("SELECT schemaname || '.' || viewname FROM pg_views WHERE schemaname LIKE 'analytics%'")}
+        return {
+            r[0]
+            for r in db.execute("SELECT schemaname || '.' || viewname FROM pg_views WHERE schemaname LIKE 'analytics%'")
+        }
 
     build_dbt_views(Settings(database_url=database_url))
     before = views()

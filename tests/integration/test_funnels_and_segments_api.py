@@ -12,7 +12,7 @@ import random
 import statistics
 import uuid
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
@@ -29,7 +29,10 @@ def insert(db: psycopg.Connection, rows: list[dict]) -> None:
         cur.executemany(
             'INSERT INTO events (uuid, event_type, distinct_id, os_name, properties, "timestamp", received_at)'
             " VALUES (%s, %s, %s, %s, %s::jsonb, %s, now())",
-            [(uuid.uuid4(), r["type"], r["user"], r.get("os"), orjson.dumps(r.get("props", {})).decode(), r["ts"]) for r in rows],
+            [
+                (uuid.uuid4(), r["type"], r["user"], r.get("os"), orjson.dumps(r.get("props", {})).decode(), r["ts"])
+                for r in rows
+            ],
         )
 
 
@@ -38,11 +41,13 @@ def ev(user: str, event_type: str, ts: datetime, os: str = "ios", **props) -> di
 
 
 def base_day() -> datetime:
-    return (datetime.now(timezone.utc) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (datetime.now(UTC) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def get_funnel(admin, start, end, **params) -> dict:
-    response = admin.get(FUNNEL, params={"steps": ",".join(STEPS), "start": start.isoformat(), "end": end.isoformat(), **params})
+    response = admin.get(
+        FUNNEL, params={"steps": ",".join(STEPS), "start": start.isoformat(), "end": end.isoformat(), **params}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -54,31 +59,53 @@ def test_funnel_counts_match_the_constructed_answer(db, admin):
     m = timedelta(minutes=1)
     rows = [
         # a: converts: 10 and 20 minutes between steps
-        ev("a", "app_open", t), ev("a", "view_item", t + 10 * m), ev("a", "purchase", t + 30 * m),
+        ev("a", "app_open", t),
+        ev("a", "view_item", t + 10 * m),
+        ev("a", "purchase", t + 30 * m),
         # b: view and purchase before the first open do not count
-        ev("b", "purchase", t - 5 * m), ev("b", "view_item", t - m), ev("b", "app_open", t),
+        ev("b", "purchase", t - 5 * m),
+        ev("b", "view_item", t - m),
+        ev("b", "app_open", t),
         # c: purchase before view, nothing after the view
-        ev("c", "app_open", t, "android"), ev("c", "purchase", t + 5 * m, "android"), ev("c", "view_item", t + 10 * m, "android"),
+        ev("c", "app_open", t, "android"),
+        ev("c", "purchase", t + 5 * m, "android"),
+        ev("c", "view_item", t + 10 * m, "android"),
         # d: purchase exactly one window (1h) after the open: expired
-        ev("d", "app_open", t), ev("d", "view_item", t + 20 * m), ev("d", "purchase", t + 60 * m),
+        ev("d", "app_open", t),
+        ev("d", "view_item", t + 20 * m),
+        ev("d", "purchase", t + 60 * m),
         # e: repeated steps; anchored at the first open; 2 min and 2 min
-        ev("e", "app_open", t), ev("e", "app_open", t + m), ev("e", "view_item", t + 2 * m),
-        ev("e", "view_item", t + 3 * m), ev("e", "purchase", t + 4 * m),
+        ev("e", "app_open", t),
+        ev("e", "app_open", t + m),
+        ev("e", "view_item", t + 2 * m),
+        ev("e", "view_item", t + 3 * m),
+        ev("e", "purchase", t + 4 * m),
         # f: the first open does not convert in time, a later one would: anchored at the first
-        ev("f", "app_open", t, "android"), ev("f", "app_open", t + 120 * m, "android"),
-        ev("f", "view_item", t + 121 * m, "android"), ev("f", "purchase", t + 122 * m, "android"),
+        ev("f", "app_open", t, "android"),
+        ev("f", "app_open", t + 120 * m, "android"),
+        ev("f", "view_item", t + 121 * m, "android"),
+        ev("f", "purchase", t + 122 * m, "android"),
         # g: same timestamp: not ordered
-        ev("g", "app_open", t), ev("g", "view_item", t),
+        ev("g", "app_open", t),
+        ev("g", "view_item", t),
         # h: an open before the range is ignored; enters with the open in range: 1 minute to view
-        ev("h", "app_open", start - 10 * m), ev("h", "app_open", t, None), ev("h", "view_item", t + m, None),
+        ev("h", "app_open", start - 10 * m),
+        ev("h", "app_open", t, None),
+        ev("h", "view_item", t + m, None),
         # i: opens 10 minutes before end; later steps after end but inside the window count: 15 and 15 min
-        ev("i", "app_open", end - 10 * m), ev("i", "view_item", end + 5 * m), ev("i", "purchase", end + 20 * m),
+        ev("i", "app_open", end - 10 * m),
+        ev("i", "view_item", end + 5 * m),
+        ev("i", "purchase", end + 20 * m),
         # j: only an open after end: not in the funnel
-        ev("j", "app_open", end + m), ev("j", "view_item", end + 2 * m),
+        ev("j", "app_open", end + m),
+        ev("j", "view_item", end + 2 * m),
     ]
     insert(db, rows)
     body = get_funnel(admin, start, end, window="1h")
-    got = [(r["users"], r["conversion_from_previous"], r["conversion_from_first"], r["median_seconds_from_previous"]) for r in body["results"]]
+    got = [
+        (r["users"], r["conversion_from_previous"], r["conversion_from_first"], r["median_seconds_from_previous"])
+        for r in body["results"]
+    ]
     # step 1: a b c d e f g h i = 9; step 2: a c d e h i = 6; step 3: a e i = 3
     assert got == [
         (9, 1.0, 1.0, None),
@@ -88,7 +115,10 @@ def test_funnel_counts_match_the_constructed_answer(db, admin):
     assert body["window_seconds"] == 3600
 
     # Breakdown by the os of the first open: android = c f; null = h; ios = the rest.
-    by_os = {b["value"]: [r["users"] for r in b["results"]] for b in get_funnel(admin, start, end, window="1h", breakdown="os_name")["breakdown"]}
+    by_os = {
+        b["value"]: [r["users"] for r in b["results"]]
+        for b in get_funnel(admin, start, end, window="1h", breakdown="os_name")["breakdown"]
+    }
     assert by_os == {"ios": [6, 4, 3], "android": [2, 1, 0], None: [1, 1, 0]}
 
     # A wider window lets d's purchase and f's first open convert.
@@ -121,7 +151,10 @@ def reference_funnel(rows, steps, start, end, window, keep=lambda r: True, break
             for group in (breakdown(anchor), "__total__"):
                 reached[group][k].append((nxt - prev).total_seconds())
             prev = nxt
-    return {g: [(len(s), statistics.median(s) if s and k else None) for k, s in enumerate(lists)] for g, lists in reached.items()}
+    return {
+        g: [(len(s), statistics.median(s) if s and k else None) for k, s in enumerate(lists)]
+        for g, lists in reached.items()
+    }
 
 
 def random_rows(rng: random.Random, start: datetime, hours: int, n: int) -> list[dict]:
@@ -156,7 +189,10 @@ def test_funnel_matches_an_independent_computation_with_filters_and_breakdowns(d
         assert total == expected["__total__"], params
         assert total[2][0] > 0, params  # the data exercise every step
         if "breakdown" in params:
-            got = {b["value"]: [(r["users"], r["median_seconds_from_previous"]) for r in b["results"]] for b in body["breakdown"]}
+            got = {
+                b["value"]: [(r["users"], r["median_seconds_from_previous"]) for r in b["results"]]
+                for b in body["breakdown"]
+            }
             want = {g: v + [(0, None)] * (len(STEPS) - len(v)) for g, v in expected.items() if g != "__total__"}
             assert got == want, params
 
@@ -197,7 +233,9 @@ def test_counts_and_aggregates_filter_and_break_down_by_properties(db, admin):
         return isinstance(r["props"]["price"], (int, float))
 
     body = admin.get(COUNTS, params={**window, "filter": ["properties.plan=pro", "properties.price>10"]}).json()
-    expected = Counter(r["type"] for r in rows if r["props"]["plan"] == "pro" and numeric(r) and r["props"]["price"] > 10)
+    expected = Counter(
+        r["type"] for r in rows if r["props"]["plan"] == "pro" and numeric(r) and r["props"]["price"] > 10
+    )
     assert {r["event_type"]: r["count"] for r in body["results"]} == expected
     assert body["total"] == sum(expected.values())
 

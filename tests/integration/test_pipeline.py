@@ -13,47 +13,15 @@ import os
 import random
 import uuid
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
 
 from orchestration.partitions import window_vars
-from orchestration.resources import dbt_connection_env
-from orchestration.runner import prepare_dbt_manifest
 
 TIMEOUT = timedelta(minutes=30)
 ANALYTICS_SCHEMAS = ("analytics", "analytics_staging", "analytics_intermediate")
-
-
-@pytest.fixture(scope="session")
-def dbt_env(database_url: str) -> Iterator[dict[str, str]]:
-    """The dbt connection in this process's environment (dbt runs as a subprocess and inherits it).
-
-    PGTZ puts the dbt sessions in a half-hour-offset time zone: the models must
-    bucket in UTC whatever the server or session time zone.
-    """
-    env = {**dbt_connection_env(database_url), "PGTZ": "America/St_Johns"}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    prepare_dbt_manifest()
-    yield env
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-
-@pytest.fixture
-def pipeline(dbt_env, database_url, db):
-    """Raw tables emptied and the analytics schemas dropped; returns a runner of the dbt assets."""
-    for schema in ANALYTICS_SCHEMAS:
-        db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    from ingest_api.settings import Settings
-
-    return Pipeline(Settings(database_url=database_url))
 
 
 # Early enough for every partition the tests materialize.
@@ -85,7 +53,17 @@ class Pipeline:
 
 # --- raw data -------------------------------------------------------------------------------
 
-EVENT_COLUMNS = ("uuid", "event_type", "distinct_id", "device_id", "session_id", "app_version", "os_name", "timestamp", "received_at")
+EVENT_COLUMNS = (
+    "uuid",
+    "event_type",
+    "distinct_id",
+    "device_id",
+    "session_id",
+    "app_version",
+    "os_name",
+    "timestamp",
+    "received_at",
+)
 
 
 def insert_events(db: psycopg.Connection, rows: list[dict]) -> None:
@@ -97,8 +75,17 @@ def insert_events(db: psycopg.Connection, rows: list[dict]) -> None:
         )
 
 
-def event(ts: datetime, user: str, device: str | None, *, event_type="screen_view", session_id=None,
-          app_version="1.0", os_name="ios", received_at: datetime | None = None) -> dict:
+def event(
+    ts: datetime,
+    user: str,
+    device: str | None,
+    *,
+    event_type="screen_view",
+    session_id=None,
+    app_version="1.0",
+    os_name="ios",
+    received_at: datetime | None = None,
+) -> dict:
     return {
         "uuid": uuid.uuid4(),
         "event_type": event_type,
@@ -108,7 +95,7 @@ def event(ts: datetime, user: str, device: str | None, *, event_type="screen_vie
         "app_version": app_version,
         "os_name": os_name,
         "timestamp": ts,
-        "received_at": received_at or datetime.now(timezone.utc) - timedelta(hours=1),
+        "received_at": received_at or datetime.now(UTC) - timedelta(hours=1),
     }
 
 
@@ -141,7 +128,14 @@ def insert_sessions(db: psycopg.Connection, start: datetime) -> None:
     rows = [
         (explicit_session_id("u0", 0), "u0", "u0-phone", start, None, None),
         (explicit_session_id("u1", 0), "u1", None, start, start + timedelta(hours=40), "client"),
-        (explicit_session_id("u2", 1), "u2", "u2-tablet", start + timedelta(hours=3), start + timedelta(hours=4), "timeout"),
+        (
+            explicit_session_id("u2", 1),
+            "u2",
+            "u2-tablet",
+            start + timedelta(hours=3),
+            start + timedelta(hours=4),
+            "timeout",
+        ),
         (explicit_session_id("nobody", 0), "nobody", None, start + timedelta(hours=1), None, None),
     ]
     with db.cursor() as cur:
@@ -193,11 +187,11 @@ def expected_aggregates(events: list[dict], bucket) -> dict[tuple, tuple]:
 
 
 def utc_hour(ts: datetime) -> datetime:
-    return ts.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def utc_day(ts: datetime) -> date:
-    return ts.astimezone(timezone.utc).date()
+    return ts.astimezone(UTC).date()
 
 
 def expected_active_users(events: list[dict]) -> dict[date, tuple[int, int, int]]:
@@ -219,10 +213,14 @@ def expected_sessions(db: psycopg.Connection, events: list[dict]) -> tuple[dict,
         by_key[keys[e["ingest_seq"]]].append(e)
 
     def stats(rows):
-        return (len({e["uuid"] for e in rows}), rows[0]["event_type"], rows[-1]["event_type"]) if rows else (0, None, None)
+        return (
+            (len({e["uuid"] for e in rows}), rows[0]["event_type"], rows[-1]["event_type"]) if rows else (0, None, None)
+        )
 
     explicit = {}
-    table = db.execute("SELECT session_id::text, distinct_id, started_at, ended_at, end_reason FROM sessions").fetchall()
+    table = db.execute(
+        "SELECT session_id::text, distinct_id, started_at, ended_at, end_reason FROM sessions"
+    ).fetchall()
     for sid, user, started, ended, reason in table:
         explicit[sid] = (user, started, ended, reason or "open", *stats(by_key.pop(("explicit", sid), [])))
     derived = []
@@ -292,7 +290,9 @@ def test_definitions_load(dbt_env):
     assert specs["analytics/agg_events_hourly"].freshness_policy.fail_window.to_timedelta() == timedelta(hours=2)
     assert specs["analytics/active_users_daily"].freshness_policy.fail_window.to_timedelta() == timedelta(hours=26)
     # Lineage: raw -> staging -> marts.
-    assert "analytics_staging/stg_eventtrack__events" in {d.asset_key.to_user_string() for d in specs["analytics/agg_events_hourly"].deps}
+    assert "analytics_staging/stg_eventtrack__events" in {
+        d.asset_key.to_user_string() for d in specs["analytics/agg_events_hourly"].deps
+    }
     assert specs["analytics_staging/stg_eventtrack__events"].deps[0].asset_key.to_user_string() == "eventtrack/events"
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert "unique_combination_of_columns_agg_events_hourly_hour__event_type__app_version__os_name" in checks
@@ -300,19 +300,23 @@ def test_definitions_load(dbt_env):
 
 def test_aggregates_are_exact_after_late_events_and_duplicates(pipeline, db):
     rng = random.Random(7)
-    now = datetime.now(timezone.utc)
-    today = datetime(now.year, now.month, now.day, tzinfo=timezone.utc)
+    now = datetime.now(UTC)
+    today = datetime(now.year, now.month, now.day, tzinfo=UTC)
     start = today - timedelta(days=3)
     before_first_run = now - timedelta(hours=1)
     first = random_events(rng, start, 48, 400, received_at=before_first_run)
     # Nulls in every group column but event_type, on the same hour: still one row each.
     first += [
-        event(start + timedelta(minutes=m), "u-null", None, app_version=None, os_name=None, received_at=before_first_run)
+        event(
+            start + timedelta(minutes=m), "u-null", None, app_version=None, os_name=None, received_at=before_first_run
+        )
         for m in (1, 2, 50)
     ]
     # Two derived sessions of one device, 50 minutes apart across an hour boundary...
     bridge_at = start + timedelta(hours=30)
-    first += [event(bridge_at + timedelta(minutes=m), "u-bridge", "dev-b", received_at=before_first_run) for m in (-25, 25)]
+    first += [
+        event(bridge_at + timedelta(minutes=m), "u-bridge", "dev-b", received_at=before_first_run) for m in (-25, 25)
+    ]
     insert_events(db, first)
     insert_sessions(db, start)
 
@@ -352,7 +356,7 @@ def test_partitions_start_the_day_before_the_installation(dbt_env, database_url,
     for job in ("hourly_aggregates", "daily_aggregates"):
         first = defs.resolve_job_def(job).partitions_def.get_first_partition_window().start
         day_before = utc_day(installed) - timedelta(days=1)
-        assert first.astimezone(timezone.utc) == datetime.combine(day_before, datetime.min.time(), timezone.utc)
+        assert first.astimezone(UTC) == datetime.combine(day_before, datetime.min.time(), UTC)
 
 
 def scheduled_definitions():
@@ -387,10 +391,19 @@ HOURS_OF_MARCH_29 = [f"2026-03-29-{h:02d}:00" for h in range(10)]
         # Nothing built since the start: one run for all of it.
         ("hourly_aggregates_schedule", (2026, 3, 29, 10, 5), [], ["2026-03-28-00:00...2026-03-29-09:00"]),
         # Everything built but the hour that just ended: that hour.
-        ("hourly_aggregates_schedule", (2026, 3, 29, 10, 5), HOURS_OF_MARCH_28 + HOURS_OF_MARCH_29[:9], ["2026-03-29-09:00"]),
+        (
+            "hourly_aggregates_schedule",
+            (2026, 3, 29, 10, 5),
+            HOURS_OF_MARCH_28 + HOURS_OF_MARCH_29[:9],
+            ["2026-03-29-09:00"],
+        ),
         # Three hours missed (the daemon was down) and an old hole: a run each.
-        ("hourly_aggregates_schedule", (2026, 3, 29, 10, 5), HOURS_OF_MARCH_28[:3] + HOURS_OF_MARCH_28[4:] + HOURS_OF_MARCH_29[:6],
-         ["2026-03-28-03:00", "2026-03-29-06:00...2026-03-29-09:00"]),
+        (
+            "hourly_aggregates_schedule",
+            (2026, 3, 29, 10, 5),
+            HOURS_OF_MARCH_28[:3] + HOURS_OF_MARCH_28[4:] + HOURS_OF_MARCH_29[:6],
+            ["2026-03-28-03:00", "2026-03-29-06:00...2026-03-29-09:00"],
+        ),
         # Across midnight: the last hour of the day before.
         ("hourly_aggregates_schedule", (2026, 3, 29, 0, 5), HOURS_OF_MARCH_28[:23], ["2026-03-28-23:00"]),
         ("daily_aggregates_schedule", (2026, 3, 29, 1, 0), [], ["2026-03-28"]),
@@ -416,11 +429,15 @@ def test_partitioned_schedules_request_what_just_ended_and_what_is_not_built(
         for asset_key in asset_keys:
             for key in built:
                 instance.report_runless_asset_event(AssetMaterialization(asset_key=asset_key, partition=key))
-        tick_at = datetime(*tick, tzinfo=timezone.utc)
+        tick_at = datetime(*tick, tzinfo=UTC)
         repository = defs.get_repository_def()
-        with build_schedule_context(instance=instance, scheduled_execution_time=tick_at, repository_def=repository) as context:
+        with build_schedule_context(
+            instance=instance, scheduled_execution_time=tick_at, repository_def=repository
+        ) as context:
             requests = schedule.evaluate_tick(context).run_requests
-    assert [r.partition_key or f"{r.partition_key_range.start}...{r.partition_key_range.end}" for r in requests] == requested
+    assert [
+        r.partition_key or f"{r.partition_key_range.start}...{r.partition_key_range.end}" for r in requests
+    ] == requested
 
 
 def test_dbt_runs_get_the_session_timeout_and_the_partition_window(dbt_env):
@@ -449,21 +466,25 @@ def test_dagster_instance_keeps_its_state_in_its_own_postgres_database(database_
         assert instance.run_storage.postgres_url.endswith("/dagster?host=" + env["EVENTTRACK_DB_HOST"])
         limits = instance.get_concurrency_config()
         assert limits.pool_config.default_pool_limit == 1
-        assert [dict(l) for l in limits.run_queue_config.tag_concurrency_limits] == [{"key": "eventtrack/dbt", "limit": 1}]
+        assert [dict(limit) for limit in limits.run_queue_config.tag_concurrency_limits] == [
+            {"key": "eventtrack/dbt", "limit": 1}
+        ]
     finally:
         instance.dispose()
     for argv in dagster_commands(settings).values():
         assert os.path.exists(argv[0])
 
 
-def test_catch_up_builds_every_partition_and_mart_in_runs_of_named_jobs(pipeline, db, database_url, tmp_path, monkeypatch):
+def test_catch_up_builds_every_partition_and_mart_in_runs_of_named_jobs(
+    pipeline, db, database_url, tmp_path, monkeypatch
+):
     from dagster import AssetKey, DagsterInstance
 
     from ingest_api.settings import Settings
     from orchestration.partitions import daily_partitions, hourly_partitions
     from orchestration.runner import catch_up, prepare_dagster
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     # Three days of events, the first of them before the partitions' start: aggregated all the same.
     start = utc_day(now) - timedelta(days=2)
     rows = random_events(random.Random(3), now - timedelta(days=3), 60, 90, received_at=now - timedelta(hours=1))
@@ -491,12 +512,19 @@ def test_catch_up_builds_every_partition_and_mart_in_runs_of_named_jobs(pipeline
         runs = [run for run in instance.get_runs() if run.run_id not in before]
         # One run each, the partitioned jobs included: a run covers all their missing partitions.
         assert sorted(run.job_name for run in runs) == sorted(
-            ["session_closure", "raw_maintenance", "sessions_and_staging", "experiment_results", "hourly_aggregates", "daily_aggregates"]
+            [
+                "session_closure",
+                "raw_maintenance",
+                "sessions_and_staging",
+                "experiment_results",
+                "hourly_aggregates",
+                "daily_aggregates",
+            ]
         )
         for key, partitions in marts.items():
             complete = partitions.get_partition_keys(current_time=now)
             first = partitions.time_window_for_partition_key(complete[0]).start
-            assert first == datetime.combine(start, datetime.min.time(), timezone.utc)
+            assert first == datetime.combine(start, datetime.min.time(), UTC)
             assert set(complete) <= instance.get_materialized_partitions(key), key
     (results,) = db.execute("SELECT to_regclass('analytics.experiment_results') IS NOT NULL").fetchone()
     assert results
@@ -539,10 +567,10 @@ def test_a_long_partition_window_is_planned_as_a_hash_join_of_events_and_buckets
     whole model now takes 2 s."""
     from orchestration.dbt import dbt_resource
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     # Enough events for the planner to weigh a join at all (with a handful it loops over them either way).
     db.execute(
-        "INSERT INTO events (uuid, event_type, distinct_id, \"timestamp\", received_at)"
+        'INSERT INTO events (uuid, event_type, distinct_id, "timestamp", received_at)'
         " SELECT gen_random_uuid(), 'e', 'u' || i %% 50, %(start)s + i * interval '2 minutes', %(start)s FROM generate_series(1, 2000) i",
         {"start": now - timedelta(days=3)},
     )
@@ -550,7 +578,9 @@ def test_a_long_partition_window_is_planned_as_a_hash_join_of_events_and_buckets
     dbt = dbt_resource()
     dbt.cli(["run", "--select", "+agg_events_hourly"], target_path=tmp_path / "first").wait()
     window = window_vars(now - timedelta(days=700), now)
-    dbt.cli(["compile", "--select", "agg_events_hourly", "--vars", json.dumps(window)], target_path=tmp_path / "compiled").wait()
+    dbt.cli(
+        ["compile", "--select", "agg_events_hourly", "--vars", json.dumps(window)], target_path=tmp_path / "compiled"
+    ).wait()
     [compiled] = (tmp_path / "compiled").rglob("agg_events_hourly.sql")
     plan = "\n".join(row[0] for row in db.execute("EXPLAIN " + compiled.read_text()))
     assert "Hash Cond: (date_trunc('hour'::text, events.event_at, 'UTC'::text) = buckets.bucket_start)" in plan, plan
@@ -562,7 +592,7 @@ def test_rows_of_a_transaction_still_open_during_a_run_are_counted_by_the_next_r
     from orchestration.dbt import dbt_models
 
     pipeline.materialize([dbt_models])  # the staging views
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     hour = utc_hour(now - timedelta(hours=3))
     other_hour_key = (hour - timedelta(hours=5)).strftime("%Y-%m-%d-%H:%M")
     insert_events(db, [event(hour + timedelta(minutes=1), "u1", "d1", received_at=now - timedelta(hours=1))])
@@ -575,4 +605,6 @@ def test_rows_of_a_transaction_still_open_during_a_run_are_counted_by_the_next_r
 
     pipeline.materialize([pipeline.hourly_aggregates], partition_key=other_hour_key)
 
-    assert db.execute("SELECT hour, sum(event_count) FROM analytics.agg_events_hourly GROUP BY hour").fetchall() == [(hour, 3)]
+    assert db.execute("SELECT hour, sum(event_count) FROM analytics.agg_events_hourly GROUP BY hour").fetchall() == [
+        (hour, 3)
+    ]

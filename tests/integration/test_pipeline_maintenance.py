@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from dagster import materialize
@@ -49,7 +49,7 @@ def add_event(db, ts, *, session_id=None, received_at=None) -> uuid.UUID:
 
 
 def test_session_closure_ends_exactly_the_idle_sessions_at_their_last_activity(db):
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     idle_with_events = add_session(db, now - timedelta(hours=2))
     add_event(db, now - timedelta(minutes=90), session_id=idle_with_events)
     add_event(db, now - timedelta(minutes=40), session_id=idle_with_events)
@@ -62,7 +62,9 @@ def test_session_closure_ends_exactly_the_idle_sessions_at_their_last_activity(d
 
     closed = close_inactive_sessions(db, now, TIMEOUT)
 
-    assert closed == sorted([(idle_with_events, now - timedelta(minutes=40)), (idle_without_events, now - timedelta(hours=2))])
+    assert closed == sorted(
+        [(idle_with_events, now - timedelta(minutes=40)), (idle_without_events, now - timedelta(hours=2))]
+    )
     rows = dict(
         (sid, (ended, reason))
         for sid, ended, reason in db.execute("SELECT session_id::text, ended_at, end_reason FROM sessions").fetchall()
@@ -76,7 +78,7 @@ def test_session_closure_ends_exactly_the_idle_sessions_at_their_last_activity(d
 
 
 def test_session_closure_asset_records_how_many_it_closed(db, eventtrack):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     add_session(db, now - timedelta(hours=1))
     add_session(db, now - timedelta(minutes=1))
 
@@ -89,23 +91,24 @@ def test_session_closure_asset_records_how_many_it_closed(db, eventtrack):
 
 
 def test_retention_drops_exactly_the_expired_partitions_and_prunes_the_side_tables(db, eventtrack):
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     oldest_kept = today - timedelta(days=eventtrack.events_retention_days)
     expired = [oldest_kept - timedelta(days=n) for n in range(5, 0, -1)]
     db.execute("SELECT ensure_event_partitions(%s, %s)", (min(expired), oldest_kept))
     # A partition not made by ensure_event_partitions is never touched, however old.
     db.execute("CREATE TABLE events_legacy PARTITION OF events FOR VALUES FROM ('2000-01-01') TO ('2000-01-02')")
     try:
+
         def midday(day: date) -> datetime:
-            return datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc)
+            return datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
 
         add_event(db, midday(expired[0]))
         add_event(db, midday(expired[0]))
         add_event(db, midday(expired[3]))
-        kept_event = add_event(db, datetime(oldest_kept.year, oldest_kept.month, oldest_kept.day, tzinfo=timezone.utc))
+        kept_event = add_event(db, datetime(oldest_kept.year, oldest_kept.month, oldest_kept.day, tzinfo=UTC))
         before = set(event_partitions(db))
-        now = datetime.now(timezone.utc)
-        cutoff = datetime(oldest_kept.year, oldest_kept.month, oldest_kept.day, tzinfo=timezone.utc)
+        now = datetime.now(UTC)
+        cutoff = datetime(oldest_kept.year, oldest_kept.month, oldest_kept.day, tzinfo=UTC)
         db.execute(
             "INSERT INTO event_uuids (uuid, received_at) VALUES (%s, %s), (%s, %s)",
             (uuid.uuid4(), cutoff - timedelta(days=1, seconds=1), kept_event, cutoff - timedelta(hours=12)),
@@ -147,7 +150,7 @@ def test_a_partition_name_with_a_final_newline_is_not_taken_for_a_day(db):
 
 
 def test_partition_maintenance_creates_the_coming_days(db, eventtrack):
-    last = datetime.now(timezone.utc).date() + timedelta(days=eventtrack.partitions_ahead_days)
+    last = datetime.now(UTC).date() + timedelta(days=eventtrack.partitions_ahead_days)
     db.execute(f'DROP TABLE IF EXISTS "{partition_name(last)}"')
 
     result = materialize([event_partitions_ahead], resources={"eventtrack": eventtrack})
@@ -159,14 +162,14 @@ def test_partition_maintenance_creates_the_coming_days(db, eventtrack):
 
 
 def test_aggregate_buckets_older_than_their_retention_are_pruned_and_missing_tables_skipped(db):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     today = now.date()
     db.execute("DROP SCHEMA IF EXISTS analytics CASCADE")
     db.execute("CREATE SCHEMA analytics")
     try:
         db.execute("CREATE TABLE analytics.agg_events_hourly (hour timestamptz)")
         db.execute("CREATE TABLE analytics.agg_events_daily (day date)")
-        midnight = datetime(today.year, today.month, today.day, tzinfo=timezone.utc)
+        midnight = datetime(today.year, today.month, today.day, tzinfo=UTC)
         oldest_kept = midnight - timedelta(days=730)
         db.execute(
             "INSERT INTO analytics.agg_events_hourly VALUES (%s), (%s)", (oldest_kept - timedelta(hours=1), oldest_kept)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import platform
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.e2e.test_posthog_capture import sdk
-from tests.integration.test_pipeline import dbt_env, pipeline  # noqa: F401 (fixtures)
 
 
 def test_posthog_sdk_event_is_in_the_hourly_and_daily_aggregates(server, pipeline, db):
-    at = (datetime.now(timezone.utc) - timedelta(hours=26)).replace(minute=20, second=0, microsecond=0)
+    at = (datetime.now(UTC) - timedelta(hours=26)).replace(minute=20, second=0, microsecond=0)
     client = sdk(server)
     for user in ("ph-user-1", "ph-user-2", "ph-user-1"):
-        client.capture("sdk_purchase", distinct_id=user, properties={"$app_version": "5.0.1", "amount": 3}, timestamp=at)
+        client.capture(
+            "sdk_purchase", distinct_id=user, properties={"$app_version": "5.0.1", "amount": 3}, timestamp=at
+        )
     client.shutdown()
 
     hour = at.replace(minute=0)

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import gzip
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-import orjson
-import psycopg
 import pytest
 
 from ingest_api.privacy.dead_letters import payload_mentions
-from tests.integration.test_pipeline import assert_marts_match_raw, dbt_env, pipeline  # noqa: F401 (fixtures)
+from tests.integration.test_pipeline import assert_marts_match_raw
 
 API = "/api/v1/analytics"
 PERSONS = f"{API}/admin/persons"
@@ -35,10 +33,15 @@ def iso(ts: datetime) -> str:
 def seed_user(api, user: str, now: datetime, *, only_hours: list[datetime]) -> None:
     """Events in several day partitions (some late: days old), an explicit session, and dead letters."""
     started = now - timedelta(hours=5)
-    session = api.post(f"{API}/session/start/", json={"distinct_id": user, "device_id": f"{user}-phone", "started_at": iso(started)})
+    session = api.post(
+        f"{API}/session/start/", json={"distinct_id": user, "device_id": f"{user}-phone", "started_at": iso(started)}
+    )
     assert session.status_code in (200, 201), session.text
     session_id = session.json()["session_id"]
-    assert api.put(f"{API}/session/{session_id}/end/", json={"ended_at": iso(started + timedelta(minutes=20))}).status_code == 200
+    assert (
+        api.put(f"{API}/session/{session_id}/end/", json={"ended_at": iso(started + timedelta(minutes=20))}).status_code
+        == 200
+    )
     shared = [now - timedelta(days=3, hours=2), now - timedelta(days=1, hours=4), now - timedelta(hours=3)]
     events = []
     for i, ts in enumerate(shared + only_hours):
@@ -54,14 +57,23 @@ def seed_user(api, user: str, now: datetime, *, only_hours: list[datetime]) -> N
                     "properties": {"n": i},
                 }
             )
-    events.append({"distinct_id": user, "event_type": "in_session", "session_id": session_id, "timestamp": iso(started + timedelta(minutes=5))})
+    events.append(
+        {
+            "distinct_id": user,
+            "event_type": "in_session",
+            "session_id": session_id,
+            "timestamp": iso(started + timedelta(minutes=5)),
+        }
+    )
     events.append({"distinct_id": user, "event_type": ""})  # refused: a dead letter of this user
     response = api.post(f"{API}/batch/", json={"events": events})
     assert response.status_code == 200 and response.json()["accepted"] == len(events) - 1, response.text
     # A broken body, and a gzip body that inflates to broken JSON: dead letters kept as raw bytes.
     broken = b'{"distinct_id": "' + user.encode() + b'", "event_type": "x", '
     assert api.post(f"{API}/capture/", content=broken, headers=JSON).status_code == 400
-    gz = api.post(f"{API}/batch/", content=gzip.compress(b'{"events": [' + broken), headers={**JSON, "content-encoding": "gzip"})
+    gz = api.post(
+        f"{API}/batch/", content=gzip.compress(b'{"events": [' + broken), headers={**JSON, "content-encoding": "gzip"}
+    )
     assert gz.status_code == 400
 
 
@@ -71,8 +83,20 @@ def seed_person(api, user: str, now: datetime) -> None:
     batch = {
         "api_key": "phc_test",
         "batch": [
-            {"event": "$screen", "distinct_id": anon, "properties": {"$set_once": {"first_screen": "home"}}, "timestamp": iso(now - timedelta(days=2, hours=1)), "uuid": str(uuid.uuid4())},
-            {"event": "$identify", "distinct_id": user, "properties": {"$anon_distinct_id": anon, "$set": {"email": f"{user}@example.com"}}, "timestamp": iso(now - timedelta(days=2)), "uuid": str(uuid.uuid4())},
+            {
+                "event": "$screen",
+                "distinct_id": anon,
+                "properties": {"$set_once": {"first_screen": "home"}},
+                "timestamp": iso(now - timedelta(days=2, hours=1)),
+                "uuid": str(uuid.uuid4()),
+            },
+            {
+                "event": "$identify",
+                "distinct_id": user,
+                "properties": {"$anon_distinct_id": anon, "$set": {"email": f"{user}@example.com"}},
+                "timestamp": iso(now - timedelta(days=2)),
+                "uuid": str(uuid.uuid4()),
+            },
         ],
     }
     assert api.post("/batch/", json=batch).json() == {"status": 1}
@@ -107,16 +131,29 @@ def rows_mentioning(db, ids: list[str], *, skip: set[tuple[str, str]] = frozense
 def snapshot_of(db, ids: list[str]) -> dict[str, object]:
     """Everything stored about a user, to show it unchanged."""
     return {
-        "events": db.execute('SELECT uuid, "timestamp", properties FROM events WHERE distinct_id = ANY(%s) ORDER BY uuid', (ids,)).fetchall(),
-        "sessions": db.execute("SELECT * FROM sessions WHERE distinct_id = ANY(%s) ORDER BY session_id", (ids,)).fetchall(),
+        "events": db.execute(
+            'SELECT uuid, "timestamp", properties FROM events WHERE distinct_id = ANY(%s) ORDER BY uuid', (ids,)
+        ).fetchall(),
+        "sessions": db.execute(
+            "SELECT * FROM sessions WHERE distinct_id = ANY(%s) ORDER BY session_id", (ids,)
+        ).fetchall(),
         "persons": db.execute("SELECT * FROM persons WHERE distinct_id = ANY(%s)", (ids,)).fetchall(),
-        "aliases": db.execute("SELECT * FROM person_distinct_ids WHERE distinct_id = ANY(%s) ORDER BY alias", (ids,)).fetchall(),
-        "letters": sorted(bytes(p) for (p,) in db.execute("SELECT payload FROM rejected_events") if payload_mentions(bytes(p), ids)),
+        "aliases": db.execute(
+            "SELECT * FROM person_distinct_ids WHERE distinct_id = ANY(%s) ORDER BY alias", (ids,)
+        ).fetchall(),
+        "letters": sorted(
+            bytes(p) for (p,) in db.execute("SELECT payload FROM rejected_events") if payload_mentions(bytes(p), ids)
+        ),
     }
 
 
 def raw_counts(db, start, end) -> dict[str, int]:
-    return dict(db.execute('SELECT event_type, count(*) FROM events WHERE "timestamp" >= %s AND "timestamp" < %s GROUP BY 1', (start, end)).fetchall())
+    return dict(
+        db.execute(
+            'SELECT event_type, count(*) FROM events WHERE "timestamp" >= %s AND "timestamp" < %s GROUP BY 1',
+            (start, end),
+        ).fetchall()
+    )
 
 
 def api_counts(admin, start, end) -> dict[str, int]:
@@ -139,7 +176,7 @@ def catch_up(pipeline, database_url, tmp_path, monkeypatch):
 
 
 def test_erasure_leaves_no_trace_keeps_the_other_user_and_aggregates_exact(api, admin, db, catch_up):
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     alice_only = [now - timedelta(days=5, hours=1), now - timedelta(hours=7)]  # a day and an hour nobody else has
     seed_user(api, "alice", now, only_hours=alice_only)
     seed_user(api, "bob", now, only_hours=[now - timedelta(hours=9)])
@@ -154,7 +191,14 @@ def test_erasure_leaves_no_trace_keeps_the_other_user_and_aggregates_exact(api, 
     assert_marts_match_raw(db)
 
     before = rows_mentioning(db, alice_ids)
-    assert {"public.events", "public.sessions", "public.persons", "public.person_distinct_ids", "rejected_events.payload", "analytics.fct_sessions"} <= set(before)
+    assert {
+        "public.events",
+        "public.sessions",
+        "public.persons",
+        "public.person_distinct_ids",
+        "rejected_events.payload",
+        "analytics.fct_sessions",
+    } <= set(before)
     assert before["rejected_events.payload"] == 3
     bob_before = snapshot_of(db, bob_ids)
     assert all(bob_before.values())
@@ -181,7 +225,12 @@ def test_erasure_leaves_no_trace_keeps_the_other_user_and_aggregates_exact(api, 
     fct = ("analytics", "fct_sessions")
     assert rows_mentioning(db, alice_ids, skip={fct}) == {}
     assert snapshot_of(db, bob_ids) == bob_before
-    assert db.execute("SELECT count(*) FROM rejected_events WHERE payload = %s", (b'{"distinct_id": "alice2", ',)).fetchone()[0] == 1
+    assert (
+        db.execute(
+            "SELECT count(*) FROM rejected_events WHERE payload = %s", (b'{"distinct_id": "alice2", ',)
+        ).fetchone()[0]
+        == 1
+    )
     # Exact at once: the hours queued for rebuild are counted from the raw events, not the stale aggregate.
     assert api_counts(admin, *window) == raw_counts(db, *window)
     assert api_counts(admin, *hours_window) == raw_counts(db, *hours_window)
@@ -190,8 +239,18 @@ def test_erasure_leaves_no_trace_keeps_the_other_user_and_aggregates_exact(api, 
     assert catch_up()
     assert rows_mentioning(db, alice_ids) == {}
     assert_marts_match_raw(db)  # hourly, daily, DAU/WAU/MAU and fct_sessions equal the ground truth
-    assert db.execute("SELECT count(*) FROM analytics.agg_events_hourly WHERE hour = %s", (alice_only[1].replace(minute=0),)).fetchone()[0] == 0
-    assert db.execute("SELECT count(*) FROM analytics.active_users_daily WHERE day = %s", (alice_only[0].date(),)).fetchone()[0] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) FROM analytics.agg_events_hourly WHERE hour = %s", (alice_only[1].replace(minute=0),)
+        ).fetchone()[0]
+        == 0
+    )
+    assert (
+        db.execute(
+            "SELECT count(*) FROM analytics.active_users_daily WHERE day = %s", (alice_only[0].date(),)
+        ).fetchone()[0]
+        == 0
+    )
     # The watermark passed the rebuild requests: whole hours now come from the rebuilt aggregate, still exact.
     watermark = db.execute("SELECT max(_ingest_seq_watermark) FROM analytics.agg_events_hourly").fetchone()[0]
     assert watermark >= db.execute("SELECT max(seq) FROM aggregate_rebuilds").fetchone()[0]
@@ -201,8 +260,13 @@ def test_erasure_leaves_no_trace_keeps_the_other_user_and_aggregates_exact(api, 
 
     # The audit row: who and what, with counts, and no trace of the id itself.
     audit = admin.get(f"{API}/admin/audit-log/", params={"action": "erase_person"}).json()["results"]
-    assert len(audit) == 1 and audit[0]["admin_key_name"] == "tests" and audit[0]["details"]["deleted"] == body["deleted"]
-    assert admin.get(f"{API}/admin/audit-log/", params={"distinct_id": "anon-alice"}).json()["results"][0]["id"] == body["audit_id"]
+    assert (
+        len(audit) == 1 and audit[0]["admin_key_name"] == "tests" and audit[0]["details"]["deleted"] == body["deleted"]
+    )
+    assert (
+        admin.get(f"{API}/admin/audit-log/", params={"distinct_id": "anon-alice"}).json()["results"][0]["id"]
+        == body["audit_id"]
+    )
     assert not db.execute("SELECT count(*) FROM audit_log WHERE audit_log::text LIKE '%alice%'").fetchone()[0]
 
     # Erasing again finds nothing (and is audited again).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ingest_api.admin.segments import filters_sql, parse_filters
 from ingest_api.promote import index_name
@@ -15,7 +15,9 @@ COUNTS = "/api/v1/analytics/admin/events/event_counts/"
 
 def run_cli(database_url: str, *args: str) -> str:
     env = {**os.environ, "DATABASE_URL": database_url}
-    done = subprocess.run([sys.executable, "-m", "ingest_api.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest_api.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -30,15 +32,15 @@ def plan_of(db, raw_filter: str, start: datetime, end: datetime) -> str:
 
 
 def test_promoted_properties_are_indexed_on_every_partition_and_used_by_filters(db, database_url, admin):
-    day = (datetime.now(timezone.utc) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = (datetime.now(UTC) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
     db.execute(
-        "INSERT INTO events (uuid, event_type, distinct_id, properties, \"timestamp\", received_at)"
+        'INSERT INTO events (uuid, event_type, distinct_id, properties, "timestamp", received_at)'
         " SELECT gen_random_uuid(), 'purchase', 'u' || (i %% 300),"
         "  jsonb_build_object('plan', 'p' || (i %% 500), 'price', i %% 1000), %s + (i %% 86400) * interval '1 second', now()"
         " FROM generate_series(1, 30000) AS i",
         (day,),
     )
-    later = datetime.now(timezone.utc).date() + timedelta(days=30)
+    later = datetime.now(UTC).date() + timedelta(days=30)
     text_index, numeric_index = index_name("plan", "text"), index_name("price", "numeric")
     try:
         out = run_cli(database_url, "promote-property", "plan")
@@ -49,10 +51,15 @@ def test_promoted_properties_are_indexed_on_every_partition_and_used_by_filters(
         assert f"plan\ttext\t{text_index}\tvalid" in listed and f"price\tnumeric\t{numeric_index}\tvalid" in listed
 
         partitions = db.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass").fetchone()[0]
-        children = db.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (text_index,)).fetchone()[0]
+        children = db.execute(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (text_index,)
+        ).fetchone()[0]
         assert children == partitions > 1
         db.execute("SELECT ensure_event_partitions(%s, %s)", (later, later))  # a partition made later has it too
-        assert db.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (text_index,)).fetchone()[0] == partitions + 1
+        assert (
+            db.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (text_index,)).fetchone()[0]
+            == partitions + 1
+        )
 
         db.execute("ANALYZE events")
         start, end = day, day + timedelta(days=1)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from ingest_api.settings import Settings
 from tests.integration.test_funnels_and_segments_api import STEPS, ev, insert, random_rows, reference_funnel
-from tests.integration.test_pipeline import Pipeline, dbt_env, pipeline  # noqa: F401 (fixtures)
+from tests.integration.test_pipeline import Pipeline
 
 RETENTION = "/api/v1/analytics/admin/retention/"
 SAVED = "/api/v1/analytics/admin/funnels/saved/"
@@ -25,7 +25,7 @@ def monday(d: date) -> date:
 
 
 def at(d: date, hour: int = 12) -> datetime:
-    return datetime(d.year, d.month, d.day, hour, tzinfo=timezone.utc)
+    return datetime(d.year, d.month, d.day, hour, tzinfo=UTC)
 
 
 def planted_cohorts(today: date) -> tuple[list[dict], date, date]:
@@ -47,9 +47,11 @@ def planted_cohorts(today: date) -> tuple[list[dict], date, date]:
     return rows, w0, w2
 
 
-def expected_triangle(rows: list[dict], period_days: int, return_event: str | None) -> dict[date, tuple[int, list[int]]]:
+def expected_triangle(
+    rows: list[dict], period_days: int, return_event: str | None
+) -> dict[date, tuple[int, list[int]]]:
     def period(ts: datetime) -> date:
-        d = ts.astimezone(timezone.utc).date()
+        d = ts.astimezone(UTC).date()
         return monday(d) if period_days == 7 else d
 
     first = {}
@@ -64,7 +66,9 @@ def expected_triangle(rows: list[dict], period_days: int, return_event: str | No
     for cohort in sorted(set(first.values())):
         users = [u for u, c in first.items() if c == cohort]
         n_periods = (last - cohort).days // period_days + 1
-        retained = [sum(1 for u in users if cohort + timedelta(days=n * period_days) in active[u]) for n in range(n_periods)]
+        retained = [
+            sum(1 for u in users if cohort + timedelta(days=n * period_days) in active[u]) for n in range(n_periods)
+        ]
         out[cohort] = (len(users), retained)
     return out
 
@@ -79,7 +83,7 @@ def api_triangle(admin, period: str) -> tuple[dict[date, tuple[int, list[int]]],
 def test_retention_triangles_match_the_planted_cohorts(pipeline, db, admin, database_url):
     from orchestration.dbt import dbt_models
 
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     rows, w0, w2 = planted_cohorts(today)
     rows += random_rows(random.Random(2), at(today - timedelta(days=40)), 24 * 38, 400)
     insert(db, rows)
@@ -118,13 +122,15 @@ def test_saved_funnels_are_built_daily_with_the_live_definition(pipeline, db, ad
     from orchestration.dbt import dbt_models
 
     db.execute("TRUNCATE saved_funnels")
-    today = at(datetime.now(timezone.utc).date(), 0)
+    today = at(datetime.now(UTC).date(), 0)
     rows = random_rows(random.Random(9), today - timedelta(days=4), 24 * 4, 5000)
     insert(db, rows)
     created = admin.post(SAVED, json={"name": "checkout", "steps": STEPS, "window": "2h", "range_days": 3})
     assert created.status_code == 201, created.text
     funnel_id = created.json()["id"]
-    other = admin.post(SAVED, json={"name": "repeat", "steps": ["view_item", "view_item"], "window": "30m"}).json()["id"]
+    other = admin.post(SAVED, json={"name": "repeat", "steps": ["view_item", "view_item"], "window": "30m"}).json()[
+        "id"
+    ]
     assert admin.get(f"{SAVED}{funnel_id}/").json()["results"] is None  # until the next run
 
     pipeline.materialize([dbt_models])
@@ -134,11 +140,15 @@ def test_saved_funnels_are_built_daily_with_the_live_definition(pipeline, db, ad
     expected = reference_funnel(rows, STEPS, start, end, timedelta(hours=2))["__total__"]
     assert [(r["users"], r["median_seconds_from_previous"]) for r in saved["results"]] == expected
     assert expected[2][0] > 0
-    live = admin.get(FUNNEL, params={"steps": ",".join(STEPS), "window": "2h", "start": start.isoformat(), "end": end.isoformat()}).json()
+    live = admin.get(
+        FUNNEL, params={"steps": ",".join(STEPS), "window": "2h", "start": start.isoformat(), "end": end.isoformat()}
+    ).json()
     assert saved["results"] == live["results"]
 
     repeat = admin.get(f"{SAVED}{other}/").json()
-    ref = reference_funnel(rows, ["view_item", "view_item"], today - timedelta(days=30), end, timedelta(minutes=30))["__total__"]
+    ref = reference_funnel(rows, ["view_item", "view_item"], today - timedelta(days=30), end, timedelta(minutes=30))[
+        "__total__"
+    ]
     assert [(r["users"], r["median_seconds_from_previous"]) for r in repeat["results"]] == ref
 
     assert [f["id"] for f in admin.get(SAVED).json()["results"]] == [funnel_id, other]

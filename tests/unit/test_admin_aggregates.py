@@ -1,8 +1,8 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ingest_api.admin.aggregates import full_hours
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_full_hours_inside_an_unaligned_range():

@@ -12,7 +12,9 @@ NOT_FOUND = ApiError(404, "not_found", "No row has this id.", {"id": "unknown"})
 
 
 def request(query: bytes = b"", **path_params: str) -> Request:
-    return Request({"type": "http", "method": "GET", "path": "/", "query_string": query, "headers": [], "path_params": path_params})
+    return Request(
+        {"type": "http", "method": "GET", "path": "/", "query_string": query, "headers": [], "path_params": path_params}
+    )
 
 
 @pytest.mark.parametrize("raw, expected", [("1", 1), ("42", 42), (str(2**63 - 1), 2**63 - 1)])
@@ -28,7 +30,9 @@ def test_anything_else_is_not_found(raw):
 
 
 def test_text_filters_take_the_set_parameters_only():
-    where, params = text_filters(request(b"event_type=signup&os_name=&other=x"), ("event_type", "os_name", "app_version"))
+    where, params = text_filters(
+        request(b"event_type=signup&os_name=&other=x"), ("event_type", "os_name", "app_version")
+    )
     assert where == ["event_type = :event_type"]
     assert params == {"event_type": "signup"}
 
@@ -37,4 +41,8 @@ def test_text_filters_refuse_nul_and_overlong_values():
     for query in (b"event_type=a%00b", b"event_type=" + b"x" * 201):
         with pytest.raises(ApiError) as caught:
             text_filters(request(query), ("event_type",))
-        assert (caught.value.status, caught.value.code, caught.value.fields) == (400, "invalid_parameter", {"event_type": "invalid"})
+        assert (caught.value.status, caught.value.code, caught.value.fields) == (
+            400,
+            "invalid_parameter",
+            {"event_type": "invalid"},
+        )

@@ -1,10 +1,10 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from ingest_api.clock import InvalidTimestamp, corrected_event_time, parse_timestamp
 
-UTC = timezone.utc
+UTC = UTC
 RECEIVED = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 MAX_FUTURE = timedelta(hours=23)
 

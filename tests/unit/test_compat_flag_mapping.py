@@ -11,7 +11,17 @@ from ingest_api.posthog.flags import evaluate_all, flags_response, wants_detaile
 
 
 def flag(id=1, **row) -> CachedFlag:
-    data = {"id": id, "version": 2, "description": "", "active": True, "rollout_percentage": 100, "variants": [], "conditions": [], "payload": None, **row}
+    data = {
+        "id": id,
+        "version": 2,
+        "description": "",
+        "active": True,
+        "rollout_percentage": 100,
+        "variants": [],
+        "conditions": [],
+        "payload": None,
+        **row,
+    }
     return CachedFlag(data, flag_from_row(data))
 
 
@@ -19,14 +29,28 @@ BOOL = flag(1, key="bool")
 HALF = flag(2, key="half", rollout_percentage=50)
 TARGETED = flag(3, key="targeted", conditions=[{"properties": [{"key": "plan", "operator": "exact", "value": "pro"}]}])
 MULTI = flag(4, key="multi", variants=[{"key": "a", "rollout_percentage": 100}, {"key": "b", "rollout_percentage": 0}])
-FORCED = flag(5, key="forced", variants=[{"key": "a", "rollout_percentage": 100}, {"key": "b", "rollout_percentage": 0}], conditions=[{"properties": [], "variant": "b"}])
+FORCED = flag(
+    5,
+    key="forced",
+    variants=[{"key": "a", "rollout_percentage": 100}, {"key": "b", "rollout_percentage": 0}],
+    conditions=[{"properties": [], "variant": "b"}],
+)
 PAYLOAD = flag(6, key="payload", payload={"x": [1, 2]})
 OFF = flag(7, key="off", active=False)
 
 
 @pytest.mark.parametrize(
     "kind, version, detailed",
-    [("flags", None, True), ("flags", "2", True), ("flags", "4", True), ("flags", "1", False), ("decide", "3", False), ("decide", None, False), ("decide", "4", True), ("decide", "x", False)],
+    [
+        ("flags", None, True),
+        ("flags", "2", True),
+        ("flags", "4", True),
+        ("flags", "1", False),
+        ("decide", "3", False),
+        ("decide", None, False),
+        ("decide", "4", True),
+        ("decide", "x", False),
+    ],
 )
 def test_response_shape_follows_the_endpoint_and_version(kind, version, detailed):
     assert wants_detailed(kind, version) is detailed
@@ -38,18 +62,34 @@ def test_posthog_answers_leave_out_inactive_flags_and_encode_payloads_as_json_st
     assert set(detailed) == {"bool", "targeted", "payload", "multi"}
     assert detailed["payload"]["metadata"]["payload"] == '{"x":[1,2]}'
     assert detailed["targeted"]["enabled"] is False and detailed["targeted"]["reason"]["code"] == "no_condition_match"
-    assert detailed["bool"]["reason"] == {"code": "condition_match", "condition_index": 0, "description": "Matched condition set 1"}
+    assert detailed["bool"]["reason"] == {
+        "code": "condition_match",
+        "condition_index": 0,
+        "description": "Matched condition set 1",
+    }
     legacy = flags_response(results, False)
     assert legacy["featureFlags"] == {"bool": True, "targeted": False, "payload": True, "multi": "a"}
     assert legacy["featureFlagPayloads"] == {"payload": '{"x":[1,2]}'}
-    assert [k for k, _ in [(f.data["key"], r) for f, r in evaluate_all([BOOL, PAYLOAD], "u", {}, {"payload"})]] == ["payload"]
+    assert [k for k, _ in [(f.data["key"], r) for f, r in evaluate_all([BOOL, PAYLOAD], "u", {}, {"payload"})]] == [
+        "payload"
+    ]
 
 
 def test_ofrep_values_variants_and_reasons():
-    assert evaluate_flag(BOOL, "u", {}) == {"key": "bool", "reason": "STATIC", "value": True, "variant": "on", "metadata": {"flagId": 1, "version": 2}}
+    assert evaluate_flag(BOOL, "u", {}) == {
+        "key": "bool",
+        "reason": "STATIC",
+        "value": True,
+        "variant": "on",
+        "metadata": {"flagId": 1, "version": 2},
+    }
     assert evaluate_flag(TARGETED, "u", {"plan": "pro"})["reason"] == "TARGETING_MATCH"
     missed = evaluate_flag(TARGETED, "u", {})
-    assert (missed["value"], missed["variant"], missed["reason"]) == (False, "off", "TARGETING_MATCH")  # OFREP has no DEFAULT
+    assert (missed["value"], missed["variant"], missed["reason"]) == (
+        False,
+        "off",
+        "TARGETING_MATCH",
+    )  # OFREP has no DEFAULT
     multi = evaluate_flag(MULTI, "u", {})
     assert (multi["value"], multi["variant"], multi["reason"]) == ("a", "a", "SPLIT")
     forced = evaluate_flag(FORCED, "u", {})
@@ -75,8 +115,26 @@ REASONS = {"STATIC", "TARGETING_MATCH", "SPLIT", "DISABLED", "UNKNOWN"}  # open-
         ({"payload": 2.5}, 2.5, 0.0),
         ({"payload": True}, True, False),
         ({"payload": [1, 2]}, {"items": [1, 2]}, {"items": []}),  # no OFREP type is an array
-        ({"variants": [{"key": "a", "rollout_percentage": 100, "payload": [3]}, {"key": "b", "rollout_percentage": 0}]}, {"items": [3]}, {"items": []}),
-        ({"variants": [{"key": "a", "rollout_percentage": 0, "payload": {"y": 1}}, {"key": "b", "rollout_percentage": 100}]}, {}, {}),
+        (
+            {
+                "variants": [
+                    {"key": "a", "rollout_percentage": 100, "payload": [3]},
+                    {"key": "b", "rollout_percentage": 0},
+                ]
+            },
+            {"items": [3]},
+            {"items": []},
+        ),
+        (
+            {
+                "variants": [
+                    {"key": "a", "rollout_percentage": 0, "payload": {"y": 1}},
+                    {"key": "b", "rollout_percentage": 100},
+                ]
+            },
+            {},
+            {},
+        ),
     ],
 )
 def test_every_ofrep_answer_has_a_value_of_the_flags_one_type(row, on, off):
@@ -85,7 +143,11 @@ def test_every_ofrep_answer_has_a_value_of_the_flags_one_type(row, on, off):
         evaluate_flag(flag(key="f", **row), "u", {}),
         evaluate_flag(flag(key="f", rollout_percentage=0, **row), "u", {}),  # out of the rollout
         evaluate_flag(flag(key="f", active=False, **row), None, {}),
-        evaluate_flag(flag(key="f", conditions=[{"properties": [{"key": "plan", "operator": "exact", "value": "pro"}]}], **row), "u", {}),
+        evaluate_flag(
+            flag(key="f", conditions=[{"properties": [{"key": "plan", "operator": "exact", "value": "pro"}]}], **row),
+            "u",
+            {},
+        ),
     ]
     assert [a["value"] for a in answers] == [on, off, off, off]
     assert all(type(a["value"]) is type(on) and a["reason"] in REASONS for a in answers)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import date
 
-from ingest_api.dashboard.analysis_form import duration, funnel_form, funnel_params, p_value, percent, points, saved_funnel_query, window_text
+from ingest_api.dashboard.analysis_form import (
+    duration,
+    funnel_form,
+    funnel_params,
+    p_value,
+    percent,
+    points,
+    saved_funnel_query,
+    window_text,
+)
 from ingest_api.dashboard.charts import count_ticks, funnel_chart
 
 
@@ -24,7 +33,12 @@ def test_a_date_that_is_not_one_goes_to_the_api_unchanged_so_its_message_is_show
 
 def test_a_saved_funnel_runs_over_its_last_days_including_today():
     saved = {"steps": ["open", "buy"], "window_seconds": 86400, "range_days": 7}
-    assert saved_funnel_query(saved, date(2026, 11, 25)) == {"steps": "open,buy", "window": "1d", "start": "2026-11-19", "end": "2026-11-25"}
+    assert saved_funnel_query(saved, date(2026, 11, 25)) == {
+        "steps": "open,buy",
+        "window": "1d",
+        "start": "2026-11-19",
+        "end": "2026-11-25",
+    }
 
 
 def test_window_and_duration_texts():

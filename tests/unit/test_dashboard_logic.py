@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import orjson
@@ -15,11 +15,18 @@ from ingest_api.dashboard.flag_form import errors_by_field, flag_to_form, form_t
 from ingest_api.dashboard.overview import day_buckets, fill, hour_buckets, hour_label
 from ingest_api.dashboard.pipeline_status import dagster_ui_url, parse_last_run
 from ingest_api.dashboard.replay import REPLAY_NAMESPACE, is_replayable, revalidate
-from ingest_api.dashboard.session import Session, SessionCodec, cookie_header, csrf_ok, load_or_create_secret, new_session
+from ingest_api.dashboard.session import (
+    Session,
+    SessionCodec,
+    cookie_header,
+    csrf_ok,
+    load_or_create_secret,
+    new_session,
+)
 from ingest_api.flags.definition import FlagDefinitionError, parse_flag_definition
 from ingest_api.validation import Limits
 
-NOW = datetime(2026, 11, 25, 10, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
 
 
 def test_session_cookie_round_trips_and_refuses_tampering_other_secrets_and_age():
@@ -38,7 +45,12 @@ def test_session_cookie_round_trips_and_refuses_tampering_other_secrets_and_age(
 def test_csrf_token_must_match_the_session():
     session = Session(csrf="abc", key_id=1)
     assert csrf_ok(session, "abc")
-    assert not csrf_ok(session, "abd") and not csrf_ok(session, "") and not csrf_ok(session, None) and not csrf_ok(None, "abc")
+    assert (
+        not csrf_ok(session, "abd")
+        and not csrf_ok(session, "")
+        and not csrf_ok(session, None)
+        and not csrf_ok(None, "abc")
+    )
 
 
 def test_cookie_is_httponly_lax_and_scoped_and_secure_only_when_asked():
@@ -65,7 +77,12 @@ def test_flag_form_becomes_the_api_body_and_back():
                     "variants": [{"key": "a", "rollout_percentage": 100}], "conditions": [], "payload": None}  # fmt: skip
     stored = {**parse_flag_definition(body), "id": 1}
     form = flag_to_form(stored)
-    assert form["active"] == "on" and form["rollout_percentage"] == "25.5" and form["conditions"] == "" and form["payload"] == ""
+    assert (
+        form["active"] == "on"
+        and form["rollout_percentage"] == "25.5"
+        and form["conditions"] == ""
+        and form["payload"] == ""
+    )
     assert parse_flag_definition(form_to_body(form)[0]) == parse_flag_definition(body)  # nothing lost on the way back
 
 
@@ -77,7 +94,14 @@ def test_flag_form_reports_unreadable_json_and_numbers_before_validation():
 
 def test_api_error_paths_are_grouped_under_their_form_field():
     with pytest.raises(FlagDefinitionError) as err:
-        parse_flag_definition({"key": "Bad Key", "rollout_percentage": 5, "variants": [{"key": "a", "rollout_percentage": 120}], "bogus": 1})
+        parse_flag_definition(
+            {
+                "key": "Bad Key",
+                "rollout_percentage": 5,
+                "variants": [{"key": "a", "rollout_percentage": 120}],
+                "bogus": 1,
+            }
+        )
     grouped = errors_by_field(err.value.fields)
     assert set(grouped) == {"key", "variants", "form"}
     assert any(m.startswith("variants[0].rollout_percentage") for m in grouped["variants"])
@@ -86,7 +110,11 @@ def test_api_error_paths_are_grouped_under_their_form_field():
 
 def test_chart_series_have_one_bucket_per_hour_and_day_filled_with_zeros():
     hours = hour_buckets(NOW, 48)
-    assert len(hours) == 48 and hours[-1] == datetime(2026, 11, 25, 10, tzinfo=timezone.utc) and hours[0] == hours[-1] - timedelta(hours=47)
+    assert (
+        len(hours) == 48
+        and hours[-1] == datetime(2026, 11, 25, 10, tzinfo=UTC)
+        and hours[0] == hours[-1] - timedelta(hours=47)
+    )
     days = day_buckets(NOW, 30)
     assert days[-1] == date(2026, 11, 25) and len(days) == 30
     series = fill(hours[-3:], {hours[-2]: 5}, hour_label)
@@ -112,7 +140,12 @@ def test_only_single_untruncated_native_events_are_replayable():
     assert not is_replayable("posthog/capture", 0, False)
 
 
-LIMITS = Limits(max_event_bytes=64 * 1024, max_properties_depth=32, max_future=timedelta(hours=23), oldest_allowed=NOW - timedelta(days=90))
+LIMITS = Limits(
+    max_event_bytes=64 * 1024,
+    max_properties_depth=32,
+    max_future=timedelta(hours=23),
+    oldest_allowed=NOW - timedelta(days=90),
+)
 
 
 def _row(payload: bytes, id_: int = 42) -> SimpleNamespace:
@@ -122,7 +155,9 @@ def _row(payload: bytes, id_: int = 42) -> SimpleNamespace:
 def test_revalidate_gives_an_event_without_uuid_one_derived_from_the_dead_letter():
     row = revalidate(_row(orjson.dumps({"event": "e", "distinct_id": "u"})), LIMITS)
     assert row.uuid == uuid.uuid5(REPLAY_NAMESPACE, "rejected_events/42")
-    assert revalidate(_row(orjson.dumps({"event": "e", "distinct_id": "u"})), LIMITS).uuid == row.uuid  # same row: same uuid
+    assert (
+        revalidate(_row(orjson.dumps({"event": "e", "distinct_id": "u"})), LIMITS).uuid == row.uuid
+    )  # same row: same uuid
     own = str(uuid.uuid4())
     assert str(revalidate(_row(orjson.dumps({"event": "e", "distinct_id": "u", "uuid": own})), LIMITS).uuid) == own
 
@@ -142,12 +177,14 @@ def test_dagster_answer_becomes_the_last_run():
         {"runId": "r1", "status": "SUCCESS", "jobName": "hourly_aggregates_job", "startTime": 1764064800.5, "endTime": None}]}}}  # fmt: skip
     status = parse_last_run(ui, body)
     assert (status.run_id, status.status, status.job) == ("r1", "SUCCESS", "hourly_aggregates_job")
-    assert status.started_at == datetime.fromtimestamp(1764064800.5, timezone.utc) and status.ended_at is None
+    assert status.started_at == datetime.fromtimestamp(1764064800.5, UTC) and status.ended_at is None
     assert status.run_url == "http://127.0.0.1:3000/runs/r1"
     assert parse_last_run(ui, {"data": {"runsOrError": {"__typename": "Runs", "results": []}}}).problem == "no run yet"
     assert parse_last_run(ui, {"errors": ["x"]}).problem == "unexpected answer from Dagster"
-    assert parse_last_run(ui, {"data": {"runsOrError": {"__typename": "PythonError", "message": "boom"}}}).problem == "boom"
-
+    assert (
+        parse_last_run(ui, {"data": {"runsOrError": {"__typename": "PythonError", "message": "boom"}}}).problem
+        == "boom"
+    )
 
 
 def test_times_are_shown_in_utc_whatever_zone_the_database_answered_in():

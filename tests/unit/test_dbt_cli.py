@@ -9,7 +9,9 @@ ENV = {"EVENTTRACK_DB_HOST": "/tmp/pg", "EVENTTRACK_DB_NAME": "eventtrack", "HOM
 
 
 def test_same_vars_and_connection_share_a_partial_parse():
-    assert partial_parse_key({"session_timeout_minutes": 30}, ENV) == partial_parse_key({"session_timeout_minutes": 30}, dict(ENV))
+    assert partial_parse_key({"session_timeout_minutes": 30}, ENV) == partial_parse_key(
+        {"session_timeout_minutes": 30}, dict(ENV)
+    )
 
 
 def test_other_vars_or_another_database_do_not():
@@ -24,7 +26,11 @@ def test_unrelated_environment_does_not_matter():
 
 
 def test_partition_windows_are_not_cached():
-    window = {"session_timeout_minutes": 30, "min_ts": "2026-11-25T10:00:00+00:00", "max_ts": "2026-11-25T11:00:00+00:00"}
+    window = {
+        "session_timeout_minutes": 30,
+        "min_ts": "2026-11-25T10:00:00+00:00",
+        "max_ts": "2026-11-25T11:00:00+00:00",
+    }
     assert partial_parse_key(window, ENV) is None
 
 

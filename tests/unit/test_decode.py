@@ -31,7 +31,9 @@ def test_not_gzip_is_refused():
     assert info.value.code == "invalid_gzip"
 
 
-@pytest.mark.parametrize("ctype", [None, "application/json", "application/json; charset=utf-8", "text/plain", "application/vnd.api+json"])
+@pytest.mark.parametrize(
+    "ctype", [None, "application/json", "application/json; charset=utf-8", "text/plain", "application/vnd.api+json"]
+)
 def test_json_content_types_are_read(ctype):
     check_content_type(ctype)
 

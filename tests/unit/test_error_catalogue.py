@@ -70,7 +70,12 @@ def error_calls(source: str) -> list[tuple[str, int | None, str]]:
         callee = _callee(node)
         if callee in ("ApiError.of", "EventInvalid", "OfrepError") and text(node.args[0]) is not None:
             found.append((callee, None, text(node.args[0])))
-        elif callee == "ApiError" and len(node.args) >= 2 and isinstance(node.args[0], ast.Constant) and text(node.args[1]) is not None:
+        elif (
+            callee == "ApiError"
+            and len(node.args) >= 2
+            and isinstance(node.args[0], ast.Constant)
+            and text(node.args[1]) is not None
+        ):
             found.append((callee, node.args[0].value, text(node.args[1])))
     return found
 
@@ -81,7 +86,12 @@ def package_calls() -> dict[str, list[tuple[str, int | None, str]]]:
 
 def test_the_scan_finds_every_spelling():
     source = 'X = "gone"\nApiError.of("a")\nApiError(404, "b", "d")\nEventInvalid("c", "d", {})\nOfrepError(X)\nApiError(s, "e", "d")\n'
-    assert error_calls(source) == [("ApiError.of", None, "a"), ("ApiError", 404, "b"), ("EventInvalid", None, "c"), ("OfrepError", None, "gone")]
+    assert error_calls(source) == [
+        ("ApiError.of", None, "a"),
+        ("ApiError", 404, "b"),
+        ("EventInvalid", None, "c"),
+        ("OfrepError", None, "gone"),
+    ]
 
 
 def test_every_code_raised_is_in_the_catalogue_with_its_status():
@@ -99,7 +109,9 @@ def test_every_code_raised_is_in_the_catalogue_with_its_status():
 
 
 def test_no_status_is_written_at_a_call_site_outside_the_legacy_modules():
-    literal = sorted((path, code) for path, found in package_calls().items() for _, status, code in found if status is not None)
+    literal = sorted(
+        (path, code) for path, found in package_calls().items() for _, status, code in found if status is not None
+    )
     assert literal, "the legacy modules still use ApiError(status, ...): the scan must see them"
     outside = [(path, code) for path, code in literal if not path.startswith(LEGACY)]
     assert not outside, f"use ApiError.of(code, ...): the status comes from errors.CATALOGUE: {outside}"
@@ -114,12 +126,18 @@ def test_an_error_takes_status_and_default_detail_from_the_catalogue():
         {"session_id": "already used"},
         {},
     )
-    assert ApiError.of("payload_too_large", "Too big.").body() == {"error": "payload_too_large", "detail": "Too big.", "fields": {}}
+    assert ApiError.of("payload_too_large", "Too big.").body() == {
+        "error": "payload_too_large",
+        "detail": "Too big.",
+        "fields": {},
+    }
     with pytest.raises(KeyError):
         ApiError.of("no_such_code")
 
 
-@pytest.mark.parametrize(("code", "status"), [("event_too_large", 413), ("validation_error", 400), ("too_old", 400), ("invalid_number", 400)])
+@pytest.mark.parametrize(
+    ("code", "status"), [("event_too_large", 413), ("validation_error", 400), ("too_old", 400), ("invalid_number", 400)]
+)
 def test_a_refused_event_answers_with_its_codes_status(code, status):
     err = EventInvalid(code, "detail", {"event": "x"}).error()
     assert (err.status, err.code, err.detail, err.fields) == (status, code, "detail", {"event": "x"})

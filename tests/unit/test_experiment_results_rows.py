@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from orchestration.experiments import results_rows
 
-NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 
 def counts(variant, order, exposures, conversions, *, control=False, pct=50.0, experiment=1, multi=0, secondary=None):
@@ -21,12 +21,19 @@ def counts(variant, order, exposures, conversions, *, control=False, pct=50.0, e
 
 def test_each_variant_is_compared_with_its_control_and_the_control_row_has_no_comparison():
     rows = results_rows(
-        [counts("b", 2, 1000, 130, secondary={"cart": 500}), counts("a", 1, 1000, 100, control=True, multi=4, secondary={"cart": 400})],
+        [
+            counts("b", 2, 1000, 130, secondary={"cart": 500}),
+            counts("a", 1, 1000, 100, control=True, multi=4, secondary={"cart": 400}),
+        ],
         NOW,
     )
     assert [r["variant"] for r in rows] == ["a", "b"]  # the flag's order
     control, treatment = rows
-    assert control["absolute_uplift"] is None and control["p_value"] is None and control["probability_to_beat_control"] is None
+    assert (
+        control["absolute_uplift"] is None
+        and control["p_value"] is None
+        and control["probability_to_beat_control"] is None
+    )
     assert treatment["absolute_uplift"] == pytest.approx(0.03)
     assert treatment["relative_uplift"] == pytest.approx(0.3)
     assert treatment["p_value"] == pytest.approx(0.035488, abs=1e-6)

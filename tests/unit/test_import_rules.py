@@ -93,15 +93,25 @@ def test_no_module_uses_another_modules_private_names():
     found = {
         (module, target, name)
         for module, path in modules.items()
-        for target, name in private_uses(module, path.read_text(), is_package=path.name == "__init__.py", modules=set(modules))
+        for target, name in private_uses(
+            module, path.read_text(), is_package=path.name == "__init__.py", modules=set(modules)
+        )
     }
     new = sorted(found - set(ALLOWED))
-    assert not new, "give these helpers a public name in a shared module:\n" + "\n".join(f"{m} uses {t}.{n}" for m, t, n in new)
+    assert not new, "give these helpers a public name in a shared module:\n" + "\n".join(
+        f"{m} uses {t}.{n}" for m, t, n in new
+    )
     gone = sorted(set(ALLOWED) - found)
     assert not gone, f"no longer used, so remove them from ALLOWED: {gone}"
 
 
-MODULES = {"ingest_api.routes.capture", "ingest_api.routes.body", "ingest_api.admin", "ingest_api.admin._shared", "ingest_api.sink"}
+MODULES = {
+    "ingest_api.routes.capture",
+    "ingest_api.routes.body",
+    "ingest_api.admin",
+    "ingest_api.admin._shared",
+    "ingest_api.sink",
+}
 
 
 @pytest.mark.parametrize(
@@ -110,7 +120,10 @@ MODULES = {"ingest_api.routes.capture", "ingest_api.routes.body", "ingest_api.ad
         ("from ingest_api.routes.capture import _write, batch", [("ingest_api.routes.capture", "_write")]),
         ("from .capture import _reject as reject", [("ingest_api.routes.capture", "_reject")]),
         ("from ..sink import _Pending", [("ingest_api.sink", "_Pending")]),
-        ("from ingest_api.routes import capture\ncapture._status_for('x')", [("ingest_api.routes.capture", "_status_for")]),
+        (
+            "from ingest_api.routes import capture\ncapture._status_for('x')",
+            [("ingest_api.routes.capture", "_status_for")],
+        ),
         ("import ingest_api.sink\ningest_api.sink._queue", [("ingest_api.sink", "_queue")]),
         ("import ingest_api.sink as s\ns._queue.put(1)", [("ingest_api.sink", "_queue")]),
         ("from ingest_api.admin import _shared", []),  # a private module: shared within its package

@@ -32,7 +32,9 @@ def test_a_cursor_of_a_page_link_comes_back_as_typed_values():
     decoded = decode_cursor(encode_cursor(edge), (TIMESTAMP, UUID))
     assert decoded == Cursor((datetime(2026, 11, 25, 10, 30, tzinfo=UTC), uuid.UUID(EVENT_ID)), False)
     assert decode_cursor(encode_cursor(Cursor((42,), True)), (ID,)) == Cursor((42,), True)
-    assert decode_cursor(token({"k": ["2026-11-25T00:00:00", "e", "", "ios"], "f": True}), (TIMESTAMP, TEXT, TEXT, TEXT)).key[1:] == ("e", "", "ios")
+    assert decode_cursor(
+        token({"k": ["2026-11-25T00:00:00", "e", "", "ios"], "f": True}), (TIMESTAMP, TEXT, TEXT, TEXT)
+    ).key[1:] == ("e", "", "ios")
     assert decode_cursor(None, (ID,)) is None and decode_cursor("", (ID,)) is None
 
 

@@ -1,4 +1,4 @@
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from dagster import PartitionKeyRange
@@ -17,7 +17,7 @@ START = date(2025, 1, 1)
 
 
 def test_window_becomes_half_open_utc_vars():
-    start = datetime(2026, 3, 29, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 29, 1, tzinfo=UTC)
     assert window_vars(start, start + timedelta(hours=1)) == {
         "min_ts": "2026-03-29T01:00:00+00:00",
         "max_ts": "2026-03-29T02:00:00+00:00",
@@ -34,8 +34,8 @@ def test_window_in_another_zone_is_converted_to_utc():
     "start, end",
     [
         (datetime(2026, 1, 1), datetime(2026, 1, 2)),  # naive
-        (datetime(2026, 1, 2, tzinfo=timezone.utc), datetime(2026, 1, 1, tzinfo=timezone.utc)),  # reversed
-        (datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 1, tzinfo=timezone.utc)),  # empty
+        (datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)),  # reversed
+        (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)),  # empty
     ],
 )
 def test_window_rejects_naive_or_empty_bounds(start, end):
@@ -59,36 +59,36 @@ def test_partition_windows_are_utc_hours_and_days():
 @pytest.mark.parametrize(
     "partitions, now, key",
     [
-        (hourly_partitions(START), datetime(2026, 3, 29, 10, 5, tzinfo=timezone.utc), "2026-03-29-09:00"),
-        (hourly_partitions(START), datetime(2026, 3, 29, 10, 0, tzinfo=timezone.utc), "2026-03-29-09:00"),
-        (hourly_partitions(START), datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc), "2025-12-31-23:00"),
-        (daily_partitions(START), datetime(2026, 3, 29, 1, 0, tzinfo=timezone.utc), "2026-03-28"),
-        (daily_partitions(START), datetime(2026, 3, 29, 0, 0, tzinfo=timezone.utc), "2026-03-28"),
+        (hourly_partitions(START), datetime(2026, 3, 29, 10, 5, tzinfo=UTC), "2026-03-29-09:00"),
+        (hourly_partitions(START), datetime(2026, 3, 29, 10, 0, tzinfo=UTC), "2026-03-29-09:00"),
+        (hourly_partitions(START), datetime(2026, 1, 1, 0, 5, tzinfo=UTC), "2025-12-31-23:00"),
+        (daily_partitions(START), datetime(2026, 3, 29, 1, 0, tzinfo=UTC), "2026-03-28"),
+        (daily_partitions(START), datetime(2026, 3, 29, 0, 0, tzinfo=UTC), "2026-03-28"),
     ],
 )
 def test_last_complete_partition_is_the_bucket_that_just_ended(partitions, now, key):
     assert last_complete_partition_key(partitions, now) == key
 
 
-NOW = datetime(2026, 3, 29, 10, 5, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 29, 10, 5, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
     "setting, installed_at, start",
     [
         # The day before the installation: a new install has no history of missing partitions.
-        (None, datetime(2026, 3, 1, 23, 59, tzinfo=timezone.utc), date(2026, 2, 28)),
+        (None, datetime(2026, 3, 1, 23, 59, tzinfo=UTC), date(2026, 2, 28)),
         # The installation's UTC day, whatever the zone it was recorded in.
         (None, datetime(2026, 3, 2, 1, 0, tzinfo=timezone(timedelta(hours=2))), date(2026, 2, 28)),
         # Not installed yet: as if now.
         (None, None, date(2026, 3, 28)),
         # The setting wins, earlier or later than the installation ...
-        (date(2024, 6, 1), datetime(2026, 3, 1, tzinfo=timezone.utc), date(2024, 6, 1)),
-        (date(2026, 3, 20), datetime(2026, 3, 1, tzinfo=timezone.utc), date(2026, 3, 20)),
+        (date(2024, 6, 1), datetime(2026, 3, 1, tzinfo=UTC), date(2024, 6, 1)),
+        (date(2026, 3, 20), datetime(2026, 3, 1, tzinfo=UTC), date(2026, 3, 20)),
         # ... but never later than yesterday: the first run always has a complete day.
-        (date(2026, 3, 29), datetime(2026, 3, 1, tzinfo=timezone.utc), date(2026, 3, 28)),
+        (date(2026, 3, 29), datetime(2026, 3, 1, tzinfo=UTC), date(2026, 3, 28)),
         (date(2027, 1, 1), None, date(2026, 3, 28)),
-        (None, datetime(2026, 3, 29, 10, 0, tzinfo=timezone.utc), date(2026, 3, 28)),
+        (None, datetime(2026, 3, 29, 10, 0, tzinfo=UTC), date(2026, 3, 28)),
     ],
 )
 def test_partitions_start_the_day_before_the_installation_or_at_the_setting(setting, installed_at, start):
@@ -103,7 +103,7 @@ def test_partitions_start_setting_is_read_as_a_date():
 
 
 def test_partitions_begin_at_the_start_and_end_at_the_last_complete_one():
-    start = partitions_start(None, datetime(2026, 3, 28, 8, tzinfo=timezone.utc), NOW)
+    start = partitions_start(None, datetime(2026, 3, 28, 8, tzinfo=UTC), NOW)
     hours = hourly_partitions(start).get_partition_keys(current_time=NOW)
     assert (hours[0], hours[-1], len(hours)) == ("2026-03-27-00:00", "2026-03-29-09:00", 24 + 24 + 10)
     assert daily_partitions(start).get_partition_keys(current_time=NOW) == ["2026-03-27", "2026-03-28"]
@@ -125,4 +125,3 @@ def test_ranges_to_build_cover_the_missing_partitions_and_the_latest(materialize
 
 def test_no_partition_no_range():
     assert ranges_to_build([], {"a"}) == []
-

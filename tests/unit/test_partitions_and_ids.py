@@ -1,17 +1,17 @@
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from ingest_api.partitions import event_partition_window, partition_name, retention_cutoff
 from ingest_api.uuid7 import uuid7
 
 
 def test_partition_window_spans_retention_and_days_ahead():
-    now = datetime(2026, 11, 25, 23, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 25, 23, 30, tzinfo=UTC)
     assert event_partition_window(now, 90, 7) == (date(2026, 8, 27), date(2026, 12, 2))
 
 
 def test_retention_cutoff_is_midnight_utc_of_the_oldest_kept_day():
-    now = datetime(2026, 11, 25, 5, tzinfo=timezone.utc)
-    assert retention_cutoff(now, 90) == datetime(2026, 8, 27, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 25, 5, tzinfo=UTC)
+    assert retention_cutoff(now, 90) == datetime(2026, 8, 27, tzinfo=UTC)
 
 
 def test_partition_names_sort_by_day():

@@ -14,7 +14,10 @@ def test_embedded_socket_url_gives_socket_dir_as_dbt_host():
 def test_parts_the_url_leaves_out_are_left_to_the_profiles_defaults():
     """dbt_project/profiles.yml holds the only defaults (no second copy here that could disagree with it)."""
     assert dbt_connection_env("postgresql://") == {}
-    assert dbt_connection_env("postgresql://bob@db.example") == {"EVENTTRACK_DB_HOST": "db.example", "EVENTTRACK_DB_USER": "bob"}
+    assert dbt_connection_env("postgresql://bob@db.example") == {
+        "EVENTTRACK_DB_HOST": "db.example",
+        "EVENTTRACK_DB_USER": "bob",
+    }
 
 
 def test_tcp_url_with_escaped_password_port_and_sslmode():

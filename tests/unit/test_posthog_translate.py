@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -15,8 +15,13 @@ from ingest_api.posthog.decode import decode_body
 from ingest_api.posthog.translate import NotAPayload, person_update, read_payload, translate_event
 from ingest_api.validation import Limits, normalize_event
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
-LIMITS = Limits(max_event_bytes=65536, max_properties_depth=32, max_future=timedelta(hours=23), oldest_allowed=NOW - timedelta(days=90))
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+LIMITS = Limits(
+    max_event_bytes=65536,
+    max_properties_depth=32,
+    max_future=timedelta(hours=23),
+    oldest_allowed=NOW - timedelta(days=90),
+)
 
 
 def test_properties_that_have_native_columns_become_columns_and_leave_properties():
@@ -24,7 +29,15 @@ def test_properties_that_have_native_columns_become_columns_and_leave_properties
         {
             "event": "purchase",
             "distinct_id": "u1",
-            "properties": {"$session_id": "s1", "$device_id": "d1", "$app_version": "2.0", "$os": "iOS", "$os_version": "17.1", "$lib": "posthog-ios", "amount": 3},
+            "properties": {
+                "$session_id": "s1",
+                "$device_id": "d1",
+                "$app_version": "2.0",
+                "$os": "iOS",
+                "$os_version": "17.1",
+                "$lib": "posthog-ios",
+                "amount": 3,
+            },
             "uuid": "0190f5d2-7d6b-7cc0-8a4e-2d4bbd3b9e01",
         },
         now=NOW,
@@ -45,32 +58,54 @@ def test_a_non_string_column_property_stays_in_properties():
 def test_distinct_id_is_read_from_the_event_then_dollar_then_properties():
     assert translate_event({"event": "e", "$distinct_id": "a"}, now=NOW)["distinct_id"] == "a"
     assert translate_event({"event": "e", "properties": {"distinct_id": "b"}}, now=NOW)["distinct_id"] == "b"
-    assert translate_event({"event": "e", "distinct_id": "c", "properties": {"distinct_id": "b"}}, now=NOW)["distinct_id"] == "c"
+    assert (
+        translate_event({"event": "e", "distinct_id": "c", "properties": {"distinct_id": "b"}}, now=NOW)["distinct_id"]
+        == "c"
+    )
 
 
 def test_offset_wins_over_timestamp_and_is_not_skew_corrected_again():
-    native = translate_event({"event": "e", "distinct_id": "u", "offset": 1500, "timestamp": "2020-01-01T00:00:00Z"}, now=NOW)
-    row = normalize_event(native, received_at=NOW, batch_sent_at=NOW + timedelta(hours=5), limits=LIMITS, sanitize=False)
+    native = translate_event(
+        {"event": "e", "distinct_id": "u", "offset": 1500, "timestamp": "2020-01-01T00:00:00Z"}, now=NOW
+    )
+    row = normalize_event(
+        native, received_at=NOW, batch_sent_at=NOW + timedelta(hours=5), limits=LIMITS, sanitize=False
+    )
     assert row.timestamp == NOW - timedelta(milliseconds=1500)
 
 
 def test_timestamp_with_batch_sent_at_is_corrected_for_the_client_clock():
     native = translate_event({"event": "e", "distinct_id": "u", "timestamp": "2026-11-25T14:59:00Z"}, now=NOW)
-    row = normalize_event(native, received_at=NOW, batch_sent_at=datetime(2026, 11, 25, 15, tzinfo=timezone.utc), limits=LIMITS, sanitize=False)
+    row = normalize_event(
+        native, received_at=NOW, batch_sent_at=datetime(2026, 11, 25, 15, tzinfo=UTC), limits=LIMITS, sanitize=False
+    )
     assert row.timestamp == NOW - timedelta(minutes=1)
 
 
 def test_invalid_offsets_are_ignored():
     for offset in (True, "10", -5, float("inf")):
-        native = translate_event({"event": "e", "distinct_id": "u", "offset": offset, "timestamp": "2026-11-25T11:00:00Z"}, now=NOW)
+        native = translate_event(
+            {"event": "e", "distinct_id": "u", "offset": offset, "timestamp": "2026-11-25T11:00:00Z"}, now=NOW
+        )
         assert native["timestamp"] == "2026-11-25T11:00:00Z"
 
 
 def test_top_level_set_and_set_once_are_kept_under_properties():
-    native = translate_event({"event": "$identify", "distinct_id": "u", "$set": {"plan": "pro"}, "$set_once": {"first": 1}, "properties": {"$set": {"plan": "free", "x": 1}}}, now=NOW)
+    native = translate_event(
+        {
+            "event": "$identify",
+            "distinct_id": "u",
+            "$set": {"plan": "pro"},
+            "$set_once": {"first": 1},
+            "properties": {"$set": {"plan": "free", "x": 1}},
+        },
+        now=NOW,
+    )
     assert native["properties"]["$set"] == {"plan": "pro", "x": 1}
     assert native["properties"]["$set_once"] == {"first": 1}
-    assert translate_event({"event": "e", "distinct_id": "u", "$set": {"a": 1}}, now=NOW)["properties"] == {"$set": {"a": 1}}
+    assert translate_event({"event": "e", "distinct_id": "u", "$set": {"a": 1}}, now=NOW)["properties"] == {
+        "$set": {"a": 1}
+    }
 
 
 def test_invalid_events_are_left_for_the_validator():
@@ -79,8 +114,15 @@ def test_invalid_events_are_left_for_the_validator():
 
 
 def test_payload_shapes_batch_array_and_single_event_with_their_keys():
-    batch = read_payload({"api_key": "k", "batch": [{"event": "a"}], "sent_at": "2026-11-25T12:00:00Z", "historical_migration": False})
-    assert (batch.events, batch.sent_at, batch.token, batch.is_batch) == ([{"event": "a"}], "2026-11-25T12:00:00Z", "k", True)
+    batch = read_payload(
+        {"api_key": "k", "batch": [{"event": "a"}], "sent_at": "2026-11-25T12:00:00Z", "historical_migration": False}
+    )
+    assert (batch.events, batch.sent_at, batch.token, batch.is_batch) == (
+        [{"event": "a"}],
+        "2026-11-25T12:00:00Z",
+        "k",
+        True,
+    )
     array = read_payload([{"event": "a", "properties": {"token": "t"}}])
     assert array.is_batch and array.token == "t"
     single = read_payload({"event": "a", "token": "t2"})
@@ -92,8 +134,18 @@ def test_payload_shapes_batch_array_and_single_event_with_their_keys():
 
 
 def test_person_update_only_for_events_that_change_a_person():
-    assert person_update(translate_event({"event": "e", "distinct_id": "u", "properties": {"a": 1}}, now=NOW), "u", NOW) is None
-    update = person_update(translate_event({"event": "$identify", "distinct_id": "u", "properties": {"$anon_distinct_id": "anon", "$set": {"a": 1}}}, now=NOW), "u", NOW)
+    assert (
+        person_update(translate_event({"event": "e", "distinct_id": "u", "properties": {"a": 1}}, now=NOW), "u", NOW)
+        is None
+    )
+    update = person_update(
+        translate_event(
+            {"event": "$identify", "distinct_id": "u", "properties": {"$anon_distinct_id": "anon", "$set": {"a": 1}}},
+            now=NOW,
+        ),
+        "u",
+        NOW,
+    )
     assert (update.set, update.set_once, update.merge_from) == ({"a": 1}, {}, "anon")
     alias = person_update({"event": "$create_alias", "properties": {"alias": "other"}}, "u", NOW)
     assert alias.merge_from == "other"
@@ -106,7 +158,9 @@ BODY = json.dumps({"batch": [{"event": "e", "distinct_id": "u"}]}).encode()
 
 
 def decode(raw, content_type="application/json", encoding=None, compression=None):
-    return decode_body(raw, content_type=content_type, encoding_header=encoding, compression=compression, limit=1_000_000)
+    return decode_body(
+        raw, content_type=content_type, encoding_header=encoding, compression=compression, limit=1_000_000
+    )
 
 
 def test_plain_gzip_header_query_and_magic_bytes_all_decode():
@@ -123,7 +177,10 @@ def test_base64_body_and_legacy_form_body():
     assert decode(form, content_type="application/x-www-form-urlencoded") == BODY
     form_gzip = b"data=" + quote(base64.b64encode(gzip.compress(BODY)).decode()).encode() + b"&compression=gzip-js"
     assert decode(form_gzip, content_type="application/x-www-form-urlencoded") == BODY
-    assert decode(b"data=" + base64.b64encode(BODY).replace(b"+", b" "), content_type="application/x-www-form-urlencoded") == BODY
+    assert (
+        decode(b"data=" + base64.b64encode(BODY).replace(b"+", b" "), content_type="application/x-www-form-urlencoded")
+        == BODY
+    )
 
 
 @pytest.mark.parametrize(
@@ -133,7 +190,12 @@ def test_base64_body_and_legacy_form_body():
         (b"!!!", {"compression": "base64"}, 400, "invalid_base64"),
         (BODY, {"compression": "lz64"}, 415, "unsupported_encoding"),
         (b"x=1", {"content_type": "application/x-www-form-urlencoded"}, 400, "invalid_form"),
-        (b"data=%C3%A9%C3%A9", {"content_type": "application/x-www-form-urlencoded"}, 400, "invalid_base64"),  # found by schemathesis: was a 500
+        (
+            b"data=%C3%A9%C3%A9",
+            {"content_type": "application/x-www-form-urlencoded"},
+            400,
+            "invalid_base64",
+        ),  # found by schemathesis: was a 500
         (BODY, {"content_type": "image/png"}, 415, "unsupported_media_type"),
         (BODY, {"encoding": "br"}, 415, "unsupported_encoding"),
     ],
@@ -146,5 +208,11 @@ def test_undecodable_bodies_are_refused_with_native_codes(raw, kwargs, status, c
 
 def test_a_gzip_bomb_stops_at_the_limit():
     with pytest.raises(ApiError) as refused:
-        decode_body(gzip.compress(b"[" + b" " * 2_000_000 + b"]"), content_type="", encoding_header=None, compression=None, limit=100_000)
+        decode_body(
+            gzip.compress(b"[" + b" " * 2_000_000 + b"]"),
+            content_type="",
+            encoding_header=None,
+            compression=None,
+            limit=100_000,
+        )
     assert refused.value.code == "payload_too_large"

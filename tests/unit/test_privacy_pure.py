@@ -41,7 +41,9 @@ def test_client_ip_is_not_stored_unless_asked():
     assert stored_client_ip("203.0.113.77", store=False, prefixes=(32, 128)) is None
 
 
-@pytest.mark.parametrize("text, expected", [("24,48", (24, 48)), (" /16, /32 ", (16, 32)), ("none", (32, 128)), ("0,0", (0, 0))])
+@pytest.mark.parametrize(
+    "text, expected", [("24,48", (24, 48)), (" /16, /32 ", (16, 32)), ("none", (32, 128)), ("0,0", (0, 0))]
+)
 def test_truncation_setting_parses(text, expected):
     assert parse_truncation(text) == expected
 
@@ -69,7 +71,10 @@ EVENT = {"event": "purchase", "distinct_id": "alice", "properties": {"amount": "
 def test_json_payload_matches_on_id_fields_at_any_depth():
     assert payload_mentions(orjson.dumps(EVENT), ["alice"])
     assert payload_mentions(orjson.dumps({"batch": [{"x": 1}, EVENT]}), ["alice"])
-    assert payload_mentions(orjson.dumps({"event": "$identify", "distinct_id": "bob", "properties": {"$anon_distinct_id": "alice"}}), ["alice"])
+    assert payload_mentions(
+        orjson.dumps({"event": "$identify", "distinct_id": "bob", "properties": {"$anon_distinct_id": "alice"}}),
+        ["alice"],
+    )
     assert payload_mentions(orjson.dumps({"properties": {"$distinct_id": "alice"}}), ["alice"])
     assert payload_mentions(orjson.dumps({"distinct_id": 42, "event": "e"}), ["42"])  # numbers become ids
 

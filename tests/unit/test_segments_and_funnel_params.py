@@ -4,7 +4,14 @@ from decimal import Decimal
 import pytest
 
 from ingest_api.admin.funnel_query import FunnelParamError, StepRow, parse_steps, parse_window, step_results
-from ingest_api.admin.segments import PropertyFilter, SegmentError, filters_sql, parse_breakdown, parse_filter, text_expr
+from ingest_api.admin.segments import (
+    PropertyFilter,
+    SegmentError,
+    filters_sql,
+    parse_breakdown,
+    parse_filter,
+    text_expr,
+)
 
 
 def test_filter_syntax_parses_text_and_numeric_comparisons():
@@ -15,7 +22,18 @@ def test_filter_syntax_parses_text_and_numeric_comparisons():
     assert parse_filter("properties.a=b=c") == PropertyFilter("a", "=", "b=c")  # the first operator splits
 
 
-@pytest.mark.parametrize("raw", ["plan=pro", "properties.=x", "properties.pl'an=x", "properties.p>=abc", "properties.p<Infinity", "properties.p", "properties.p>1e999999"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "plan=pro",
+        "properties.=x",
+        "properties.pl'an=x",
+        "properties.p>=abc",
+        "properties.p<Infinity",
+        "properties.p",
+        "properties.p>1e999999",
+    ],
+)
 def test_filter_syntax_refuses_what_it_cannot_render_safely(raw):
     with pytest.raises(SegmentError) as err:
         parse_filter(raw)
@@ -69,7 +87,11 @@ def test_names_are_matched_whole_so_a_final_newline_is_refused():
 
 def test_conversions_from_previous_and_first_step():
     out = step_results(["a", "b", "c"], [StepRow(1, 8, None), StepRow(2, 4, 30.0)])
-    assert [(r["users"], r["conversion_from_previous"], r["conversion_from_first"]) for r in out] == [(8, 1.0, 1.0), (4, 0.5, 0.5), (0, 0.0, 0.0)]
+    assert [(r["users"], r["conversion_from_previous"], r["conversion_from_first"]) for r in out] == [
+        (8, 1.0, 1.0),
+        (4, 0.5, 0.5),
+        (0, 0.0, 0.0),
+    ]
     empty = step_results(["a", "b"], [StepRow(1, 0, None)])
     assert [(r["conversion_from_previous"], r["conversion_from_first"]) for r in empty] == [(None, None), (None, None)]
 

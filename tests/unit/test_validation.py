@@ -1,5 +1,5 @@
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -7,7 +7,7 @@ import pytest
 from ingest_api.errors import EventInvalid
 from ingest_api.validation import CLAMPED_WARNING, Limits, client_time, normalize_event
 
-UTC = timezone.utc
+UTC = UTC
 RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 LIMITS = Limits(
     max_event_bytes=64 * 1024,
@@ -78,7 +78,9 @@ def test_not_an_object_is_refused():
 
 
 def test_nul_characters_are_stripped_everywhere_when_sanitizing():
-    row = normalize({"distinct_id": "u\x00v", "event": "e\x00", "properties": {"k\x00": ["a\x00b", {"x": "\x00"}]}}, sanitize=True)
+    row = normalize(
+        {"distinct_id": "u\x00v", "event": "e\x00", "properties": {"k\x00": ["a\x00b", {"x": "\x00"}]}}, sanitize=True
+    )
     assert row.distinct_id == "uv" and row.event_type == "e"
     assert orjson.loads(row.properties_json) == {"k": ["ab", {"x": ""}]}
 
