@@ -30,11 +30,6 @@ dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_D
 dbt_project.prepare_if_dev()
 
 
-def dbt_manifest() -> dict[str, Any]:
-    """The parsed project (dbt_project/target/manifest.json), for what Python reads of the models' yml."""
-    return json.loads(dbt_project.manifest_path.read_text())
-
-
 def dbt_resource() -> DbtCliResource:
     return EventtrackDbtCli(project_dir=dbt_project, dbt_executable=venv_executable("dbt"))
 

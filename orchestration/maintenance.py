@@ -13,9 +13,8 @@ import psycopg
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
 from ingest_api.partitions import event_partition_window, retention_cutoff
-from orchestration.dbt import dbt_manifest
 from orchestration.raw import EVENT_UUIDS, EVENTS, REJECTED_EVENTS, SESSIONS
-from orchestration.resources import EventtrackResource
+from orchestration.resources import EventtrackResource, dbt_manifest
 
 _PARTITION_NAME = re.compile(r"events_p(\d{8})")
 # How long DROP TABLE may wait for the lock on `events` before giving up

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import MutableMapping
@@ -16,6 +17,13 @@ from ingest_api.settings import Settings
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 # dbt's partial parse, kept between invocations so dbt re-parses only what changed.
 PARTIAL_PARSE = "partial_parse.msgpack"
+MANIFEST = "manifest.json"
+
+
+def dbt_manifest() -> dict:
+    """The parsed dbt project (written by `runner.prepare_dbt_manifest` at setup), for what Python reads of the
+    models' yml. Here, not in orchestration.dbt: importing that module builds the dbt assets from the manifest."""
+    return json.loads((DBT_PROJECT_DIR / "target" / MANIFEST).read_text())
 
 
 def venv_executable(name: str) -> str:

@@ -22,13 +22,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ingest_api.embedded_postgres import ensure_database
 from ingest_api.settings import Settings
-from orchestration.resources import DBT_PROJECT_DIR, PARTIAL_PARSE, dbt_connection_env, venv_executable
+from orchestration.resources import DBT_PROJECT_DIR, MANIFEST, PARTIAL_PARSE, dbt_connection_env, venv_executable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKSPACE_FILE = REPO_ROOT / "workspace.yaml"
 DAGSTER_YAML_TEMPLATE = Path(__file__).resolve().parent / "dagster.yaml"
 DAGSTER_DATABASE = "dagster"
-MANIFEST = "manifest.json"
 
 
 def prepare_dbt_manifest() -> Path:

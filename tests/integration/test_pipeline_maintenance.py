@@ -10,7 +10,6 @@ from dagster import materialize
 
 from ingest_api.partitions import partition_name
 from ingest_api.settings import Settings
-from orchestration.dbt import dbt_manifest
 from orchestration.maintenance import (
     close_inactive_sessions,
     event_partitions,
@@ -20,7 +19,10 @@ from orchestration.maintenance import (
     retention_buckets,
     session_closure,
 )
-from orchestration.resources import EventtrackResource
+from orchestration.resources import EventtrackResource, dbt_manifest
+
+# Retention reads which tables to prune from the dbt manifest, which dbt_env prepares.
+pytestmark = pytest.mark.usefixtures("dbt_env")
 
 TIMEOUT = timedelta(minutes=30)
 
