@@ -35,6 +35,12 @@ def dbt_manifest() -> dict[str, Any]:
     return json.loads(dbt_project.manifest_path.read_text())
 
 
+def dbt_model_columns(model: str) -> list[str]:
+    """The columns a model's yml declares, in order (for a table dbt declares and Python fills)."""
+    (node,) = (n for n in dbt_manifest()["nodes"].values() if n["resource_type"] == "model" and n["name"] == model)
+    return list(node["columns"])
+
+
 def dbt_resource() -> DbtCliResource:
     return EventtrackDbtCli(project_dir=dbt_project, dbt_executable=venv_executable("dbt"))
 
