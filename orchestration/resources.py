@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from dagster import ConfigurableResource
@@ -55,6 +56,14 @@ def export_dbt_connection_env(settings: Settings, environ: MutableMapping[str, s
         return
     for name, value in dbt_connection_env(settings.database_url).items():
         environ.setdefault(name, value)
+
+
+def settings_dbt_vars(settings: Settings | EventtrackResource) -> dict[str, Any]:
+    """The dbt vars that come from the settings, for every dbt invocation (dbt_project.yml has no defaults for them)."""
+    values: dict[str, Any] = {"session_timeout_minutes": settings.session_timeout_minutes}
+    if settings.retention_return_event:
+        values["retention_return_event"] = settings.retention_return_event
+    return values
 
 
 class EventtrackResource(ConfigurableResource):
