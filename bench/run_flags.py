@@ -145,7 +145,8 @@ def load_events(url: str, total: int, now: datetime) -> float:
 
 def build_hourly_aggregate(url: str) -> float:
     """The hourly mart, built by dbt as the pipeline does (staging view, then the incremental model)."""
-    from orchestration.resources import dbt_connection_env
+    from ingest_api.settings import Settings
+    from orchestration.resources import dbt_connection_env, settings_dbt_vars
     from orchestration.runner import DBT_PROJECT_DIR, prepare_dbt_manifest
 
     os.environ.update(dbt_connection_env(url))
@@ -160,6 +161,8 @@ def build_hourly_aggregate(url: str) -> float:
             "--select",
             "stg_eventtrack__events",
             "agg_events_hourly",
+            "--vars",
+            json.dumps(settings_dbt_vars(Settings())),
             "--project-dir",
             str(DBT_PROJECT_DIR),
             "--profiles-dir",

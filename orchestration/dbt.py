@@ -24,7 +24,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from orchestration.dbt_cli import EventtrackDbtCli, PartialParseCache, partial_parse_key
 from orchestration.partitions import daily_partitions, hourly_partitions, window_vars
-from orchestration.resources import DBT_PROJECT_DIR, EventtrackResource, venv_executable
+from orchestration.resources import DBT_PROJECT_DIR, EventtrackResource, settings_dbt_vars, venv_executable
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 dbt_project.prepare_if_dev()
@@ -70,10 +70,8 @@ translator = EventtrackTranslator()
 
 
 def dbt_vars(eventtrack: EventtrackResource, context: AssetExecutionContext) -> dict[str, Any]:
-    """What every run passes to dbt: the session timeout, and the partition window if any."""
-    values: dict[str, Any] = {"session_timeout_minutes": eventtrack.session_timeout_minutes}
-    if eventtrack.retention_return_event:
-        values["retention_return_event"] = eventtrack.retention_return_event
+    """What every run passes to dbt: the settings' vars, and the partition window if any."""
+    values = settings_dbt_vars(eventtrack)
     if context.has_partition_key or context.has_partition_key_range:
         window = context.partition_time_window
         values.update(window_vars(window.start, window.end))

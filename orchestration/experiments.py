@@ -15,43 +15,22 @@ import orjson
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
 from orchestration.experiment_stats import SRM_ALPHA, compare, rate, srm_p_value
-from orchestration.resources import EventtrackResource
+from orchestration.resources import EventtrackResource, dbt_model_columns
 
 COUNTS = AssetKey(["analytics", "experiment_variant_counts"])
 RESULTS_TABLE = "analytics.experiment_results"
-# The dbt models the results are built from (for jobs that rebuild only these). Not the staging
-# views they read: those exist from start-up and are rebuilt by the daily sessions_and_staging
-# job only (orchestration.runner.build_dbt_views says why).
+# The table itself is a dbt model (marts/experiments/experiment_results.sql: its columns, types and
+# key are declared once, in the model's yml); this asset fills it.
+RESULTS_TABLE_DEFINITION = AssetKey(["analytics", "experiment_results_table"])
+# The dbt models the results are built from and written to (for jobs that rebuild only these). Not
+# the staging views they read: those exist from start-up and are rebuilt by the daily
+# sessions_and_staging job only (orchestration.runner.build_dbt_views says why).
 EXPERIMENT_DBT_MODELS = [
     AssetKey(["analytics_intermediate", "int_experiment_exposures"]),
     COUNTS,
+    RESULTS_TABLE_DEFINITION,
 ]
 
-RESULT_COLUMNS = {
-    "experiment_id": "bigint NOT NULL",
-    "variant": "text NOT NULL",
-    "is_control": "boolean NOT NULL",
-    "expected_share": "double precision",
-    "exposures": "bigint NOT NULL",
-    "conversions": "bigint NOT NULL",
-    "conversion_rate": "double precision",
-    "absolute_uplift": "double precision",
-    "relative_uplift": "double precision",
-    "uplift_ci_low": "double precision",
-    "uplift_ci_high": "double precision",
-    "probability_to_beat_control": "double precision",
-    "p_value": "double precision",
-    "srm_p_value": "double precision",
-    "srm_warning": "boolean NOT NULL",
-    "multi_exposure_users": "bigint NOT NULL",
-    "secondary_metrics": "jsonb NOT NULL",
-    "computed_at": "timestamptz NOT NULL",
-}
-_CREATE = (
-    f"CREATE TABLE IF NOT EXISTS {RESULTS_TABLE} ("
-    + ", ".join(f"{name} {kind}" for name, kind in RESULT_COLUMNS.items())
-    + ", PRIMARY KEY (experiment_id, variant))"
-)
 _COUNT_COLUMNS = (
     "experiment_id", "variant", "variant_order", "is_control", "expected_percentage",
     "exposures", "conversions", "multi_exposure_users", "secondary_conversions",
@@ -115,7 +94,7 @@ def results_rows(counts: Iterable[dict[str, Any]], computed_at: datetime) -> lis
 
 @asset(
     key=AssetKey(["analytics", "experiment_results"]),
-    deps=[COUNTS],
+    deps=[COUNTS, RESULTS_TABLE_DEFINITION],
     group_name="marts",
     kinds={"python", "postgres"},
     description=(
@@ -129,9 +108,8 @@ def experiment_results(context: AssetExecutionContext, eventtrack: EventtrackRes
         cur = conn.execute(f"SELECT {', '.join(_COUNT_COLUMNS)} FROM analytics.experiment_variant_counts")
         counts = [dict(zip(_COUNT_COLUMNS, r)) for r in cur.fetchall()]
         rows = results_rows(counts, computed_at)
-        columns = list(RESULT_COLUMNS)
+        columns = dbt_model_columns("experiment_results")
         with conn.transaction():
-            conn.execute(_CREATE)
             conn.execute(f"DELETE FROM {RESULTS_TABLE}")
             with conn.cursor().copy(f"COPY {RESULTS_TABLE} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:

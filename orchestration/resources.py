@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from dagster import ConfigurableResource
@@ -24,6 +25,12 @@ def dbt_manifest() -> dict:
     """The parsed dbt project (written by `runner.prepare_dbt_manifest` at setup), for what Python reads of the
     models' yml. Here, not in orchestration.dbt: importing that module builds the dbt assets from the manifest."""
     return json.loads((DBT_PROJECT_DIR / "target" / MANIFEST).read_text())
+
+
+def dbt_model_columns(model: str) -> list[str]:
+    """The columns a model's yml declares, in order (for a table dbt declares and Python fills)."""
+    (node,) = (n for n in dbt_manifest()["nodes"].values() if n["resource_type"] == "model" and n["name"] == model)
+    return list(node["columns"])
 
 
 def venv_executable(name: str) -> str:
@@ -63,6 +70,14 @@ def export_dbt_connection_env(settings: Settings, environ: MutableMapping[str, s
         return
     for name, value in dbt_connection_env(settings.database_url).items():
         environ.setdefault(name, value)
+
+
+def settings_dbt_vars(settings: Settings | EventtrackResource) -> dict[str, Any]:
+    """The dbt vars that come from the settings, for every dbt invocation (dbt_project.yml has no defaults for them)."""
+    values: dict[str, Any] = {"session_timeout_minutes": settings.session_timeout_minutes}
+    if settings.retention_return_event:
+        values["retention_return_event"] = settings.retention_return_event
+    return values
 
 
 class EventtrackResource(ConfigurableResource):

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,7 +23,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ingest_api.embedded_postgres import ensure_database
 from ingest_api.settings import Settings
-from orchestration.resources import DBT_PROJECT_DIR, MANIFEST, PARTIAL_PARSE, dbt_connection_env, venv_executable
+from orchestration.resources import (
+    DBT_PROJECT_DIR,
+    MANIFEST,
+    PARTIAL_PARSE,
+    dbt_connection_env,
+    settings_dbt_vars,
+    venv_executable,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKSPACE_FILE = REPO_ROOT / "workspace.yaml"
@@ -102,7 +110,8 @@ def build_dbt_views(settings: Settings) -> None:
     scratch = _scratch_dir("views")
     try:
         env = {**os.environ, **dbt_connection_env(settings.require_database_url())}
-        _run_dbt(["run", "--quiet", "--no-write-json", "--select", DBT_VIEWS], scratch, env)
+        values = json.dumps(settings_dbt_vars(settings))
+        _run_dbt(["run", "--quiet", "--no-write-json", "--select", DBT_VIEWS, "--vars", values], scratch, env)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

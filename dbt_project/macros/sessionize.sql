@@ -15,7 +15,7 @@
   outside it. Only a key's value can differ, for a session that began before.
 -#}
 {% macro sessionize(relation) %}
-{%- set timeout = var('session_timeout_minutes') | int -%}
+{%- set timeout = session_timeout_minutes() -%}
 select
     flagged.*,
     case

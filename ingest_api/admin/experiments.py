@@ -32,11 +32,6 @@ _SELECT = f"SELECT {', '.join(COLUMNS)} FROM experiments"
 _RETURNING = "RETURNING " + ", ".join(COLUMNS)
 _JSONB = ("secondary_events", "variants")
 RESULTS_TABLE = "analytics.experiment_results"
-RESULT_COLUMNS = (
-    "variant", "is_control", "expected_share", "exposures", "conversions", "conversion_rate",
-    "absolute_uplift", "relative_uplift", "uplift_ci_low", "uplift_ci_high", "probability_to_beat_control",
-    "p_value", "srm_p_value", "srm_warning", "multi_exposure_users", "secondary_metrics", "computed_at",
-)  # fmt: skip
 _NOT_FOUND = ApiError(404, "not_found", "No experiment has this id.", {"id": "unknown"})
 
 
@@ -164,8 +159,11 @@ async def results_of_experiment(conn: AsyncConnection, experiment_id: int) -> di
         raise _NOT_FOUND
     rows: list[dict[str, Any]] = []
     if (await conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": RESULTS_TABLE})).scalar_one():
-        sql = f"SELECT {', '.join(RESULT_COLUMNS)} FROM {RESULTS_TABLE} WHERE experiment_id = :id ORDER BY is_control DESC, variant"
-        rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), {"id": experiment_id})).all()]
+        # Every column of the table (declared once, in dbt: marts/experiments/_experiments__models.yml)
+        # but the experiment_id the response already carries.
+        sql = f"SELECT * FROM {RESULTS_TABLE} WHERE experiment_id = :id ORDER BY is_control DESC, variant"
+        result = await conn.execute(sa.text(sql), {"id": experiment_id})
+        rows = [{k: v for k, v in r._mapping.items() if k != "experiment_id"} for r in result.all()]
     computed_at = max((r.pop("computed_at") for r in rows), default=None)
     return {"experiment_id": experiment_id, "computed_at": computed_at, "results": rows}
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import subprocess
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -64,6 +66,14 @@ EVENT_COLUMNS = (
     "timestamp",
     "received_at",
 )
+
+
+def dbt_vars_arg(**extra) -> list[str]:
+    """`--vars` for a dbt command a test runs itself: the default settings' vars (dbt has no defaults for them)."""
+    from ingest_api.settings import Settings
+    from orchestration.resources import settings_dbt_vars
+
+    return ["--vars", json.dumps({**settings_dbt_vars(Settings()), **extra})]
 
 
 def insert_events(db: psycopg.Connection, rows: list[dict]) -> None:
@@ -450,6 +460,36 @@ def test_dbt_runs_get_the_session_timeout_and_the_partition_window(dbt_env):
     assert dbt_vars(eventtrack, build_asset_context()) == {"session_timeout_minutes": 45}
 
 
+def test_the_views_built_at_start_up_get_the_settings_session_timeout(pipeline, db, database_url):
+    from ingest_api.settings import Settings
+    from orchestration.runner import build_dbt_views
+
+    def timeout_in_view() -> list[str]:
+        (sql,) = db.execute("SELECT pg_get_viewdef('analytics_intermediate.int_events_sessionized')").fetchone()
+        return sorted(set(re.findall(r"'(\d\d:\d\d:\d\d)'::interval", sql)))
+
+    try:
+        build_dbt_views(Settings(database_url=database_url, session_timeout_minutes=45))
+        assert timeout_in_view() == ["00:45:00"]
+    finally:  # the other tests' views: the default timeout
+        build_dbt_views(Settings(database_url=database_url))
+    assert timeout_in_view() == ["00:30:00"]
+
+
+def test_dbt_fails_clearly_without_the_session_timeout_var(dbt_env, tmp_path):
+    """dbt_project.yml has no second default for the setting: a run that does not pass it fails and says why."""
+    from orchestration.resources import DBT_PROJECT_DIR, venv_executable
+
+    project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    command = [venv_executable("dbt"), "compile", "--select", "int_events_sessionized", *project]
+    output = ["--target-path", str(tmp_path), "--log-path", str(tmp_path)]
+    failed = subprocess.run([*command, *output], cwd=DBT_PROJECT_DIR, capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert "dbt var session_timeout_minutes is missing" in failed.stdout, failed.stdout
+    passed = subprocess.run([*command, *output, *dbt_vars_arg()], cwd=DBT_PROJECT_DIR, capture_output=True, text=True)
+    assert passed.returncode == 0, passed.stdout
+
+
 def test_dagster_instance_keeps_its_state_in_its_own_postgres_database(database_url, tmp_path, monkeypatch):
     from dagster import DagsterInstance
 
@@ -535,8 +575,8 @@ def test_dbt_unit_tests_pass(pipeline, tmp_path):
     from orchestration.dbt import dbt_resource
 
     dbt = dbt_resource()
-    dbt.cli(["run", "--empty"], target_path=tmp_path / "run").wait()
-    invocation = dbt.cli(["test", "--select", "test_type:unit"], target_path=tmp_path / "test").wait()
+    dbt.cli(["run", "--empty", *dbt_vars_arg()], target_path=tmp_path / "run").wait()
+    invocation = dbt.cli(["test", "--select", "test_type:unit", *dbt_vars_arg()], target_path=tmp_path / "test").wait()
     results = invocation.get_artifact("run_results.json")["results"]
     assert len(results) >= 5
     assert {r["status"] for r in results} == {"pass"}
@@ -548,13 +588,13 @@ def test_incremental_runs_compare_arrivals_with_a_literal_watermark(pipeline, db
     from orchestration.dbt import dbt_resource
 
     dbt = dbt_resource()
-    dbt.cli(["run", "--select", "+agg_events_hourly"], target_path=tmp_path / "first").wait()
+    dbt.cli(["run", "--select", "+agg_events_hourly", *dbt_vars_arg()], target_path=tmp_path / "first").wait()
     db.execute("UPDATE analytics.agg_events_hourly SET _ingest_seq_watermark = 4242")
     db.execute(
         "INSERT INTO analytics.agg_events_hourly (hour, event_type, event_count, _ingest_seq_watermark)"
         " VALUES (now(), 'x', 1, 4242)"
     )
-    dbt.cli(["compile", "--select", "agg_events_hourly"], target_path=tmp_path / "compiled").wait()
+    dbt.cli(["compile", "--select", "agg_events_hourly", *dbt_vars_arg()], target_path=tmp_path / "compiled").wait()
     [compiled] = (tmp_path / "compiled").rglob("agg_events_hourly.sql")
     sql = compiled.read_text()
     assert "ingest_seq > 4242::bigint" in sql
@@ -576,10 +616,10 @@ def test_a_long_partition_window_is_planned_as_a_hash_join_of_events_and_buckets
     )
     db.execute("ANALYZE events")
     dbt = dbt_resource()
-    dbt.cli(["run", "--select", "+agg_events_hourly"], target_path=tmp_path / "first").wait()
+    dbt.cli(["run", "--select", "+agg_events_hourly", *dbt_vars_arg()], target_path=tmp_path / "first").wait()
     window = window_vars(now - timedelta(days=700), now)
     dbt.cli(
-        ["compile", "--select", "agg_events_hourly", "--vars", json.dumps(window)], target_path=tmp_path / "compiled"
+        ["compile", "--select", "agg_events_hourly", *dbt_vars_arg(**window)], target_path=tmp_path / "compiled"
     ).wait()
     [compiled] = (tmp_path / "compiled").rglob("agg_events_hourly.sql")
     plan = "\n".join(row[0] for row in db.execute("EXPLAIN " + compiled.read_text()))

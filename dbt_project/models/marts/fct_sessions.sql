@@ -65,12 +65,12 @@ from_events_only as (
         event_sessions.first_event_at as started_at,
         case
             when event_sessions.last_event_at
-                < {{ as_of_sql }} - interval '{{ var("session_timeout_minutes") | int }} minutes'
+                < {{ as_of_sql }} - interval '{{ session_timeout_minutes() }} minutes'
             then event_sessions.last_event_at
         end as ended_at,
         case
             when event_sessions.last_event_at
-                < {{ as_of_sql }} - interval '{{ var("session_timeout_minutes") | int }} minutes'
+                < {{ as_of_sql }} - interval '{{ session_timeout_minutes() }} minutes'
             then 'timeout'
             else 'open'
         end as end_reason,
