@@ -26,8 +26,8 @@ import httpx
 import psycopg
 
 from bench.run_ingest import RESULTS_DIR, ROOT, BenchFailure, _env_int, _machine, log, serving, throwaway_postgres
+from eventtrack.migrate import migrate
 from ingest_api.admin.key_store import create_admin_key
-from ingest_api.migrate import migrate
 
 LUA = ROOT / "bench" / "get_for_user.lua"
 EVENTS = _env_int("BENCH_FLAGS_EVENTS", 10_000_000)

@@ -348,7 +348,7 @@ def test_aggregates_are_exact_after_late_events_and_duplicates(pipeline, db):
 
 
 def test_partitions_start_the_day_before_the_installation(dbt_env, database_url, db):
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.definitions import build_definitions
 
     (installed,) = db.execute("SELECT min(applied_at) FROM schema_migrations").fetchone()
@@ -360,7 +360,7 @@ def test_partitions_start_the_day_before_the_installation(dbt_env, database_url,
 
 
 def scheduled_definitions():
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.definitions import build_definitions
 
     return build_definitions(Settings(partitions_start_date=PARTITIONS_START))
@@ -415,7 +415,7 @@ def test_partitioned_schedules_request_what_just_ended_and_what_is_not_built(
 ):
     from dagster import AssetMaterialization, DagsterInstance, build_schedule_context
 
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.definitions import build_definitions
     from orchestration.runner import prepare_dagster_instance
 
@@ -453,7 +453,7 @@ def test_dbt_runs_get_the_session_timeout_and_the_partition_window(dbt_env):
 def test_dagster_instance_keeps_its_state_in_its_own_postgres_database(database_url, tmp_path, monkeypatch):
     from dagster import DagsterInstance
 
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.runner import dagster_commands, prepare_dagster
 
     settings = Settings(database_url=database_url, data_dir=tmp_path)
@@ -480,7 +480,7 @@ def test_catch_up_builds_every_partition_and_mart_in_runs_of_named_jobs(
 ):
     from dagster import AssetKey, DagsterInstance
 
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.partitions import daily_partitions, hourly_partitions
     from orchestration.runner import catch_up, prepare_dagster
 
