@@ -262,3 +262,10 @@ def test_the_dagster_code_location_reaches_no_http_code():
     graph = import_graph()
     bad = [m for m in graph if m.split(".")[0] == "orchestration" and "starlette" in reached_from(graph, m)]
     assert not bad, f"these orchestration modules reach a module importing starlette: {sorted(set(bad))}"
+
+
+def test_the_readme_and_the_architecture_doc_name_every_package():
+    readme = (ROOT / "README.md").read_text()
+    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [p for p in FLOORS if f"- **{p}/**" not in readme or f"{p}/" not in architecture]
+    assert not missing, f"list these packages in README.md's package list and docs/architecture.md: {missing}"
