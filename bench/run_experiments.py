@@ -40,7 +40,7 @@ import psycopg
 
 from bench.run_ingest import throwaway_postgres
 from bench.run_pipeline import QUIET, RESULTS_DIR, _dbt_durations, _machine, _pg_info
-from ingest_api.migrate import migrate
+from eventtrack.migrate import migrate
 
 RESULTS_FILE = RESULTS_DIR / "experiments.json"
 TARGET_SECONDS = 10.0
@@ -146,7 +146,7 @@ def direct_counts(url: str, start: datetime) -> dict[str, tuple[int, int]]:
 def main() -> int:
     from dagster import AssetSelection, materialize
 
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.dbt import dbt_models, dbt_resource
     from orchestration.experiments import EXPERIMENT_DBT_MODELS, experiment_results
     from orchestration.resources import EventtrackResource, dbt_connection_env

@@ -26,8 +26,8 @@ import httpx
 import psycopg
 
 from bench.run_ingest import RESULTS_DIR, ROOT, BenchFailure, _env_int, _machine, log, serving, throwaway_postgres
+from eventtrack.migrate import migrate
 from ingest_api.admin.key_store import create_admin_key
-from ingest_api.migrate import migrate
 
 LUA = ROOT / "bench" / "get_for_user.lua"
 EVENTS = _env_int("BENCH_FLAGS_EVENTS", 10_000_000)
@@ -145,7 +145,7 @@ def load_events(url: str, total: int, now: datetime) -> float:
 
 def build_hourly_aggregate(url: str) -> float:
     """The hourly mart, built by dbt as the pipeline does (staging view, then the incremental model)."""
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.resources import dbt_connection_env, settings_dbt_vars
     from orchestration.runner import DBT_PROJECT_DIR, prepare_dbt_manifest
 

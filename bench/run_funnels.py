@@ -35,11 +35,11 @@ import uvicorn
 
 from bench.run_ingest import throwaway_postgres
 from bench.run_pipeline import HISTORY_DAYS, RESULTS_DIR, _env_int, _git_commit, _machine, _pg_info, load_history
+from eventtrack.migrate import migrate
+from eventtrack.settings import Settings
 from ingest_api.admin.key_store import create_admin_key
 from ingest_api.app import create_app
-from ingest_api.migrate import migrate
 from ingest_api.promote import index_name, promote_property
-from ingest_api.settings import Settings
 
 ROWS = _env_int("BENCH_FUNNEL_ROWS", 10_000_000)
 RUNS = _env_int("BENCH_FUNNEL_RUNS", 5)

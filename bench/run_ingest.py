@@ -55,10 +55,10 @@ from typing import Any
 import orjson
 import psycopg
 
-from ingest_api.cli import _api_command
-from ingest_api.embedded_postgres import EmbeddedPostgres
-from ingest_api.migrate import migrate
-from ingest_api.settings import Settings
+from eventtrack.embedded_postgres import EmbeddedPostgres
+from eventtrack.migrate import migrate
+from eventtrack.settings import Settings
+from ingest_api.serve import api_command
 from ingest_api.sink import COPY_TYPES, EVENT_COLUMNS, JsonbBytes, register_adapters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,7 +263,7 @@ class Server:
         settings = replace(
             Settings(), database_url=database_url, api_host="127.0.0.1", api_port=self.port, api_workers=WORKERS
         )
-        command = _api_command(settings)
+        command = api_command(settings)
         command[command.index("ingest_api.asgi:app")] = app
         self.command = command
         self.env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(self.port), "API_WORKERS": str(WORKERS)}
@@ -739,7 +739,7 @@ def main() -> int:
             "rounds": ROUNDS,
             "batch_size": BATCH_SIZE,
             "copy_rows_per_transaction": COPY_ROWS_PER_TXN,
-            "uvicorn": "--loop uvloop --http httptools --no-access-log (ingest_api.cli._api_command)",
+            "uvicorn": "--loop uvloop --http httptools --no-access-log (ingest_api.serve.api_command)",
             "headline": "best round of each side (highest throughput; its latencies)",
         },
         "single_capture": {

@@ -51,7 +51,7 @@ from typing import Any
 import psycopg
 
 from bench.run_ingest import throwaway_postgres
-from ingest_api.migrate import migrate
+from eventtrack.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -143,7 +143,7 @@ class Pipeline:
     """Materializes the dbt assets through Dagster, as tests/integration/test_pipeline.py does."""
 
     def __init__(self, database_url: str):
-        from ingest_api.settings import Settings
+        from eventtrack.settings import Settings
         from orchestration.dbt import dbt_resource
         from orchestration.resources import EventtrackResource
 

@@ -31,7 +31,7 @@ from bench.run_ingest import (
     serving,
     throwaway_postgres,
 )
-from ingest_api.migrate import migrate
+from eventtrack.migrate import migrate
 
 SOAK_SECONDS = _env_int("SOAK_SECONDS", 300)
 SAMPLE_SECONDS = _env_int("SOAK_SAMPLE_SECONDS", 5)

@@ -15,20 +15,21 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from eventtrack.database import sqlalchemy_url
+from eventtrack.errors import CLIENT_DISCONNECTED, ApiError, client_disconnected
+from eventtrack.settings import Settings
 from ingest_api.admin.routes import admin_routes
 from ingest_api.config_cache import ConfigCache
 from ingest_api.dashboard.routes import dashboard_routes
-from ingest_api.database import sqlalchemy_url
-from ingest_api.errors import CLIENT_DISCONNECTED, ApiError, client_disconnected, error_response
 from ingest_api.metrics import Metrics
 from ingest_api.middleware import RateLimitMiddleware, RequestIdMiddleware
 from ingest_api.ofrep import routes as ofrep_routes
 from ingest_api.openapi import openapi_document
 from ingest_api.posthog import routes as posthog_routes
 from ingest_api.privacy.routes import privacy_routes
+from ingest_api.responses import error_response
 from ingest_api.routes import capture, flags, health, sessions
 from ingest_api.routing import method_routes
-from ingest_api.settings import Settings
 from ingest_api.sink import EventSink
 from ingest_api.state import AppState
 

@@ -18,9 +18,9 @@ from typing import Any, NoReturn
 
 from starlette.requests import Request
 
+from eventtrack.client_ip import client_host, stored_client_ip
+from eventtrack.errors import ApiError, DatabaseUnavailable, EventInvalid, unavailable
 from ingest_api.dead_letter import Refusal, payload_json, reject_row
-from ingest_api.errors import ApiError, DatabaseUnavailable, EventInvalid, unavailable
-from ingest_api.privacy.ip import client_host, stored_client_ip
 from ingest_api.sink import RejectRow
 from ingest_api.state import AppState
 from ingest_api.validation import (

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from starlette.requests import ClientDisconnect, Request
 
-from ingest_api.errors import ApiError, client_disconnected
+from eventtrack.errors import ApiError, client_disconnected
 
 # Content types whose body we read as JSON. text/plain is what browser and
 # some mobile SDKs send to avoid CORS preflights; a missing type is accepted too.

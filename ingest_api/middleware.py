@@ -10,10 +10,11 @@ import uuid
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest_api.errors import ApiError, error_response
+from eventtrack.client_ip import client_host
+from eventtrack.errors import ApiError
 from ingest_api.metrics import Metrics
-from ingest_api.privacy.ip import client_host
 from ingest_api.rate_limit import TokenBuckets, retry_after_header
+from ingest_api.responses import error_response
 from ingest_api.write_keys import presented_key
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")

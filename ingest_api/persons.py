@@ -24,7 +24,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from ingest_api.errors import unavailable
+from eventtrack.errors import unavailable
 from ingest_api.posthog.translate import PersonUpdate
 from ingest_api.validation import check_json_tree
 

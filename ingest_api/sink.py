@@ -21,7 +21,7 @@ import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from ingest_api.errors import DatabaseUnavailable
+from eventtrack.errors import DatabaseUnavailable
 from ingest_api.metrics import Metrics
 from ingest_api.validation import EventRow
 

@@ -8,10 +8,10 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import HTTPConnection
 
+from eventtrack.errors import unavailable
+from eventtrack.partitions import retention_cutoff, utc_day
+from eventtrack.settings import Settings
 from ingest_api.config_cache import ConfigCache, ConfigSnapshot
-from ingest_api.errors import unavailable
-from ingest_api.partitions import retention_cutoff, utc_day
-from ingest_api.settings import Settings
 from ingest_api.sink import EventSink
 from ingest_api.validation import Limits
 

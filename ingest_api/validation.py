@@ -20,14 +20,14 @@ from typing import Any
 
 import orjson
 
-from ingest_api.clock import (
+from eventtrack.clock import (
     EventTime,
     InvalidTimestamp,
     corrected_event_time,
     parse_timestamp,
 )
-from ingest_api.errors import ApiError, EventInvalid
-from ingest_api.uuid7 import uuid7
+from eventtrack.errors import ApiError, EventInvalid
+from eventtrack.uuid7 import uuid7
 
 MAX_ID_LENGTH = 200
 CLAMPED_WARNING = "timestamp_clamped_to_received_at"

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from starlette.requests import Request
 
-from ingest_api.errors import ApiError, unavailable
+from eventtrack.errors import ApiError, unavailable
 
 WRITE_KEY_PREFIX = "etw_"
 _BODY_FIELDS = ("api_key", "token")

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from dagster import Definitions, definitions
 
-from ingest_api.migrate import installed_at
-from ingest_api.settings import Settings
+from eventtrack.migrate import installed_at
+from eventtrack.settings import Settings
 from orchestration.dbt import aggregate_assets, dbt_models, dbt_resource
 from orchestration.experiments import experiment_assets
 from orchestration.maintenance import maintenance_assets

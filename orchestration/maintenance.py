@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
-from ingest_api.partitions import event_partition_window, retention_cutoff
+from eventtrack.partitions import event_partition_window, retention_cutoff
 from orchestration.raw import EVENT_UUIDS, EVENTS, REJECTED_EVENTS, SESSIONS
 from orchestration.resources import EventtrackResource, dbt_manifest
 

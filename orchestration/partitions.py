@@ -13,7 +13,7 @@ from dagster import (
     TimeWindowPartitionsDefinition,
 )
 
-from ingest_api.partitions import utc_day
+from eventtrack.partitions import utc_day
 
 # The run tags of one run over a range of partitions (those a single-run backfill sets).
 PARTITION_RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")

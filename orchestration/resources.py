@@ -13,7 +13,7 @@ import psycopg
 from dagster import ConfigurableResource
 from psycopg.conninfo import conninfo_to_dict
 
-from ingest_api.settings import Settings
+from eventtrack.settings import Settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 # dbt's partial parse, kept between invocations so dbt re-parses only what changed.

@@ -21,8 +21,8 @@ from datetime import UTC
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from ingest_api.embedded_postgres import ensure_database
-from ingest_api.settings import Settings
+from eventtrack.embedded_postgres import ensure_database
+from eventtrack.settings import Settings
 from orchestration.resources import (
     DBT_PROJECT_DIR,
     MANIFEST,

@@ -16,10 +16,10 @@ import psycopg
 import pytest
 import uvicorn
 
+from eventtrack.embedded_postgres import EmbeddedPostgres
+from eventtrack.migrate import migrate
+from eventtrack.settings import Settings
 from ingest_api.app import create_app
-from ingest_api.embedded_postgres import EmbeddedPostgres
-from ingest_api.migrate import migrate
-from ingest_api.settings import Settings
 
 RAW_TABLES = (
     "events", "event_uuids", "sessions", "rejected_events", "feature_flags", "admin_api_keys",
@@ -187,7 +187,7 @@ def dbt_env(database_url: str) -> Iterator[dict[str, str]]:
 @pytest.fixture
 def pipeline(dbt_env, database_url, db):
     """Raw tables emptied and the analytics schemas dropped; returns a runner of the dbt assets."""
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from tests.integration.test_pipeline import ANALYTICS_SCHEMAS, Pipeline
 
     for schema in ANALYTICS_SCHEMAS:

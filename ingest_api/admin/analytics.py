@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack.errors import ApiError
 from ingest_api.admin.funnel_query import (
     FunnelParamError,
     StepRow,
@@ -33,7 +34,6 @@ from ingest_api.admin.http import (
 )
 from ingest_api.admin.rows import delete_by_id
 from ingest_api.admin.segments import PropertyFilter, SegmentError, filters_sql, parse_breakdown, parse_filters
-from ingest_api.errors import ApiError
 from ingest_api.state import AppState
 
 MAX_FUNNEL_RANGE = timedelta(days=366)

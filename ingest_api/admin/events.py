@@ -8,10 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack.errors import ApiError
 from ingest_api.admin.http import admin_only, check_unknown_params, json_response, text_param, time_param
 from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice, decode_cursor, parse_limit
 from ingest_api.admin.rows import NEWEST_FIRST_KEY, listing_body, newest_first_rows
-from ingest_api.errors import ApiError
 
 _EVENT_FIELDS = (
     "uuid, event_type, distinct_id, properties, device_id, session_id, app_version, os_name, os_version,"

@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from eventtrack.errors import ApiError
 from ingest_api.admin.http import ADMIN, admin_only, check_unknown_params, json_object, json_response, path_id
 from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice, decode_cursor, parse_limit
 from ingest_api.admin.rows import ID_ORDER_KEY, delete_by_id, fetch_by_id, id_order_rows, listing_body
-from ingest_api.errors import ApiError
 from ingest_api.experiments.definition import ExperimentDefinitionError, is_text, merged_body, parse_experiment
 from ingest_api.routing import method_routes
 from ingest_api.state import AppState

@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack.errors import ApiError
 from ingest_api.admin.http import admin_only, check_unknown_params, json_object, json_response, path_id
 from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice, decode_cursor, parse_limit
 from ingest_api.admin.rows import ID_ORDER_KEY, delete_by_id, fetch_by_id, id_order_rows, listing_body
 from ingest_api.config_cache import FLAG_COLUMNS, ConfigCache, flag_json
-from ingest_api.errors import ApiError
 from ingest_api.flags.definition import FlagDefinitionError, parse_flag_definition
 from ingest_api.state import AppState
 

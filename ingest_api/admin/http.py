@@ -16,10 +16,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack.clock import InvalidTimestamp, parse_timestamp
+from eventtrack.errors import ApiError, unavailable
 from ingest_api.admin.keys import bearer_token, find_key
-from ingest_api.clock import InvalidTimestamp, parse_timestamp
 from ingest_api.decode import parse_json, read_body
-from ingest_api.errors import ApiError, unavailable
 from ingest_api.routing import Handler
 from ingest_api.state import loaded_snapshot
 

@@ -17,8 +17,8 @@ from urllib.parse import urlencode
 
 import orjson
 
-from ingest_api.clock import InvalidTimestamp, parse_timestamp
-from ingest_api.errors import ApiError
+from eventtrack.clock import InvalidTimestamp, parse_timestamp
+from eventtrack.errors import ApiError
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack.errors import ApiError
 from ingest_api.admin.http import base_url, json_response, time_param
 from ingest_api.admin.pagination import (
     ID,
@@ -23,7 +24,6 @@ from ingest_api.admin.pagination import (
     page_slice,
     parse_limit,
 )
-from ingest_api.errors import ApiError
 
 # The sort key of the newest-first listings: (time, id).
 NEWEST_FIRST_KEY = (TIMESTAMP, UUID)

@@ -22,8 +22,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from eventtrack.errors import ApiError, EventInvalid
 from ingest_api.decode import parse_json
-from ingest_api.errors import ApiError, EventInvalid
 from ingest_api.state import AppState
 from ingest_api.validation import EventRow, Limits, normalize_event
 

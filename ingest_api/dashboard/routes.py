@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from eventtrack.errors import CLIENT_DISCONNECTED, ApiError
 from ingest_api.admin.aggregates import count_events
 from ingest_api.admin.analytics import parse_funnel_query, run_funnel, saved_funnel_by_id, saved_funnel_list
 from ingest_api.admin.events import event_listing, session_listing, session_status
@@ -46,7 +47,6 @@ from ingest_api.dashboard.session import (
 )
 from ingest_api.dashboard.session_store import close_session, open_session, session_open
 from ingest_api.decode import read_body
-from ingest_api.errors import CLIENT_DISCONNECTED, ApiError
 from ingest_api.routing import method_routes
 from ingest_api.state import AppState
 

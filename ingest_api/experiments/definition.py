@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ingest_api.clock import InvalidTimestamp, parse_timestamp
+from eventtrack.clock import InvalidTimestamp, parse_timestamp
 
 EDITABLE = (
     "name",

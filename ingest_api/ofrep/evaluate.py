@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventtrack.errors import CATALOGUE
 from ingest_api.config_cache import CachedFlag
-from ingest_api.errors import CATALOGUE
 from ingest_api.flags.definition import FlagDefinition
 from ingest_api.flags.evaluator import FlagResult, evaluate
 

@@ -19,9 +19,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack.errors import ApiError
 from ingest_api.capture_pipeline import capture_events, refuse_body
 from ingest_api.decode import BodyRefused, parse_json, read_limited
-from ingest_api.errors import ApiError
 from ingest_api.persons import apply_person_updates
 from ingest_api.posthog.decode import decode_body
 from ingest_api.posthog.translate import NotAPayload, person_update, read_payload, translate_event

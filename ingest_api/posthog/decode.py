@@ -17,8 +17,8 @@ import base64
 import binascii
 from urllib.parse import parse_qs
 
+from eventtrack.errors import ApiError
 from ingest_api.decode import check_content_type, content_encoding, gunzip_limited
-from ingest_api.errors import ApiError
 
 GZIP_MAGIC = b"\x1f\x8b"
 _FORM = "application/x-www-form-urlencoded"

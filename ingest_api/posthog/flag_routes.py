@@ -9,9 +9,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack.errors import ApiError
 from ingest_api.decode import parse_json, read_body
-from ingest_api.errors import ApiError
-from ingest_api.experiments.exposure import exposure_rows, record_exposures, wants_exposure
+from ingest_api.flags.exposure import exposure_rows, record_exposures, wants_exposure
 from ingest_api.posthog.decode import decode_body
 from ingest_api.posthog.flags import evaluate_all, flags_response, wants_detailed
 from ingest_api.state import FLAGS_NOT_LOADED, loaded_snapshot

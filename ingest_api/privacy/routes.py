@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from eventtrack.errors import ApiError
 from ingest_api.admin.http import ADMIN, admin_only, check_unknown_params, json_response, text_param
 from ingest_api.admin.keys import bearer_token, find_key
 from ingest_api.admin.rows import newest_first_page
-from ingest_api.errors import ApiError
 from ingest_api.privacy import store
 from ingest_api.routing import method_routes
 from ingest_api.state import AppState

@@ -16,8 +16,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from eventtrack.uuid7 import uuid7
 from ingest_api.privacy.dead_letters import payload_mentions, sql_needles
-from ingest_api.uuid7 import uuid7
 
 # The persons writers' lock (ingest_api/persons.py): no merge moves ids while a person is erased.
 _PERSONS_LOCK = sa.text("SELECT pg_advisory_xact_lock(7311042002)")

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from starlette.requests import Request
 
+from eventtrack.errors import ApiError
 from ingest_api.capture_pipeline import refuse_body
 from ingest_api.decode import (
     BodyRefused,
@@ -16,7 +17,6 @@ from ingest_api.decode import (
     parse_json,
     read_limited,
 )
-from ingest_api.errors import ApiError
 from ingest_api.state import AppState
 
 

@@ -9,8 +9,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack.errors import ApiError
 from ingest_api.capture_pipeline import capture_events, refuse_body
-from ingest_api.errors import ApiError
 from ingest_api.routes.body import read_json_body
 from ingest_api.state import AppState
 from ingest_api.write_keys import require_write_key

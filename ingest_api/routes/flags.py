@@ -13,11 +13,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack.errors import ApiError
 from ingest_api.config_cache import CachedFlag
 from ingest_api.decode import parse_json, read_body
-from ingest_api.errors import ApiError
-from ingest_api.experiments.exposure import exposure_rows, record_exposures, wants_exposure
 from ingest_api.flags.evaluator import evaluate
+from ingest_api.flags.exposure import exposure_rows, record_exposures, wants_exposure
 from ingest_api.state import FLAGS_NOT_LOADED, loaded_snapshot
 from ingest_api.validation import clean_string
 from ingest_api.write_keys import require_write_key

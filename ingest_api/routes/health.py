@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ingest_api.errors import unavailable
+from eventtrack.errors import unavailable
 from ingest_api.state import AppState
 
 

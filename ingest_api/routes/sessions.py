@@ -12,12 +12,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack.clock import InvalidTimestamp, parse_timestamp
+from eventtrack.errors import ApiError, EventInvalid, unavailable
+from eventtrack.uuid7 import uuid7
 from ingest_api.capture_pipeline import refuse_body, refuse_event
-from ingest_api.clock import InvalidTimestamp, parse_timestamp
-from ingest_api.errors import ApiError, EventInvalid, unavailable
 from ingest_api.routes.body import read_json_body
 from ingest_api.state import AppState
-from ingest_api.uuid7 import uuid7
 from ingest_api.validation import check_json_tree, client_time, distinct_id_field, optional_string
 from ingest_api.write_keys import require_write_key
 

@@ -20,7 +20,7 @@ import httpx
 import psutil
 import psycopg
 
-from ingest_api.supervisor import answers
+from eventtrack_cli.supervisor import answers
 from tests.conftest import free_port, wait_until
 from tests.e2e.test_crash_safety import Load, assert_acked_stored_exactly_once
 
@@ -189,7 +189,7 @@ def graphql(ui: str, query: str) -> dict:
 
 
 def test_migrate_honours_database_url_with_a_unix_socket_host(embedded_pg, tmp_path):
-    from ingest_api.embedded_postgres import ensure_database
+    from eventtrack.embedded_postgres import ensure_database
 
     ensure_database(embedded_pg.admin_url(), "other_instance")
     url = embedded_pg.url("other_instance")

@@ -22,7 +22,7 @@ from typing import Self
 import httpx
 import psycopg
 
-from ingest_api.migrate import migrate
+from eventtrack.migrate import migrate
 from tests.conftest import RunningServer, free_port, settings_for, throwaway_postgres
 
 BATCH = "/api/v1/analytics/batch/"

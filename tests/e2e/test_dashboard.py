@@ -126,7 +126,7 @@ def seed(raw_seed: Seed, dbt_env) -> Seed:  # noqa: F811
     """The same data with the marts built by Dagster (what `eventtrack catch-up` runs)."""
     from dagster import DailyPartitionsDefinition  # noqa: F401 (dagster import up front: clearer failure)
 
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.partitions import last_complete_partition_key
 
     now = datetime.now(UTC)
@@ -645,7 +645,7 @@ def test_experiments_page_lists_an_experiment_and_says_it_has_no_results_yet(pag
 def test_experiment_results_computed_by_the_pipeline_are_shown_with_the_srm_warning(
     page, seed, experiment, saved_funnel
 ):
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.dbt import dbt_models
     from orchestration.experiments import experiment_results
 

@@ -61,7 +61,7 @@ def test_psql_runs_the_bundled_client_connected_and_passes_arguments_through(emb
 
 
 def test_psql_connects_to_DATABASE_URL_when_set(embedded_pg, database_url, tmp_path):
-    from ingest_api.embedded_postgres import ensure_database
+    from eventtrack.embedded_postgres import ensure_database
 
     ensure_database(embedded_pg.admin_url(), "analyst_copy")
     result = eventtrack(

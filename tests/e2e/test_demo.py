@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ingest_api.demo import plan_demo, send_demo
+from eventtrack_cli.demo import plan_demo, send_demo
 from tests.conftest import free_port
 
 EVENTTRACK = Path(sys.executable).parent / "eventtrack"

@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingest_api.migrate import migrate
+from eventtrack.migrate import migrate
 from tests.conftest import RunningServer, settings_for, wait_until
 from tests.docs_examples import (
     RUNNABLE,
@@ -111,7 +111,7 @@ def _shell(example: Example, server: RunningServer) -> str:
 
 
 def _seed_and_build(url: str, server: RunningServer, env: dict[str, str]) -> None:
-    from ingest_api.demo import plan_demo, send_demo
+    from eventtrack_cli.demo import plan_demo, send_demo
 
     now = datetime.now(UTC)
     with open(os.devnull, "w") as progress:

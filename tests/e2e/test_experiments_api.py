@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest_api.experiments.exposure import exposure_uuid
+from ingest_api.flags.exposure import exposure_uuid
 from tests.conftest import wait_until
 from tests.e2e.test_capture_api import assert_error
 from tests.e2e.test_public_flags_api import PUBLIC, _create

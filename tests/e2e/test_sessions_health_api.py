@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from ingest_api.migrate import migrate
+from eventtrack.migrate import migrate
 from tests.conftest import RunningServer, settings_for, throwaway_postgres
 from tests.e2e.test_capture_api import assert_error
 

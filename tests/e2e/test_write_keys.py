@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from ingest_api.cli import cmd_create_write_key, cmd_list_write_keys, cmd_revoke_write_key
-from ingest_api.settings import Settings
+from eventtrack.settings import Settings
+from eventtrack_cli.main import cmd_create_write_key, cmd_list_write_keys, cmd_revoke_write_key
 from tests.conftest import wait_until
 
 API = "/api/v1/analytics"

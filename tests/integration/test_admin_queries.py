@@ -10,13 +10,13 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from eventtrack.database import sqlalchemy_url
+from eventtrack.errors import ApiError
 from ingest_api.admin.events import event_listing
 from ingest_api.admin.feature_flags import create_flag, flag_by_id, flag_listing, update_flag
 from ingest_api.admin.pagination import decode_cursor
 from ingest_api.admin.rows import NEWEST_FIRST_KEY
 from ingest_api.config_cache import ConfigCache
-from ingest_api.database import sqlalchemy_url
-from ingest_api.errors import ApiError
 
 
 def run(database_url: str, work):

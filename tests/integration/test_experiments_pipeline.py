@@ -457,7 +457,7 @@ def test_the_experiments_job_leaves_the_other_views_in_place(db, database_url, p
     """Replacing a view drops the views built on it: the experiments job must not rebuild the staging views."""
     from dagster import AssetSelection, materialize
 
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.dbt import dbt_models
     from orchestration.experiments import EXPERIMENT_DBT_MODELS, experiment_results
     from orchestration.runner import build_dbt_views

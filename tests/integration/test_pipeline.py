@@ -70,7 +70,7 @@ EVENT_COLUMNS = (
 
 def dbt_vars_arg(**extra) -> list[str]:
     """`--vars` for a dbt command a test runs itself: the default settings' vars (dbt has no defaults for them)."""
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.resources import settings_dbt_vars
 
     return ["--vars", json.dumps({**settings_dbt_vars(Settings()), **extra})]
@@ -358,7 +358,7 @@ def test_aggregates_are_exact_after_late_events_and_duplicates(pipeline, db):
 
 
 def test_partitions_start_the_day_before_the_installation(dbt_env, database_url, db):
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.definitions import build_definitions
 
     (installed,) = db.execute("SELECT min(applied_at) FROM schema_migrations").fetchone()
@@ -370,7 +370,7 @@ def test_partitions_start_the_day_before_the_installation(dbt_env, database_url,
 
 
 def scheduled_definitions():
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.definitions import build_definitions
 
     return build_definitions(Settings(partitions_start_date=PARTITIONS_START))
@@ -425,7 +425,7 @@ def test_partitioned_schedules_request_what_just_ended_and_what_is_not_built(
 ):
     from dagster import AssetMaterialization, DagsterInstance, build_schedule_context
 
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.definitions import build_definitions
     from orchestration.runner import prepare_dagster_instance
 
@@ -461,7 +461,7 @@ def test_dbt_runs_get_the_session_timeout_and_the_partition_window(dbt_env):
 
 
 def test_the_views_built_at_start_up_get_the_settings_session_timeout(pipeline, db, database_url):
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.runner import build_dbt_views
 
     def timeout_in_view() -> list[str]:
@@ -493,7 +493,7 @@ def test_dbt_fails_clearly_without_the_session_timeout_var(dbt_env, tmp_path):
 def test_dagster_instance_keeps_its_state_in_its_own_postgres_database(database_url, tmp_path, monkeypatch):
     from dagster import DagsterInstance
 
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.runner import dagster_commands, prepare_dagster
 
     settings = Settings(database_url=database_url, data_dir=tmp_path)
@@ -520,7 +520,7 @@ def test_catch_up_builds_every_partition_and_mart_in_runs_of_named_jobs(
 ):
     from dagster import AssetKey, DagsterInstance
 
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.partitions import daily_partitions, hourly_partitions
     from orchestration.runner import catch_up, prepare_dagster
 

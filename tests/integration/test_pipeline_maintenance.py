@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from dagster import materialize
 
-from ingest_api.partitions import partition_name
-from ingest_api.settings import Settings
+from eventtrack.partitions import partition_name
+from eventtrack.settings import Settings
 from orchestration.maintenance import (
     close_inactive_sessions,
     event_partitions,

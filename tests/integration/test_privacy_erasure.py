@@ -164,7 +164,7 @@ def api_counts(admin, start, end) -> dict[str, int]:
 @pytest.fixture
 def catch_up(pipeline, database_url, tmp_path, monkeypatch):
     """`eventtrack catch-up` in this process, against a Dagster home in tmp_path."""
-    from ingest_api.settings import Settings
+    from eventtrack.settings import Settings
     from orchestration.runner import catch_up as run_catch_up
     from orchestration.runner import prepare_dagster
 

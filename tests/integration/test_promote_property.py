@@ -16,7 +16,7 @@ COUNTS = "/api/v1/analytics/admin/events/event_counts/"
 def run_cli(database_url: str, *args: str) -> str:
     env = {**os.environ, "DATABASE_URL": database_url}
     done = subprocess.run(
-        [sys.executable, "-m", "ingest_api.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "eventtrack_cli.main", *args], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

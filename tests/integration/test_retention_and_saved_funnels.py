@@ -11,7 +11,7 @@ import random
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
-from ingest_api.settings import Settings
+from eventtrack.settings import Settings
 from tests.integration.test_funnels_and_segments_api import STEPS, ev, insert, random_rows, reference_funnel
 from tests.integration.test_pipeline import Pipeline
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
+from eventtrack.errors import ApiError
 from ingest_api.admin.http import path_id, text_filters
-from ingest_api.errors import ApiError
 
 NOT_FOUND = ApiError(404, "not_found", "No row has this id.", {"id": "unknown"})
 

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest_api.clock import InvalidTimestamp, corrected_event_time, parse_timestamp
+from eventtrack.clock import InvalidTimestamp, corrected_event_time, parse_timestamp
 
 UTC = UTC
 RECEIVED = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)

@@ -3,8 +3,8 @@ import math
 
 import pytest
 
+from eventtrack.errors import ApiError
 from ingest_api.decode import check_content_type, content_encoding, gunzip_limited, parse_json
-from ingest_api.errors import ApiError
 
 
 def test_gzip_roundtrip():

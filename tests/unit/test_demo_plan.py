@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from ingest_api.demo import plan_demo
+from eventtrack_cli.demo import plan_demo
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 
 import io
 
-from ingest_api.demo import Progress
+from eventtrack_cli.demo import Progress
 
 
 class Terminal(io.StringIO):

@@ -117,7 +117,7 @@ def test_text_postgres_cannot_store_is_a_field_error_not_a_crash():
 def test_the_exposure_id_depends_on_the_utc_day_not_the_zone_of_the_datetime():
     from datetime import datetime, timedelta
 
-    from ingest_api.experiments.exposure import exposure_uuid
+    from ingest_api.flags.exposure import exposure_uuid
 
     utc = datetime(2026, 11, 26, 0, 20, tzinfo=UTC)
     st_johns = utc.astimezone(timezone(timedelta(hours=-3, minutes=-30)))  # still 25 November there

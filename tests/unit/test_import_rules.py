@@ -1,4 +1,10 @@
-"""No module of ingest_api/ or orchestration/ uses another module's `_private` name (STYLE.md; issue 14).
+"""Imports flow one way (docs/architecture.md; STYLE.md; issue 14), read from the code with `ast`:
+
+- the ground floor (eventtrack/) imports no other package of the project and nothing HTTP; ingest_api/ and
+  orchestration/ import only the ground floor; the CLI (eventtrack_cli/) is on top and nothing imports it;
+- no import cycle between modules; the hot path (capture, sessions, flags) reaches nothing of admin,
+  dashboard, privacy or experiments;
+- no module uses another module's `_private` name.
 
 A helper two modules need moves down into a shared module under a public name. Read from the code with
 `ast`: `from m import _x`, and `m._x` where `m` was imported as a project module. Importing a private
@@ -9,12 +15,21 @@ its package.
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("ingest_api", "orchestration")
+PACKAGES = ("eventtrack", "ingest_api", "orchestration", "eventtrack_cli")
+
+# Which top-level packages each one may import: one way, from the top floor down.
+FLOORS = {
+    "eventtrack": set(),
+    "ingest_api": {"eventtrack"},
+    "orchestration": {"eventtrack"},
+    "eventtrack_cli": {"eventtrack", "ingest_api", "orchestration"},
+}
 
 # Known private uses left for the next slices of issue 14: (importing module, imported module, name) -> why
 # it stays for now. The first slice moved the last ones (admin/routes.py's parameter helpers, routes/flags.py's
@@ -157,22 +172,100 @@ def imports_of(module: str, source: str, *, is_package: bool, modules: set[str])
     return found
 
 
-def test_the_dagster_code_location_reaches_no_http_code():
-    """orchestration/ and ingest_api/ stand side by side on the ground floor (settings, database, ...): nothing
-    orchestration imports, directly or through other project modules, imports starlette."""
+def import_graph() -> dict[str, set[str]]:
     modules = project_modules()
-    graph = {
+    return {
         module: imports_of(module, path.read_text(), is_package=path.name == "__init__.py", modules=set(modules))
         for module, path in modules.items()
     }
-    bad = []
-    for start in (m for m in modules if m.split(".")[0] == "orchestration"):
-        seen, todo = {start}, [start]
-        while todo:
-            for target in graph.get(todo.pop(), ()):
-                if target == "starlette":
-                    bad.append(start)
-                elif target in graph and target not in seen:
-                    seen.add(target)
-                    todo.append(target)
+
+
+def reached_from(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module and outside package `start` imports, directly or through project modules."""
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_every_package_imports_only_the_floors_below_it():
+    assert set(FLOORS) == {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
+    bad = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        for target in targets
+        if target.split(".")[0] in FLOORS
+        and target.split(".")[0] != module.split(".")[0]
+        and target.split(".")[0] not in FLOORS[module.split(".")[0]]
+    )
+    assert not bad, "imports must flow down (docs/architecture.md):\n" + "\n".join(bad)
+
+
+def test_no_import_cycle_between_modules():
+    graph = import_graph()
+    cycles = sorted(module for module in graph if module in reached_from(graph, module))
+    assert not cycles, f"these modules import themselves through others: {cycles}"
+
+
+def test_nothing_imports_the_cli():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    cli_package = {target.split(".")[0] for target in scripts.values()}
+    assert cli_package == {"eventtrack_cli"}
+    modules = project_modules()
+    sources = {m: p for m, p in modules.items() if not m.startswith("eventtrack_cli")}
+    sources |= {f"bench.{p.stem}": p for p in sorted((ROOT / "bench").glob("*.py"))}
+    bad = sorted(
+        module
+        for module, path in sources.items()
+        if any(
+            t.split(".")[0] == "eventtrack_cli"
+            for t in imports_of(module, path.read_text(), is_package=path.name == "__init__.py", modules=set(modules))
+        )
+    )
+    assert not bad, f"these modules import the CLI: {bad}"
+
+
+# The hot path: every module a capture, session or flag request runs through.
+HOT_PATH = (
+    "ingest_api.routes.capture",
+    "ingest_api.routes.sessions",
+    "ingest_api.routes.flags",
+    "ingest_api.posthog.capture",
+    "ingest_api.posthog.flag_routes",
+    "ingest_api.ofrep.routes",
+    "ingest_api.middleware",
+)
+NOT_ON_THE_HOT_PATH = ("ingest_api.admin", "ingest_api.dashboard", "ingest_api.privacy", "ingest_api.experiments")
+
+
+def test_the_hot_path_reaches_nothing_of_admin_dashboard_privacy_or_experiments():
+    graph = import_graph()
+    bad = {
+        start: sorted(t for t in reached_from(graph, start) if t.startswith(NOT_ON_THE_HOT_PATH)) for start in HOT_PATH
+    }
+    assert all(start in graph for start in HOT_PATH)
+    assert not any(bad.values()), f"move what both need down: {bad}"
+
+
+def test_the_ground_floor_reaches_no_http_code():
+    graph = import_graph()
+    bad = sorted(m for m in graph if m.split(".")[0] == "eventtrack" and "starlette" in reached_from(graph, m))
+    assert not bad, f"these ground-floor modules reach starlette: {bad}"
+
+
+def test_the_dagster_code_location_reaches_no_http_code():
+    """orchestration/ and ingest_api/ stand side by side on the ground floor (settings, database, ...): nothing
+    orchestration imports, directly or through other project modules, imports starlette."""
+    graph = import_graph()
+    bad = [m for m in graph if m.split(".")[0] == "orchestration" and "starlette" in reached_from(graph, m)]
     assert not bad, f"these orchestration modules reach a module importing starlette: {sorted(set(bad))}"
+
+
+def test_the_readme_and_the_architecture_doc_name_every_package():
+    readme = (ROOT / "README.md").read_text()
+    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [p for p in FLOORS if f"- **{p}/**" not in readme or f"{p}/" not in architecture]
+    assert not missing, f"list these packages in README.md's package list and docs/architecture.md: {missing}"

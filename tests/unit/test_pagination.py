@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from eventtrack.errors import ApiError
 from ingest_api.admin.pagination import (
     ID,
     TEXT,
@@ -18,7 +19,6 @@ from ingest_api.admin.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from ingest_api.errors import ApiError
 
 EVENT_ID = "0193a6a4-1111-7000-8000-000000000001"
 

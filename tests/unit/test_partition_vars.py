@@ -3,7 +3,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from dagster import PartitionKeyRange
 
-from ingest_api.settings import Settings
+from eventtrack.settings import Settings
 from orchestration.partitions import (
     daily_partitions,
     hourly_partitions,

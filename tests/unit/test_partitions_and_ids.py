@@ -1,7 +1,7 @@
 from datetime import UTC, date, datetime
 
-from ingest_api.partitions import event_partition_window, partition_name, retention_cutoff
-from ingest_api.uuid7 import uuid7
+from eventtrack.partitions import event_partition_window, partition_name, retention_cutoff
+from eventtrack.uuid7 import uuid7
 
 
 def test_partition_window_spans_retention_and_days_ahead():

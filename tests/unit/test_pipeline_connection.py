@@ -1,4 +1,4 @@
-from ingest_api.settings import Settings
+from eventtrack.settings import Settings
 from orchestration.resources import dbt_connection_env, export_dbt_connection_env
 from orchestration.runner import dagster_database_url
 

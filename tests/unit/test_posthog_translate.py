@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from ingest_api.errors import ApiError
+from eventtrack.errors import ApiError
 from ingest_api.posthog.decode import decode_body
 from ingest_api.posthog.translate import NotAPayload, person_update, read_payload, translate_event
 from ingest_api.validation import Limits, normalize_event

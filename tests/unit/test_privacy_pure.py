@@ -11,9 +11,9 @@ from urllib.parse import quote
 import orjson
 import pytest
 
+from eventtrack.client_ip import parse_truncation, stored_client_ip
+from eventtrack.settings import Settings
 from ingest_api.privacy.dead_letters import payload_mentions, sql_needles
-from ingest_api.privacy.ip import parse_truncation, stored_client_ip
-from ingest_api.settings import Settings
 
 # --- client IP ---------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.routing import Mount, Route
 
+from eventtrack.settings import Settings
 from ingest_api.app import create_app
-from ingest_api.settings import Settings
 
 
 def _all_routes(routes) -> list[Route]:

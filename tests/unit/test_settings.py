@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest_api.settings import Settings
+from eventtrack.settings import Settings
 from orchestration.resources import EventtrackResource
 
 

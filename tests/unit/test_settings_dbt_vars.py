@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest_api.settings import Settings
+from eventtrack.settings import Settings
 from orchestration.resources import EventtrackResource, settings_dbt_vars
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from ingest_api.partitions import retention_cutoff
-from ingest_api.settings import Settings
+from eventtrack.partitions import retention_cutoff
+from eventtrack.settings import Settings
 from ingest_api.state import AppState
 
 

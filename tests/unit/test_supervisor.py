@@ -1,11 +1,11 @@
-"""The restart policy of `eventtrack up` (ingest_api/supervisor.py) on fake children and a fake clock."""
+"""The restart policy of `eventtrack up` (eventtrack_cli/supervisor.py) on fake children and a fake clock."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
-from ingest_api.supervisor import Backoff, Supervisor, describe_exit
+from eventtrack_cli.supervisor import Backoff, Supervisor, describe_exit
 
 
 def test_backoff_doubles_up_to_the_cap_and_starts_over_after_a_stable_run():

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from ingest_api.errors import EventInvalid
+from eventtrack.errors import EventInvalid
 from ingest_api.validation import CLAMPED_WARNING, Limits, client_time, normalize_event
 
 UTC = UTC

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from ingest_api.partitions import event_partition_window
+from eventtrack.partitions import event_partition_window
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ingest_api.embedded_postgres import EmbeddedPostgres
+from eventtrack.embedded_postgres import EmbeddedPostgres
 
 log = logging.getLogger("eventtrack.supervisor")
 

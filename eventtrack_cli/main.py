@@ -12,9 +12,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ingest_api.database import connectable_url, embedded_pgdata, start_embedded
-from ingest_api.migrate import migrate
-from ingest_api.settings import Settings
+from eventtrack.database import connectable_url, embedded_pgdata, start_embedded
+from eventtrack.migrate import migrate
+from eventtrack.settings import Settings
+from ingest_api.serve import api_command
 
 log = logging.getLogger("eventtrack")
 
@@ -50,35 +51,13 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _api_command(settings: Settings) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "ingest_api.asgi:app",
-        "--host",
-        settings.api_host,
-        "--port",
-        str(settings.api_port),
-        "--workers",
-        str(settings.api_workers),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--timeout-graceful-shutdown",
-        "10",
-    ]
-
-
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     """Serves the API in the foreground (the database must be up: `eventtrack up` does all)."""
     if settings.database_url:  # nothing to clean up after: become uvicorn, so signals reach it directly
-        os.execv(sys.executable, _api_command(settings))
+        os.execv(sys.executable, api_command(settings))
     with database(settings) as s:
         env = {**os.environ, "DATABASE_URL": s.require_database_url()}
-        child = subprocess.Popen(_api_command(s), env=env)
+        child = subprocess.Popen(api_command(s), env=env)
         # Forward Ctrl-C / SIGTERM so uvicorn shuts down gracefully before the database stops.
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda n, f: child.send_signal(n))
@@ -87,9 +66,9 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """Database (embedded unless DATABASE_URL), migrations, then every service, restarted when it dies, until Ctrl-C."""
-    from ingest_api.database import embedded_pgdata
-    from ingest_api.embedded_postgres import EmbeddedPostgres
-    from ingest_api.supervisor import Backoff, PostgresChild, ProcessChild, Supervisor, answers
+    from eventtrack.database import embedded_pgdata
+    from eventtrack.embedded_postgres import EmbeddedPostgres
+    from eventtrack_cli.supervisor import Backoff, PostgresChild, ProcessChild, Supervisor, answers
 
     with database(settings) as s:
         _migrate(s)
@@ -98,7 +77,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         # The dbt manifest, Dagster's database and DAGSTER_HOME, then the webserver and
         # the daemon (which runs the schedules) next to the API.
         env = {**os.environ, "DATABASE_URL": s.require_database_url(), **prepare_dagster(s)}
-        services = {"api": _api_command(s), **dagster_commands(s)}
+        services = {"api": api_command(s), **dagster_commands(s)}
         children = [] if settings.database_url else [PostgresChild(EmbeddedPostgres(embedded_pgdata(s)))]
         children += [ProcessChild(name, command, env, REPO_ROOT) for name, command in services.items()]
         supervisor = Supervisor(children, lambda: Backoff(s.restart_backoff_seconds, s.restart_backoff_max_seconds))
@@ -142,7 +121,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Sends a realistic stream of mobile events over the last days to a running API."""
     import httpx
 
-    from ingest_api.demo import run_demo
+    from eventtrack_cli.demo import run_demo
 
     # httpx logs every request at INFO: thousands of lines that would bury the progress line.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -187,7 +166,7 @@ def cmd_db_url(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
     """Becomes the bundled psql, connected to the database; extra arguments go to psql."""
-    from ingest_api.embedded_postgres import psql_executable
+    from eventtrack.embedded_postgres import psql_executable
 
     url = connectable_url(settings)
     if url is None:

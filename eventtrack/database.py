@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ingest_api.embedded_postgres import EmbeddedPostgres, running_url
-from ingest_api.settings import Settings
+from eventtrack.embedded_postgres import EmbeddedPostgres, running_url
+from eventtrack.settings import Settings
 
 
 def sqlalchemy_url(database_url: str) -> str:

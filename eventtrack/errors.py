@@ -4,15 +4,15 @@
 detail). Raise `ApiError.of(code, detail, fields)`; the status comes from the table, so a code answers
 with the same status on every endpoint. `EventInvalid` (one refused event) carries only a code: its
 status is the catalogue's too.
+
+HTTP-free, so every floor may raise and read these; the HTTP answer of an `ApiError` is built by
+ingest_api/responses.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
-from starlette.responses import Response
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +110,6 @@ class EventInvalid(Exception):
 
 class DatabaseUnavailable(Exception):
     """The database could not be reached or did not commit in time."""
-
-
-def error_response(err: ApiError) -> Response:
-    return Response(
-        orjson.dumps(err.body()),
-        status_code=err.status,
-        media_type="application/json",
-        headers=err.headers or None,
-    )
 
 
 def unavailable(retry_after: int, detail: str | None = None) -> ApiError:

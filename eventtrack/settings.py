@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ingest_api.privacy.ip import parse_truncation
+from eventtrack.client_ip import parse_truncation
 
 KIB = 1024
 MIB = 1024 * 1024

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from ingest_api.errors import ApiError, DatabaseUnavailable, unavailable
+from eventtrack.errors import ApiError, DatabaseUnavailable, unavailable
 from ingest_api.validation import EventRow
 
 EXPOSURE_EVENT = "$feature_flag_called"
