@@ -70,7 +70,9 @@ def status_of(code: str) -> int:
     return CATALOGUE[code].status
 
 
-@dataclass
+# Keyword-only: `ApiError(400, "code", ...)` fails at once; build errors with `ApiError.of(code, ...)`. The one
+# answer whose status is not the catalogue's is Starlette's own HTTPException (ingest_api/app.py).
+@dataclass(kw_only=True)
 class ApiError(Exception):
     status: int
     code: str
@@ -88,7 +90,13 @@ class ApiError(Exception):
     ) -> ApiError:
         """The error `code` of the catalogue, with its status (and its default detail unless `detail` is given)."""
         kind = CATALOGUE[code]
-        return cls(kind.status, code, kind.detail if detail is None else detail, fields or {}, headers or {})
+        return cls(
+            status=kind.status,
+            code=code,
+            detail=kind.detail if detail is None else detail,
+            fields=fields or {},
+            headers=headers or {},
+        )
 
     def body(self) -> dict[str, Any]:
         return {"error": self.code, "detail": self.detail, "fields": self.fields}

@@ -79,13 +79,17 @@ async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
     return await _api_error(request, client_disconnected())
 
 
+# Starlette's own HTTPExceptions: routing's 404 and 405 are catalogue codes; any other status Starlette raises
+# (e.g. 400 for a malformed multipart form) is not ours to catalogue, so it keeps its status as `http_error`.
+_STARLETTE_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
 async def _http_error(request: Request, exc: HTTPException) -> Response:
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    return error_response(
-        ApiError(
-            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), {}, dict(exc.headers or {})
-        )
-    )
+    detail, headers = str(exc.detail), dict(exc.headers or {})
+    code = _STARLETTE_CODES.get(exc.status_code)
+    if code is not None:
+        return error_response(ApiError.of(code, detail, headers=headers))
+    return error_response(ApiError(status=exc.status_code, code="http_error", detail=detail, headers=headers))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -95,9 +95,9 @@ async def _has_table(conn, name: str) -> bool:
 
 def check_count_range(start: datetime, end: datetime) -> None:
     if start >= end:
-        raise ApiError(400, "invalid_parameter", "start must be before end.", {"start": "must be before end"})
+        raise ApiError.of("invalid_parameter", "start must be before end.", {"start": "must be before end"})
     if end - start > MAX_COUNT_RANGE:
-        raise ApiError(400, "invalid_parameter", "The range is limited to 800 days.", {"start": "range too long"})
+        raise ApiError.of("invalid_parameter", "The range is limited to 800 days.", {"start": "range too long"})
 
 
 async def count_events(
@@ -167,7 +167,7 @@ async def event_aggregates(request: Request) -> Response:
     segment = _segment(request)
     granularity = request.query_params.get("granularity", "hour")
     if granularity not in ("hour", "day"):
-        raise ApiError(400, "invalid_parameter", "granularity must be hour or day.", {"granularity": "hour or day"})
+        raise ApiError.of("invalid_parameter", "granularity must be hour or day.", {"granularity": "hour or day"})
     table, bucket = (HOURLY, "hour") if granularity == "hour" else (DAILY, "day")
     limit = parse_limit(request.query_params.get("limit"))
     cursor = decode_cursor(
@@ -240,7 +240,7 @@ def _segment(request: Request) -> Segment | None:
         filters = parse_filters(raw_filters)
         breakdown = parse_breakdown(raw_breakdown)
     except SegmentError as err:
-        raise ApiError(400, "invalid_parameter", "Invalid filter or breakdown.", err.fields) from None
+        raise ApiError.of("invalid_parameter", "Invalid filter or breakdown.", err.fields) from None
     where, _ = filters_sql(filters)
     return filters, where, breakdown
 

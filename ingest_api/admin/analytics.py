@@ -40,7 +40,7 @@ MAX_FUNNEL_RANGE = timedelta(days=366)
 
 
 def _invalid(fields: dict[str, str]) -> ApiError:
-    return ApiError(400, "invalid_parameter", "Invalid parameters: " + ", ".join(sorted(fields)) + ".", fields)
+    return ApiError.of("invalid_parameter", "Invalid parameters: " + ", ".join(sorted(fields)) + ".", fields)
 
 
 def checked_range(
@@ -170,7 +170,7 @@ async def retention(request: Request) -> Response:
 
 _SAVED_COLUMNS = "id, name, steps, window_seconds, range_days, created_at"
 FUNNEL_RESULTS = "analytics.funnel_results"
-_SAVED_NOT_FOUND = ApiError(404, "not_found", "No saved funnel has this id.", {"id": "unknown"})
+_SAVED_NOT_FOUND = ApiError.of("not_found", "No saved funnel has this id.", {"id": "unknown"})
 
 
 def _saved_json(row) -> dict[str, Any]:
@@ -207,8 +207,8 @@ async def create_saved_funnel(request: Request) -> Response:
     try:
         fields = parse_saved_funnel(await json_object(request))
     except FunnelParamError as err:
-        raise ApiError(
-            400, "validation_error", "The saved funnel is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields
+        raise ApiError.of(
+            "validation_error", "The saved funnel is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields
         ) from None
     sql = (
         "INSERT INTO saved_funnels (name, steps, window_seconds, range_days) VALUES (:name, :steps, :window_seconds, :range_days)"

@@ -78,7 +78,7 @@ SESSION_STATUSES = ("active", "ended")
 def session_status(raw: str | None) -> str | None:
     """The status filter: active, ended, or None (absent or empty: any); 400 otherwise."""
     if raw not in (None, "", *SESSION_STATUSES):
-        raise ApiError(400, "invalid_parameter", "status must be active or ended.", {"status": "active or ended"})
+        raise ApiError.of("invalid_parameter", "status must be active or ended.", {"status": "active or ended"})
     return raw or None
 
 

@@ -32,7 +32,7 @@ _SELECT = f"SELECT {', '.join(COLUMNS)} FROM experiments"
 _RETURNING = "RETURNING " + ", ".join(COLUMNS)
 _JSONB = ("secondary_events", "variants")
 RESULTS_TABLE = "analytics.experiment_results"
-_NOT_FOUND = ApiError(404, "not_found", "No experiment has this id.", {"id": "unknown"})
+_NOT_FOUND = ApiError.of("not_found", "No experiment has this id.", {"id": "unknown"})
 
 
 def _experiment_json(row: Any) -> dict[str, Any]:
@@ -47,8 +47,8 @@ def _experiment_id(request: Request) -> int:
 
 
 def _invalid(err: ExperimentDefinitionError) -> ApiError:
-    return ApiError(
-        400, "validation_error", "The experiment is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields
+    return ApiError.of(
+        "validation_error", "The experiment is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields
     )
 
 

@@ -25,12 +25,12 @@ from ingest_api.state import AppState
 
 
 def _invalid(err: FlagDefinitionError) -> ApiError:
-    return ApiError(
-        400, "validation_error", "The flag definition is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields
+    return ApiError.of(
+        "validation_error", "The flag definition is invalid: " + ", ".join(sorted(err.fields)) + ".", err.fields
     )
 
 
-_FLAG_NOT_FOUND = ApiError(404, "not_found", "No feature flag has this id.", {"id": "unknown"})
+_FLAG_NOT_FOUND = ApiError.of("not_found", "No feature flag has this id.", {"id": "unknown"})
 
 
 def _flag_id(request: Request) -> int:
@@ -50,7 +50,7 @@ def flag_active(raw: str | None) -> bool | None:
     if raw is None:
         return None
     if raw not in ("true", "false"):
-        raise ApiError(400, "invalid_parameter", "active must be true or false.", {"active": "true or false"})
+        raise ApiError.of("invalid_parameter", "active must be true or false.", {"active": "true or false"})
     return raw == "true"
 
 
@@ -95,8 +95,8 @@ async def create_flag(engine: AsyncEngine, config: ConfigCache, body: dict[str, 
         async with engine.begin() as conn:
             row = (await conn.execute(sa.text(sql), _db_params(fields))).one()
     except IntegrityError:
-        raise ApiError(
-            400, "validation_error", "A flag with this key already exists.", {"key": "already exists"}
+        raise ApiError.of(
+            "validation_error", "A flag with this key already exists.", {"key": "already exists"}
         ) from None
     await config.refresh()
     return flag_json(row)
@@ -149,8 +149,8 @@ async def update_flag(
             sql = f"UPDATE feature_flags SET {assignments}, version = version + 1, updated_at = now() WHERE id = :id {_RETURNING}"
             row = (await conn.execute(sa.text(sql), {**_db_params(fields), "id": flag_id})).one()
     except IntegrityError:
-        raise ApiError(
-            400, "validation_error", "A flag with this key already exists.", {"key": "already exists"}
+        raise ApiError.of(
+            "validation_error", "A flag with this key already exists.", {"key": "already exists"}
         ) from None
     await config.refresh()
     return flag_json(row)

@@ -52,12 +52,10 @@ def admin_only(handler: Handler) -> Handler:
         snapshot = loaded_snapshot(request)
         token = bearer_token(request.headers.get("authorization"))
         if token is None or find_key(token, snapshot.admin_keys) is None:
-            raise ApiError(
-                401,
+            raise ApiError.of(
                 "unauthorized",
-                "A valid admin API key is required: send `Authorization: Bearer <key>`.",
-                {"authorization": "missing, malformed, unknown or revoked key"},
-                {"WWW-Authenticate": "Bearer"},
+                fields={"authorization": "missing, malformed, unknown or revoked key"},
+                headers={"WWW-Authenticate": "Bearer"},
             )
         try:
             return await handler(request)
@@ -81,7 +79,7 @@ def time_value(name: str, value: str | None) -> datetime | None:
     try:
         return parse_timestamp(value)
     except InvalidTimestamp as exc:
-        raise ApiError(400, "invalid_parameter", f"{name} {exc}.", {name: str(exc)}) from None
+        raise ApiError.of("invalid_parameter", f"{name} {exc}.", {name: str(exc)}) from None
 
 
 def text_param(request: Request, name: str) -> str | None:
@@ -91,15 +89,14 @@ def text_param(request: Request, name: str) -> str | None:
 def text_value(name: str, value: str | None) -> str | None:
     """The text parameter `name` (None when absent or empty); 400 when too long or holding NUL."""
     if value is not None and (len(value) > 200 or "\x00" in value):
-        raise ApiError(400, "invalid_parameter", f"{name} is too long or holds NUL characters.", {name: "invalid"})
+        raise ApiError.of("invalid_parameter", f"{name} is too long or holds NUL characters.", {name: "invalid"})
     return value or None
 
 
 def check_unknown_params(request: Request, allowed: set[str]) -> None:
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
-        raise ApiError(
-            400,
+        raise ApiError.of(
             "invalid_parameter",
             "Unknown query parameters: " + ", ".join(unknown) + ".",
             {k: "unknown parameter" for k in unknown},
@@ -139,5 +136,5 @@ def base_url(request: Request) -> str:
 async def json_object(request: Request) -> dict[str, Any]:
     value, _ = parse_json(await read_body(request, JSON_BODY_LIMIT))
     if not isinstance(value, dict):
-        raise ApiError(400, "not_an_object", "The body must be a JSON object.", {"body": "must be an object"})
+        raise ApiError.of("not_an_object", fields={"body": "must be an object"})
     return value

@@ -71,12 +71,7 @@ def decode_cursor(token: str | None, kinds: tuple[str, ...]) -> Cursor | None:
             raise ValueError
         values = tuple(_key_value(kind, value) for kind, value in zip(kinds, key))
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        raise ApiError(
-            400,
-            "invalid_cursor",
-            "The cursor is not valid: pass the `next` or `previous` link of a page as it is.",
-            {"cursor": "invalid cursor"},
-        ) from None
+        raise ApiError.of("invalid_cursor", fields={"cursor": "invalid cursor"}) from None
     return Cursor(values, forward)
 
 
@@ -88,8 +83,8 @@ def parse_limit(value: str | None) -> int:
     except ValueError:
         limit = 0
     if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(
-            400, "invalid_parameter", f"limit must be an integer from 1 to {MAX_LIMIT}.", {"limit": f"1..{MAX_LIMIT}"}
+        raise ApiError.of(
+            "invalid_parameter", f"limit must be an integer from 1 to {MAX_LIMIT}.", {"limit": f"1..{MAX_LIMIT}"}
         )
     return limit
 

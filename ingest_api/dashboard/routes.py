@@ -651,7 +651,7 @@ async def flag_toggle(request: Request, current: Page) -> Response:
     state, flag_id = _state(request), _flag_id(request)
     try:
         if flag_id is None:
-            raise ApiError(404, "not_found", "No feature flag has this id.")
+            raise ApiError.of("not_found", "No feature flag has this id.")
         saved = await update_flag(
             state.engine, state.config, flag_id, {"active": current.form.get("active") == "true"}, partial=True
         )
@@ -712,7 +712,7 @@ async def experiment_page(request: Request, current: Page) -> Response:
     experiment_id = row_id(request.path_params["experiment_id"])
     try:
         if experiment_id is None:
-            raise ApiError(404, "not_found", "No experiment has this id.")
+            raise ApiError.of("not_found", "No experiment has this id.")
         async with _state(request).engine.connect() as conn:
             experiment = await experiment_by_id(conn, experiment_id)
             results = await results_of_experiment(conn, experiment_id)

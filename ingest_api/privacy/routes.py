@@ -31,8 +31,7 @@ ACTIONS = ("erase_person", "export_person")
 def _distinct_id(request: Request) -> str:
     value = request.path_params["distinct_id"]
     if not 1 <= len(value) <= MAX_ID_LENGTH or "\x00" in value:
-        raise ApiError(
-            400,
+        raise ApiError.of(
             "invalid_parameter",
             f"distinct_id must be 1 to {MAX_ID_LENGTH} characters without NUL.",
             {"distinct_id": "invalid"},
@@ -40,9 +39,7 @@ def _distinct_id(request: Request) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ApiError(
-            400, "invalid_parameter", "distinct_id is not valid UTF-8.", {"distinct_id": "invalid"}
-        ) from None
+        raise ApiError.of("invalid_parameter", "distinct_id is not valid UTF-8.", {"distinct_id": "invalid"}) from None
     return value
 
 
@@ -144,8 +141,7 @@ async def list_audit_log(request: Request) -> Response:
     action = request.query_params.get("action")
     if action:
         if action not in ACTIONS:
-            raise ApiError(
-                400,
+            raise ApiError.of(
                 "invalid_parameter",
                 "action must be one of " + ", ".join(ACTIONS) + ".",
                 {"action": "unknown action"},

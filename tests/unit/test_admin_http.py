@@ -8,7 +8,7 @@ from starlette.requests import Request
 from eventtrack.errors import ApiError
 from ingest_api.admin.http import path_id, text_filters
 
-NOT_FOUND = ApiError(404, "not_found", "No row has this id.", {"id": "unknown"})
+NOT_FOUND = ApiError.of("not_found", "No row has this id.", {"id": "unknown"})
 
 
 def request(query: bytes = b"", **path_params: str) -> Request:

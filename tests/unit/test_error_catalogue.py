@@ -2,7 +2,8 @@
 its status, and the capture endpoints document exactly the statuses their codes answer with.
 
 Read from the code with `ast`: `ApiError.of("code", ...)`, `EventInvalid("code", ...)`, `OfrepError("code", ...)`
-and the older `ApiError(400, "code", ...)` (a module-level string constant counts as its value).
+and the constructor itself, `ApiError(status=..., code=...)` (or positionally, which it refuses), whose status must
+never be written at a call site (a module-level string constant counts as its value).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from ingest_api.posthog.routes import CAPTURE_PATHS
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = (ROOT / "eventtrack", ROOT / "ingest_api")
+# Where no error may be built with a status of its own: the code, its tools and its tests.
+EVERYWHERE = (*PACKAGES, ROOT / "eventtrack_cli", ROOT / "orchestration", ROOT / "bench", ROOT / "tests")
 
-# Still on the old `ApiError(status, code, detail)` constructor, with the status written at the call site:
-# admin, dashboard and privacy, for a follow-up of issue 14. Everywhere else the status comes from the catalogue.
-LEGACY = ("ingest_api/admin/", "ingest_api/dashboard/", "ingest_api/privacy/")
+# The constructor besides ApiError.of: errors.py itself, and app.py for Starlette's own HTTPExceptions (their
+# status is Starlette's, read from the exception).
+CONSTRUCTOR_USERS = ("eventtrack/errors.py", "ingest_api/app.py")
 
 # The modules a capture request (native /capture/, /batch/, PostHog /e/, /batch/, ...) goes through.
 CAPTURE_MODULES = (
@@ -47,8 +50,9 @@ def _callee(node: ast.Call) -> str | None:
     return None
 
 
-def error_calls(source: str) -> list[tuple[str, int | None, str]]:
-    """(constructor, literal status or None, code) of every error built with a known code in `source`."""
+def error_calls(source: str) -> list[tuple[str, int | None, str | None]]:
+    """(constructor, literal status or None, code) of every error built in `source`: all `ApiError(...)` calls
+    (code None when not a known string), and the others when their code is a known string."""
     tree = ast.parse(source)
     constants = {
         target.id: node.value.value
@@ -63,62 +67,86 @@ def error_calls(source: str) -> list[tuple[str, int | None, str]]:
             return arg.value
         return constants.get(arg.id) if isinstance(arg, ast.Name) else None
 
+    def argument(node: ast.Call, position: int, name: str) -> ast.expr | None:
+        if len(node.args) > position:
+            return node.args[position]
+        return next((keyword.value for keyword in node.keywords if keyword.arg == name), None)
+
     found = []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or not node.args:
+        if not isinstance(node, ast.Call):
             continue
         callee = _callee(node)
-        if callee in ("ApiError.of", "EventInvalid", "OfrepError") and text(node.args[0]) is not None:
+        if callee in ("ApiError.of", "EventInvalid", "OfrepError") and node.args and text(node.args[0]) is not None:
             found.append((callee, None, text(node.args[0])))
-        elif (
-            callee == "ApiError"
-            and len(node.args) >= 2
-            and isinstance(node.args[0], ast.Constant)
-            and text(node.args[1]) is not None
-        ):
-            found.append((callee, node.args[0].value, text(node.args[1])))
+        elif callee == "ApiError":
+            status, code = argument(node, 0, "status"), argument(node, 1, "code")
+            literal = status.value if isinstance(status, ast.Constant) else None
+            found.append((callee, literal, None if code is None else text(code)))
     return found
 
 
-def package_calls() -> dict[str, list[tuple[str, int | None, str]]]:
+def package_calls(packages=PACKAGES) -> dict[str, list[tuple[str, int | None, str | None]]]:
     return {
         str(path.relative_to(ROOT)): error_calls(path.read_text())
-        for package in PACKAGES
+        for package in packages
         for path in sorted(package.rglob("*.py"))
     }
 
 
 def test_the_scan_finds_every_spelling():
-    source = 'X = "gone"\nApiError.of("a")\nApiError(404, "b", "d")\nEventInvalid("c", "d", {})\nOfrepError(X)\nApiError(s, "e", "d")\n'
+    source = (
+        'X = "gone"\nApiError.of("a")\nApiError(404, "b", "d")\nEventInvalid("c", "d", {})\nOfrepError(X)\n'
+        'ApiError(s, "e", "d")\nApiError(status=409, code=X, detail="d")\nApiError(status=s, code=c, detail="d")\n'
+    )
     assert error_calls(source) == [
         ("ApiError.of", None, "a"),
         ("ApiError", 404, "b"),
         ("EventInvalid", None, "c"),
         ("OfrepError", None, "gone"),
+        ("ApiError", None, "e"),
+        ("ApiError", 409, "gone"),
+        ("ApiError", None, None),
     ]
 
 
-def test_every_code_raised_is_in_the_catalogue_with_its_status():
+def test_every_code_raised_is_in_the_catalogue():
     calls = package_calls()
     assert sum(map(len, calls.values())) > 50  # the scan sees the package
-    unknown = sorted({(path, code) for path, found in calls.items() for _, _, code in found if code not in CATALOGUE})
+    # The bare constructor (only in CONSTRUCTOR_USERS, see below) is for Starlette's statuses, not the catalogue's.
+    unknown = sorted(
+        {
+            (path, code)
+            for path, found in calls.items()
+            for callee, _, code in found
+            if callee != "ApiError" and code not in CATALOGUE
+        }
+    )
     assert not unknown, f"codes missing from errors.CATALOGUE: {unknown}"
-    wrong = sorted(
-        (path, status, code)
-        for path, found in calls.items()
-        for _, status, code in found
-        if status is not None and CATALOGUE[code].status != status
-    )
-    assert not wrong, f"a literal status differs from the catalogue's: {wrong}"
 
 
-def test_no_status_is_written_at_a_call_site_outside_the_legacy_modules():
+def test_no_status_is_written_at_any_call_site():
+    calls = package_calls(EVERYWHERE)
+    assert "tests/unit/test_admin_http.py" in calls  # the scan sees the tests too
+    del calls[str(Path(__file__).relative_to(ROOT))]  # but not this file's own examples of what is refused
     literal = sorted(
-        (path, code) for path, found in package_calls().items() for _, status, code in found if status is not None
+        (path, status, code) for path, found in calls.items() for _, status, code in found if status is not None
     )
-    assert literal, "the legacy modules still use ApiError(status, ...): the scan must see them"
-    outside = [(path, code) for path, code in literal if not path.startswith(LEGACY)]
-    assert not outside, f"use ApiError.of(code, ...): the status comes from errors.CATALOGUE: {outside}"
+    assert not literal, f"use ApiError.of(code, ...): the status comes from errors.CATALOGUE: {literal}"
+    direct = sorted(
+        path
+        for path, found in calls.items()
+        for callee, _, _ in found
+        if callee == "ApiError" and path not in CONSTRUCTOR_USERS
+    )
+    assert not direct, f"use ApiError.of(code, ...), not the ApiError constructor: {direct}"
+
+
+def test_the_constructor_refuses_a_positional_status():
+    with pytest.raises(TypeError):
+        ApiError(404, "not_found", "Nothing has this id.")
+    err = ApiError(status=400, code="http_error", detail="Starlette's own")
+    assert (err.status, err.fields, err.headers) == (400, {}, {})
 
 
 def test_an_error_takes_status_and_default_detail_from_the_catalogue():
