@@ -438,6 +438,8 @@ _ADMIN_ERRORS = {
     "401": _err("Missing, malformed, unknown or revoked admin key."),
     "503": _COMMON_ERRORS["503"],
 }
+# Every admin body is read by admin.http.json_object, under its size limit (payload_too_large).
+_ADMIN_BODY_ERRORS = {**_ADMIN_ERRORS, "413": _COMMON_ERRORS["413"]}
 
 
 def _flag_paths() -> dict[str, Any]:
@@ -576,7 +578,7 @@ def _admin_paths() -> dict[str, Any]:
                 "summary": "Create a feature flag",
                 "security": secured,
                 "requestBody": _json_body("#/components/schemas/FlagDefinition"),
-                "responses": {"201": _ok("#/components/schemas/Flag", "Created."), **_ADMIN_ERRORS},
+                "responses": {"201": _ok("#/components/schemas/Flag", "Created."), **_ADMIN_BODY_ERRORS},
             },
         },
         f"{base}/feature-flags/{{flag_id}}/": {
@@ -598,7 +600,7 @@ def _admin_paths() -> dict[str, Any]:
                             else {"200": _ok("#/components/schemas/Flag")}
                         ),
                         "404": _err("Unknown flag."),
-                        **_ADMIN_ERRORS,
+                        **(_ADMIN_BODY_ERRORS if method in ("put", "patch") else _ADMIN_ERRORS),
                     },
                 }
                 for method, name, summary in [
@@ -674,8 +676,7 @@ def _analytics_paths() -> dict[str, Any]:
                 "requestBody": _json_body("#/components/schemas/SavedFunnel"),
                 "responses": {
                     "201": {"description": "Saved; results appear after the next daily run."},
-                    **_ADMIN_ERRORS,
-                    "413": _COMMON_ERRORS["413"],
+                    **_ADMIN_BODY_ERRORS,
                 },
             },
         },

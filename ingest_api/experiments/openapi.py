@@ -17,6 +17,8 @@ _ERRORS = {
     "401": _err("Missing, malformed, unknown or revoked admin key."),
     "503": _err("Database unavailable; retry after `Retry-After` seconds."),
 }
+# Bodies are read by admin.http.json_object, under its size limit (payload_too_large).
+_BODY_ERRORS = {**_ERRORS, "413": _err("Body over the size limit.")}
 _ID = {"name": "experiment_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 
 SCHEMAS: dict[str, Any] = {
@@ -128,7 +130,7 @@ def paths() -> dict[str, Any]:
                     else {"200": _ok("#/components/schemas/Experiment")}
                 ),
                 "404": _err("Unknown experiment."),
-                **_ERRORS,
+                **(_BODY_ERRORS if method in ("put", "patch") else _ERRORS),
             },
         }
         for method, name, summary in [
@@ -155,7 +157,7 @@ def paths() -> dict[str, Any]:
                     "required": True,
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExperimentDefinition"}}},
                 },
-                "responses": {"201": _ok("#/components/schemas/Experiment", "Created."), **_ERRORS},
+                "responses": {"201": _ok("#/components/schemas/Experiment", "Created."), **_BODY_ERRORS},
             },
         },
         f"{base}/{{experiment_id}}/": item,

@@ -185,3 +185,27 @@ def test_capture_endpoints_document_the_statuses_of_their_codes():
     for path in ("/api/v1/analytics/capture/", "/api/v1/analytics/batch/", *CAPTURE_PATHS):
         documented = {int(status) for status in paths[path]["post"]["responses"] if not status.startswith("2")}
         assert documented == raised, path
+
+
+def admin_operations() -> list[tuple[str, str, dict]]:
+    return [
+        (path, method, operation)
+        for path, item in openapi_document()["paths"].items()
+        if path.startswith("/api/v1/analytics/admin/")
+        for method, operation in item.items()
+    ]
+
+
+def test_admin_operations_document_the_statuses_of_their_codes():
+    """Every admin operation: unauthorized (401), invalid_parameter (400), service_unavailable (503); one with a
+    body reads it through admin.http.json_object (payload_too_large, 413); one with an integer id in its path
+    looks it up through admin.http.path_id (not_found, 404)."""
+    operations = admin_operations()
+    assert len(operations) > 20  # the document has them
+    for path, method, operation in operations:
+        documented = {status for status in operation["responses"] if not status.startswith(("2", "3"))}
+        has_id = any(p["in"] == "path" and p["schema"]["type"] == "integer" for p in operation.get("parameters", []))
+        expected = (
+            {"400", "401", "503"} | ({"413"} if "requestBody" in operation else set()) | ({"404"} if has_id else set())
+        )
+        assert documented == expected, f"{method.upper()} {path}"
