@@ -30,11 +30,15 @@ run: install
 	$(BIN)/eventtrack up
 
 # The dashboard's browser tests drive Debian's chromium (installed when missing).
+# The tests run on PYTEST_WORKERS pytest-xdist workers, each with its own embedded Postgres and servers. A test
+# file is one unit of work (its tests in file order, module fixtures once); the files are handed out in collection
+# order, so the many short unit test files fill in at the end. PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
 test: install js
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # wrk is the load generator (C, not Python-bound); installed from Debian's packages when missing.
 bench: install
