@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventtrack.errors import ApiError
-from ingest_api.admin.http import admin_only, check_unknown_params, json_response, text_param, time_param
-from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice, decode_cursor, parse_limit
-from ingest_api.admin.rows import NEWEST_FIRST_KEY, listing_body, newest_first_rows
+from ingest_api.admin.http import admin_only, check_unknown_params, json_response, text_param
+from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice
+from ingest_api.admin.rows import listing_body, newest_first_params, newest_first_rows
 
 _EVENT_FIELDS = (
     "uuid, event_type, distinct_id, properties, device_id, session_id, app_version, os_name, os_version,"
@@ -50,9 +50,7 @@ async def list_events(request: Request) -> Response:
     event_type, distinct_id, session_id = (
         text_param(request, name) for name in ("event_type", "distinct_id", "session_id")
     )
-    limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), NEWEST_FIRST_KEY)
-    start, end = time_param(request, "start"), time_param(request, "end")
+    limit, cursor, start, end = newest_first_params(request)
     async with request.app.state.eventtrack.engine.connect() as conn:
         part = await event_listing(
             conn,
@@ -109,9 +107,7 @@ async def list_sessions(request: Request) -> Response:
     check_unknown_params(request, {"distinct_id", "status", "start", "end", "limit", "cursor"})
     distinct_id = text_param(request, "distinct_id")
     status = session_status(request.query_params.get("status"))
-    limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), NEWEST_FIRST_KEY)
-    start, end = time_param(request, "start"), time_param(request, "end")
+    limit, cursor, start, end = newest_first_params(request)
     async with request.app.state.eventtrack.engine.connect() as conn:
         part = await session_listing(
             conn, distinct_id=distinct_id, status=status, start=start, end=end, limit=limit, cursor=cursor

@@ -30,6 +30,10 @@ def _invalid(err: FlagDefinitionError) -> ApiError:
     )
 
 
+def _key_taken() -> ApiError:
+    return ApiError.of("validation_error", "A flag with this key already exists.", {"key": "already exists"})
+
+
 _FLAG_NOT_FOUND = ApiError.of("not_found", "No feature flag has this id.", {"id": "unknown"})
 
 
@@ -95,9 +99,7 @@ async def create_flag(engine: AsyncEngine, config: ConfigCache, body: dict[str, 
         async with engine.begin() as conn:
             row = (await conn.execute(sa.text(sql), _db_params(fields))).one()
     except IntegrityError:
-        raise ApiError.of(
-            "validation_error", "A flag with this key already exists.", {"key": "already exists"}
-        ) from None
+        raise _key_taken() from None
     await config.refresh()
     return flag_json(row)
 
@@ -149,9 +151,7 @@ async def update_flag(
             sql = f"UPDATE feature_flags SET {assignments}, version = version + 1, updated_at = now() WHERE id = :id {_RETURNING}"
             row = (await conn.execute(sa.text(sql), {**_db_params(fields), "id": flag_id})).one()
     except IntegrityError:
-        raise ApiError.of(
-            "validation_error", "A flag with this key already exists.", {"key": "already exists"}
-        ) from None
+        raise _key_taken() from None
     await config.refresh()
     return flag_json(row)
 

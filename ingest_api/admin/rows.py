@@ -92,13 +92,18 @@ async def newest_first_rows(
     return Slice([json_row(r) for r in part.results], part.next, part.previous)
 
 
+def newest_first_params(request: Request) -> tuple[int, Cursor | None, datetime | None, datetime | None]:
+    """A newest-first listing's `limit`, `cursor`, `start` and `end`, checked in that order."""
+    limit = parse_limit(request.query_params.get("limit"))
+    cursor = decode_cursor(request.query_params.get("cursor"), NEWEST_FIRST_KEY)
+    return limit, cursor, time_param(request, "start"), time_param(request, "end")
+
+
 async def newest_first_page(
     request: Request, *, select: str, where: list[str], params: dict[str, Any], time_column: str, id_column: str
 ) -> Response:
     """`newest_first_rows` for the request's limit, cursor, start and end: the audit-log listing."""
-    limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), NEWEST_FIRST_KEY)
-    start, end = time_param(request, "start"), time_param(request, "end")
+    limit, cursor, start, end = newest_first_params(request)
     async with request.app.state.eventtrack.engine.connect() as conn:
         part = await newest_first_rows(
             conn,
