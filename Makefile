@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install js bench bench-pipeline bench-soak bench-analytics bench-experiments clean
+.PHONY: run test install js bench bench-pipeline bench-soak bench-analytics bench-experiments bench-schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.run_ingest
 	$(BIN)/python -m bench.run_flags
+
+# msgspec, pydantic and today's validator reading the same bodies: a CPU microbenchmark of a few seconds.
+bench-schema: install
+	$(BIN)/python -m bench.schema_libs
 
 # Dagster + dbt on 1M and 10M synthetic events (BENCH_ROWS_SMALL / BENCH_ROWS_LARGE).
 bench-pipeline: install

@@ -24,7 +24,13 @@ from typing import Any
 MAX_STEPS = 10
 MAX_WINDOW = timedelta(days=90)
 MAX_BREAKDOWN_VALUES = 50
-_WINDOW = re.compile(r"([1-9][0-9]{0,6})([smhd])")
+MAX_EVENT_LENGTH = 200  # an event type named in a funnel step
+WINDOW_PATTERN = r"([1-9][0-9]{0,6})([smhd])"  # a conversion window: `24h`, `7d`
+_WINDOW = re.compile(WINDOW_PATTERN)
+# A saved funnel: its name, and the whole UTC days before each run it covers.
+MAX_SAVED_NAME_LENGTH = 200
+MAX_RANGE_DAYS = 366
+DEFAULT_RANGE_DAYS = 30
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -36,12 +42,14 @@ class FunnelParamError(ValueError):
 
 def parse_steps(raw: str | None) -> list[str]:
     if not raw:
-        raise FunnelParamError({"steps": "required: 2 to 10 event types separated by commas"})
+        raise FunnelParamError({"steps": f"required: 2 to {MAX_STEPS} event types separated by commas"})
     steps = [s.strip() for s in raw.split(",")]
     if not 2 <= len(steps) <= MAX_STEPS:
         raise FunnelParamError({"steps": f"2 to {MAX_STEPS} event types separated by commas"})
-    if any(not s or len(s) > 200 or "\x00" in s for s in steps):
-        raise FunnelParamError({"steps": "an event type is empty, longer than 200 characters or holds NUL"})
+    if any(not s or len(s) > MAX_EVENT_LENGTH or "\x00" in s for s in steps):
+        raise FunnelParamError(
+            {"steps": f"an event type is empty, longer than {MAX_EVENT_LENGTH} characters or holds NUL"}
+        )
     return steps
 
 
@@ -194,11 +202,11 @@ def parse_saved_funnel(body: dict[str, Any]) -> dict[str, Any]:
     for name in unknown:
         fields[name] = "unknown field"
     name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200 or "\x00" in name:
-        fields["name"] = "required: a string of 1-200 characters"
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_SAVED_NAME_LENGTH or "\x00" in name:
+        fields["name"] = f"required: a string of 1-{MAX_SAVED_NAME_LENGTH} characters"
     steps = body.get("steps")
     if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
-        fields["steps"] = "required: a list of 2 to 10 event types"
+        fields["steps"] = f"required: a list of 2 to {MAX_STEPS} event types"
     else:
         try:
             steps = parse_steps(",".join(steps)) if all("," not in s for s in steps) else None
@@ -213,9 +221,9 @@ def parse_saved_funnel(body: dict[str, Any]) -> dict[str, Any]:
         fields.update(err.fields)
     if window is None:
         fields["window"] = "a string like 24h"
-    range_days = body.get("range_days", 30)
-    if isinstance(range_days, bool) or not isinstance(range_days, int) or not 1 <= range_days <= 366:
-        fields["range_days"] = "an integer from 1 to 366"
+    range_days = body.get("range_days", DEFAULT_RANGE_DAYS)
+    if isinstance(range_days, bool) or not isinstance(range_days, int) or not 1 <= range_days <= MAX_RANGE_DAYS:
+        fields["range_days"] = f"an integer from 1 to {MAX_RANGE_DAYS}"
     if fields:
         raise FunnelParamError(fields)
     return {

@@ -32,8 +32,9 @@ EDITABLE = (
     "end_at",
 )
 MAX_SECONDARY = 10
-_MAX_NAME = 400
-_MAX_EVENT = 200
+MAX_NAME_LENGTH = 400
+MAX_EVENT_LENGTH = 200
+MAX_DESCRIPTION_LENGTH = 10_000
 BOOLEAN_CONTROL = "false"
 
 
@@ -75,7 +76,7 @@ def is_text(value: Any) -> bool:
 
 
 def _event_name(value: Any) -> bool:
-    return is_text(value) and 0 < len(value) <= _MAX_EVENT and value.strip() != ""
+    return is_text(value) and 0 < len(value) <= MAX_EVENT_LENGTH and value.strip() != ""
 
 
 def parse_experiment(
@@ -90,13 +91,13 @@ def parse_experiment(
     errors: dict[str, str] = {str(k): "unknown field" for k in data if k not in EDITABLE}
 
     name = merged.get("name")
-    if not is_text(name) or not name.strip() or len(name) > _MAX_NAME:
-        errors["name"] = f"required: a non-empty string of at most {_MAX_NAME} characters"
+    if not is_text(name) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        errors["name"] = f"required: a non-empty string of at most {MAX_NAME_LENGTH} characters"
     description = merged.get("description")
     if description is None:
         description = ""
-    elif not is_text(description) or len(description) > 10_000:
-        errors["description"] = "must be a string of at most 10000 characters"
+    elif not is_text(description) or len(description) > MAX_DESCRIPTION_LENGTH:
+        errors["description"] = f"must be a string of at most {MAX_DESCRIPTION_LENGTH} characters"
 
     flag_key = merged.get("flag_key")
     variants: list[dict[str, Any]] = []
@@ -126,7 +127,7 @@ def parse_experiment(
 
     goal = merged.get("goal_event")
     if not _event_name(goal):
-        errors["goal_event"] = f"required: an event name of 1 to {_MAX_EVENT} characters"
+        errors["goal_event"] = f"required: an event name of 1 to {MAX_EVENT_LENGTH} characters"
     elif goal == "$feature_flag_called":
         errors["goal_event"] = "the exposure event cannot be the goal"
 
@@ -138,7 +139,7 @@ def parse_experiment(
     else:
         for i, item in enumerate(secondary):
             if not _event_name(item):
-                errors[f"secondary_events[{i}]"] = f"must be an event name of 1 to {_MAX_EVENT} characters"
+                errors[f"secondary_events[{i}]"] = f"must be an event name of 1 to {MAX_EVENT_LENGTH} characters"
             elif item == goal or secondary.index(item) != i:
                 errors[f"secondary_events[{i}]"] = "repeats the goal or another secondary event"
 

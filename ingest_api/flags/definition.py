@@ -49,13 +49,16 @@ OPERATORS: frozenset[str] = frozenset(
     }
 )
 
-_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,199}")
+# A flag's (and a variant's) key: a slug of at most MAX_KEY_LENGTH characters.
+KEY_PATTERN = "[a-z0-9][a-z0-9_-]*"
+MAX_KEY_LENGTH = 200
+MAX_NAME_LENGTH = 400
+_SLUG = re.compile(KEY_PATTERN)
 _SEMVER = re.compile(r"[vV]?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:[-+].*)?", re.DOTALL)
 _EDITABLE = ("key", "name", "description", "active", "rollout_percentage", "variants", "conditions", "payload")
 _VARIANT_FIELDS = frozenset({"key", "rollout_percentage", "payload"})
 _GROUP_FIELDS = frozenset({"properties", "rollout_percentage", "variant"})
 _FILTER_FIELDS = frozenset({"key", "operator", "value"})
-_MAX_NAME = 400
 
 
 @dataclass(frozen=True)
@@ -148,13 +151,15 @@ def parse_flag_definition(data: Mapping[str, Any], *, partial_of: Mapping[str, A
 
     key = merged.get("key")
     if not _is_slug(key):
-        errors["key"] = "required: 1-200 lowercase letters, digits, '_' or '-', starting with a letter or digit"
+        errors["key"] = (
+            f"required: 1-{MAX_KEY_LENGTH} lowercase letters, digits, '_' or '-', starting with a letter or digit"
+        )
 
     name = merged.get("name")
     if name is None:
         name = key
-    elif not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
-        errors["name"] = f"must be a non-empty string of at most {_MAX_NAME} characters"
+    elif not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        errors["name"] = f"must be a non-empty string of at most {MAX_NAME_LENGTH} characters"
 
     description = merged.get("description")
     if description is None:
@@ -189,7 +194,7 @@ def parse_flag_definition(data: Mapping[str, Any], *, partial_of: Mapping[str, A
 
 
 def _is_slug(value: Any) -> bool:
-    return isinstance(value, str) and _SLUG.fullmatch(value) is not None
+    return isinstance(value, str) and len(value) <= MAX_KEY_LENGTH and _SLUG.fullmatch(value) is not None
 
 
 def _is_number(value: Any) -> bool:

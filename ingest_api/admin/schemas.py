@@ -1,0 +1,330 @@
+"""The admin API's bodies and operations, declared (the OpenAPI document is generated from them).
+
+The bodies are still judged by flags/definition.py and funnel_query.py, which name every problem of a body
+at once in `fields`; these types take their limits from the same constants.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from ingest_api.admin.funnel_query import (
+    DEFAULT_RANGE_DAYS,
+    MAX_EVENT_LENGTH,
+    MAX_RANGE_DAYS,
+    MAX_SAVED_NAME_LENGTH,
+    MAX_STEPS,
+    WINDOW_PATTERN,
+)
+from ingest_api.admin.http import ADMIN
+from ingest_api.admin.pagination import MAX_LIMIT
+from ingest_api.admin.segments import MAX_FILTERS
+from ingest_api.declarations import (
+    ADMIN_BODY_ERRORS,
+    ADMIN_ERRORS,
+    NOT_FOUND,
+    WINDOW,
+    Operation,
+    Page,
+    Param,
+    PositiveId,
+    Response,
+    Timestamp,
+    path,
+    query,
+)
+from ingest_api.flags.definition import KEY_PATTERN, MAX_KEY_LENGTH, MAX_NAME_LENGTH
+
+PAGING = (
+    query("limit", Annotated[int, Meta(ge=1, le=MAX_LIMIT)]),
+    query("cursor", description="From a `next` or `previous` link."),
+)
+Percentage = Annotated[float, Meta(ge=0, le=100)]
+FlagKey = Annotated[str, Meta(pattern=f"^{KEY_PATTERN}$", max_length=MAX_KEY_LENGTH)]
+
+
+class PropertyFilter(msgspec.Struct, forbid_unknown_fields=True):
+    key: str
+    operator: str
+    value: Any = None
+
+
+class FlagVariant(msgspec.Struct, forbid_unknown_fields=True):
+    key: FlagKey
+    rollout_percentage: Percentage
+    payload: Any = None
+
+
+class ConditionGroup(msgspec.Struct, forbid_unknown_fields=True):
+    properties: list[PropertyFilter] | None = None
+    rollout_percentage: Percentage | None = None
+    variant: str | None = None
+
+
+class FlagDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A flag's editable fields (create, replace; a PATCH sends some of them)."""
+
+    key: FlagKey | None = None
+    name: Annotated[str, Meta(max_length=MAX_NAME_LENGTH)] | None = None
+    description: str | None = None
+    active: bool = True
+    rollout_percentage: Percentage = 0
+    variants: list[FlagVariant] | None = None
+    conditions: list[ConditionGroup] | None = None
+    payload: Any = None
+
+
+class Flag(msgspec.Struct, kw_only=True):
+    id: int
+    key: str
+    name: str
+    description: str
+    active: bool
+    rollout_percentage: float
+    variants: list[FlagVariant]
+    conditions: list[ConditionGroup]
+    payload: Any
+    version: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+EventType = Annotated[str, Meta(min_length=1, max_length=MAX_EVENT_LENGTH)]
+SavedFunnelName = Annotated[str, Meta(min_length=1, max_length=MAX_SAVED_NAME_LENGTH)]
+Window = Annotated[
+    str, Meta(pattern=f"^{WINDOW_PATTERN}$", description="Conversion window from the first step; at most 90d.")
+]
+
+
+class SavedFunnel(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: SavedFunnelName
+    steps: Annotated[list[EventType], Meta(min_length=2, max_length=MAX_STEPS)]
+    window: Window = "24h"
+    range_days: Annotated[int, Meta(ge=1, le=MAX_RANGE_DAYS, description="Whole UTC days before each run.")] = (
+        DEFAULT_RANGE_DAYS
+    )
+
+
+class FunnelStep(msgspec.Struct):
+    step: int
+    event_type: str
+    users: int
+    conversion_from_previous: float | None
+    conversion_from_first: float | None
+    median_seconds_from_previous: float | None
+
+
+class StoredFunnel(msgspec.Struct, kw_only=True):
+    """A saved funnel's definition; `results` is null until the daily run after it was saved."""
+
+    id: int
+    name: str
+    steps: list[str]
+    window_seconds: int
+    range_days: int
+    created_at: Timestamp
+    results: list[FunnelStep] | None
+    range_start: Timestamp | None = None
+    range_end: Timestamp | None = None
+
+
+class StoredFunnelList(msgspec.Struct):
+    results: list[StoredFunnel]
+
+
+class EventCount(msgspec.Struct, kw_only=True):
+    event_type: str
+    count: int
+    breakdown_value: Any = None
+
+
+class EventCounts(msgspec.Struct):
+    start: Timestamp
+    end: Timestamp
+    total: int
+    results: list[EventCount]
+
+
+class Cohort(msgspec.Struct):
+    cohort: Annotated[str, Meta(extra_json_schema={"format": "date"})]
+    users: int
+    retained: list[int]
+    rates: list[float | None]
+
+
+class Retention(msgspec.Struct):
+    period: Literal["week", "day"]
+    return_event: str | None
+    cohorts: list[Cohort]
+
+
+# Segmentation (admin/segments.py, docs/analytics.md "Segmentation").
+SEGMENT = (
+    Param(
+        "filter",
+        "query",
+        Annotated[list[str], Meta(max_length=MAX_FILTERS)],
+        description="Repeatable `properties.<key><op><value>`, op one of = != > >= < <=; e.g. `properties.plan=pro`.",
+        explode=True,
+    ),
+    query("breakdown", description="`os_name`, `app_version`, `os_version`, `event_type` or `properties.<key>`."),
+)
+FLAG_ID = path("flag_id", PositiveId)
+FUNNEL_ID = path("funnel_id", PositiveId)
+_FLAGS = f"{ADMIN}/feature-flags/"
+_SAVED = f"{ADMIN}/funnels/saved/"
+
+
+def _admin(method: str, url: str, operation_id: str, summary: str, *responses: Response, **more: Any) -> Operation:
+    errors = ADMIN_BODY_ERRORS if more.get("request") is not None else ADMIN_ERRORS
+    if any(p.where == "path" and p.type is PositiveId for p in more.get("params", ())):
+        errors = (*errors, *NOT_FOUND)
+    return Operation(method, url, operation_id, summary, responses, errors=errors, admin=True, **more)
+
+
+OPERATIONS = (
+    _admin(
+        "get",
+        f"{ADMIN}/events/",
+        "adminListEvents",
+        "Raw events, newest first",
+        Response(200, type=Page),
+        params=(query("event_type"), query("distinct_id"), query("session_id"), *WINDOW, *PAGING),
+    ),
+    _admin(
+        "get",
+        f"{ADMIN}/events/event_counts/",
+        "adminEventCounts",
+        "Exact event counts by type over [start, end) (default: the last 24 hours)",
+        Response(200, "Counts by event type, largest first.", EventCounts),
+        params=(query("event_type"), *WINDOW, *SEGMENT),
+    ),
+    _admin(
+        "get",
+        f"{ADMIN}/event-aggregates/",
+        "adminEventAggregates",
+        "Rows of the hourly or daily aggregate",
+        Response(200, type=Page),
+        params=(
+            query("granularity", Literal["hour", "day"]),
+            query("event_type"),
+            query("app_version"),
+            query("os_name"),
+            *WINDOW,
+            *PAGING,
+            *SEGMENT,
+        ),
+    ),
+    _admin(
+        "get",
+        f"{ADMIN}/sessions/",
+        "adminListSessions",
+        "Sessions, newest first",
+        Response(200, type=Page),
+        params=(query("distinct_id"), query("status", Literal["active", "ended"]), *WINDOW, *PAGING),
+    ),
+    _admin(
+        "get",
+        _FLAGS,
+        "adminListFlags",
+        "All feature flags",
+        Response(200, type=Page),
+        params=(query("active", Literal["true", "false"]), *PAGING),
+    ),
+    _admin(
+        "post",
+        _FLAGS,
+        "adminCreateFlag",
+        "Create a feature flag",
+        Response(201, "Created.", Flag),
+        request=FlagDefinition,
+    ),
+    _admin(
+        "get", f"{_FLAGS}{{flag_id}}/", "adminGetFlag", "One feature flag", Response(200, type=Flag), params=(FLAG_ID,)
+    ),
+    _admin(
+        "put",
+        f"{_FLAGS}{{flag_id}}/",
+        "adminReplaceFlag",
+        "Replace a flag's definition (bumps version)",
+        Response(200, type=Flag),
+        params=(FLAG_ID,),
+        request=FlagDefinition,
+    ),
+    _admin(
+        "patch",
+        f"{_FLAGS}{{flag_id}}/",
+        "adminUpdateFlag",
+        "Change some fields of a flag (bumps version)",
+        Response(200, type=Flag),
+        params=(FLAG_ID,),
+        request=FlagDefinition,
+    ),
+    _admin(
+        "delete",
+        f"{_FLAGS}{{flag_id}}/",
+        "adminDeleteFlag",
+        "Delete a flag",
+        Response(204, "Deleted."),
+        params=(FLAG_ID,),
+    ),
+    _admin(
+        "get",
+        f"{ADMIN}/funnels/",
+        "adminFunnel",
+        "Users reaching each step in order within the conversion window (raw events)",
+        Response(200, "Per step: users, conversions, median seconds from the previous step."),
+        params=(
+            query(
+                "steps",
+                required=True,
+                description=f"2-{MAX_STEPS} event types, comma-separated: `app_open,view_item,purchase`.",
+            ),
+            query("window", Window),
+            *WINDOW,
+            *SEGMENT,
+        ),
+    ),
+    _admin(
+        "get",
+        _SAVED,
+        "adminListSavedFunnels",
+        "Saved funnels (their results are built daily by the pipeline)",
+        Response(200, "Every saved funnel.", StoredFunnelList),
+    ),
+    _admin(
+        "post",
+        _SAVED,
+        "adminSaveFunnel",
+        "Save a funnel",
+        Response(201, "Saved; results appear after the next daily run.", StoredFunnel),
+        request=SavedFunnel,
+    ),
+    _admin(
+        "get",
+        f"{_SAVED}{{funnel_id}}/",
+        "adminGetSavedFunnel",
+        "A saved funnel and its results from analytics.funnel_results",
+        Response(200, "Definition and the latest results.", StoredFunnel),
+        params=(FUNNEL_ID,),
+    ),
+    _admin(
+        "delete",
+        f"{_SAVED}{{funnel_id}}/",
+        "adminDeleteSavedFunnel",
+        "Delete a saved funnel",
+        Response(204, "Deleted."),
+        params=(FUNNEL_ID,),
+    ),
+    _admin(
+        "get",
+        f"{ADMIN}/retention/",
+        "adminRetention",
+        "The cohort triangle of analytics.retention_weekly / retention_daily",
+        Response(200, "One entry per cohort: users and retained users per period.", Retention),
+        params=(query("period", Literal["week", "day"]), *WINDOW),
+    ),
+)
