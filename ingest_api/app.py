@@ -29,13 +29,11 @@ from ingest_api.posthog import routes as posthog_routes
 from ingest_api.privacy.routes import privacy_routes
 from ingest_api.responses import error_response
 from ingest_api.routes import capture, flags, health, sessions
-from ingest_api.routing import method_routes
+from ingest_api.routing import API, method_routes
 from ingest_api.sink import EventSink
 from ingest_api.state import AppState
 
 log = logging.getLogger(__name__)
-
-API = "/api/v1/analytics"
 
 
 async def _openapi(request: Request) -> Response:

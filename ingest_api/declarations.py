@@ -71,10 +71,18 @@ class Operation:
     failure_type: Any = None
     request: Any = None  # the body's type; a tuple of types: one of them
     request_required: bool = True
-    form_request: bool = False  # also accepts a form body with a `data` field (PostHog SDKs)
+    form: Any = None  # the type of a form body also accepted (PostHog SDKs)
     params: tuple[Param, ...] = ()
     admin: bool = False  # needs an admin key (the adminKey security scheme)
     notes: dict[int, str] = field(default_factory=dict)  # a status's description, when the codes' are not enough
+
+
+class Error(msgspec.Struct):
+    """Every error answer (ingest_api/responses.py); OFREP answers its own `OfrepFailure`."""
+
+    error: Annotated[str, Meta(description="Machine-readable code (the catalogue: eventtrack/errors.py).")]
+    detail: str
+    fields: Annotated[dict[str, Any], Meta(description="The fields concerned, with what is wrong with each.")]
 
 
 class Page(msgspec.Struct):
@@ -85,8 +93,25 @@ class Page(msgspec.Struct):
     results: list[dict[str, Any]]
 
 
+# Reading a JSON body (decode.py): its type, encoding, size and JSON.
+BODY_ERRORS = ("unsupported_media_type", "unsupported_encoding", "payload_too_large", "invalid_gzip", "invalid_json")
+# An event through the capture pipeline (capture_pipeline.py, validation.py), and a batch of them.
+CAPTURE_ERRORS = (
+    *BODY_ERRORS,
+    "not_an_object",
+    "invalid_event",
+    "validation_error",
+    "too_deep",
+    "invalid_number",
+    "too_old",
+    "event_too_large",
+    "invalid_api_key",
+    "service_unavailable",
+)
+BATCH_ERRORS = (*CAPTURE_ERRORS, "invalid_batch", "empty_batch", "batch_too_large")
+
 # The errors of every admin operation, and of one that reads a body (admin.http.json_object) or looks up an
 # integer id in its path (admin.http.path_id).
 ADMIN_ERRORS = ("invalid_parameter", "unauthorized", "service_unavailable")
-ADMIN_BODY_ERRORS = (*ADMIN_ERRORS, "invalid_json", "not_an_object", "payload_too_large")
+ADMIN_BODY_ERRORS = (*ADMIN_ERRORS, "invalid_json", "not_an_object", "validation_error", "payload_too_large")
 NOT_FOUND = ("not_found",)

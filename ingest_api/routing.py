@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+API = "/api/v1/analytics"  # the prefix of the native API's paths
 Handler = Callable[[Request], Awaitable[Response]]
 
 

@@ -32,6 +32,7 @@ _SELECT = f"SELECT {', '.join(COLUMNS)} FROM experiments"
 _RETURNING = "RETURNING " + ", ".join(COLUMNS)
 _JSONB = ("secondary_events", "variants")
 RESULTS_TABLE = "analytics.experiment_results"
+EXPERIMENTS = f"{ADMIN}/experiments"
 _NOT_FOUND = ApiError.of("not_found", "No experiment has this id.", {"id": "unknown"})
 
 
@@ -177,12 +178,11 @@ async def experiment_results(request: Request) -> Response:
 
 
 def experiment_routes() -> list[Route]:
-    base = f"{ADMIN}/experiments"
     return [
-        *method_routes(f"{base}/", {"GET": list_experiments, "POST": create_experiment}),
+        *method_routes(f"{EXPERIMENTS}/", {"GET": list_experiments, "POST": create_experiment}),
         *method_routes(
-            f"{base}/{{experiment_id}}/",
+            f"{EXPERIMENTS}/{{experiment_id}}/",
             {"GET": get_experiment, "PUT": replace_experiment, "PATCH": patch_experiment, "DELETE": delete_experiment},
         ),
-        *method_routes(f"{base}/{{experiment_id}}/results/", {"GET": experiment_results}),
+        *method_routes(f"{EXPERIMENTS}/{{experiment_id}}/results/", {"GET": experiment_results}),
     ]

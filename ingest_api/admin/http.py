@@ -20,10 +20,10 @@ from eventtrack.clock import InvalidTimestamp, parse_timestamp
 from eventtrack.errors import ApiError, unavailable
 from ingest_api.admin.keys import bearer_token, find_key
 from ingest_api.decode import parse_json, read_body
-from ingest_api.routing import Handler
+from ingest_api.routing import API, Handler
 from ingest_api.state import loaded_snapshot
 
-ADMIN = "/api/v1/analytics/admin"
+ADMIN = f"{API}/admin"
 JSON_BODY_LIMIT = 256 * 1024
 _DB_DOWN = (OperationalError, InterfaceError, TimeoutError)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from ingest_api.admin.funnel_query import (
     DEFAULT_RANGE_DAYS,
@@ -67,11 +67,11 @@ class ConditionGroup(msgspec.Struct, forbid_unknown_fields=True):
 class FlagDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A flag's editable fields (create, replace; a PATCH sends some of them)."""
 
-    key: FlagKey | None = None
-    name: Annotated[str, Meta(max_length=MAX_NAME_LENGTH)] | None = None
+    key: FlagKey | UnsetType = UNSET
+    name: Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)] | None = None  # the key when not sent
     description: str | None = None
-    active: bool = True
-    rollout_percentage: Percentage = 0
+    active: bool | UnsetType = UNSET  # true when not sent
+    rollout_percentage: Percentage | UnsetType = UNSET  # 0 when not sent: the flag reaches nobody
     variants: list[FlagVariant] | None = None
     conditions: list[ConditionGroup] | None = None
     payload: Any = None
@@ -95,14 +95,15 @@ class Flag(msgspec.Struct, kw_only=True):
 EventType = Annotated[str, Meta(min_length=1, max_length=MAX_EVENT_LENGTH)]
 SavedFunnelName = Annotated[str, Meta(min_length=1, max_length=MAX_SAVED_NAME_LENGTH)]
 Window = Annotated[
-    str, Meta(pattern=f"^{WINDOW_PATTERN}$", description="Conversion window from the first step; at most 90d.")
+    str,
+    Meta(pattern=f"^{WINDOW_PATTERN}$", description="Conversion window from the first step; default 24h, at most 90d."),
 ]
 
 
 class SavedFunnel(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: SavedFunnelName
     steps: Annotated[list[EventType], Meta(min_length=2, max_length=MAX_STEPS)]
-    window: Window = "24h"
+    window: Window | UnsetType = UNSET  # 24h when not sent
     range_days: Annotated[int, Meta(ge=1, le=MAX_RANGE_DAYS, description="Whole UTC days before each run.")] = (
         DEFAULT_RANGE_DAYS
     )
@@ -178,7 +179,9 @@ _FLAGS = f"{ADMIN}/feature-flags/"
 _SAVED = f"{ADMIN}/funnels/saved/"
 
 
-def _admin(method: str, url: str, operation_id: str, summary: str, *responses: Response, **more: Any) -> Operation:
+def admin_operation(
+    method: str, url: str, operation_id: str, summary: str, *responses: Response, **more: Any
+) -> Operation:
     errors = ADMIN_BODY_ERRORS if more.get("request") is not None else ADMIN_ERRORS
     if any(p.where == "path" and p.type is PositiveId for p in more.get("params", ())):
         errors = (*errors, *NOT_FOUND)
@@ -186,7 +189,7 @@ def _admin(method: str, url: str, operation_id: str, summary: str, *responses: R
 
 
 OPERATIONS = (
-    _admin(
+    admin_operation(
         "get",
         f"{ADMIN}/events/",
         "adminListEvents",
@@ -194,7 +197,7 @@ OPERATIONS = (
         Response(200, type=Page),
         params=(query("event_type"), query("distinct_id"), query("session_id"), *WINDOW, *PAGING),
     ),
-    _admin(
+    admin_operation(
         "get",
         f"{ADMIN}/events/event_counts/",
         "adminEventCounts",
@@ -202,7 +205,7 @@ OPERATIONS = (
         Response(200, "Counts by event type, largest first.", EventCounts),
         params=(query("event_type"), *WINDOW, *SEGMENT),
     ),
-    _admin(
+    admin_operation(
         "get",
         f"{ADMIN}/event-aggregates/",
         "adminEventAggregates",
@@ -218,7 +221,7 @@ OPERATIONS = (
             *SEGMENT,
         ),
     ),
-    _admin(
+    admin_operation(
         "get",
         f"{ADMIN}/sessions/",
         "adminListSessions",
@@ -226,7 +229,7 @@ OPERATIONS = (
         Response(200, type=Page),
         params=(query("distinct_id"), query("status", Literal["active", "ended"]), *WINDOW, *PAGING),
     ),
-    _admin(
+    admin_operation(
         "get",
         _FLAGS,
         "adminListFlags",
@@ -234,7 +237,7 @@ OPERATIONS = (
         Response(200, type=Page),
         params=(query("active", Literal["true", "false"]), *PAGING),
     ),
-    _admin(
+    admin_operation(
         "post",
         _FLAGS,
         "adminCreateFlag",
@@ -242,10 +245,10 @@ OPERATIONS = (
         Response(201, "Created.", Flag),
         request=FlagDefinition,
     ),
-    _admin(
+    admin_operation(
         "get", f"{_FLAGS}{{flag_id}}/", "adminGetFlag", "One feature flag", Response(200, type=Flag), params=(FLAG_ID,)
     ),
-    _admin(
+    admin_operation(
         "put",
         f"{_FLAGS}{{flag_id}}/",
         "adminReplaceFlag",
@@ -254,7 +257,7 @@ OPERATIONS = (
         params=(FLAG_ID,),
         request=FlagDefinition,
     ),
-    _admin(
+    admin_operation(
         "patch",
         f"{_FLAGS}{{flag_id}}/",
         "adminUpdateFlag",
@@ -263,7 +266,7 @@ OPERATIONS = (
         params=(FLAG_ID,),
         request=FlagDefinition,
     ),
-    _admin(
+    admin_operation(
         "delete",
         f"{_FLAGS}{{flag_id}}/",
         "adminDeleteFlag",
@@ -271,7 +274,7 @@ OPERATIONS = (
         Response(204, "Deleted."),
         params=(FLAG_ID,),
     ),
-    _admin(
+    admin_operation(
         "get",
         f"{ADMIN}/funnels/",
         "adminFunnel",
@@ -288,14 +291,14 @@ OPERATIONS = (
             *SEGMENT,
         ),
     ),
-    _admin(
+    admin_operation(
         "get",
         _SAVED,
         "adminListSavedFunnels",
         "Saved funnels (their results are built daily by the pipeline)",
         Response(200, "Every saved funnel.", StoredFunnelList),
     ),
-    _admin(
+    admin_operation(
         "post",
         _SAVED,
         "adminSaveFunnel",
@@ -303,7 +306,7 @@ OPERATIONS = (
         Response(201, "Saved; results appear after the next daily run.", StoredFunnel),
         request=SavedFunnel,
     ),
-    _admin(
+    admin_operation(
         "get",
         f"{_SAVED}{{funnel_id}}/",
         "adminGetSavedFunnel",
@@ -311,7 +314,7 @@ OPERATIONS = (
         Response(200, "Definition and the latest results.", StoredFunnel),
         params=(FUNNEL_ID,),
     ),
-    _admin(
+    admin_operation(
         "delete",
         f"{_SAVED}{{funnel_id}}/",
         "adminDeleteSavedFunnel",
@@ -319,7 +322,7 @@ OPERATIONS = (
         Response(204, "Deleted."),
         params=(FUNNEL_ID,),
     ),
-    _admin(
+    admin_operation(
         "get",
         f"{ADMIN}/retention/",
         "adminRetention",

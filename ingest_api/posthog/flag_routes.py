@@ -15,7 +15,7 @@ from ingest_api.flags.exposure import exposure_rows, record_exposures, wants_exp
 from ingest_api.posthog.decode import decode_body
 from ingest_api.posthog.flags import evaluate_all, flags_response, wants_detailed
 from ingest_api.state import FLAGS_NOT_LOADED, loaded_snapshot
-from ingest_api.validation import clean_string
+from ingest_api.validation import MAX_ID_LENGTH, clean_string
 from ingest_api.write_keys import require_write_key
 
 FLAGS_BODY_LIMIT = 64 * 1024
@@ -40,10 +40,10 @@ def _distinct_id(data: dict[str, Any]) -> str:
     value = data.get("distinct_id")
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not 1 <= len(value) <= 200:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
         raise ApiError.of(
             "validation_error",
-            "distinct_id is required (a string of 1 to 200 characters).",
+            f"distinct_id is required (a string of 1 to {MAX_ID_LENGTH} characters).",
             {"distinct_id": "is required"},
         )
     return clean_string(value)

@@ -18,11 +18,12 @@ from ingest_api.config_cache import CachedFlag
 from ingest_api.decode import parse_json, read_body
 from ingest_api.flags.evaluator import evaluate
 from ingest_api.flags.exposure import exposure_rows, record_exposures, wants_exposure
+from ingest_api.routing import API
 from ingest_api.state import FLAGS_NOT_LOADED, loaded_snapshot
-from ingest_api.validation import clean_string
+from ingest_api.validation import MAX_ID_LENGTH, clean_string
 from ingest_api.write_keys import require_write_key
 
-PUBLIC = "/api/v1/analytics/public/feature-flags"
+PUBLIC = f"{API}/public/feature-flags"
 _EVENT_FIELDS = ("device_id", "app_version", "os_name", "os_version")
 FOR_USER_BODY_LIMIT = 64 * 1024
 
@@ -75,10 +76,10 @@ def _user_context(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     distinct_id = data.get("distinct_id")
     if isinstance(distinct_id, int) and not isinstance(distinct_id, bool):
         distinct_id = str(distinct_id)
-    if not isinstance(distinct_id, str) or not 1 <= len(distinct_id) <= 200:
+    if not isinstance(distinct_id, str) or not 1 <= len(distinct_id) <= MAX_ID_LENGTH:
         raise ApiError.of(
             "validation_error",
-            "distinct_id is required (a string of 1 to 200 characters).",
+            f"distinct_id is required (a string of 1 to {MAX_ID_LENGTH} characters).",
             {"distinct_id": "is required"},
         )
     properties = data.get("properties")

@@ -15,7 +15,20 @@ import msgspec
 from msgspec import Meta
 
 from eventtrack.settings import Settings
-from ingest_api.declarations import Timestamp
+from ingest_api.declarations import (
+    BATCH_ERRORS,
+    CAPTURE_ERRORS,
+    ETAG,
+    RECORD_EXPOSURE,
+    Operation,
+    PositiveId,
+    Response,
+    Timestamp,
+    path,
+    query,
+)
+from ingest_api.routes.flags import PUBLIC
+from ingest_api.routing import API
 from ingest_api.validation import MAX_ID_LENGTH
 
 Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)]
@@ -136,3 +149,113 @@ class FlagOutcome(msgspec.Struct):
 
 # Flag key -> the user's outcome.
 FlagsForUser = dict[str, FlagOutcome]
+
+
+_SESSION_ID = path("session_id", UUID)
+_FLAG_ID = path("flag_id", PositiveId)
+_USER_QUERY = (
+    query("distinct_id", Id, required=True),
+    *(query(name) for name in ("device_id", "app_version", "os_name", "os_version")),
+    query("properties", description="Person properties as a JSON object."),
+)
+# Reading the for_user body (decode.read_body, parse_json) and judging the user in it (flags._user_context).
+_USER_ERRORS = ("invalid_json", "not_an_object", "validation_error", "invalid_api_key")
+_NOT_MODIFIED = Response(304, "Not modified.")
+
+OPERATIONS = (
+    Operation(
+        "post",
+        f"{API}/capture/",
+        "capture",
+        "Capture one event",
+        (Response(200, "Committed (or already stored: a resend is accepted again).", CaptureAccepted),),
+        errors=CAPTURE_ERRORS,
+        request=Event,
+    ),
+    Operation(
+        "post",
+        f"{API}/batch/",
+        "batch",
+        "Capture a batch of events; invalid ones are refused one by one",
+        (Response(200, "The valid events are committed; `rejected` lists the others.", BatchAccepted),),
+        errors=BATCH_ERRORS,
+        request=Batch,
+    ),
+    Operation(
+        "post",
+        f"{API}/session/start/",
+        "startSession",
+        "Start a session",
+        (
+            Response(201, "Created.", SessionStarted),
+            Response(200, "The same start was already recorded.", SessionStarted),
+        ),
+        errors=(*CAPTURE_ERRORS, "session_exists"),
+        request=SessionStart,
+    ),
+    Operation(
+        "put",
+        f"{API}/session/{{session_id}}/end/",
+        "endSession",
+        "End a session (idempotent)",
+        (Response(200, "Ended.", SessionEnded),),
+        errors=(*CAPTURE_ERRORS, "end_before_start", "session_not_found"),
+        request=SessionEnd,
+        request_required=False,
+        params=(_SESSION_ID,),
+    ),
+    Operation(
+        "get",
+        f"{PUBLIC}/",
+        "listActiveFlags",
+        "The active feature flags: id, key, name, variant keys (no targeting, rollout or payload)",
+        (Response(200, "Active flags, with an ETag.", PublicFlagList), _NOT_MODIFIED),
+        errors=("invalid_api_key",),
+        params=(ETAG,),
+    ),
+    Operation(
+        "get",
+        f"{PUBLIC}/{{flag_id}}/",
+        "getFlag",
+        "One feature flag: id, key, name, active, variant keys",
+        (Response(200, type=PublicFlag),),
+        errors=("not_found", "invalid_api_key"),
+        params=(_FLAG_ID,),
+    ),
+    Operation(
+        "get",
+        f"{PUBLIC}/for_user/",
+        "flagsForUserGet",
+        "Evaluate every flag for a user",
+        (Response(200, type=FlagsForUser), _NOT_MODIFIED),
+        errors=("validation_error", "invalid_api_key"),
+        params=(*_USER_QUERY, ETAG, RECORD_EXPOSURE),
+    ),
+    Operation(
+        "post",
+        f"{PUBLIC}/for_user/",
+        "flagsForUserPost",
+        "Evaluate every flag for a user (context in the body)",
+        (Response(200, type=FlagsForUser),),
+        errors=(*_USER_ERRORS, "payload_too_large"),
+        request=UserContext,
+        params=(RECORD_EXPOSURE,),
+    ),
+    Operation(
+        "get",
+        "/metrics",
+        "metrics",
+        "Prometheus metrics of this process",
+        (Response(200, "Prometheus text format.", str, media_type="text/plain"),),
+    ),
+    Operation("get", "/healthz", "healthz", "The process is up", (Response(200, "Up."),)),
+    Operation(
+        "get",
+        "/readyz",
+        "readyz",
+        "The database is reachable",
+        (Response(200, "Ready."),),
+        errors=("service_unavailable",),
+    ),
+    Operation("get", f"{API}/openapi.json", "openapi", "This document", (Response(200, "OpenAPI 3 document."),)),
+)
