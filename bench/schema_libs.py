@@ -25,7 +25,7 @@ import orjson
 
 from eventtrack.clock import parse_timestamp
 from ingest_api.admin.schemas import FlagDefinition
-from ingest_api.flags.definition import parse_flag_definition
+from ingest_api.flags.definition import KEY_PATTERN, MAX_KEY_LENGTH, parse_flag_definition
 from ingest_api.routes.schemas import Event
 from ingest_api.validation import (
     MAX_ID_LENGTH,
@@ -142,7 +142,7 @@ def pydantic_readers():
 
     class PFlag(BaseModel):
         model_config = Strict
-        key: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=200)] | None = None
+        key: Annotated[str, Field(pattern=f"^{KEY_PATTERN}$", max_length=MAX_KEY_LENGTH)] | None = None
         name: str | None = None
         description: str | None = None
         active: bool = True

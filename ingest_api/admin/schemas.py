@@ -188,6 +188,54 @@ def admin_operation(
     return Operation(method, url, operation_id, summary, responses, errors=errors, admin=True, **more)
 
 
+def resource_operations(
+    collection: str,
+    item_id: Param,
+    names: tuple[str, str],
+    definition: Any,
+    item: Any,
+    summaries: dict[str, str],
+    list_params: tuple[Param, ...],
+) -> tuple[Operation, ...]:
+    """The six operations of an admin resource: list and create on `collection`, get, replace (PUT), update
+    (PATCH) and delete on one item; `names`: the item's name, singular and plural, in the operation ids."""
+    one, (noun, plural) = f"{collection}{{{item_id.name}}}/", names
+    by_id = {"params": (item_id,)}
+    return (
+        admin_operation(
+            "get", collection, f"adminList{plural}", summaries["list"], Response(200, type=Page), params=list_params
+        ),
+        admin_operation(
+            "post",
+            collection,
+            f"adminCreate{noun}",
+            summaries["create"],
+            Response(201, "Created.", item),
+            request=definition,
+        ),
+        admin_operation("get", one, f"adminGet{noun}", summaries["get"], Response(200, type=item), **by_id),
+        admin_operation(
+            "put",
+            one,
+            f"adminReplace{noun}",
+            summaries["replace"],
+            Response(200, type=item),
+            request=definition,
+            **by_id,
+        ),
+        admin_operation(
+            "patch",
+            one,
+            f"adminUpdate{noun}",
+            summaries["update"],
+            Response(200, type=item),
+            request=definition,
+            **by_id,
+        ),
+        admin_operation("delete", one, f"adminDelete{noun}", summaries["delete"], Response(204, "Deleted."), **by_id),
+    )
+
+
 OPERATIONS = (
     admin_operation(
         "get",
@@ -229,50 +277,21 @@ OPERATIONS = (
         Response(200, type=Page),
         params=(query("distinct_id"), query("status", Literal["active", "ended"]), *WINDOW, *PAGING),
     ),
-    admin_operation(
-        "get",
+    *resource_operations(
         _FLAGS,
-        "adminListFlags",
-        "All feature flags",
-        Response(200, type=Page),
-        params=(query("active", Literal["true", "false"]), *PAGING),
-    ),
-    admin_operation(
-        "post",
-        _FLAGS,
-        "adminCreateFlag",
-        "Create a feature flag",
-        Response(201, "Created.", Flag),
-        request=FlagDefinition,
-    ),
-    admin_operation(
-        "get", f"{_FLAGS}{{flag_id}}/", "adminGetFlag", "One feature flag", Response(200, type=Flag), params=(FLAG_ID,)
-    ),
-    admin_operation(
-        "put",
-        f"{_FLAGS}{{flag_id}}/",
-        "adminReplaceFlag",
-        "Replace a flag's definition (bumps version)",
-        Response(200, type=Flag),
-        params=(FLAG_ID,),
-        request=FlagDefinition,
-    ),
-    admin_operation(
-        "patch",
-        f"{_FLAGS}{{flag_id}}/",
-        "adminUpdateFlag",
-        "Change some fields of a flag (bumps version)",
-        Response(200, type=Flag),
-        params=(FLAG_ID,),
-        request=FlagDefinition,
-    ),
-    admin_operation(
-        "delete",
-        f"{_FLAGS}{{flag_id}}/",
-        "adminDeleteFlag",
-        "Delete a flag",
-        Response(204, "Deleted."),
-        params=(FLAG_ID,),
+        FLAG_ID,
+        ("Flag", "Flags"),
+        FlagDefinition,
+        Flag,
+        {
+            "list": "All feature flags",
+            "create": "Create a feature flag",
+            "get": "One feature flag",
+            "replace": "Replace a flag's definition (bumps version)",
+            "update": "Change some fields of a flag (bumps version)",
+            "delete": "Delete a flag",
+        },
+        list_params=(query("active", Literal["true", "false"]), *PAGING),
     ),
     admin_operation(
         "get",

@@ -12,8 +12,8 @@ import msgspec
 from msgspec import Meta
 
 from ingest_api.admin.experiments import EXPERIMENTS
-from ingest_api.admin.schemas import PAGING, admin_operation
-from ingest_api.declarations import Page, PositiveId, Response, Timestamp, path, query
+from ingest_api.admin.schemas import PAGING, admin_operation, resource_operations
+from ingest_api.declarations import PositiveId, Response, Timestamp, path, query
 from ingest_api.experiments.definition import (
     MAX_DESCRIPTION_LENGTH,
     MAX_EVENT_LENGTH,
@@ -79,50 +79,21 @@ EXPERIMENT_ID = path("experiment_id", PositiveId)
 _ONE = f"{EXPERIMENTS}/{{experiment_id}}/"
 
 OPERATIONS = (
-    admin_operation(
-        "get",
+    *resource_operations(
         f"{EXPERIMENTS}/",
-        "adminListExperiments",
-        "All experiments",
-        Response(200, type=Page),
-        params=(*PAGING, query("flag_key")),
-    ),
-    admin_operation(
-        "post",
-        f"{EXPERIMENTS}/",
-        "adminCreateExperiment",
-        "Create an experiment",
-        Response(201, "Created.", Experiment),
-        request=ExperimentDefinition,
-    ),
-    admin_operation(
-        "get", _ONE, "adminGetExperiment", "One experiment", Response(200, type=Experiment), params=(EXPERIMENT_ID,)
-    ),
-    admin_operation(
-        "put",
-        _ONE,
-        "adminReplaceExperiment",
-        "Replace an experiment's definition",
-        Response(200, type=Experiment),
-        params=(EXPERIMENT_ID,),
-        request=ExperimentDefinition,
-    ),
-    admin_operation(
-        "patch",
-        _ONE,
-        "adminUpdateExperiment",
-        "Change some fields of an experiment",
-        Response(200, type=Experiment),
-        params=(EXPERIMENT_ID,),
-        request=ExperimentDefinition,
-    ),
-    admin_operation(
-        "delete",
-        _ONE,
-        "adminDeleteExperiment",
-        "Delete an experiment",
-        Response(204, "Deleted."),
-        params=(EXPERIMENT_ID,),
+        EXPERIMENT_ID,
+        ("Experiment", "Experiments"),
+        ExperimentDefinition,
+        Experiment,
+        {
+            "list": "All experiments",
+            "create": "Create an experiment",
+            "get": "One experiment",
+            "replace": "Replace an experiment's definition",
+            "update": "Change some fields of an experiment",
+            "delete": "Delete an experiment",
+        },
+        list_params=(*PAGING, query("flag_key")),
     ),
     admin_operation(
         "get",

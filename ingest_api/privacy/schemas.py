@@ -8,8 +8,8 @@ from uuid import UUID
 import msgspec
 from msgspec import Meta
 
-from ingest_api.admin.schemas import PAGING
-from ingest_api.declarations import ADMIN_ERRORS, WINDOW, Operation, Page, Response, Timestamp, path, query
+from ingest_api.admin.schemas import PAGING, admin_operation
+from ingest_api.declarations import WINDOW, Page, Response, Timestamp, path, query
 from ingest_api.privacy.routes import ACTIONS, AUDIT_LOG, PERSONS
 from ingest_api.validation import MAX_ID_LENGTH
 
@@ -48,39 +48,33 @@ DISTINCT_ID = path(
 _PERSONS = f"{PERSONS}/{{distinct_id}}/"
 
 OPERATIONS = (
-    Operation(
+    admin_operation(
         "delete",
         _PERSONS,
         "adminErasePerson",
         "Erase every row of a person (events, sessions, person, merged ids, dead letters); queues the aggregates' rebuild",
-        (Response(200, "Erased (also when nothing was found): the rows deleted per table.", Erasure),),
-        errors=ADMIN_ERRORS,
+        Response(200, "Erased (also when nothing was found): the rows deleted per table.", Erasure),
         params=(DISTINCT_ID,),
-        admin=True,
     ),
-    Operation(
+    admin_operation(
         "get",
         f"{_PERSONS}export/",
         "adminExportPerson",
         "All the data of a person as one JSON document (streamed)",
-        (Response(200, "The person's data.", PersonExport),),
-        errors=ADMIN_ERRORS,
+        Response(200, "The person's data.", PersonExport),
         params=(DISTINCT_ID,),
-        admin=True,
     ),
-    Operation(
+    admin_operation(
         "get",
         f"{AUDIT_LOG}/",
         "adminAuditLog",
         "Erasures and exports, newest first",
-        (Response(200, "A page of audit rows.", Page),),
-        errors=ADMIN_ERRORS,
+        Response(200, "A page of audit rows.", Page),
         params=(
             query("action", Literal[ACTIONS]),
             query("distinct_id", Annotated[str, Meta(max_length=MAX_ID_LENGTH)]),
             *WINDOW,
             *PAGING,
         ),
-        admin=True,
     ),
 )
