@@ -697,14 +697,14 @@ def _analytics_paths() -> dict[str, Any]:
                 },
             }
             for method, operation, summary in [
-                ("get", "adminGetSavedFunnel", "A saved funnel and its results from analytics.funnel_results"),
+                ("get", "adminGetSavedFunnel", "A saved funnel and its results from analytics.agg_funnel_results"),
                 ("delete", "adminDeleteSavedFunnel", "Delete a saved funnel"),
             ]
         },
         f"{base}/retention/": {
             "get": {
                 "operationId": "adminRetention",
-                "summary": "The cohort triangle of analytics.retention_weekly / retention_daily",
+                "summary": "The cohort triangle of analytics.agg_retention_weekly / agg_retention_daily",
                 "security": secured,
                 "parameters": [_query("period", {"type": "string", "enum": ["week", "day"]}), *_WINDOW],
                 "responses": {

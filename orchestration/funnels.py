@@ -2,8 +2,8 @@
 
 One definition of a funnel (eventtrack/analytics/funnels.py): this asset runs the very query
 of GET /api/v1/analytics/admin/funnels/ for each saved funnel over its last range_days whole
-UTC days, and replaces the rows of analytics.funnel_results (a table dbt declares:
-marts/funnel_results.sql and its yml) in one transaction.
+UTC days, and replaces the rows of analytics.agg_funnel_results (a table dbt declares:
+marts/agg_funnel_results.sql and its yml) in one transaction.
 """
 
 from datetime import UTC, datetime
@@ -17,9 +17,9 @@ from orchestration.raw import EVENTS
 from orchestration.resources import EventtrackResource, dbt_relation, replace_declared_table
 
 SAVED_FUNNELS = AssetKey(["analytics_staging", "stg_eventtrack__saved_funnels"])
-# The table itself is a dbt model (marts/funnel_results.sql: its columns, types and key are declared
+# The table itself is a dbt model (marts/agg_funnel_results.sql: its columns, types and key are declared
 # once, in the model's yml); this asset fills it.
-RESULTS_TABLE_DEFINITION = AssetKey(["analytics", "funnel_results_table"])
+RESULTS_TABLE_DEFINITION = AssetKey(["analytics", "agg_funnel_results_table"])
 
 
 def psycopg_sql(sql: str) -> str:
@@ -34,7 +34,7 @@ class FunnelResultsConfig(Config):
 
 
 @asset(
-    key=AssetKey(["analytics", "funnel_results"]),
+    key=AssetKey(["analytics", "agg_funnel_results"]),
     deps=[SAVED_FUNNELS, EVENTS, RESULTS_TABLE_DEFINITION],
     group_name="marts",
     kinds={"python", "postgres"},
@@ -61,7 +61,7 @@ def funnel_results(
         for funnel in funnels:
             sql, params = saved_funnel_query(funnel, as_of)
             rows += saved_funnel_rows(funnel, as_of, [tuple(r) for r in conn.execute(psycopg_sql(sql), params)])
-        replace_declared_table(conn, "funnel_results", rows)
+        replace_declared_table(conn, "agg_funnel_results", rows)
     context.log.info("saved funnel results: %d funnels as of %s", len(funnels), as_of.isoformat())
     return MaterializeResult(metadata={"funnels": len(funnels), "rows": len(rows)})
 

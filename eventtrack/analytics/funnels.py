@@ -1,7 +1,7 @@
 """Funnels over raw events: parameter parsing, the one SQL query, and the conversion arithmetic (pure).
 
 The one definition of a funnel: the live endpoint (ingest_api/admin/analytics.py) and the
-saved funnels' daily results (orchestration/funnels.py, into analytics.funnel_results) both
+saved funnels' daily results (orchestration/funnels.py, into analytics.agg_funnel_results) both
 run funnel_sql and shape its rows with step_results.
 
 Definition (docs/analytics.md "Funnels"):
@@ -263,7 +263,7 @@ def saved_funnel_query(funnel: SavedFunnel, as_of: datetime) -> tuple[str, dict[
 def saved_funnel_rows(
     funnel: SavedFunnel, as_of: datetime, rows: list[tuple[bool, Any, int, int, float | None]]
 ) -> list[dict[str, Any]]:
-    """funnel_sql's rows for a saved funnel -> its rows of analytics.funnel_results: the endpoint's
+    """funnel_sql's rows for a saved funnel -> its rows of analytics.agg_funnel_results: the endpoint's
     `results` (shape_results) with the funnel and its range."""
     start, end = saved_funnel_range(as_of, funnel.range_days)
     results = shape_results(funnel.steps, rows, with_breakdown=False)["results"]

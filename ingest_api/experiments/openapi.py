@@ -80,7 +80,7 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "description": "One row of analytics.experiment_results (docs/analytics.md).",
+                    "description": "One row of analytics.agg_experiment_results (docs/analytics.md).",
                 },
             },
         },

@@ -1,4 +1,4 @@
-"""The tables dbt declares and Python assets fill (analytics.experiment_results, analytics.funnel_results):
+"""The tables dbt declares and Python assets fill (analytics.agg_experiment_results, analytics.agg_funnel_results):
 dbt creates each typed table from its yml, the asset fills it, later dbt runs keep the asset's rows."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 # model -> its primary key, as the yml declares it
 DECLARED_TABLES = {
-    "experiment_results": "PRIMARY KEY (experiment_id, variant)",
-    "funnel_results": "PRIMARY KEY (funnel_id, step)",
+    "agg_experiment_results": "PRIMARY KEY (experiment_id, variant)",
+    "agg_funnel_results": "PRIMARY KEY (funnel_id, step)",
 }
 
 
@@ -43,17 +43,17 @@ def test_dbt_creates_the_results_table_from_its_yml_and_keeps_the_assets_rows(pi
 
     # The asset's rows survive the next dbt build (the model only creates the table), and dbt's tests check them.
     db.execute(
-        """INSERT INTO analytics.experiment_results
+        """INSERT INTO analytics.agg_experiment_results
            (experiment_id, variant, is_control, exposures, conversions, srm_warning, multi_exposure_users,
             secondary_metrics, computed_at)
            VALUES (1, 'a', true, 10, 2, false, 0, '{}', %s)""",
         (datetime(2026, 11, 25, tzinfo=UTC),),
     )
     result = pipeline.materialize([dbt_models])
-    assert db.execute("SELECT variant, exposures FROM analytics.experiment_results").fetchall() == [("a", 10)]
+    assert db.execute("SELECT variant, exposures FROM analytics.agg_experiment_results").fetchall() == [("a", 10)]
     checks = {
         check.check_name: check.passed
         for check in result.get_asset_check_evaluations()
-        if check.asset_key.path == ["analytics", "experiment_results_table"]
+        if check.asset_key.path == ["analytics", "agg_experiment_results_table"]
     }
     assert checks and all(checks.values()), checks

@@ -161,13 +161,13 @@ def test_saved_funnels_are_built_daily_with_the_live_definition(pipeline, db, ad
 
 
 def saved_funnel_table(db, funnel_id: int) -> list[dict]:
-    cur = db.execute("SELECT * FROM analytics.funnel_results WHERE funnel_id = %s ORDER BY step", (funnel_id,))
+    cur = db.execute("SELECT * FROM analytics.agg_funnel_results WHERE funnel_id = %s ORDER BY step", (funnel_id,))
     names = [c.name for c in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
 def live_rows(admin, funnel_id: int, name: str, steps: list[str], window: str, start: datetime, end: datetime):
-    """The live endpoint's answer over [start, end), as rows of analytics.funnel_results."""
+    """The live endpoint's answer over [start, end), as rows of analytics.agg_funnel_results."""
     live = admin.get(
         FUNNEL, params={"steps": ",".join(steps), "window": window, "start": start.isoformat(), "end": end.isoformat()}
     )
@@ -249,7 +249,8 @@ def test_saved_funnel_rows_are_the_live_endpoints_answer(pipeline, db, admin):
     # As of another instant (the asset's config, as tests and backfills pin it): the range ends at its day's midnight.
     as_of = today - timedelta(hours=7)
     pipeline.materialize(
-        [funnel_results], run_config={"ops": {"analytics__funnel_results": {"config": {"as_of": as_of.isoformat()}}}}
+        [funnel_results],
+        run_config={"ops": {"analytics__agg_funnel_results": {"config": {"as_of": as_of.isoformat()}}}},
     )
     earlier = as_json_numbers(saved_funnel_table(db, ids["checkout"]))
     assert {(r["range_start"], r["range_end"]) for r in earlier} == {

@@ -1,6 +1,6 @@
 {#-
-  The table analytics.funnel_results, declared here and filled by the Dagster asset
-  `analytics/funnel_results` (orchestration/funnels.py) with the live funnel endpoint's
+  The table analytics.agg_funnel_results, declared here and filled by the Dagster asset
+  `analytics/agg_funnel_results` (orchestration/funnels.py) with the live funnel endpoint's
   query (eventtrack/analytics/funnels.py): dbt creates it, empty, from the columns of
   _marts__models.yml (macros/declared_table.sql).
 -#}
