@@ -194,7 +194,7 @@ def main() -> int:
                 raise RuntimeError(f"experiment refresh failed ({label})")
             with psycopg.connect(url, autocommit=True) as conn:
                 (exposed,) = conn.execute(
-                    "SELECT sum(exposures) FROM analytics.experiment_results WHERE experiment_id = (SELECT min(id) FROM experiments)"
+                    "SELECT sum(exposures) FROM analytics.agg_experiment_results WHERE experiment_id = (SELECT min(id) FROM experiments)"
                 ).fetchone()
             run = {
                 "label": label,
@@ -219,7 +219,7 @@ def main() -> int:
         with psycopg.connect(url, autocommit=True) as conn:
             rows = conn.execute(
                 "SELECT r.experiment_id, variant, exposures, conversions, multi_exposure_users, p_value, srm_p_value"
-                " FROM analytics.experiment_results r ORDER BY 1, 2"
+                " FROM analytics.agg_experiment_results r ORDER BY 1, 2"
             ).fetchall()
         out["results"] = [
             dict(

@@ -10,6 +10,7 @@ from eventtrack.migrate import installed_at
 from eventtrack.settings import Settings
 from orchestration.dbt import aggregate_assets, dbt_models, dbt_resource
 from orchestration.experiments import experiment_assets
+from orchestration.funnels import funnel_assets
 from orchestration.maintenance import maintenance_assets
 from orchestration.partitions import partitions_start
 from orchestration.raw import raw_table_specs
@@ -24,7 +25,7 @@ def build_definitions(settings: Settings) -> Definitions:
     hourly, daily = aggregate_assets(start)
     jobs = build_jobs(hourly, daily)
     return Definitions(
-        assets=[*raw_table_specs, dbt_models, hourly, daily, *maintenance_assets, *experiment_assets],
+        assets=[*raw_table_specs, dbt_models, hourly, daily, *maintenance_assets, *experiment_assets, *funnel_assets],
         jobs=jobs,
         schedules=build_schedules(jobs, hourly, daily),
         resources={

@@ -1,8 +1,8 @@
 """The statistics half of the experiment results: a Python asset over the dbt counts.
 
-dbt counts exposures and conversions (marts/experiments/experiment_variant_counts);
+dbt counts exposures and conversions (marts/experiments/agg_experiment_variant_counts);
 this asset adds what SQL is the wrong tool for (orchestration/experiment_stats.py)
-and replaces analytics.experiment_results in one transaction, so readers see the
+and replaces analytics.agg_experiment_results in one transaction, so readers see the
 previous results or the new ones, never a mix.
 """
 
@@ -15,19 +15,20 @@ import orjson
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
 from orchestration.experiment_stats import SRM_ALPHA, compare, rate, srm_p_value
-from orchestration.resources import EventtrackResource, dbt_model_columns
+from orchestration.resources import EventtrackResource, dbt_relation, replace_declared_table
 
-COUNTS = AssetKey(["analytics", "experiment_variant_counts"])
-RESULTS_TABLE = "analytics.experiment_results"
-# The table itself is a dbt model (marts/experiments/experiment_results.sql: its columns, types and
+COUNTS = AssetKey(["analytics", "agg_experiment_variant_counts"])
+# The table itself is a dbt model (marts/experiments/agg_experiment_results.sql: its columns, types and
 # key are declared once, in the model's yml); this asset fills it.
-RESULTS_TABLE_DEFINITION = AssetKey(["analytics", "experiment_results_table"])
+RESULTS_TABLE_DEFINITION = AssetKey(["analytics", "agg_experiment_results_table"])
 # The dbt models the results are built from and written to (for jobs that rebuild only these). Not
 # the staging views they read: those exist from start-up and are rebuilt by the daily
 # sessions_and_staging job only (orchestration.runner.build_dbt_views says why).
 EXPERIMENT_DBT_MODELS = [
     AssetKey(["analytics_intermediate", "int_experiment_exposures"]),
     COUNTS,
+    # The deprecated view of the counts' old name: rebuilt with them (replacing the table drops it).
+    AssetKey(["analytics", "experiment_variant_counts"]),
     RESULTS_TABLE_DEFINITION,
 ]
 
@@ -38,7 +39,7 @@ _COUNT_COLUMNS = (
 
 
 def results_rows(counts: Iterable[dict[str, Any]], computed_at: datetime) -> list[dict[str, Any]]:
-    """Rows of experiment_variant_counts -> rows of experiment_results (pure).
+    """Rows of agg_experiment_variant_counts -> rows of agg_experiment_results (pure).
 
     Every variant is compared with its experiment's control; the control row has
     no uplift, interval, p-value or probability. The SRM p-value covers the whole
@@ -93,7 +94,7 @@ def results_rows(counts: Iterable[dict[str, Any]], computed_at: datetime) -> lis
 
 
 @asset(
-    key=AssetKey(["analytics", "experiment_results"]),
+    key=AssetKey(["analytics", "agg_experiment_results"]),
     deps=[COUNTS, RESULTS_TABLE_DEFINITION],
     group_name="marts",
     kinds={"python", "postgres"},
@@ -105,17 +106,14 @@ def results_rows(counts: Iterable[dict[str, Any]], computed_at: datetime) -> lis
 def experiment_results(context: AssetExecutionContext, eventtrack: EventtrackResource) -> MaterializeResult:
     computed_at = datetime.now(UTC)
     with eventtrack.connect() as conn:
-        cur = conn.execute(f"SELECT {', '.join(_COUNT_COLUMNS)} FROM analytics.experiment_variant_counts")
+        cur = conn.execute(f"SELECT {', '.join(_COUNT_COLUMNS)} FROM {dbt_relation('agg_experiment_variant_counts')}")
         counts = [dict(zip(_COUNT_COLUMNS, r)) for r in cur.fetchall()]
         rows = results_rows(counts, computed_at)
-        columns = dbt_model_columns("experiment_results")
-        with conn.transaction():
-            conn.execute(f"DELETE FROM {RESULTS_TABLE}")
-            with conn.cursor().copy(f"COPY {RESULTS_TABLE} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(
-                        [orjson.dumps(row[c]).decode() if c == "secondary_metrics" else row[c] for c in columns]
-                    )
+        replace_declared_table(
+            conn,
+            "agg_experiment_results",
+            ({**r, "secondary_metrics": orjson.dumps(r["secondary_metrics"]).decode()} for r in rows),
+        )
     warnings = sorted({r["experiment_id"] for r in rows if r["srm_warning"]})
     context.log.info("experiment results: %d rows, SRM warnings for %s", len(rows), warnings)
     return MaterializeResult(

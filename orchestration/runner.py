@@ -96,8 +96,10 @@ def dagster_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-# Every view of the project: the staging views the jobs read, and the views built on them.
+# Every view of the project: the staging views the jobs read, and the views built on them; not the
+# deprecated views of the marts' old names (marts/deprecated), which need their marts built first.
 DBT_VIEWS = "path:models/staging+,config.materialized:view"
+DEPRECATED_VIEWS = "path:models/marts/deprecated"
 
 
 def build_dbt_views(settings: Settings) -> None:
@@ -111,7 +113,21 @@ def build_dbt_views(settings: Settings) -> None:
     try:
         env = {**os.environ, **dbt_connection_env(settings.require_database_url())}
         values = json.dumps(settings_dbt_vars(settings))
-        _run_dbt(["run", "--quiet", "--no-write-json", "--select", DBT_VIEWS, "--vars", values], scratch, env)
+        _run_dbt(
+            [
+                "run",
+                "--quiet",
+                "--no-write-json",
+                "--select",
+                DBT_VIEWS,
+                "--exclude",
+                DEPRECATED_VIEWS,
+                "--vars",
+                values,
+            ],
+            scratch,
+            env,
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

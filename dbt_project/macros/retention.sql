@@ -1,5 +1,5 @@
 {#
-  The cohort triangle of retention_weekly / retention_daily. period: 'week' | 'day'.
+  The cohort triangle of agg_retention_weekly / agg_retention_daily. period: 'week' | 'day'.
   Cohort = the period of a user's first stored event; retained in period N = the
   return event (var retention_return_event, any event when null) in the period
   N periods after the cohort's. Every cohort gets a row for each period up to the

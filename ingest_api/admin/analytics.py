@@ -11,8 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eventtrack.errors import ApiError
-from ingest_api.admin.funnel_query import (
+from eventtrack.analytics.funnels import (
     FunnelParamError,
     StepRow,
     funnel_params,
@@ -23,6 +22,7 @@ from ingest_api.admin.funnel_query import (
     shape_results,
     step_results,
 )
+from eventtrack.errors import ApiError
 from ingest_api.admin.http import (
     admin_only,
     check_unknown_params,
@@ -104,8 +104,7 @@ async def run_funnel(conn: AsyncConnection, query: FunnelQuery) -> dict[str, Any
         "filter": query.filter_text,
         "breakdown_by": query.breakdown_by,
     }
-    rows = [(r.is_total, r.bd, r.step, r.users, r.median_seconds) for r in rows]
-    body.update(shape_results(query.steps, rows, query.breakdown is not None))
+    body.update(shape_results(query.steps, [tuple(r) for r in rows], query.breakdown is not None))
     return body
 
 
@@ -120,7 +119,7 @@ async def funnel(request: Request) -> Response:
         return json_response(await run_funnel(conn, query))
 
 
-RETENTION_TABLES = {"week": "analytics.retention_weekly", "day": "analytics.retention_daily"}
+RETENTION_TABLES = {"week": "analytics.agg_retention_weekly", "day": "analytics.agg_retention_daily"}
 
 
 def cohort_triangle(rows: list[tuple]) -> list[dict[str, Any]]:
@@ -166,10 +165,10 @@ async def retention(request: Request) -> Response:
     )
 
 
-# --- saved funnels: definitions here, results built daily by dbt (analytics.funnel_results) ----------
+# --- saved funnels: definitions here, results computed daily by the pipeline (analytics.agg_funnel_results) --
 
 _SAVED_COLUMNS = "id, name, steps, window_seconds, range_days, created_at"
-FUNNEL_RESULTS = "analytics.funnel_results"
+FUNNEL_RESULTS = "analytics.agg_funnel_results"
 _SAVED_NOT_FOUND = ApiError.of("not_found", "No saved funnel has this id.", {"id": "unknown"})
 
 
@@ -226,7 +225,7 @@ async def delete_saved_funnel(request: Request) -> Response:
 
 
 async def saved_funnel_by_id(conn: AsyncConnection, funnel_id: int) -> dict[str, Any]:
-    """A saved funnel with its latest results from analytics.funnel_results; 404 when there is none."""
+    """A saved funnel with its latest results from analytics.agg_funnel_results; 404 when there is none."""
     row = (
         await conn.execute(sa.text(f"SELECT {_SAVED_COLUMNS} FROM saved_funnels WHERE id = :id"), {"id": funnel_id})
     ).first()

@@ -1,7 +1,7 @@
 """Admin routes of A/B experiments: CRUD, and the results the pipeline computed.
 
 Definitions live in `experiments` (ingest_api owns them); results are read from
-analytics.experiment_results, written by the Dagster asset `experiment_results`.
+analytics.agg_experiment_results, written by the Dagster asset `analytics/agg_experiment_results`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ COLUMNS = (
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM experiments"
 _RETURNING = "RETURNING " + ", ".join(COLUMNS)
 _JSONB = ("secondary_events", "variants")
-RESULTS_TABLE = "analytics.experiment_results"
+RESULTS_TABLE = "analytics.agg_experiment_results"
 EXPERIMENTS = f"{ADMIN}/experiments"
 _NOT_FOUND = ApiError.of("not_found", "No experiment has this id.", {"id": "unknown"})
 
@@ -155,7 +155,7 @@ patch_experiment = admin_only(functools.partial(_update_experiment, partial=True
 
 
 async def results_of_experiment(conn: AsyncConnection, experiment_id: int) -> dict[str, Any]:
-    """The rows of analytics.experiment_results for one experiment (empty until the pipeline has run); 404 when there is none."""
+    """The rows of analytics.agg_experiment_results for one experiment (empty until the pipeline has run); 404 when there is none."""
     if (await conn.execute(sa.text("SELECT 1 FROM experiments WHERE id = :id"), {"id": experiment_id})).first() is None:
         raise _NOT_FOUND
     rows: list[dict[str, Any]] = []

@@ -24,7 +24,9 @@ _EVENTS_PER_DAY = sa.text(
     "SELECT day AS bucket, sum(event_count)::bigint AS n FROM analytics.agg_events_daily"
     " WHERE day >= :since GROUP BY day ORDER BY day"
 )
-_ACTIVE_USERS = sa.text("SELECT day, dau, wau, mau FROM analytics.active_users_daily WHERE day >= :since ORDER BY day")
+_ACTIVE_USERS = sa.text(
+    "SELECT day, dau, wau, mau FROM analytics.agg_active_users_daily WHERE day >= :since ORDER BY day"
+)
 # Sessions by their UTC start day; the median over ended sessions (open ones have no duration yet).
 _SESSIONS_PER_DAY = sa.text(
     """
@@ -85,7 +87,7 @@ async def load(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
     if await _exists(conn, "analytics.agg_events_daily"):
         rows = {r.bucket: r.n for r in (await conn.execute(_EVENTS_PER_DAY, {"since": days[0]})).all()}
         out["per_day"] = fill(days, rows, day_label)
-    if await _exists(conn, "analytics.active_users_daily"):
+    if await _exists(conn, "analytics.agg_active_users_daily"):
         rows = (await conn.execute(_ACTIVE_USERS, {"since": days[0]})).all()
         by_day = {r.day: r for r in rows}
         out["active"] = {

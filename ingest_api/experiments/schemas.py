@@ -71,7 +71,7 @@ class ExperimentResults(msgspec.Struct):
     experiment_id: int
     computed_at: Annotated[Timestamp | None, Meta(description="null until the pipeline has computed them.")]
     results: Annotated[
-        list[dict[str, Any]], Meta(description="Rows of analytics.experiment_results (docs/analytics.md).")
+        list[dict[str, Any]], Meta(description="Rows of analytics.agg_experiment_results (docs/analytics.md).")
     ]
 
 

@@ -134,7 +134,7 @@ def test_up_serves_everything_restarts_what_dies_and_ctrl_c_stops_everything():
             "analytics/agg_events_hourly",
             "analytics/agg_events_daily",
             "analytics/fct_sessions",
-            "analytics/active_users_daily",
+            "analytics/agg_active_users_daily",
             "maintenance/retention",
             "maintenance/session_closure",
         } <= names

@@ -648,8 +648,9 @@ def test_experiment_results_computed_by_the_pipeline_are_shown_with_the_srm_warn
     from eventtrack.settings import Settings
     from orchestration.dbt import dbt_models
     from orchestration.experiments import experiment_results
+    from orchestration.funnels import funnel_results
 
-    Pipeline(Settings(database_url=seed.database_url)).materialize([dbt_models, experiment_results])
+    Pipeline(Settings(database_url=seed.database_url)).materialize([dbt_models, experiment_results, funnel_results])
     sign_in(page, seed, f"/admin/experiments/{experiment['id']}")
     assert page.locator("#no-results").count() == 0
     assert "Sample ratio mismatch" in page.locator("#srm-warning").inner_text()

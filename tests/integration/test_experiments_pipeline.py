@@ -3,7 +3,7 @@
 Two experiments with a known answer: a multivariate flag with planted conversion
 rates, a planted sample-ratio mismatch, users exposed to both variants, repeated
 exposures, goal events before exposure and after the window, responses that are
-not variants; and a boolean flag. Every number of analytics.experiment_results
+not variants; and a boolean flag. Every number of analytics.agg_experiment_results
 is compared with a computation in Python over the generated events, the
 statistics with scipy's own tests (not orchestration/experiment_stats.py).
 """
@@ -288,7 +288,7 @@ def test_experiment_results_match_the_planted_answer(api, admin, db, pipeline, e
     winners = db.execute(
         """SELECT e.name, r.variant, r.exposures, round(r.conversion_rate::numeric, 4) AS rate,
                   round(r.relative_uplift::numeric, 3) AS uplift, r.probability_to_beat_control, r.p_value
-           FROM analytics.experiment_results r
+           FROM analytics.agg_experiment_results r
            JOIN public.experiments e ON e.id = r.experiment_id
            WHERE NOT r.is_control AND NOT r.srm_warning AND r.probability_to_beat_control > 0.95
            ORDER BY e.id, r.variant"""
@@ -298,7 +298,7 @@ def test_experiment_results_match_the_planted_answer(api, admin, db, pipeline, e
     # A second run replaces the rows (no duplicates), and a deleted experiment's rows go.
     assert admin.delete(f"{base}{onboarding.json()['id']}/").status_code == 204
     pipeline.materialize([dbt_models, experiment_results])
-    (count,) = db.execute("SELECT count(*) FROM analytics.experiment_results").fetchone()
+    (count,) = db.execute("SELECT count(*) FROM analytics.agg_experiment_results").fetchone()
     assert count == 2
 
 
@@ -478,4 +478,4 @@ def test_the_experiments_job_leaves_the_other_views_in_place(db, database_url, p
     )
     assert result.success
     assert views() == before
-    assert db.execute("SELECT count(*) FROM analytics.experiment_variant_counts").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM analytics.agg_experiment_variant_counts").fetchone() == (0,)

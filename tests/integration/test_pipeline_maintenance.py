@@ -195,5 +195,5 @@ def test_the_aggregate_tables_pruned_are_the_dbt_models_that_say_so():
     assert retention_buckets(dbt_manifest()) == {
         "analytics.agg_events_hourly": "hour",
         "analytics.agg_events_daily": "day",
-        "analytics.active_users_daily": "day",
+        "analytics.agg_active_users_daily": "day",
     }

@@ -247,7 +247,7 @@ def test_erasure_leaves_no_trace_keeps_the_other_user_and_aggregates_exact(api, 
     )
     assert (
         db.execute(
-            "SELECT count(*) FROM analytics.active_users_daily WHERE day = %s", (alice_only[0].date(),)
+            "SELECT count(*) FROM analytics.agg_active_users_daily WHERE day = %s", (alice_only[0].date(),)
         ).fetchone()[0]
         == 0
     )

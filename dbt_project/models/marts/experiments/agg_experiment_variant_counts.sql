@@ -1,6 +1,6 @@
 {#-
-  The counting half of analytics.experiment_results (the Dagster asset
-  `experiment_results` adds the statistics): per experiment and variant of its
+  The counting half of analytics.agg_experiment_results (the Dagster asset
+  `analytics/agg_experiment_results` adds the statistics): per experiment and variant of its
   flag, the users exposed to that variant only, and those of them who converted.
 -#}
 with experiments as (

@@ -1,0 +1,2 @@
+-- Rebuilt whole daily, like agg_retention_weekly.
+{{ retention_triangle('day') }}

@@ -1,2 +1,0 @@
--- Rebuilt whole daily, like retention_weekly.
-{{ retention_triangle('day') }}
