@@ -70,6 +70,14 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from eventtrack.embedded_postgres import EmbeddedPostgres
     from eventtrack_cli.supervisor import Backoff, PostgresChild, ProcessChild, Supervisor, answers
 
+    if settings.clickhouse_url and settings.clickhouse_url.startswith("chdb:"):
+        # chDB opens its data directory in one process, and `up` runs several (API, Dagster runs).
+        print(
+            "eventtrack up: CLICKHOUSE_URL=chdb://... is the embedded engine for tests and single-process tools;"
+            " `up` needs a ClickHouse server (http(s)://user:password@host:8123/eventtrack, docs/scaling.md).",
+            file=sys.stderr,
+        )
+        return 2
     with database(settings) as s:
         _migrate(s)
         from orchestration.runner import REPO_ROOT, dagster_commands, prepare_dagster

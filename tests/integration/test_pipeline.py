@@ -457,7 +457,7 @@ def test_dbt_runs_get_the_session_timeout_and_the_partition_window(dbt_env):
     from orchestration.resources import EventtrackResource
 
     eventtrack = EventtrackResource(database_url="", session_timeout_minutes=45)
-    assert dbt_vars(eventtrack, build_asset_context()) == {"session_timeout_minutes": 45}
+    assert dbt_vars(eventtrack, build_asset_context()) == {"session_timeout_minutes": 45, "arrival_settle_minutes": 5}
 
 
 def test_the_views_built_at_start_up_get_the_settings_session_timeout(pipeline, db, database_url):

@@ -1,0 +1,280 @@
+"""ClickHouse: a columnar copy of the raw events for installs that outgrow one Postgres (docs/scaling.md).
+
+Postgres stays the system of record. The loader copies events by *arrival* (events.ingest_seq, with
+the settle rule the dbt marts use), so late events and resends need nothing special, and each load
+is exact and idempotent:
+
+- a load first records its range (lo, hi] in ClickHouse's `loads` table, then inserts the range in
+  blocks of fixed ingest_seq width, each with a deduplication token naming its bounds, then records
+  the range as done. A load that died half-way is redone with the same range and the same blocks, so
+  ClickHouse drops the blocks it already has: each uuid is there once (Postgres holds it once);
+- the state lives next to the data: a ClickHouse that lost its data starts again from 0 by itself;
+- erasures (privacy) are queued in Postgres in the erasure's transaction and applied by the next load;
+- retention drops whole UTC days (the table is partitioned by day, like `events` in Postgres).
+
+Everything that talks to ClickHouse goes through `clickhouse_connect` (the official client); a
+`chdb://` URL selects its embedded engine (chDB, one process per data directory: tests and
+single-process tools, not `eventtrack up`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+
+DEFAULT_DATABASE = "eventtrack"
+# Width, in ingest_seq values, of one insert block: a block's bounds are its deduplication token.
+BLOCK_SEQ = 100_000
+# What a load copies, in the order of the ClickHouse table's columns.
+EVENT_COLUMNS = (
+    "uuid", "event_type", "distinct_id", "properties", "device_id", "session_id", "app_version",
+    "os_name", "os_version", "timestamp", "client_timestamp", "sent_at", "received_at", "ingest_seq",
+)  # fmt: skip
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# How the CSV Postgres writes is read: its timestamps carry a zone offset; an empty unquoted field is NULL.
+_CSV_INPUT = {"date_time_input_format": "best_effort", "input_format_csv_empty_as_default": 1}
+
+
+class ClickHouseConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where ClickHouse is: the URL as configured, the database, and the cluster (None: one node)."""
+
+    url: str
+    database: str
+    cluster: str | None = None
+
+    @property
+    def embedded(self) -> bool:
+        return self.url.startswith("chdb:")
+
+    @classmethod
+    def parse(cls, url: str, cluster: str | None = None) -> Target:
+        """`http(s)://user:password@host:port/database` or `chdb://<path>` / `chdb://:memory:`."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https", "chdb"):
+            raise ClickHouseConfigError(f"CLICKHOUSE_URL must start with http://, https:// or chdb://, got {url!r}")
+        database = DEFAULT_DATABASE if parts.scheme == "chdb" else (parts.path.strip("/") or DEFAULT_DATABASE)
+        for name, value in (("database", database), ("cluster", cluster)):
+            if value is not None and not _IDENTIFIER.fullmatch(value):
+                raise ClickHouseConfigError(f"the ClickHouse {name} name {value!r} is not a plain identifier")
+        return cls(url=url, database=database, cluster=cluster)
+
+
+def connect(target: Target):
+    """A clickhouse_connect client with the target's database created and its tables in place."""
+    import clickhouse_connect  # here: an install without ClickHouse never loads the client
+
+    if target.embedded:
+        location = target.url.removeprefix("chdb://")
+        dsn = "chdb://memory" if location in ("", ":memory:", "memory") else f"chdb://{location}"
+        client = clickhouse_connect.get_client(dsn=dsn)
+    else:
+        parts = urlsplit(target.url)
+        client = clickhouse_connect.get_client(
+            host=parts.hostname or "localhost",
+            port=parts.port,
+            username=parts.username or "default",
+            password=parts.password or "",
+            secure=parts.scheme == "https",
+        )
+    for statement in schema_ddl(target):
+        client.command(statement)
+    return client
+
+
+def schema_ddl(target: Target) -> list[str]:
+    """CREATE statements for the events table and the load log; with a cluster, replicated and sharded.
+
+    Ordering key (docs/scaling.md): the analytical queries select a few event types over a time range
+    and group by user, so rows are sorted by event type, then user, then time. The day partition makes
+    retention a partition drop and prunes every time-bounded query to its days. The uuid closes the key
+    (ReplacingMergeTree would fold an accidental second copy on merge; exactness comes from the loader).
+    """
+    db, cluster = target.database, target.cluster
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+    columns = """(
+    uuid UUID,
+    event_type LowCardinality(String),
+    distinct_id String,
+    properties JSON,
+    device_id Nullable(String),
+    session_id Nullable(String),
+    app_version LowCardinality(Nullable(String)),
+    os_name LowCardinality(Nullable(String)),
+    os_version LowCardinality(Nullable(String)),
+    timestamp DateTime64(6, 'UTC'),
+    client_timestamp Nullable(DateTime64(6, 'UTC')),
+    sent_at Nullable(DateTime64(6, 'UTC')),
+    received_at DateTime64(6, 'UTC'),
+    ingest_seq UInt64
+)"""
+    layout = (
+        "PARTITION BY toDate(timestamp) ORDER BY (event_type, distinct_id, timestamp, uuid)"
+        # Remembered block tokens: a redone load's blocks are dropped (replicated tables keep them anyway).
+        " SETTINGS non_replicated_deduplication_window = 10000"
+    )
+    loads = """(
+    lo UInt64,
+    hi UInt64,
+    done UInt8,
+    rows UInt64,
+    newest_received_at Nullable(DateTime64(6, 'UTC')),
+    at DateTime64(6, 'UTC')
+)"""
+    statements = [f"CREATE DATABASE IF NOT EXISTS {db}{on_cluster}"]
+    if not cluster:
+        return [
+            *statements,
+            f"CREATE TABLE IF NOT EXISTS {db}.events {columns} ENGINE = ReplacingMergeTree {layout}",
+            f"CREATE TABLE IF NOT EXISTS {db}.loads {loads} ENGINE = MergeTree ORDER BY (hi, done)",
+        ]
+    # A user's events on one shard (sharding by distinct_id): funnels and retention, computed per user,
+    # run shard-local and only their per-user results travel.
+    return [
+        *statements,
+        f"CREATE TABLE IF NOT EXISTS {db}.events_local{on_cluster} {columns} ENGINE = "
+        f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{db}/events_local', '{{replica}}') {layout}",
+        f"CREATE TABLE IF NOT EXISTS {db}.events{on_cluster} AS {db}.events_local "
+        f"ENGINE = Distributed({cluster}, {db}, events_local, cityHash64(distinct_id))",
+        # One replication group across the whole cluster: every node sees the same load log.
+        f"CREATE TABLE IF NOT EXISTS {db}.loads{on_cluster} {loads} ENGINE = "
+        f"ReplicatedMergeTree('/clickhouse/tables/all/{db}/loads', '{{shard}}-{{replica}}') ORDER BY (hi, done)",
+    ]
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    lo: int
+    hi: int  # the watermark after this load: every event with ingest_seq <= hi is in ClickHouse
+    rows: int  # rows of the range copied (ClickHouse drops the blocks of a redone range it already has)
+    redone: bool  # the range was a load that had died half-way
+    erasures: int  # erasure requests applied
+    newest_received_at: datetime | None
+
+
+def watermark(client, target: Target) -> tuple[int, tuple[int, int] | None]:
+    """(the newest ingest_seq fully loaded, the range of a load that started and never finished)."""
+    rows = client.query(f"SELECT lo, hi, max(done) FROM {target.database}.loads GROUP BY lo, hi").result_rows
+    done = max((hi for _, hi, finished in rows if finished), default=0)
+    unfinished = [(lo, hi) for lo, hi, finished in rows if not finished and hi > done]
+    return done, (max(unfinished) if unfinished else None)
+
+
+def settled_max_seq(pg: psycopg.Connection, after: int, settle: timedelta) -> int | None:
+    """The newest arrival older than the settle delay: younger rows may sit behind still-open
+    transactions that hold lower ingest_seq values (the dbt marts' rule, macros/rebuild_window.sql)."""
+    (hi,) = pg.execute(
+        "SELECT max(ingest_seq) FROM events WHERE ingest_seq > %s AND received_at < now() - %s", (after, settle)
+    ).fetchone()
+    return hi
+
+
+def blocks(lo: int, hi: int, width: int = BLOCK_SEQ) -> Iterator[tuple[int, int]]:
+    """(lo, hi] cut at the multiples of `width`: the same range always gives the same blocks (pure)."""
+    start = lo
+    while start < hi:
+        end = min(hi, (start // width + 1) * width)
+        yield start, end
+        start = end
+
+
+def _copy_csv(pg: psycopg.Connection, where: str, params: tuple[Any, ...]) -> tuple[bytes, int]:
+    """The rows as CSV, and how many."""
+    columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+    sql = f"COPY (SELECT {columns} FROM events WHERE {where} ORDER BY ingest_seq) TO STDOUT WITH (FORMAT csv)"
+    with pg.cursor() as cur:
+        with cur.copy(sql, params) as copy:
+            data = b"".join(bytes(chunk) for chunk in copy)
+        return data, cur.rowcount
+
+
+def _insert_csv(client, target: Target, data: bytes, settings: dict[str, Any]) -> None:
+    if data:
+        client.raw_insert(
+            f"{target.database}.events", list(EVENT_COLUMNS), data, settings={**_CSV_INPUT, **settings}, fmt="CSV"
+        )
+
+
+def _log_load(client, target: Target, lo: int, hi: int, done: bool, rows: int, newest: datetime | None) -> None:
+    client.insert(
+        f"{target.database}.loads",
+        [(lo, hi, int(done), rows, newest, datetime.now(UTC))],
+        column_names=["lo", "hi", "done", "rows", "newest_received_at", "at"],
+    )
+
+
+def load_arrivals(
+    pg: psycopg.Connection,
+    client,
+    target: Target,
+    settle: timedelta,
+    *,
+    after_insert: Callable[[], None] | None = None,
+) -> LoadResult:
+    """Copies the events that arrived since the last load, then applies the queued erasures.
+
+    `after_insert` runs between the inserts and the record that the load is done (tests use it to
+    die there).
+    """
+    pg.execute("SET TIME ZONE 'UTC'")
+    done, unfinished = watermark(client, target)
+    redone = unfinished is not None
+    if unfinished:
+        lo, hi = unfinished
+    else:
+        lo, hi = done, settled_max_seq(pg, done, settle) or done
+    rows = 0
+    newest = None
+    if hi > lo:
+        if not redone:
+            _log_load(client, target, lo, hi, False, 0, None)
+        for start, end in blocks(lo, hi):
+            data, count = _copy_csv(pg, "ingest_seq > %s AND ingest_seq <= %s", (start, end))
+            _insert_csv(client, target, data, {"insert_deduplication_token": f"events:{start}:{end}"})
+            rows += count
+        (newest,) = pg.execute("SELECT max(received_at) FROM events WHERE ingest_seq = %s", (hi,)).fetchone()
+        if after_insert:
+            after_insert()
+        _log_load(client, target, lo, hi, True, rows, newest)
+    erased = apply_erasures(pg, client, target)
+    return LoadResult(lo=lo, hi=hi, rows=rows, redone=redone, erasures=erased, newest_received_at=newest)
+
+
+def apply_erasures(pg: psycopg.Connection, client, target: Target) -> int:
+    """Deletes the people erased in Postgres since the last load (read after the inserts: rows read
+    before an erasure committed are deleted now or by the next load)."""
+    pending = pg.execute("SELECT id, distinct_ids FROM clickhouse_erasures ORDER BY id")
+    requests = pending.fetchall()
+    if not requests:
+        return 0
+    ids = sorted({distinct_id for _, row_ids in requests for distinct_id in row_ids})
+    client.command(
+        f"DELETE FROM {target.database}.events WHERE distinct_id IN {{ids:Array(String)}}", parameters={"ids": ids}
+    )
+    # Gone once applied: the queue is the last place that held the erased ids.
+    pg.execute("DELETE FROM clickhouse_erasures WHERE id = ANY(%s)", ([row_id for row_id, _ in requests],))
+    return len(requests)
+
+
+def drop_days_before(client, target: Target, cutoff: date) -> list[date]:
+    """Retention: drops every day partition before `cutoff` (by UTC day, as Postgres does). Returns the days."""
+    parts = client.query(
+        "SELECT DISTINCT partition FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active",
+        parameters={"db": target.database, "t": "events_local" if target.cluster else "events"},
+    ).result_rows
+    days = sorted(d for d in (date.fromisoformat(p) for (p,) in parts) if d < cutoff)
+    table = f"{target.database}.events_local" if target.cluster else f"{target.database}.events"
+    on_cluster = f" ON CLUSTER {target.cluster}" if target.cluster else ""
+    for day in days:
+        client.command(f"ALTER TABLE {table}{on_cluster} DROP PARTITION '{day.isoformat()}'")
+    return days
