@@ -37,6 +37,9 @@ EVENT_COLUMNS = (
     "os_name", "os_version", "timestamp", "client_timestamp", "sent_at", "received_at", "ingest_seq",
 )  # fmt: skip
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# Held by a load and by each day of a backfill: a backfill drops and refills a day, which must not
+# race with a load adding rows to it (pg_advisory_lock; arbitrary, constant).
+LOAD_LOCK = 7_311_042_015
 # How the CSV Postgres writes is read: its timestamps carry a zone offset; an empty unquoted field is NULL.
 _CSV_INPUT = {"date_time_input_format": "best_effort", "input_format_csv_empty_as_default": 1}
 
@@ -123,20 +126,21 @@ def schema_ddl(target: Target) -> list[str]:
         # Remembered block tokens: a redone load's blocks are dropped (replicated tables keep them anyway).
         " SETTINGS non_replicated_deduplication_window = 10000"
     )
-    loads = """(
-    lo UInt64,
-    hi UInt64,
-    done UInt8,
-    rows UInt64,
-    newest_received_at Nullable(DateTime64(6, 'UTC')),
-    at DateTime64(6, 'UTC')
-)"""
+    # The load log and the backfill log: small, append-only, read whole.
+    logs = {
+        "loads": "(lo UInt64, hi UInt64, done UInt8, rows UInt64, newest_received_at Nullable(DateTime64(6, 'UTC')),"
+        " at DateTime64(6, 'UTC'))",
+        "backfills": "(run String, day Nullable(Date), rows UInt64, finished UInt8, at DateTime64(6, 'UTC'))",
+    }
     statements = [f"CREATE DATABASE IF NOT EXISTS {db}{on_cluster}"]
     if not cluster:
         return [
             *statements,
             f"CREATE TABLE IF NOT EXISTS {db}.events {columns} ENGINE = ReplacingMergeTree {layout}",
-            f"CREATE TABLE IF NOT EXISTS {db}.loads {loads} ENGINE = MergeTree ORDER BY (hi, done)",
+            *(
+                f"CREATE TABLE IF NOT EXISTS {db}.{name} {cols} ENGINE = MergeTree ORDER BY at"
+                for name, cols in logs.items()
+            ),
         ]
     # A user's events on one shard (sharding by distinct_id): funnels and retention, computed per user,
     # run shard-local and only their per-user results travel.
@@ -146,9 +150,12 @@ def schema_ddl(target: Target) -> list[str]:
         f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{db}/events_local', '{{replica}}') {layout}",
         f"CREATE TABLE IF NOT EXISTS {db}.events{on_cluster} AS {db}.events_local "
         f"ENGINE = Distributed({cluster}, {db}, events_local, cityHash64(distinct_id))",
-        # One replication group across the whole cluster: every node sees the same load log.
-        f"CREATE TABLE IF NOT EXISTS {db}.loads{on_cluster} {loads} ENGINE = "
-        f"ReplicatedMergeTree('/clickhouse/tables/all/{db}/loads', '{{shard}}-{{replica}}') ORDER BY (hi, done)",
+        # One replication group across the whole cluster: every node sees the same logs.
+        *(
+            f"CREATE TABLE IF NOT EXISTS {db}.{name}{on_cluster} {cols} ENGINE = "
+            f"ReplicatedMergeTree('/clickhouse/tables/all/{db}/{name}', '{{shard}}-{{replica}}') ORDER BY at"
+            for name, cols in logs.items()
+        ),
     ]
 
 
@@ -227,6 +234,14 @@ def load_arrivals(
     die there).
     """
     pg.execute("SET TIME ZONE 'UTC'")
+    pg.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK,))
+    try:
+        return _load_locked(pg, client, target, settle, after_insert)
+    finally:
+        pg.execute("SELECT pg_advisory_unlock(%s)", (LOAD_LOCK,))
+
+
+def _load_locked(pg, client, target: Target, settle: timedelta, after_insert) -> LoadResult:
     done, unfinished = watermark(client, target)
     redone = unfinished is not None
     if unfinished:
@@ -278,3 +293,116 @@ def drop_days_before(client, target: Target, cutoff: date) -> list[date]:
     for day in days:
         client.command(f"ALTER TABLE {table}{on_cluster} DROP PARTITION '{day.isoformat()}'")
     return days
+
+
+def backfill_day(pg: psycopg.Connection, client, target: Target, day: date) -> int:
+    """Replaces one UTC day in ClickHouse with Postgres's rows of that day up to the load watermark
+    (newer rows are the loader's). Returns the rows copied. Idempotent: the day is dropped first."""
+    pg.execute("SET TIME ZONE 'UTC'")
+    pg.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK,))
+    try:
+        loaded, _ = watermark(client, target)
+        table = f"{target.database}.events_local" if target.cluster else f"{target.database}.events"
+        on_cluster = f" ON CLUSTER {target.cluster}" if target.cluster else ""
+        client.command(f"ALTER TABLE {table}{on_cluster} DROP PARTITION '{day.isoformat()}'")
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        data, rows = _copy_csv(
+            pg,
+            '"timestamp" >= %s AND "timestamp" < %s AND ingest_seq <= %s',
+            (start, start + timedelta(days=1), loaded),
+        )
+        # No deduplication: the day was just emptied, and a block equal to one loaded before is new data now.
+        _insert_csv(client, target, data, {"insert_deduplicate": 0})
+        return rows
+    finally:
+        pg.execute("SELECT pg_advisory_unlock(%s)", (LOAD_LOCK,))
+
+
+def claim_history(pg: psycopg.Connection, client, target: Target, settle: timedelta) -> int:
+    """Before a first backfill (nothing loaded yet): records the settled history as loaded, so the
+    loader carries on after it while the backfill fills the days. Returns the watermark."""
+    pg.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK,))
+    try:
+        loaded, unfinished = watermark(client, target)
+        if loaded == 0 and unfinished is None:
+            loaded = settled_max_seq(pg, 0, settle) or 0
+            if loaded:
+                _log_load(client, target, 0, loaded, True, 0, None)
+        return loaded
+    finally:
+        pg.execute("SELECT pg_advisory_unlock(%s)", (LOAD_LOCK,))
+
+
+def days_in_postgres(pg: psycopg.Connection, since: date | None) -> list[date]:
+    """The UTC days `events` has partitions for with rows, from `since` on (the newest first excluded: none)."""
+    rows = pg.execute(
+        """SELECT DISTINCT ("timestamp" AT TIME ZONE 'UTC')::date FROM events
+           WHERE %s::date IS NULL OR "timestamp" >= %s::date ORDER BY 1""",
+        (since, since),
+    ).fetchall()
+    return [day for (day,) in rows]
+
+
+@dataclass(frozen=True)
+class DayCount:
+    day: date
+    postgres: int
+    clickhouse: int
+
+
+def status(pg: psycopg.Connection, client, target: Target) -> dict[str, Any]:
+    """What `eventtrack clickhouse-status` prints: the watermark, the lag, and rows per day on both sides
+    (up to the watermark, so the two are comparable while arrivals wait for the next load)."""
+    loaded, unfinished = watermark(client, target)
+    pg.execute("SET TIME ZONE 'UTC'")
+    (newest_seq, newest_arrival) = pg.execute("SELECT max(ingest_seq), max(received_at) FROM events").fetchone()
+    newest_loaded = client.query(
+        f"SELECT newest_received_at FROM {target.database}.loads WHERE done ORDER BY hi DESC LIMIT 1"
+    ).result_rows
+    loaded_arrival = newest_loaded[0][0] if newest_loaded else None
+    if loaded_arrival is not None and loaded_arrival.tzinfo is None:  # the client gives UTC without a zone
+        loaded_arrival = loaded_arrival.replace(tzinfo=UTC)
+    (pending_erasures,) = pg.execute("SELECT count(*) FROM clickhouse_erasures").fetchone()
+    in_pg = dict(
+        pg.execute(
+            """SELECT ("timestamp" AT TIME ZONE 'UTC')::date, count(*) FROM events WHERE ingest_seq <= %s
+               GROUP BY 1""",
+            (loaded,),
+        ).fetchall()
+    )
+    in_ch = dict(
+        client.query(
+            f"SELECT toDate(timestamp), count() FROM {target.database}.events WHERE ingest_seq <= {{w:UInt64}} "
+            "GROUP BY 1",
+            parameters={"w": loaded},
+        ).result_rows
+    )
+    days = [DayCount(day, in_pg.get(day, 0), in_ch.get(day, 0)) for day in sorted(set(in_pg) | set(in_ch))]
+    return {
+        "loaded_up_to_ingest_seq": loaded,
+        "newest_ingest_seq": newest_seq or 0,
+        "unfinished_load": unfinished,
+        "seconds_behind": (newest_arrival - loaded_arrival).total_seconds()
+        if newest_arrival and loaded_arrival
+        else 0.0,
+        "pending_erasures": pending_erasures,
+        "days": days,
+    }
+
+
+def backfill_resume_point(client, target: Target) -> tuple[str, date] | None:
+    """(run, last day done) of a backfill that stopped before it finished, or None."""
+    rows = client.query(
+        f"SELECT run, max(day), max(finished) FROM {target.database}.backfills GROUP BY run ORDER BY run DESC LIMIT 1"
+    ).result_rows
+    if not rows or rows[0][2] or rows[0][1] is None:
+        return None
+    return rows[0][0], rows[0][1]
+
+
+def log_backfill(client, target: Target, run: str, day: date | None, rows: int, finished: bool) -> None:
+    client.insert(
+        f"{target.database}.backfills",
+        [(run, day, rows, int(finished), datetime.now(UTC))],
+        column_names=["run", "day", "rows", "finished", "at"],
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 from dagster import materialize
 
 from eventtrack import clickhouse as ch
+from eventtrack_cli.clickhouse_commands import clickhouse_backfill, clickhouse_status
 from orchestration.clickhouse import clickhouse_events, load_cron
 from orchestration.resources import EventtrackResource
 from tests.conftest import RunningServer, settings_for
@@ -175,3 +177,56 @@ def _admin_key(database_url: str) -> str:
 
     _, key = create_admin_key(database_url, "clickhouse-test")
     return key
+
+
+def test_clickhouse_status_finds_a_damaged_day_and_a_resumed_backfill_repairs_it(
+    db, clickhouse, chdb_url, database_url, monkeypatch
+):
+    client, target = clickhouse
+    for days_ago in (2, 1, 0):
+        plant(db, 30, user=f"d{days_ago}-", day_offset=days_ago)
+    ch.load_arrivals(db, client, target, SETTLE)
+    settings = settings_for(database_url, clickhouse_url=chdb_url)
+    out = io.StringIO()
+    assert clickhouse_status(settings, out) == 0, out.getvalue()
+    # A day lost and one day half lost on the ClickHouse side (a restored backup, say).
+    day2, day1, _ = (datetime.now(UTC).date() - timedelta(days=n) for n in (2, 1, 0))
+    client.command(f"ALTER TABLE {target.database}.events DROP PARTITION '{day2}'")
+    client.command(f"DELETE FROM {target.database}.events WHERE distinct_id = 'd1-3'")
+    out = io.StringIO()
+    assert clickhouse_status(settings, out) == 1
+    assert f"{day2}         30           0  DIFFERS" in out.getvalue()
+    assert f"{day1}         30          27  DIFFERS" in out.getvalue()
+    # The backfill dies on its second day; run again, it resumes after the first.
+    real_backfill_day = ch.backfill_day
+
+    def dies_on_day1(pg, client_, target_, day):
+        if day == day1:
+            raise KeyboardInterrupt
+        return real_backfill_day(pg, client_, target_, day)
+
+    monkeypatch.setattr(ch, "backfill_day", dies_on_day1)
+    with pytest.raises(KeyboardInterrupt):
+        clickhouse_backfill(settings, day2, io.StringIO())
+    monkeypatch.setattr(ch, "backfill_day", real_backfill_day)
+    progress = io.StringIO()
+    assert clickhouse_backfill(settings, None, progress) == 0
+    assert f"after {day2}" in progress.getvalue() and "backfilled 2 days, 60 rows" in progress.getvalue()
+    assert clickhouse_status(settings, io.StringIO()) == 0
+    assert uuids_in_clickhouse(client, target) == uuids_in_postgres(db)
+
+
+def test_clickhouse_first_backfill_takes_the_history_and_the_loader_only_what_follows(
+    db, clickhouse, chdb_url, database_url
+):
+    client, target = clickhouse
+    plant(db, 50, user="h", day_offset=1)
+    plant(db, 50, user="i", day_offset=0)
+    settings = settings_for(database_url, clickhouse_url=chdb_url)
+    progress = io.StringIO()
+    assert clickhouse_backfill(settings, None, progress) == 0
+    assert "backfilled 2 days, 100 rows" in progress.getvalue()
+    plant(db, 5, user="after")
+    assert ch.load_arrivals(db, client, target, SETTLE).rows == 5
+    in_ch = uuids_in_clickhouse(client, target)
+    assert in_ch == uuids_in_postgres(db) and len(set(in_ch)) == 105
