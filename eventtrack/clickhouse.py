@@ -109,7 +109,7 @@ def schema_ddl(target: Target) -> list[str]:
     uuid UUID,
     event_type LowCardinality(String),
     distinct_id String,
-    properties JSON,
+    properties String CODEC(ZSTD(1)),
     device_id Nullable(String),
     session_id Nullable(String),
     app_version LowCardinality(Nullable(String)),

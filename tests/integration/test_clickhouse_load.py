@@ -55,9 +55,9 @@ def test_clickhouse_load_copies_every_settled_arrival_once(db, clickhouse):
     assert (idle.lo, idle.hi, idle.rows) == (second.hi, second.hi, 0)
     in_ch = uuids_in_clickhouse(client, target)
     assert len(set(in_ch)) == 297 and in_ch == uuids_in_postgres(db)
-    # The properties arrive as ClickHouse JSON, queryable by path.
-    (tags,) = client.query(f"SELECT groupUniqArray(properties.tag) FROM {target.database}.events").result_rows[0]
-    assert tags == ["x"]
+    # The properties arrive as Postgres's text of the jsonb.
+    query = f"SELECT groupUniqArray(JSONExtractString(properties, 'tag')) FROM {target.database}.events"
+    assert client.query(query).result_rows[0][0] == ["x"]
 
 
 def test_clickhouse_load_that_dies_before_its_done_record_is_redone_without_a_duplicate(db, clickhouse):
