@@ -11,6 +11,7 @@ from eventtrack.settings import Settings
 from orchestration.clickhouse import clickhouse_definitions
 from orchestration.dbt import aggregate_assets, dbt_models, dbt_resource
 from orchestration.experiments import experiment_assets
+from orchestration.funnels import funnel_assets
 from orchestration.maintenance import maintenance_assets
 from orchestration.partitions import partitions_start
 from orchestration.raw import raw_table_specs
@@ -25,7 +26,7 @@ def build_definitions(settings: Settings) -> Definitions:
     hourly, daily = aggregate_assets(start)
     jobs = build_jobs(hourly, daily)
     schedules = build_schedules(jobs, hourly, daily)
-    assets = [*raw_table_specs, dbt_models, hourly, daily, *maintenance_assets, *experiment_assets]
+    assets = [*raw_table_specs, dbt_models, hourly, daily, *maintenance_assets, *experiment_assets, *funnel_assets]
     if settings.clickhouse_url:
         ch_assets, ch_jobs, ch_schedules = clickhouse_definitions(settings.clickhouse_load_minutes)
         assets, jobs, schedules = assets + ch_assets, jobs + ch_jobs, schedules + ch_schedules

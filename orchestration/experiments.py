@@ -15,10 +15,9 @@ import orjson
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
 from orchestration.experiment_stats import SRM_ALPHA, compare, rate, srm_p_value
-from orchestration.resources import EventtrackResource, dbt_model_columns
+from orchestration.resources import EventtrackResource, dbt_relation, replace_declared_table
 
 COUNTS = AssetKey(["analytics", "experiment_variant_counts"])
-RESULTS_TABLE = "analytics.experiment_results"
 # The table itself is a dbt model (marts/experiments/experiment_results.sql: its columns, types and
 # key are declared once, in the model's yml); this asset fills it.
 RESULTS_TABLE_DEFINITION = AssetKey(["analytics", "experiment_results_table"])
@@ -105,17 +104,14 @@ def results_rows(counts: Iterable[dict[str, Any]], computed_at: datetime) -> lis
 def experiment_results(context: AssetExecutionContext, eventtrack: EventtrackResource) -> MaterializeResult:
     computed_at = datetime.now(UTC)
     with eventtrack.connect() as conn:
-        cur = conn.execute(f"SELECT {', '.join(_COUNT_COLUMNS)} FROM analytics.experiment_variant_counts")
+        cur = conn.execute(f"SELECT {', '.join(_COUNT_COLUMNS)} FROM {dbt_relation('experiment_variant_counts')}")
         counts = [dict(zip(_COUNT_COLUMNS, r)) for r in cur.fetchall()]
         rows = results_rows(counts, computed_at)
-        columns = dbt_model_columns("experiment_results")
-        with conn.transaction():
-            conn.execute(f"DELETE FROM {RESULTS_TABLE}")
-            with conn.cursor().copy(f"COPY {RESULTS_TABLE} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(
-                        [orjson.dumps(row[c]).decode() if c == "secondary_metrics" else row[c] for c in columns]
-                    )
+        replace_declared_table(
+            conn,
+            "experiment_results",
+            ({**r, "secondary_metrics": orjson.dumps(r["secondary_metrics"]).decode()} for r in rows),
+        )
     warnings = sorted({r["experiment_id"] for r in rows if r["srm_warning"]})
     context.log.info("experiment results: %d rows, SRM warnings for %s", len(rows), warnings)
     return MaterializeResult(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,33 @@ def dbt_manifest() -> dict:
     return json.loads((DBT_PROJECT_DIR / "target" / MANIFEST).read_text())
 
 
+def dbt_model_node(model: str) -> dict[str, Any]:
+    """A model of the manifest, by name."""
+    (node,) = (n for n in dbt_manifest()["nodes"].values() if n["resource_type"] == "model" and n["name"] == model)
+    return node
+
+
+def dbt_relation(model: str) -> str:
+    """`schema.table` of a model (its schema and alias in the manifest): a table's name is written once, in dbt."""
+    node = dbt_model_node(model)
+    return f"{node['schema']}.{node['alias']}"
+
+
 def dbt_model_columns(model: str) -> list[str]:
     """The columns a model's yml declares, in order (for a table dbt declares and Python fills)."""
-    (node,) = (n for n in dbt_manifest()["nodes"].values() if n["resource_type"] == "model" and n["name"] == model)
-    return list(node["columns"])
+    return list(dbt_model_node(model)["columns"])
+
+
+def replace_declared_table(conn: psycopg.Connection, model: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Replaces every row of a table dbt declares (macros/declared_table.sql) with `rows`, in one
+    transaction: readers see the previous rows or the new ones, never a mix. The table's name and
+    columns are the model's (its yml), so they are written once."""
+    table, columns = dbt_relation(model), dbt_model_columns(model)
+    with conn.transaction():
+        conn.execute(f"DELETE FROM {table}")
+        with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
 
 
 def venv_executable(name: str) -> str:

@@ -26,6 +26,7 @@ from dagster import (
 
 from orchestration.dbt import DBT_RUN_TAG, dbt_models
 from orchestration.experiments import EXPERIMENT_DBT_MODELS, experiment_results
+from orchestration.funnels import funnel_results
 from orchestration.maintenance import event_partitions_ahead, retention, session_closure
 from orchestration.partitions import partition_range_tags, ranges_to_build
 
@@ -40,7 +41,8 @@ def build_jobs(hourly_aggregates: AssetsDefinition, daily_aggregates: AssetsDefi
     return [
         define_asset_job("hourly_aggregates", selection=[hourly_aggregates], tags=DBT_RUN_TAG),
         define_asset_job("daily_aggregates", selection=[daily_aggregates], tags=DBT_RUN_TAG),
-        define_asset_job("sessions_and_staging", selection=[dbt_models], tags=DBT_RUN_TAG),
+        # The models rebuilt whole (the views, fct_sessions, retention, ...), then the saved funnels' results.
+        define_asset_job("sessions_and_staging", selection=[dbt_models, funnel_results], tags=DBT_RUN_TAG),
         define_asset_job("session_closure", selection=[session_closure]),
         define_asset_job("raw_maintenance", selection=[retention, event_partitions_ahead]),
         # The experiment models of the dbt project (a subset of dbt_models), then the statistics.
@@ -66,7 +68,8 @@ def build_schedules(jobs: list, hourly_aggregates: AssetsDefinition, daily_aggre
         every("hourly_aggregates", "5 * * * *", unbuilt_partitions(hourly_aggregates)),
         # At 01:00: yesterday, and any earlier day not built yet.
         every("daily_aggregates", "0 1 * * *", unbuilt_partitions(daily_aggregates)),
-        # At 01:00 too, queued behind the daily aggregates (one dbt run at a time): fct_sessions and the views.
+        # At 01:00 too, queued behind the daily aggregates (one dbt run at a time): fct_sessions, the views, the
+        # retention marts, then the saved funnels' results.
         every("sessions_and_staging", "0 1 * * *"),
         every("session_closure", "*/10 * * * *"),
         # At 00:30: retention, then the partitions of the coming days.

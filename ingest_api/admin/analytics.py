@@ -11,8 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eventtrack.errors import ApiError
-from ingest_api.admin.funnel_query import (
+from eventtrack.analytics.funnels import (
     FunnelParamError,
     StepRow,
     funnel_params,
@@ -23,6 +22,7 @@ from ingest_api.admin.funnel_query import (
     shape_results,
     step_results,
 )
+from eventtrack.errors import ApiError
 from ingest_api.admin.http import (
     admin_only,
     check_unknown_params,
@@ -104,8 +104,7 @@ async def run_funnel(conn: AsyncConnection, query: FunnelQuery) -> dict[str, Any
         "filter": query.filter_text,
         "breakdown_by": query.breakdown_by,
     }
-    rows = [(r.is_total, r.bd, r.step, r.users, r.median_seconds) for r in rows]
-    body.update(shape_results(query.steps, rows, query.breakdown is not None))
+    body.update(shape_results(query.steps, [tuple(r) for r in rows], query.breakdown is not None))
     return body
 
 

@@ -38,10 +38,10 @@ class Pipeline:
         self.resources = {"dbt": dbt_resource(), "eventtrack": EventtrackResource.from_settings(settings)}
         self.hourly_aggregates, self.daily_aggregates = aggregate_assets(PARTITIONS_START)
 
-    def materialize(self, assets, partition_key: str | None = None):
+    def materialize(self, assets, partition_key: str | None = None, run_config: dict | None = None):
         from dagster import materialize
 
-        result = materialize(assets, resources=self.resources, partition_key=partition_key)
+        result = materialize(assets, resources=self.resources, partition_key=partition_key, run_config=run_config)
         assert result.success
         return result
 
@@ -306,6 +306,14 @@ def test_definitions_load(dbt_env):
     assert specs["analytics_staging/stg_eventtrack__events"].deps[0].asset_key.to_user_string() == "eventtrack/events"
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert "unique_combination_of_columns_agg_events_hourly_hour__event_type__app_version__os_name" in checks
+    # The saved funnels' results are computed daily, by the job that rebuilds the models rebuilt whole.
+    daily = defs.resolve_job_def("sessions_and_staging").asset_layer.selected_asset_keys
+    assert {"analytics/funnel_results", "analytics/funnel_results_table"} <= {k.to_user_string() for k in daily}
+    assert {d.asset_key.to_user_string() for d in specs["analytics/funnel_results"].deps} == {
+        "analytics/funnel_results_table",
+        "analytics_staging/stg_eventtrack__saved_funnels",
+        "eventtrack/events",
+    }
 
 
 def test_aggregates_are_exact_after_late_events_and_duplicates(pipeline, db):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from eventtrack.settings import Settings
 from tests.integration.test_funnels_and_segments_api import STEPS, ev, insert, random_rows, reference_funnel
@@ -120,6 +121,7 @@ def test_retention_triangles_match_the_planted_cohorts(pipeline, db, admin, data
 
 def test_saved_funnels_are_built_daily_with_the_live_definition(pipeline, db, admin):
     from orchestration.dbt import dbt_models
+    from orchestration.funnels import funnel_results
 
     db.execute("TRUNCATE saved_funnels")
     today = at(datetime.now(UTC).date(), 0)
@@ -133,7 +135,7 @@ def test_saved_funnels_are_built_daily_with_the_live_definition(pipeline, db, ad
     ]
     assert admin.get(f"{SAVED}{funnel_id}/").json()["results"] is None  # until the next run
 
-    pipeline.materialize([dbt_models])
+    pipeline.materialize([dbt_models, funnel_results])
     saved = admin.get(f"{SAVED}{funnel_id}/").json()
     start, end = today - timedelta(days=3), today
     assert (datetime.fromisoformat(saved["range_start"]), datetime.fromisoformat(saved["range_end"])) == (start, end)
@@ -156,3 +158,104 @@ def test_saved_funnels_are_built_daily_with_the_live_definition(pipeline, db, ad
     assert admin.get(f"{SAVED}{other}/").status_code == 404
     bad = admin.post(SAVED, json={"name": "", "steps": ["a"], "window": "1y", "range_days": 0, "x": 1})
     assert bad.status_code == 400 and set(bad.json()["fields"]) == {"name", "steps", "window", "range_days", "x"}
+
+
+def saved_funnel_table(db, funnel_id: int) -> list[dict]:
+    cur = db.execute("SELECT * FROM analytics.funnel_results WHERE funnel_id = %s ORDER BY step", (funnel_id,))
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def live_rows(admin, funnel_id: int, name: str, steps: list[str], window: str, start: datetime, end: datetime):
+    """The live endpoint's answer over [start, end), as rows of analytics.funnel_results."""
+    live = admin.get(
+        FUNNEL, params={"steps": ",".join(steps), "window": window, "start": start.isoformat(), "end": end.isoformat()}
+    )
+    assert live.status_code == 200, live.text
+    body = live.json()
+    return [
+        {
+            "funnel_id": funnel_id,
+            "funnel_name": name,
+            "range_start": start,
+            "range_end": end,
+            "window_seconds": body["window_seconds"],
+            **r,
+        }
+        for r in body["results"]
+    ]
+
+
+def as_json_numbers(rows: list[dict]) -> list[dict]:
+    """The table's numeric columns as the JSON answer's floats."""
+    return [{k: float(v) if isinstance(v, Decimal) else v for k, v in r.items()} for r in rows]
+
+
+def test_saved_funnel_rows_are_the_live_endpoints_answer(pipeline, db, admin):
+    """The daily asset runs the endpoint's query: its rows are the endpoint's answer over the same range,
+    step 1's conversion from the previous step (1.0) included, on data planted at the window's edge,
+    with repeated steps, ties, entries before the range and steps after its end."""
+    from orchestration.dbt import dbt_models
+    from orchestration.funnels import funnel_results
+
+    db.execute("TRUNCATE saved_funnels")
+    today = at(datetime.now(UTC).date(), 0)
+    start = today - timedelta(days=2)
+    t, m, h = start + timedelta(hours=10), timedelta(minutes=1), timedelta(hours=1)
+    rows = [
+        *[ev("a", s, t + d) for s, d in (("app_open", 0 * m), ("view_item", 10 * m), ("purchase", 30 * m))],
+        # b: the purchase exactly one window after the open is out
+        *[ev("b", s, t + d) for s, d in (("app_open", 0 * m), ("view_item", 20 * m), ("purchase", h))],
+        # c: repeated opens and views: anchored at the first open, each step the earliest after the previous
+        *[ev("c", s, t + k * m) for k, s in enumerate(["app_open", "app_open", "view_item", "view_item", "purchase"])],
+        # d: a view at the open's instant is not after it
+        *[
+            ev("d", s, t + d)
+            for s, d in (("app_open", 0 * m), ("view_item", 0 * m), ("view_item", 5 * m), ("purchase", 7 * m))
+        ],
+        # e: enters 10 minutes before the range's end, finishes after it, inside the window
+        *[ev("e", s, today + d) for s, d in (("app_open", -10 * m), ("view_item", 5 * m), ("purchase", 20 * m))],
+        # f: an open and a view before the range do not count; it enters with its first open in the range
+        *[
+            ev("f", s, start + d)
+            for s, d in (("app_open", -5 * m), ("view_item", -m), ("app_open", h), ("view_item", h + m))
+        ],
+        # g: enters after the range's end (today)
+        *[ev("g", s, today + d) for s, d in (("app_open", m), ("view_item", 2 * m))],
+        # h: its first attempt runs out of time; a later open does not restart it
+        *[ev("h", s, t + d) for s, d in (("app_open", 0 * m), ("app_open", 2 * h), ("view_item", 2 * h + m))],
+    ]
+    insert(db, rows)
+    funnels = {
+        "checkout": (STEPS, [7, 6, 4]),
+        "second look": (["view_item", "view_item", "purchase"], [6, 2, 2]),
+    }
+    ids = {}
+    for name, (steps, _) in funnels.items():
+        created = admin.post(SAVED, json={"name": name, "steps": steps, "window": "1h", "range_days": 2})
+        assert created.status_code == 201, created.text
+        ids[name] = created.json()["id"]
+
+    pipeline.materialize([dbt_models, funnel_results])
+    for name, (steps, users) in funnels.items():
+        table = as_json_numbers(saved_funnel_table(db, ids[name]))
+        assert [r["users"] for r in table] == users
+        assert table[0]["conversion_from_previous"] == 1.0
+        assert table == live_rows(admin, ids[name], name, steps, "1h", start, today)
+        assert reference_funnel(rows, steps, start, today, h)["__total__"] == [
+            (r["users"], r["median_seconds_from_previous"]) for r in table
+        ]
+
+    # As of another instant (the asset's config, as tests and backfills pin it): the range ends at its day's midnight.
+    as_of = today - timedelta(hours=7)
+    pipeline.materialize(
+        [funnel_results], run_config={"ops": {"analytics__funnel_results": {"config": {"as_of": as_of.isoformat()}}}}
+    )
+    earlier = as_json_numbers(saved_funnel_table(db, ids["checkout"]))
+    assert {(r["range_start"], r["range_end"]) for r in earlier} == {
+        (start - timedelta(days=1), start + timedelta(days=1))
+    }
+    assert earlier == live_rows(
+        admin, ids["checkout"], "checkout", STEPS, "1h", start - timedelta(days=1), start + timedelta(days=1)
+    )
+    assert [r["users"] for r in earlier] == [6, 5, 3]

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from ingest_api.admin.funnel_query import FunnelParamError, StepRow, parse_steps, parse_window, step_results
+from eventtrack.analytics.funnels import FunnelParamError, StepRow, parse_steps, parse_window, step_results
 from ingest_api.admin.segments import (
     PropertyFilter,
     SegmentError,
@@ -97,7 +97,7 @@ def test_conversions_from_previous_and_first_step():
 
 
 def test_saved_funnel_definitions_are_validated_field_by_field():
-    from ingest_api.admin.funnel_query import parse_saved_funnel
+    from eventtrack.analytics.funnels import parse_saved_funnel
 
     assert parse_saved_funnel({"name": " checkout ", "steps": ["a", "b"], "window": "2h"}) == {
         "name": "checkout", "steps": ["a", "b"], "window_seconds": 7200, "range_days": 30,
@@ -117,3 +117,48 @@ def test_cohort_triangle_orders_periods_and_computes_rates():
         {"cohort": "2026-01-05", "users": 4, "retained": [4, 1], "rates": [1.0, 0.25]},
         {"cohort": "2026-01-12", "users": 0, "retained": [0], "rates": [None]},
     ]
+
+
+def test_a_saved_funnel_covers_its_last_whole_utc_days_before_the_run():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from eventtrack.analytics.funnels import saved_funnel_range
+
+    # 01:30 on Dec 3 in UTC+3 is 22:30 on Dec 2 UTC: the range ends at midnight UTC of Dec 2.
+    as_of = datetime(2026, 12, 3, 1, 30, tzinfo=timezone(timedelta(hours=3)))
+    assert saved_funnel_range(as_of, 2) == (datetime(2026, 11, 30, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC))
+    assert saved_funnel_range(datetime(2026, 12, 2, tzinfo=UTC), 1) == (
+        datetime(2026, 12, 1, tzinfo=UTC),
+        datetime(2026, 12, 2, tzinfo=UTC),
+    )
+
+
+def test_a_saved_funnels_rows_are_the_endpoints_results_with_the_funnel_and_its_range():
+    from datetime import UTC, datetime, timedelta
+
+    from eventtrack.analytics.funnels import SavedFunnel, saved_funnel_query, saved_funnel_rows, step_results
+
+    funnel = SavedFunnel(7, "checkout", ["open", "view", "buy"], 3600, 3)
+    as_of = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
+    sql, params = saved_funnel_query(funnel, as_of)
+    start, end = datetime(2026, 11, 29, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+    assert params == {
+        "s1": "open", "s2": "view", "s3": "buy",
+        "start": start, "end": end, "end_w": end + timedelta(hours=1), "window": timedelta(hours=1),
+    }  # fmt: skip
+    assert "GROUPING" not in sql and sql.count("LATERAL") == 2  # no breakdown, one probe per later step
+    # (is_total, breakdown value, step, users, median seconds), as funnel_sql answers
+    rows = saved_funnel_rows(
+        funnel, as_of, [(True, None, 1, 4, None), (True, None, 2, 3, 60.0), (True, None, 3, 0, None)]
+    )
+    endpoint = step_results(funnel.steps, [StepRow(1, 4, None), StepRow(2, 3, 60.0), StepRow(3, 0, None)])
+    fixed = {"funnel_id": 7, "funnel_name": "checkout", "range_start": start, "range_end": end, "window_seconds": 3600}
+    assert rows == [{**fixed, **r} for r in endpoint]
+    assert [(r["conversion_from_previous"], r["conversion_from_first"]) for r in rows] == [
+        (1.0, 1.0),
+        (0.75, 0.75),
+        (0.0, 0.0),
+    ]
+    # Nobody entered: no conversion at all, step 1 included.
+    empty = saved_funnel_rows(funnel, as_of, [(True, None, k, 0, None) for k in (1, 2, 3)])
+    assert {(r["conversion_from_previous"], r["conversion_from_first"]) for r in empty} == {(None, None)}

@@ -1,5 +1,9 @@
 """Funnels over raw events: parameter parsing, the one SQL query, and the conversion arithmetic (pure).
 
+The one definition of a funnel: the live endpoint (ingest_api/admin/analytics.py) and the
+saved funnels' daily results (orchestration/funnels.py, into analytics.funnel_results) both
+run funnel_sql and shape its rows with step_results.
+
 Definition (docs/analytics.md "Funnels"):
 - A user enters with their *first* step-1 event in [start, end): that instant is t1,
   and the breakdown value is read from that event.
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 MAX_STEPS = 10
@@ -59,7 +63,8 @@ def parse_window(raw: str | None) -> timedelta:
 
 
 def funnel_sql(n_steps: int, breakdown_expr: str | None, filters: str) -> str:
-    """One query: per step (and breakdown value, plus the total) the users and the median seconds from the previous step.
+    """One query: per step (and breakdown value, plus the total) the users and the median seconds from the previous step,
+    as rows (is_total, bd, step, users, median_seconds): shape_results' input.
 
     Binds: :s1..:sN, :start, :end, :end_w (end + window), :window, plus the filters'
     parameters. `filters` is rendered by segments.filters_sql on alias `e`.
@@ -121,7 +126,7 @@ def funnel_sql(n_steps: int, breakdown_expr: str | None, filters: str) -> str:
             else "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM t - prev)::float8)"
         )
         selects.append(
-            f"SELECT {k} AS step, {is_total} AS is_total, {value}, count(*)::bigint AS users, {median} AS median_seconds FROM f{k} {group}"
+            f"SELECT {is_total} AS is_total, {value}, {k} AS step, count(*)::bigint AS users, {median} AS median_seconds FROM f{k} {group}"
         )
     return "WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(selects)
 
@@ -144,7 +149,11 @@ class StepRow:
 
 
 def step_results(steps: list[str], rows: list[StepRow]) -> list[dict[str, Any]]:
-    """Per step: users, conversion from the previous step and from the first, median seconds from the previous step."""
+    """Per step: users, conversion from the previous step and from the first, median seconds from the previous step.
+
+    Step 1's conversion from the previous step is 1.0 (null when nobody entered), as its
+    conversion from the first: the public API's answer, and the saved funnels' too.
+    """
     users = {r.step: r.users for r in rows}
     medians = {r.step: r.median_seconds for r in rows}
     first = users.get(1, 0)
@@ -224,3 +233,53 @@ def parse_saved_funnel(body: dict[str, Any]) -> dict[str, Any]:
         "window_seconds": int(window.total_seconds()),
         "range_days": range_days,
     }
+
+
+@dataclass(frozen=True)
+class SavedFunnel:
+    """A row of public.saved_funnels (as parse_saved_funnel stored it)."""
+
+    funnel_id: int
+    name: str
+    steps: list[str]
+    window_seconds: int
+    range_days: int
+
+
+def saved_funnel_range(as_of: datetime, range_days: int) -> tuple[datetime, datetime]:
+    """The last `range_days` whole UTC days before `as_of`: [midnight UTC range_days days earlier, midnight UTC of as_of)."""
+    end = datetime.combine(as_of.astimezone(UTC).date(), time(), UTC)
+    return end - timedelta(days=range_days), end
+
+
+def saved_funnel_query(funnel: SavedFunnel, as_of: datetime) -> tuple[str, dict[str, Any]]:
+    """The SQL and parameters of a saved funnel's results as of `as_of`: the live endpoint's query
+    over the funnel's range, without filters or breakdown."""
+    start, end = saved_funnel_range(as_of, funnel.range_days)
+    window = timedelta(seconds=funnel.window_seconds)
+    return funnel_sql(len(funnel.steps), None, ""), funnel_params(funnel.steps, start, end, window)
+
+
+def saved_funnel_rows(
+    funnel: SavedFunnel, as_of: datetime, rows: list[tuple[bool, Any, int, int, float | None]]
+) -> list[dict[str, Any]]:
+    """funnel_sql's rows for a saved funnel -> its rows of analytics.funnel_results: the endpoint's
+    `results` (shape_results) with the funnel and its range."""
+    start, end = saved_funnel_range(as_of, funnel.range_days)
+    results = shape_results(funnel.steps, rows, with_breakdown=False)["results"]
+    return [
+        {
+            "funnel_id": funnel.funnel_id,
+            "funnel_name": funnel.name,
+            "step": r["step"],
+            "event_type": r["event_type"],
+            "range_start": start,
+            "range_end": end,
+            "window_seconds": funnel.window_seconds,
+            "users": r["users"],
+            "median_seconds_from_previous": r["median_seconds_from_previous"],
+            "conversion_from_previous": r["conversion_from_previous"],
+            "conversion_from_first": r["conversion_from_first"],
+        }
+        for r in results
+    ]
