@@ -31,11 +31,16 @@ import psycopg
 DEFAULT_DATABASE = "eventtrack"
 # Width, in ingest_seq values, of one insert block: a block's bounds are its deduplication token.
 BLOCK_SEQ = 100_000
-# What a load copies, in the order of the ClickHouse table's columns.
-EVENT_COLUMNS = (
-    "uuid", "event_type", "distinct_id", "properties", "device_id", "session_id", "app_version",
-    "os_name", "os_version", "timestamp", "client_timestamp", "sent_at", "received_at", "ingest_seq",
-)  # fmt: skip
+# What a load copies: ClickHouse column -> the Postgres expression it is copied from.
+EVENT_COLUMNS = {
+    **{c: f'"{c}"' for c in ("uuid", "event_type", "distinct_id", "properties", "device_id", "session_id")},
+    # Each top-level property's text as Postgres's `->>` gives it (a JSON object of strings; nulls left out):
+    # ClickHouse re-spells numbers and objects it parses (1.50 -> 1.5), so the text is taken from Postgres.
+    "property_texts_json": "(SELECT coalesce(jsonb_object_agg(key, value) FILTER (WHERE value IS NOT NULL), '{}')"
+    " FROM jsonb_each_text(properties))",
+    **{c: f'"{c}"' for c in ("app_version", "os_name", "os_version", "timestamp", "client_timestamp", "sent_at")},
+    **{c: f'"{c}"' for c in ("received_at", "ingest_seq")},
+}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # Held by a load and by each day of a backfill: a backfill drops and refills a day, which must not
 # race with a load adding rows to it (pg_advisory_lock; arbitrary, constant).
@@ -110,6 +115,8 @@ def schema_ddl(target: Target) -> list[str]:
     event_type LowCardinality(String),
     distinct_id String,
     properties String CODEC(ZSTD(1)),
+    property_texts_json String EPHEMERAL,
+    property_text Map(String, String) DEFAULT JSONExtract(property_texts_json, 'Map(String, String)') CODEC(ZSTD(1)),
     device_id Nullable(String),
     session_id Nullable(String),
     app_version LowCardinality(Nullable(String)),
@@ -197,7 +204,7 @@ def blocks(lo: int, hi: int, width: int = BLOCK_SEQ) -> Iterator[tuple[int, int]
 
 def _copy_csv(pg: psycopg.Connection, where: str, params: tuple[Any, ...]) -> tuple[bytes, int]:
     """The rows as CSV, and how many."""
-    columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+    columns = ", ".join(EVENT_COLUMNS.values())
     sql = f"COPY (SELECT {columns} FROM events WHERE {where} ORDER BY ingest_seq) TO STDOUT WITH (FORMAT csv)"
     with pg.cursor() as cur:
         with cur.copy(sql, params) as copy:

@@ -614,7 +614,7 @@ def _admin_paths() -> dict[str, Any]:
     }
 
 
-# Segmentation (ingest_api/admin/segments.py, docs/analytics.md "Segmentation").
+# Segmentation (eventtrack/analytics/segments.py, docs/analytics.md "Segmentation").
 _FILTER = {
     "name": "filter",
     "in": "query",

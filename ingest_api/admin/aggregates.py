@@ -24,7 +24,7 @@ from ingest_api.admin.http import (
     time_param,
 )
 from ingest_api.admin.pagination import TEXT, TIMESTAMP, decode_cursor, page, parse_limit
-from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
+from eventtrack.analytics.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.state import AppState
 
 HOURLY = "analytics.agg_events_hourly"

@@ -33,7 +33,7 @@ from ingest_api.admin.http import (
     time_value,
 )
 from ingest_api.admin.rows import delete_by_id
-from ingest_api.admin.segments import PropertyFilter, SegmentError, filters_sql, parse_breakdown, parse_filters
+from eventtrack.analytics.segments import PropertyFilter, SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.state import AppState
 
 MAX_FUNNEL_RANGE = timedelta(days=366)
