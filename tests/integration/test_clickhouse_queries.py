@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -28,6 +29,7 @@ from eventtrack.analytics.segments import (
     parse_breakdown,
     parse_filters,
 )
+from tests.conftest import RunningServer, settings_for
 
 START = datetime(2026, 11, 20, tzinfo=UTC)
 END = START + timedelta(days=7)
@@ -139,3 +141,40 @@ def test_clickhouse_funnel_equals_postgres(engines, steps, window, breakdown, fi
     expected = shape_results(steps, pg_rows, breakdown is not None)
     assert expected["results"][0]["users"] > 0, "the planted data must reach this funnel"
     assert shape_results(steps, ch_rows, breakdown is not None) == expected
+
+
+def test_clickhouse_funnel_endpoint_answers_from_clickhouse_what_postgres_answers(engines, database_url, chdb_url):
+    from ingest_api.admin.key_store import create_admin_key
+
+    _, client, target = engines
+    _, key = create_admin_key(database_url, "clickhouse-queries")
+    headers = {"Authorization": f"Bearer {key}"}
+    query = {
+        "steps": "open,view,cart",
+        "window": "2d",
+        "start": START.isoformat(),
+        "end": END.isoformat(),
+        "breakdown": "properties.plan",
+        "filter": ["properties.price>1", "properties.plan!=team"],
+    }
+    path = "/api/v1/analytics/admin/funnels/"
+    with (
+        RunningServer(settings_for(database_url)) as on_postgres,
+        RunningServer(settings_for(database_url, clickhouse_url=chdb_url)) as on_clickhouse,
+    ):
+        postgres = httpx.get(on_postgres.url + path, params=query, headers=headers)
+        clickhouse = httpx.get(on_clickhouse.url + path, params=query, headers=headers)
+        assert postgres.status_code == clickhouse.status_code == 200, clickhouse.text
+        assert clickhouse.json() == postgres.json() and postgres.json()["results"][0]["users"] > 0
+        # The ClickHouse server reads ClickHouse: a user only there counts there only.
+        client.command(
+            f"INSERT INTO {target.database}.events (uuid, event_type, distinct_id, properties, property_texts_json, "
+            f"timestamp, received_at, ingest_seq) VALUES (generateUUIDv4(), 'open', 'only-in-clickhouse', "
+            f"'{{\"price\": 5}}', '{{\"price\": \"5\"}}', '{(START + timedelta(hours=1)):%Y-%m-%d %H:%M:%S}', now64(6), 0)"
+        )
+        try:
+            first = httpx.get(on_clickhouse.url + path, params=query, headers=headers).json()["results"][0]
+            assert first["users"] == postgres.json()["results"][0]["users"] + 1
+            assert httpx.get(on_postgres.url + path, params=query, headers=headers).json() == postgres.json()
+        finally:
+            client.command(f"DELETE FROM {target.database}.events WHERE distinct_id = 'only-in-clickhouse'")
