@@ -96,6 +96,18 @@ class Settings:
     # (orchestration.partitions.partitions_start).
     partitions_start_date: date | None = field(default=None, metadata=env_var("PARTITIONS_START_DATE", _date))
 
+    # Arrivals younger than this are left to the next run (a still-open transaction may hold lower
+    # ingest_seq values): the dbt marts and the ClickHouse loader (docs/analytics.md).
+    arrival_settle_minutes: int = field(default=5, metadata=env_var("ARRIVAL_SETTLE_MINUTES", _int))
+
+    # ClickHouse (docs/scaling.md): unset, Postgres answers everything. `http(s)://user:password@host:port/db`
+    # for a server; `chdb://<path>` or `chdb://:memory:` for the embedded engine (one process: not `up`).
+    clickhouse_url: str | None = field(default=None, metadata=env_var("CLICKHOUSE_URL"))
+    # A cluster name from the server's config: replicated, sharded tables (ON CLUSTER DDL).
+    clickhouse_cluster: str | None = field(default=None, metadata=env_var("CLICKHOUSE_CLUSTER"))
+    # How often the loader copies new arrivals into ClickHouse.
+    clickhouse_load_minutes: int = field(default=5, metadata=env_var("CLICKHOUSE_LOAD_MINUTES", _int))
+
     max_capture_body_bytes: int = field(default=1 * MIB, metadata=env_var("MAX_CAPTURE_BODY_BYTES", _int))
     max_batch_body_bytes: int = field(default=20 * MIB, metadata=env_var("MAX_BATCH_BODY_BYTES", _int))
     max_event_bytes: int = field(default=64 * KIB, metadata=env_var("MAX_EVENT_BYTES", _int))

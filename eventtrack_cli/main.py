@@ -11,10 +11,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 
 from eventtrack.database import connectable_url, embedded_pgdata, start_embedded
 from eventtrack.migrate import migrate
 from eventtrack.settings import Settings
+from eventtrack_cli.clickhouse_commands import clickhouse_backfill, clickhouse_status
 from ingest_api.serve import api_command
 
 log = logging.getLogger("eventtrack")
@@ -70,6 +72,14 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from eventtrack.embedded_postgres import EmbeddedPostgres
     from eventtrack_cli.supervisor import Backoff, PostgresChild, ProcessChild, Supervisor, answers
 
+    if settings.clickhouse_url and settings.clickhouse_url.startswith("chdb:"):
+        # chDB opens its data directory in one process, and `up` runs several (API, Dagster runs).
+        print(
+            "eventtrack up: CLICKHOUSE_URL=chdb://... is the embedded engine for tests and single-process tools;"
+            " `up` needs a ClickHouse server (http(s)://user:password@host:8123/eventtrack, docs/scaling.md).",
+            file=sys.stderr,
+        )
+        return 2
     with database(settings) as s:
         _migrate(s)
         from orchestration.runner import REPO_ROOT, dagster_commands, prepare_dagster
@@ -267,6 +277,16 @@ def cmd_list_promoted_properties(settings: Settings, args: argparse.Namespace) -
     return 0
 
 
+def cmd_clickhouse_status(settings: Settings, args: argparse.Namespace) -> int:
+    with database(settings) as s:
+        return clickhouse_status(s)
+
+
+def cmd_clickhouse_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    with database(settings) as s:
+        return clickhouse_backfill(s, args.since)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="eventtrack", description="Self-hosted event tracking for mobile apps.")
@@ -302,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list-promoted-properties", help="list promoted properties and whether their index is valid")
     sub.add_parser("db-url", help="print the database's libpq URI (DATABASE_URL, or the running embedded server's)")
     sub.add_parser("psql", help="the bundled psql, connected; arguments after `psql` go to psql (e.g. -c 'select 1')")
+    sub.add_parser("clickhouse-status", help="ClickHouse: loaded up to, lag, rows per day against Postgres")
+    backfill = sub.add_parser("clickhouse-backfill", help="ClickHouse: reload whole days from Postgres (resumable)")
+    backfill.add_argument("--from", dest="since", type=date.fromisoformat, help="first UTC day (YYYY-MM-DD)")
     args, extra = parser.parse_known_args(argv)
     if args.command == "psql":
         args.psql_args = extra
@@ -324,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         "list-promoted-properties": cmd_list_promoted_properties,
         "db-url": cmd_db_url,
         "psql": cmd_psql,
+        "clickhouse-status": cmd_clickhouse_status,
+        "clickhouse-backfill": cmd_clickhouse_backfill,
     }
     return handlers[args.command](settings, args)
 

@@ -1,6 +1,6 @@
 """Custom property indexing: an expression index on `events` for one property (`eventtrack promote-property`).
 
-The index expression is exactly what the filters of ingest_api/admin/segments.py
+The index expression is exactly what the filters of eventtrack/analytics/segments.py
 render, so the planner can use it for `properties.<key>=...` (text) or
 `properties.<key>>=...` (numeric). `events` is partitioned: the index is made
 on the parent only (ON ONLY, instant), then built on each partition with
@@ -15,7 +15,7 @@ import hashlib
 import psycopg
 from psycopg import sql
 
-from ingest_api.admin.segments import numeric_expr, text_expr, valid_key
+from eventtrack.analytics.segments import numeric_expr, text_expr, valid_key
 
 KINDS = ("text", "numeric")
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import HTTPConnection
 
+from eventtrack import clickhouse
 from eventtrack.errors import unavailable
 from eventtrack.partitions import retention_cutoff, utc_day
 from eventtrack.settings import Settings
@@ -23,6 +25,16 @@ class AppState:
     engine: AsyncEngine
     config: ConfigCache
     _limits: tuple[date, Limits] | None = field(default=None, init=False, repr=False)
+    _clickhouse: tuple[Any, clickhouse.Target] | None = field(default=None, init=False, repr=False)
+
+    def clickhouse(self) -> tuple[Any, clickhouse.Target] | None:
+        """The ClickHouse client and target when CLICKHOUSE_URL is set (connected on first use), else None."""
+        if not self.settings.clickhouse_url:
+            return None
+        if self._clickhouse is None:
+            target = clickhouse.Target.parse(self.settings.clickhouse_url, self.settings.clickhouse_cluster)
+            self._clickhouse = (clickhouse.connect(target), target)
+        return self._clickhouse
 
     def limits(self, now: datetime) -> Limits:
         """The validation limits at `now`. Only the retention cutoff moves, once a UTC day: they are built

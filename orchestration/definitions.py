@@ -8,6 +8,7 @@ from dagster import Definitions, definitions
 
 from eventtrack.migrate import installed_at
 from eventtrack.settings import Settings
+from orchestration.clickhouse import clickhouse_definitions
 from orchestration.dbt import aggregate_assets, dbt_models, dbt_resource
 from orchestration.experiments import experiment_assets
 from orchestration.funnels import funnel_assets
@@ -24,10 +25,15 @@ def build_definitions(settings: Settings) -> Definitions:
     start = partitions_start(settings.partitions_start_date, installed, datetime.now(UTC))
     hourly, daily = aggregate_assets(start)
     jobs = build_jobs(hourly, daily)
+    schedules = build_schedules(jobs, hourly, daily)
+    assets = [*raw_table_specs, dbt_models, hourly, daily, *maintenance_assets, *experiment_assets, *funnel_assets]
+    if settings.clickhouse_url:
+        ch_assets, ch_jobs, ch_schedules = clickhouse_definitions(settings.clickhouse_load_minutes)
+        assets, jobs, schedules = assets + ch_assets, jobs + ch_jobs, schedules + ch_schedules
     return Definitions(
-        assets=[*raw_table_specs, dbt_models, hourly, daily, *maintenance_assets, *experiment_assets, *funnel_assets],
+        assets=assets,
         jobs=jobs,
-        schedules=build_schedules(jobs, hourly, daily),
+        schedules=schedules,
         resources={
             "dbt": dbt_resource(),
             "eventtrack": EventtrackResource.from_settings(settings),

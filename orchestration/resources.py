@@ -97,7 +97,10 @@ def export_dbt_connection_env(settings: Settings, environ: MutableMapping[str, s
 
 def settings_dbt_vars(settings: Settings | EventtrackResource) -> dict[str, Any]:
     """The dbt vars that come from the settings, for every dbt invocation (dbt_project.yml has no defaults for them)."""
-    values: dict[str, Any] = {"session_timeout_minutes": settings.session_timeout_minutes}
+    values: dict[str, Any] = {
+        "session_timeout_minutes": settings.session_timeout_minutes,
+        "arrival_settle_minutes": settings.arrival_settle_minutes,
+    }
     if settings.retention_return_event:
         values["retention_return_event"] = settings.retention_return_event
     return values
@@ -114,6 +117,9 @@ class EventtrackResource(ConfigurableResource):
     rejected_events_retention_days: int = Settings.rejected_events_retention_days
     aggregates_retention_days: int = Settings.aggregates_retention_days
     retention_return_event: str | None = Settings.retention_return_event
+    arrival_settle_minutes: int = Settings.arrival_settle_minutes
+    clickhouse_url: str | None = Settings.clickhouse_url
+    clickhouse_cluster: str | None = Settings.clickhouse_cluster
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventtrackResource:
@@ -126,6 +132,9 @@ class EventtrackResource(ConfigurableResource):
             rejected_events_retention_days=settings.rejected_events_retention_days,
             aggregates_retention_days=settings.aggregates_retention_days,
             retention_return_event=settings.retention_return_event,
+            arrival_settle_minutes=settings.arrival_settle_minutes,
+            clickhouse_url=settings.clickhouse_url,
+            clickhouse_cluster=settings.clickhouse_cluster,
         )
 
     def connect(self) -> psycopg.Connection:

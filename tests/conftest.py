@@ -24,6 +24,7 @@ from ingest_api.app import create_app
 RAW_TABLES = (
     "events", "event_uuids", "sessions", "rejected_events", "feature_flags", "admin_api_keys",
     "write_keys", "persons", "person_distinct_ids", "audit_log", "aggregate_rebuilds",
+    "clickhouse_erasures",
 )  # fmt: skip
 
 
@@ -35,7 +36,9 @@ def throwaway_postgres() -> Iterator[EmbeddedPostgres]:
     try:
         yield pg
     finally:
-        pg.stop()
+        # Immediate: its data is deleted next, so the shutdown checkpoint a fast stop writes (up to
+        # ~20 s after a test file's writes) would be wasted.
+        pg.kill()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -98,6 +101,23 @@ def settings_for(database_url: str, **overrides) -> Settings:
     from dataclasses import replace
 
     return replace(Settings(database_url=database_url), **overrides)
+
+
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory) -> str:
+    """The embedded ClickHouse (chDB) of this test process: chDB opens one data directory per process."""
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@pytest.fixture
+def clickhouse(chdb_url: str):
+    """A client of the embedded ClickHouse with the eventtrack database new and empty."""
+    from eventtrack import clickhouse
+
+    target = clickhouse.Target.parse(chdb_url)
+    client = clickhouse.connect(target)
+    client.command(f"DROP DATABASE IF EXISTS {target.database} SYNC")
+    return clickhouse.connect(target), target
 
 
 @pytest.fixture(scope="session")

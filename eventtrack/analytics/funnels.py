@@ -139,6 +139,72 @@ def funnel_sql(n_steps: int, breakdown_expr: str | None, filters: str) -> str:
     return "WITH " + ",\n".join(ctes) + "\n" + "\nUNION ALL\n".join(selects)
 
 
+def clickhouse_funnel_sql(database: str, n_steps: int, breakdown_expr: str | None, filters: str) -> str:
+    """funnel_sql's definition on ClickHouse, with the same output rows (is_total, bd, step, users,
+    median_seconds), so shape_results and the answer are the same.
+
+    One scan: the events of the steps in [start, end + window) grouped by user, each later step's
+    times sorted into an array; the greedy walk is then arrayFirstOrNull per step (the earliest time
+    after the previous step and before t1 + window). The median is Postgres's percentile_cont(0.5)
+    computed the same way: the lower and upper middle values, lo + (hi - lo) * 0.5.
+    Binds (`{name:Type}`): s1..sN, steps, start, end, end_w, window_seconds, plus the filters'.
+    """
+    step1 = "event_type = {s1:String} AND timestamp < {end:DateTime64(6, 'UTC')}"
+    arrays = "".join(
+        f",\n        arraySort(groupArrayIf(timestamp, event_type = {{s{k}:String}})) AS a{k}"
+        for k in range(2, n_steps + 1)
+    )
+    chain = "".join(
+        f",\n    arrayFirstOrNull(x -> x > t{k - 1} AND x < deadline, a{k}) AS t{k}" for k in range(2, n_steps + 1)
+    )
+    reached = ", ".join(
+        ["(1, CAST(NULL AS Nullable(Float64)), true)"]
+        + [f"({k}, dateDiff('microsecond', t{k - 1}, t{k}) / 1e6, t{k} IS NOT NULL)" for k in range(2, n_steps + 1)]
+    )
+    # In a tuple: aggregate functions skip a NULL argument, and a NULL value is a breakdown value like any other.
+    value = (
+        f"argMinIf(tuple({breakdown_expr}), timestamp, {step1}).1"
+        if breakdown_expr
+        else "CAST(NULL AS Nullable(String))"
+    )
+    groups = "[(false, bd), (true, NULL)]" if breakdown_expr else "[(true, NULL)]"
+    return f"""
+SELECT is_total, value, step, users, if(step = 1, NULL, lo + (hi - lo) * 0.5) AS median_seconds
+FROM (
+    SELECT g.1 AS is_total, g.2 AS value, r.1 AS step, count() AS users,
+        quantileExactLow(0.5)(r.2) AS lo, quantileExactHigh(0.5)(r.2) AS hi
+    FROM (
+        SELECT bd, arrayFilter(x -> x.3, [{reached}]) AS reached
+        FROM (
+            SELECT bd, t1, addSeconds(t1, {{window_seconds:Int64}}) AS deadline{chain}
+            FROM (
+                SELECT distinct_id, CAST({value} AS Nullable(String)) AS bd, minIf(timestamp, {step1}) AS t1{arrays}
+                FROM {database}.events
+                WHERE event_type IN {{steps:Array(String)}}
+                  AND timestamp >= {{start:DateTime64(6, 'UTC')}} AND timestamp < {{end_w:DateTime64(6, 'UTC')}}{filters}
+                GROUP BY distinct_id
+                HAVING countIf({step1}) > 0
+            )
+        )
+    )
+    ARRAY JOIN reached AS r
+    ARRAY JOIN {groups} AS g
+    GROUP BY is_total, value, step
+)"""
+
+
+def clickhouse_funnel_params(steps: list[str], start, end, window: timedelta) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "steps": steps,
+        "start": start,
+        "end": end,
+        "end_w": end + window,
+        "window_seconds": int(window.total_seconds()),
+    }
+    params.update({f"s{k}": step for k, step in enumerate(steps, 1)})
+    return params
+
+
 def funnel_params(steps: list[str], start, end, window: timedelta) -> dict[str, Any]:
     params: dict[str, Any] = {"start": start, "end": end, "end_w": end + window, "window": window}
     params.update({f"s{k}": step for k, step in enumerate(steps, 1)})

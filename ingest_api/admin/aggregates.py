@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack.analytics.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from eventtrack.errors import ApiError
 from ingest_api.admin.http import (
     admin_only,
@@ -24,7 +25,6 @@ from ingest_api.admin.http import (
     time_param,
 )
 from ingest_api.admin.pagination import TEXT, TIMESTAMP, decode_cursor, page, parse_limit
-from ingest_api.admin.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.state import AppState
 
 HOURLY = "analytics.agg_events_hourly"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -14,6 +15,8 @@ from starlette.responses import Response
 from eventtrack.analytics.funnels import (
     FunnelParamError,
     StepRow,
+    clickhouse_funnel_params,
+    clickhouse_funnel_sql,
     funnel_params,
     funnel_sql,
     parse_saved_funnel,
@@ -21,6 +24,15 @@ from eventtrack.analytics.funnels import (
     parse_window,
     shape_results,
     step_results,
+)
+from eventtrack.analytics.segments import (
+    PropertyFilter,
+    SegmentError,
+    clickhouse_breakdown,
+    clickhouse_filters_sql,
+    filters_sql,
+    parse_breakdown,
+    parse_filters,
 )
 from eventtrack.errors import ApiError
 from ingest_api.admin.http import (
@@ -33,7 +45,6 @@ from ingest_api.admin.http import (
     time_value,
 )
 from ingest_api.admin.rows import delete_by_id
-from ingest_api.admin.segments import PropertyFilter, SegmentError, filters_sql, parse_breakdown, parse_filters
 from ingest_api.state import AppState
 
 MAX_FUNNEL_RANGE = timedelta(days=366)
@@ -88,14 +99,25 @@ def parse_funnel_query(
     )
 
 
-async def run_funnel(conn: AsyncConnection, query: FunnelQuery) -> dict[str, Any]:
-    """The funnel's users and conversions per step (and per breakdown value), as the API answers them."""
-    where, params = filters_sql(query.filters)
-    try:
+async def run_funnel(state: AppState, query: FunnelQuery) -> dict[str, Any]:
+    """The funnel's users and conversions per step (and per breakdown value), as the API answers them: on
+    ClickHouse when it is configured (the same answer, docs/scaling.md), else on Postgres."""
+    if query.end > datetime.max.replace(tzinfo=UTC) - query.window:  # end + window past year 9999
+        raise _invalid({"end": "too far in the future"})
+    # Off the event loop: connecting (the first time) and clickhouse-connect's queries are synchronous.
+    analytics = await anyio.to_thread.run_sync(state.clickhouse)
+    if analytics is not None:
+        client, target = analytics
+        where, params = clickhouse_filters_sql(query.filters)
+        params.update(clickhouse_funnel_params(query.steps, query.start, query.end, query.window))
+        sql = clickhouse_funnel_sql(target.database, len(query.steps), clickhouse_breakdown(query.breakdown_by), where)
+        result = await anyio.to_thread.run_sync(lambda: client.query(sql, parameters=params).result_rows)
+        rows = [(bool(total), value, int(step), int(users), median) for total, value, step, users, median in result]
+    else:
+        where, params = filters_sql(query.filters)
         params.update(funnel_params(query.steps, query.start, query.end, query.window))
-    except OverflowError:  # end + window past year 9999
-        raise _invalid({"end": "too far in the future"}) from None
-    rows = (await conn.execute(sa.text(funnel_sql(len(query.steps), query.breakdown, where)), params)).all()
+        async with state.engine.connect() as conn:
+            rows = (await conn.execute(sa.text(funnel_sql(len(query.steps), query.breakdown, where)), params)).all()
     body: dict[str, Any] = {
         "steps": query.steps,
         "window_seconds": int(query.window.total_seconds()),
@@ -115,8 +137,7 @@ async def funnel(request: Request) -> Response:
     query = parse_funnel_query(
         q.get("steps"), q.get("window"), q.get("start"), q.get("end"), q.getlist("filter"), q.get("breakdown")
     )
-    async with request.app.state.eventtrack.engine.connect() as conn:
-        return json_response(await run_funnel(conn, query))
+    return json_response(await run_funnel(request.app.state.eventtrack, query))
 
 
 RETENTION_TABLES = {"week": "analytics.agg_retention_weekly", "day": "analytics.agg_retention_daily"}

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from ingest_api.admin.funnel_query import (
+from eventtrack.analytics.funnels import (
     DEFAULT_RANGE_DAYS,
     MAX_EVENT_LENGTH,
     MAX_RANGE_DAYS,
@@ -19,9 +19,9 @@ from ingest_api.admin.funnel_query import (
     MAX_STEPS,
     WINDOW_PATTERN,
 )
+from eventtrack.analytics.segments import MAX_FILTERS
 from ingest_api.admin.http import ADMIN
 from ingest_api.admin.pagination import MAX_LIMIT
-from ingest_api.admin.segments import MAX_FILTERS
 from ingest_api.declarations import (
     ADMIN_BODY_ERRORS,
     ADMIN_ERRORS,
@@ -162,7 +162,7 @@ class Retention(msgspec.Struct):
     cohorts: list[Cohort]
 
 
-# Segmentation (admin/segments.py, docs/analytics.md "Segmentation").
+# Segmentation (eventtrack/analytics/segments.py, docs/analytics.md "Segmentation").
 SEGMENT = (
     Param(
         "filter",

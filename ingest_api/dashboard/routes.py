@@ -676,8 +676,7 @@ async def funnels_page(request: Request, current: Page) -> Response:
             query = parse_funnel_query(
                 params["steps"], params["window"], params["start"], params["end"], [], params["breakdown"]
             )
-            async with _state(request).engine.connect() as conn:
-                body = await run_funnel(conn, query)
+            body = await run_funnel(_state(request), query)
         except ApiError as err:
             error = err
     if body is not None:

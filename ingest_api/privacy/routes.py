@@ -57,7 +57,9 @@ async def erase_person(request: Request) -> Response:
     distinct_id = _distinct_id(request)
     async with state.engine.begin() as conn:
         actor = await store.actor_for(conn, _key_id(request))
-        result = await store.erase_person(conn, distinct_id, actor)
+        result = await store.erase_person(
+            conn, distinct_id, actor, clickhouse=state.settings.clickhouse_url is not None
+        )
     return json_response(result)
 
 

@@ -55,6 +55,7 @@ async def person_ids(conn: AsyncConnection, distinct_id: str) -> tuple[str, list
     return person, [person, *(a for a in aliases if a != person)]
 
 
+CLICKHOUSE_ERASURE = "queued: deleted from ClickHouse by its next load"
 _ERASE_EVENTS = sa.text(
     """
     WITH gone AS (
@@ -71,8 +72,11 @@ _QUEUE_REBUILDS = sa.text(
 )
 
 
-async def erase_person(conn: AsyncConnection, distinct_id: str, actor: Actor) -> dict[str, Any]:
-    """Deletes every row of the person in one transaction (the caller's) and writes the audit row in it."""
+async def erase_person(conn: AsyncConnection, distinct_id: str, actor: Actor, *, clickhouse: bool) -> dict[str, Any]:
+    """Deletes every row of the person in one transaction (the caller's) and writes the audit row in it.
+
+    With ClickHouse configured, its copy of the events is erased by the next load (queued here, in the
+    same transaction, so an erasure is never lost between the two)."""
     await conn.execute(_PERSONS_LOCK)
     person, ids = await person_ids(conn, distinct_id)
     params = {"ids": ids}
@@ -93,6 +97,8 @@ async def erase_person(conn: AsyncConnection, distinct_id: str, actor: Actor) ->
         )
     if hours:
         await conn.execute(_QUEUE_REBUILDS, {"hours": [h.hour for h in hours]})
+    if clickhouse:
+        await conn.execute(sa.text("INSERT INTO clickhouse_erasures (distinct_ids) VALUES (:ids)"), params)
     result = {
         "distinct_id": distinct_id,
         "person_distinct_id": person,
@@ -100,13 +106,20 @@ async def erase_person(conn: AsyncConnection, distinct_id: str, actor: Actor) ->
         "deleted": deleted,
         "aggregate_buckets_queued": len(hours),
     }
+    if clickhouse:
+        result["clickhouse"] = CLICKHOUSE_ERASURE
     # The audit row keeps counts, never the ids themselves (see the migration).
     result["audit_id"] = await write_audit(
         conn,
         actor,
         "erase_person",
         distinct_id,
-        {"deleted": deleted, "distinct_ids": len(ids), "aggregate_buckets_queued": len(hours)},
+        {
+            "deleted": deleted,
+            "distinct_ids": len(ids),
+            "aggregate_buckets_queued": len(hours),
+            **({"clickhouse": CLICKHOUSE_ERASURE} if clickhouse else {}),
+        },
     )
     return result
 

@@ -399,6 +399,30 @@ def test_schedules_run_named_jobs_in_utc_at_the_documented_times(dbt_env):
     assert {s.default_status for s in schedules} == {DefaultScheduleStatus.RUNNING}
 
 
+def test_clickhouse_load_job_and_schedule_exist_only_with_clickhouse_url(dbt_env):
+    from dagster import AssetKey
+
+    from eventtrack.settings import Settings
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions(
+        Settings(partitions_start_date=PARTITIONS_START, clickhouse_url="chdb://:memory:", clickhouse_load_minutes=10)
+    )
+    schedule = defs.resolve_schedule_def("clickhouse_load_schedule")
+    assert (schedule.job_name, schedule.cron_schedule, schedule.execution_timezone) == (
+        "clickhouse_load",
+        "*/10 * * * *",
+        "UTC",
+    )
+    assert defs.resolve_job_def("clickhouse_load").asset_layer.selected_asset_keys == {
+        AssetKey(["clickhouse", "events"])
+    }
+    # Unset (test_schedules_run_named_jobs_in_utc_at_the_documented_times): no such job, no such asset.
+    unset = scheduled_definitions().get_repository_def()
+    assert not unset.has_job("clickhouse_load")
+    assert AssetKey(["clickhouse", "events"]) not in unset.asset_graph.get_all_asset_keys()
+
+
 HOURS_OF_MARCH_28 = [f"2026-03-28-{h:02d}:00" for h in range(24)]
 HOURS_OF_MARCH_29 = [f"2026-03-29-{h:02d}:00" for h in range(10)]
 
@@ -465,7 +489,7 @@ def test_dbt_runs_get_the_session_timeout_and_the_partition_window(dbt_env):
     from orchestration.resources import EventtrackResource
 
     eventtrack = EventtrackResource(database_url="", session_timeout_minutes=45)
-    assert dbt_vars(eventtrack, build_asset_context()) == {"session_timeout_minutes": 45}
+    assert dbt_vars(eventtrack, build_asset_context()) == {"session_timeout_minutes": 45, "arrival_settle_minutes": 5}
 
 
 def test_the_views_built_at_start_up_get_the_settings_session_timeout(pipeline, db, database_url):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-from ingest_api.admin.segments import filters_sql, parse_filters
+from eventtrack.analytics.segments import filters_sql, parse_filters
 from ingest_api.promote import index_name
 
 COUNTS = "/api/v1/analytics/admin/events/event_counts/"

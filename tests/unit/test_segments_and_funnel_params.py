@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 
 from eventtrack.analytics.funnels import FunnelParamError, StepRow, parse_steps, parse_window, step_results
-from ingest_api.admin.segments import (
+from eventtrack.analytics.segments import (
     PropertyFilter,
     SegmentError,
     filters_sql,
@@ -69,7 +69,7 @@ def test_funnel_steps_and_window():
 
 def test_names_are_matched_whole_so_a_final_newline_is_refused():
     # `^...$` with match() let "a\n" through: `$` also matches before a final newline.
-    from ingest_api.admin.segments import valid_key
+    from eventtrack.analytics.segments import valid_key
     from ingest_api.promote import promote_property
 
     assert valid_key("a") and not valid_key("a\n") and not valid_key("\na")

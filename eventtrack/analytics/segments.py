@@ -8,7 +8,10 @@ Syntax of one `filter` query parameter (repeat it to AND several):
 `!=` also matches events without the property. `>`, `>=`, `<`, `<=` compare
 numbers and only match events whose property is a JSON number.
 
-Values are always bind parameters. A key is rendered as a SQL string literal
+Values are always bind parameters. Each condition is rendered for Postgres (`filters_sql`) and for
+ClickHouse (`clickhouse_filters_sql`, docs/scaling.md), to the same meaning: ClickHouse keeps
+Postgres's own text of the properties and reads it with JSONExtract*, so a property's text form is
+byte for byte what `->>` gives. A key is rendered as a SQL string literal
 (never a parameter), so that the expression is the very one a promoted
 property's expression index is built on (ingest_api/promote.py); keys are
 therefore limited to a safe alphabet, which has no quote or backslash.
@@ -114,3 +117,55 @@ def parse_breakdown(raw: str | None, allowed_columns: tuple[str, ...] = COLUMN_B
     if raw.startswith("properties.") and valid_key(raw[len("properties.") :]):
         return text_expr(raw[len("properties.") :])
     raise SegmentError({"breakdown": f"one of {', '.join(allowed_columns)} or properties.<key>"})
+
+
+# --- the same conditions for ClickHouse (eventtrack/clickhouse.py keeps `properties` as Postgres's jsonb text) ---
+
+# Numbers are compared as Decimal256 with this many decimals (Postgres compares numeric exactly: the two
+# agree for numbers below 1e56 with at most 20 decimals; docs/scaling.md).
+CLICKHOUSE_DECIMAL_SCALE = 20
+
+
+def clickhouse_text_expr(key: str) -> str:
+    """What `properties ->> 'key'` gives, NULL when null or absent: the loader copies Postgres's own text of
+    each property into `property_text` (ClickHouse would re-spell a number or object it parsed)."""
+    _column(key, "")
+    return f"if(mapContains(property_text, '{key}'), property_text['{key}'], NULL)"
+
+
+def clickhouse_numeric_expr(key: str) -> str:
+    """The property as a decimal when it is a JSON number, else NULL (numeric_expr's rule)."""
+    _column(key, "")
+    return (
+        f"if(JSONType(properties, '{key}') IN ('Int64', 'UInt64', 'Double'), "
+        f"toDecimal256OrNull(property_text['{key}'], {CLICKHOUSE_DECIMAL_SCALE}), NULL)"
+    )
+
+
+def clickhouse_filters_sql(filters: list[PropertyFilter], prefix: str = "pf") -> tuple[str, dict[str, Any]]:
+    """` AND ...` conditions for ClickHouse (`{name:Type}` binds) and their parameters: filters_sql's meaning."""
+    parts, params = [], {}
+    for i, f in enumerate(filters):
+        name = f"{prefix}{i}"
+        params[name] = str(f.value)
+        if f.op == "=":
+            parts.append(f"{clickhouse_text_expr(f.key)} = {{{name}:String}}")
+        elif f.op == "!=":
+            parts.append(
+                f"({clickhouse_text_expr(f.key)} IS NULL OR {clickhouse_text_expr(f.key)} != {{{name}:String}})"
+            )
+        else:
+            value = f"toDecimal256({{{name}:String}}, {CLICKHOUSE_DECIMAL_SCALE})"
+            parts.append(f"{clickhouse_numeric_expr(f.key)} {f.op} {value}")
+    return "".join(f" AND {p}" for p in parts), params
+
+
+def clickhouse_breakdown(raw: str | None) -> str | None:
+    """parse_breakdown's choice (already checked by it) as a ClickHouse expression."""
+    if not raw:
+        return None
+    if raw.startswith("properties."):
+        return clickhouse_text_expr(raw[len("properties.") :])
+    if raw in COLUMN_BREAKDOWNS:
+        return raw
+    raise SegmentError({"breakdown": f"one of {', '.join(COLUMN_BREAKDOWNS)} or properties.<key>"})

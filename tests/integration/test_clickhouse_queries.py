@@ -1,0 +1,180 @@
+"""Every analytical query on ClickHouse gives Postgres's answer on the same data (docs/scaling.md).
+
+Data are planted in Postgres, copied by the real loader into the real ClickHouse engine (chDB), and
+each query is run on both engines and the answers compared whole.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from eventtrack import clickhouse as ch
+from eventtrack.analytics.funnels import (
+    clickhouse_funnel_params,
+    clickhouse_funnel_sql,
+    funnel_params,
+    funnel_sql,
+    shape_results,
+)
+from eventtrack.analytics.segments import (
+    clickhouse_breakdown,
+    clickhouse_filters_sql,
+    filters_sql,
+    parse_breakdown,
+    parse_filters,
+)
+from tests.conftest import RunningServer, settings_for
+
+START = datetime(2026, 11, 20, tzinfo=UTC)
+END = START + timedelta(days=7)
+TYPES = ("open", "view", "cart", "buy")
+PLANS = ("free", "pro", "team", None)
+PRICES = ("1.50", "2", "10", "-3.25", "1e3", '"12"', "true", "null", '{"a": [1, 2]}')
+
+
+def planted_events(seed: int = 7) -> list[tuple]:
+    """Hand-made edge cases, then 300 random users over 9 days around [START, END)."""
+    t = START + timedelta(days=1)
+    rows = [
+        ("edge-full", "open", t, {}), ("edge-full", "view", t + timedelta(hours=1), {}),
+        ("edge-full", "cart", t + timedelta(hours=2), {}), ("edge-full", "buy", t + timedelta(hours=3), {}),
+        ("edge-late", "open", t, {}), ("edge-late", "view", t + timedelta(hours=25), {}),
+        ("edge-tie", "open", t, {}), ("edge-tie", "view", t, {}), ("edge-tie", "view", t + timedelta(minutes=5), {}),
+        ("edge-end", "open", END - timedelta(seconds=1), {}), ("edge-end", "view", END + timedelta(hours=1), {}),
+        ("edge-before", "open", START - timedelta(hours=1), {}), ("edge-before", "view", START + timedelta(hours=1), {}),
+        ("edge-twice", "open", t, {"plan": "pro"}), ("edge-twice", "open", t + timedelta(minutes=1), {"plan": "free"}),
+        ("edge-twice", "view", t + timedelta(minutes=2), {}),
+    ]  # fmt: skip
+    rng = random.Random(seed)
+    for user in range(300):
+        props_plan = rng.choice(PLANS)
+        at = START - timedelta(days=1) + timedelta(seconds=rng.randrange(9 * 86400))
+        for _ in range(rng.randrange(1, 12)):
+            at += timedelta(
+                seconds=rng.choice((1, 30, 600, 3600, 5 * 3600, 30 * 3600)), microseconds=rng.randrange(10**6)
+            )
+            # As JSON text, so a number keeps the spelling the app sent (1.50 is not 1.5 to Postgres's ->>).
+            props = [f'"plan": "{props_plan}"'] if props_plan else []
+            if rng.random() < 0.7:
+                props.append(f'"price": {rng.choice(PRICES)}')
+            if rng.random() < 0.2:
+                props.append(f'"nested": {{"k": "{rng.choice(("x", "y"))}"}}')
+            rows.append((f"user-{user}", rng.choice(TYPES), at, "{" + ", ".join(props) + "}"))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def engines(database_url, chdb_url):
+    """Postgres and ClickHouse holding the same planted events."""
+    import psycopg
+
+    target = ch.Target.parse(chdb_url)
+    client = ch.connect(target)
+    client.command(f"DROP DATABASE IF EXISTS {target.database} SYNC")
+    client = ch.connect(target)
+    with psycopg.connect(database_url, autocommit=True) as pg:
+        pg.execute("TRUNCATE events, clickhouse_erasures")
+        with pg.cursor() as cur:
+            cur.executemany(
+                """INSERT INTO events (uuid, event_type, distinct_id, properties, os_name, "timestamp", received_at)
+                   VALUES (gen_random_uuid(), %s, %s, %s, %s, %s, now() - interval '1 hour')""",
+                [
+                    (
+                        event_type,
+                        user,
+                        props if isinstance(props, str) else orjson.dumps(props).decode(),
+                        ("iOS", "Android")[len(user) % 2],
+                        at,
+                    )
+                    for user, event_type, at, props in planted_events()
+                ],
+            )
+        ch.load_arrivals(pg, client, target, timedelta(minutes=5))
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    yield engine, client, target
+    engine.dispose()
+
+
+FUNNELS = [
+    (["open", "view"], timedelta(hours=24), None, []),
+    (["open", "view", "cart", "buy"], timedelta(days=7), None, []),
+    (["view", "view", "buy"], timedelta(hours=6), None, []),
+    (["open", "view"], timedelta(hours=24), "os_name", []),
+    (["open", "view", "cart"], timedelta(days=2), "properties.plan", []),
+    (["open", "cart"], timedelta(days=3), "properties.price", []),
+    (["open", "view"], timedelta(days=3), "properties.nested", []),
+    (["open", "view"], timedelta(days=7), None, ["properties.plan=pro"]),
+    (["open", "view"], timedelta(days=7), None, ["properties.plan!=pro"]),
+    (["view", "buy"], timedelta(days=7), "properties.plan", ["properties.price>1.5", "properties.price<=10"]),
+    (["open", "buy"], timedelta(days=7), None, ["properties.price=1.50"]),
+    (["open", "buy"], timedelta(days=7), None, ["properties.price>=-3.25", "properties.plan!=team"]),
+    (["open", "view"], timedelta(days=7), None, ['properties.nested={"k": "x"}']),
+    (["open", "view", "cart"], timedelta(days=7), None, ["properties.price=true"]),
+    (["open", "view"], timedelta(days=7), "properties.plan", ["properties.price=12", "properties.plan!=free"]),
+]
+
+
+@pytest.mark.parametrize(("steps", "window", "breakdown", "filters"), FUNNELS)
+def test_clickhouse_funnel_equals_postgres(engines, steps, window, breakdown, filters):
+    engine, client, target = engines
+    parsed = parse_filters(filters)
+    where, params = filters_sql(parsed)
+    params.update(funnel_params(steps, START, END, window))
+    with engine.connect() as conn:
+        conn.execute(sa.text("SET TIME ZONE 'UTC'"))
+        pg_rows = [
+            tuple(r) for r in conn.execute(sa.text(funnel_sql(len(steps), parse_breakdown(breakdown), where)), params)
+        ]
+    ch_where, ch_params = clickhouse_filters_sql(parsed)
+    ch_params.update(clickhouse_funnel_params(steps, START, END, window))
+    sql = clickhouse_funnel_sql(target.database, len(steps), clickhouse_breakdown(breakdown), ch_where)
+    ch_rows = [
+        (bool(t), bd, int(step), int(users), med)
+        for t, bd, step, users, med in client.query(sql, parameters=ch_params).result_rows
+    ]
+    expected = shape_results(steps, pg_rows, breakdown is not None)
+    assert expected["results"][0]["users"] > 0, "the planted data must reach this funnel"
+    assert shape_results(steps, ch_rows, breakdown is not None) == expected
+
+
+def test_clickhouse_funnel_endpoint_answers_from_clickhouse_what_postgres_answers(engines, database_url, chdb_url):
+    from ingest_api.admin.key_store import create_admin_key
+
+    _, client, target = engines
+    _, key = create_admin_key(database_url, "clickhouse-queries")
+    headers = {"Authorization": f"Bearer {key}"}
+    query = {
+        "steps": "open,view,cart",
+        "window": "2d",
+        "start": START.isoformat(),
+        "end": END.isoformat(),
+        "breakdown": "properties.plan",
+        "filter": ["properties.price>1", "properties.plan!=team"],
+    }
+    path = "/api/v1/analytics/admin/funnels/"
+    with (
+        RunningServer(settings_for(database_url)) as on_postgres,
+        RunningServer(settings_for(database_url, clickhouse_url=chdb_url)) as on_clickhouse,
+    ):
+        postgres = httpx.get(on_postgres.url + path, params=query, headers=headers)
+        clickhouse = httpx.get(on_clickhouse.url + path, params=query, headers=headers)
+        assert postgres.status_code == clickhouse.status_code == 200, clickhouse.text
+        assert clickhouse.json() == postgres.json() and postgres.json()["results"][0]["users"] > 0
+        # The ClickHouse server reads ClickHouse: a user only there counts there only.
+        client.command(
+            f"INSERT INTO {target.database}.events (uuid, event_type, distinct_id, properties, property_texts_json, "
+            f"timestamp, received_at, ingest_seq) VALUES (generateUUIDv4(), 'open', 'only-in-clickhouse', "
+            f"'{{\"price\": 5}}', '{{\"price\": \"5\"}}', '{(START + timedelta(hours=1)):%Y-%m-%d %H:%M:%S}', now64(6), 0)"
+        )
+        try:
+            first = httpx.get(on_clickhouse.url + path, params=query, headers=headers).json()["results"][0]
+            assert first["users"] == postgres.json()["results"][0]["users"] + 1
+            assert httpx.get(on_postgres.url + path, params=query, headers=headers).json() == postgres.json()
+        finally:
+            client.command(f"DELETE FROM {target.database}.events WHERE distinct_id = 'only-in-clickhouse'")
