@@ -1,6 +1,6 @@
 """The admin API's bodies and operations, declared (the OpenAPI document is generated from them).
 
-The bodies are still judged by flags/definition.py and funnel_query.py, which name every problem of a body
+The bodies are still judged by flags/definition.py and eventtrack/analytics/funnels.py, which name every problem of a body
 at once in `fields`; these types take their limits from the same constants.
 """
 

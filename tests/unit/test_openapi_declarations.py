@@ -9,8 +9,8 @@ import msgspec
 import pytest
 from msgspec import Meta
 
+from eventtrack.analytics import funnels as funnel_query
 from eventtrack.errors import CATALOGUE
-from ingest_api.admin import funnel_query
 from ingest_api.declarations import Operation, Response, query
 from ingest_api.flags import definition as flag_definition
 from ingest_api.openapi import OPERATIONS, build_document, openapi_document
