@@ -8,13 +8,23 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eventtrack.analytics.segments import SegmentError, filters_sql, parse_breakdown, parse_filters
+from eventtrack import clickhouse
+from eventtrack.analytics.segments import (
+    SegmentError,
+    clickhouse_breakdown,
+    clickhouse_filters_sql,
+    filters_sql,
+    parse_breakdown,
+    parse_filters,
+)
 from eventtrack.errors import ApiError
+from eventtrack.partitions import retention_cutoff
 from ingest_api.admin.http import (
     admin_only,
     base_url,
@@ -142,7 +152,10 @@ async def event_counts(request: Request) -> Response:
     start = time_param(request, "start") or end - timedelta(hours=24)
     check_count_range(start, end)
     event_type = text_param(request, "event_type")
-    async with request.app.state.eventtrack.engine.connect() as conn:
+    state: AppState = request.app.state.eventtrack
+    if segment and state.settings.clickhouse_url:  # raw history with properties: what ClickHouse is for
+        return json_response(await clickhouse_segmented_counts(state, start, end, event_type, segment))
+    async with state.engine.connect() as conn:
         return json_response(await count_events(conn, start=start, end=end, event_type=event_type, segment=segment))
 
 
@@ -200,7 +213,7 @@ async def event_aggregates(request: Request) -> Response:
     source = table
     if segment:
         source, columns = (
-            _raw_buckets(bucket, *segment, params),
+            _raw_buckets(bucket, *segment[:3], params),
             _RAW_COLUMNS.format(bucket=bucket) + (", breakdown_value" if segment[2] else ""),
         )
     sql = f"SELECT {columns} FROM {source}"
@@ -227,12 +240,12 @@ async def event_aggregates(request: Request) -> Response:
 # --- segmentation: property filters and a breakdown, over raw events ---------------------------
 
 
-# (filters, their SQL, breakdown expression)
-Segment = tuple[list, str, str | None]
+# (filters, their SQL, breakdown expression, the breakdown as asked)
+Segment = tuple[list, str, str | None, str | None]
 
 
 def _segment(request: Request) -> Segment | None:
-    """(filters, their SQL, breakdown expression) when the request segments, else None."""
+    """(filters, their SQL, breakdown expression, breakdown as asked) when the request segments, else None."""
     raw_filters, raw_breakdown = request.query_params.getlist("filter"), request.query_params.get("breakdown")
     if not raw_filters and not raw_breakdown:
         return None
@@ -242,29 +255,101 @@ def _segment(request: Request) -> Segment | None:
     except SegmentError as err:
         raise ApiError.of("invalid_parameter", "Invalid filter or breakdown.", err.fields) from None
     where, _ = filters_sql(filters)
-    return filters, where, breakdown
+    return filters, where, breakdown, raw_breakdown or None
 
 
 def _bind_filters(filters: list, params: dict[str, Any]) -> None:
     params.update(filters_sql(filters)[1])
 
 
+def _segmented_sql(event_filter: str, where: str, breakdown: str | None, more: str = "", ordered: bool = True) -> str:
+    value = f", {breakdown} AS breakdown_value" if breakdown else ", NULL AS breakdown_value"
+    group = "e.event_type, breakdown_value" if breakdown else "e.event_type"
+    return (
+        f'SELECT e.event_type{value}, count(*)::bigint AS count FROM events e WHERE e."timestamp" >= :start AND e."timestamp" < :end'
+        f" {event_filter}{where}{more} GROUP BY {group}" + (f" ORDER BY count DESC, {group}" if ordered else "")
+    )
+
+
+def _segment_answer(start, end, rows: list[tuple[str, Any, int]], breakdown: bool) -> dict[str, Any]:
+    results = [
+        {"event_type": event_type, **({"breakdown_value": value} if breakdown else {}), "count": count}
+        for event_type, value, count in rows
+    ]
+    return {"start": start, "end": end, "total": sum(r["count"] for r in results), "results": results}
+
+
 async def _segmented_counts(
-    conn: AsyncConnection, start, end, params, event_filter: str, filters, where: str, breakdown: str | None
+    conn: AsyncConnection,
+    start,
+    end,
+    params,
+    event_filter: str,
+    filters,
+    where: str,
+    breakdown: str | None,
+    breakdown_by: str | None,
 ) -> dict[str, Any]:
     _bind_filters(filters, params)
-    value = f", {breakdown} AS breakdown_value" if breakdown else ""
-    group = "e.event_type, breakdown_value" if breakdown else "e.event_type"
+    rows = (await conn.execute(sa.text(_segmented_sql(event_filter, where, breakdown)), params)).all()
+    return _segment_answer(start, end, [tuple(r) for r in rows], breakdown is not None)
+
+
+async def clickhouse_segmented_counts(
+    state: AppState, start: datetime, end: datetime, event_type: str | None, segment: Segment
+) -> dict[str, Any]:
+    """_segmented_counts' answer with ClickHouse counting what it holds, exact at every moment: ClickHouse
+    counts the loaded rows (ingest_seq up to its watermark) of the days Postgres still keeps, less the people
+    erased since its last load; Postgres counts the rest (arrivals not loaded yet, and a day past retention
+    that Postgres has not dropped yet). Ties in count are ordered by code point (Postgres's C collation)."""
+    filters, where, breakdown, breakdown_by = segment
+    client, target = await anyio.to_thread.run_sync(state.clickhouse)
+    loaded, _ = await anyio.to_thread.run_sync(clickhouse.watermark, client, target)
+    cutoff = retention_cutoff(datetime.now(UTC), state.settings.events_retention_days)
+    params: dict[str, Any] = {"start": start, "end": end, "loaded": loaded, "cutoff": cutoff}
+    event_filter = ""
+    if event_type:
+        params["event_type"] = event_type
+        event_filter = "AND e.event_type = :event_type"
+    _bind_filters(filters, params)
+    async with state.engine.connect() as conn:
+        erased = [
+            i for (ids,) in await conn.execute(sa.text("SELECT distinct_ids FROM clickhouse_erasures")) for i in ids
+        ]
+        rest = (
+            await conn.execute(
+                sa.text(
+                    _segmented_sql(event_filter, where, breakdown, " AND e.ingest_seq > :loaded", ordered=False)
+                    + " UNION ALL "
+                    + _segmented_sql(
+                        event_filter,
+                        where,
+                        breakdown,
+                        ' AND e.ingest_seq <= :loaded AND e."timestamp" < :cutoff',
+                        ordered=False,
+                    )
+                ),
+                params,
+            )
+        ).all()
+    ch_where, ch_params = clickhouse_filters_sql(filters)
+    value = clickhouse_breakdown(breakdown_by) if breakdown_by else "NULL"
     sql = (
-        f'SELECT e.event_type{value}, count(*)::bigint AS count FROM events e WHERE e."timestamp" >= :start AND e."timestamp" < :end'
-        f" {event_filter}{where} GROUP BY {group} ORDER BY count DESC, {group}"
+        f"SELECT event_type, CAST({value} AS Nullable(String)) AS breakdown_value, count() AS count"
+        f" FROM {target.database}.events"
+        " WHERE timestamp >= {start:DateTime64(6, 'UTC')} AND timestamp < {end:DateTime64(6, 'UTC')}"
+        " AND timestamp >= {cutoff:DateTime64(6, 'UTC')} AND ingest_seq <= {loaded:UInt64}"
+        " AND distinct_id NOT IN {erased:Array(String)}"
+        + (" AND event_type = {event_type:String}" if event_type else "")
+        + f"{ch_where} GROUP BY event_type, breakdown_value"
     )
-    rows = (await conn.execute(sa.text(sql), params)).all()
-    results = [
-        {"event_type": r.event_type, **({"breakdown_value": r.breakdown_value} if breakdown else {}), "count": r.count}
-        for r in rows
-    ]
-    return {"start": start, "end": end, "total": sum(r.count for r in rows), "results": results}
+    ch_params.update(start=start, end=end, cutoff=cutoff, loaded=loaded, erased=erased, event_type=event_type or "")
+    in_clickhouse = await anyio.to_thread.run_sync(lambda: client.query(sql, parameters=ch_params).result_rows)
+    counts: dict[tuple[str, Any], int] = {}
+    for event_type_, value_, count in [*in_clickhouse, *rest]:
+        counts[(event_type_, value_)] = counts.get((event_type_, value_), 0) + int(count)
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] is None, kv[0][1] or ""))
+    return _segment_answer(start, end, [(t, v, n) for (t, v), n in ordered], breakdown is not None)
 
 
 # Same columns as the marts; unique_sessions is null: sessions (explicit or derived)
