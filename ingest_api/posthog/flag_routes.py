@@ -12,7 +12,7 @@ from starlette.responses import Response
 from ingest_api.decode import parse_json_object, read_body
 from ingest_api.flags.exposure import exposure_rows, record_exposures, wants_exposure
 from ingest_api.flags.request import flag_distinct_id, object_field
-from ingest_api.posthog.decode import decode_body
+from ingest_api.posthog.decode import decode_request_body
 from ingest_api.posthog.flags import evaluate_all, flags_response, wants_detailed
 from ingest_api.state import FLAGS_NOT_LOADED, loaded_snapshot
 from ingest_api.write_keys import require_write_key
@@ -22,13 +22,7 @@ FLAGS_BODY_LIMIT = 64 * 1024
 
 async def _body(request: Request) -> dict[str, Any]:
     raw = await read_body(request, FLAGS_BODY_LIMIT)
-    body = decode_body(
-        raw,
-        content_type=request.headers.get("content-type"),
-        encoding_header=request.headers.get("content-encoding"),
-        compression=request.query_params.get("compression"),
-        limit=FLAGS_BODY_LIMIT,
-    )
+    body = decode_request_body(raw, request, FLAGS_BODY_LIMIT)
     return parse_json_object(body)
 
 
