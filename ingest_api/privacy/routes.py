@@ -29,6 +29,8 @@ ACTIONS = ("erase_person", "export_person")
 
 
 def _distinct_id(request: Request) -> str:
+    """The person a privacy request names in its path (these requests take no query parameters)."""
+    check_unknown_params(request, set())
     value = request.path_params["distinct_id"]
     if not 1 <= len(value) <= MAX_ID_LENGTH or "\x00" in value:
         raise ApiError.of(
@@ -53,7 +55,6 @@ def _key_id(request: Request) -> int | None:
 @admin_only
 async def erase_person(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
-    check_unknown_params(request, set())
     distinct_id = _distinct_id(request)
     async with state.engine.begin() as conn:
         actor = await store.actor_for(conn, _key_id(request))
@@ -65,7 +66,6 @@ async def erase_person(request: Request) -> Response:
 async def export_person(request: Request) -> Response:
     """Streams the person's data as one JSON document, a page of rows at a time, from one snapshot."""
     state: AppState = request.app.state.eventtrack
-    check_unknown_params(request, set())
     distinct_id = _distinct_id(request)
     # The audit row first, in its own transaction: an export that fails half-way is still recorded.
     async with state.engine.begin() as conn:
