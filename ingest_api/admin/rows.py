@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -14,6 +15,7 @@ from starlette.responses import Response
 from eventtrack.errors import ApiError
 from ingest_api.admin.http import base_url, json_response, time_param
 from ingest_api.admin.pagination import (
+    DEFAULT_LIMIT,
     ID,
     TIMESTAMP,
     UUID,
@@ -55,6 +57,15 @@ async def delete_by_id(request: Request, table: str, row_id: int, not_found: Api
         raise not_found
 
 
+class NewestFirstWindow(TypedDict, total=False):
+    """Which page of a newest-first listing (`newest_first_rows`' own arguments, for the query functions over it)."""
+
+    start: datetime | None  # times in [start, end)
+    end: datetime | None
+    limit: int
+    cursor: Cursor | None
+
+
 async def newest_first_rows(
     conn: AsyncConnection,
     *,
@@ -63,10 +74,10 @@ async def newest_first_rows(
     params: dict[str, Any],
     time_column: str,
     id_column: str,
-    start: datetime | None,
-    end: datetime | None,
-    limit: int,
-    cursor: Cursor | None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = DEFAULT_LIMIT,
+    cursor: Cursor | None = None,
 ) -> Slice:
     """A keyset page of `select` ordered newest first by (time_column, id_column), rows as `json_row` writes them."""
     where, params = list(where), dict(params)
@@ -99,24 +110,12 @@ def newest_first_params(request: Request) -> tuple[int, Cursor | None, datetime 
     return limit, cursor, time_param(request, "start"), time_param(request, "end")
 
 
-async def newest_first_page(
-    request: Request, *, select: str, where: list[str], params: dict[str, Any], time_column: str, id_column: str
-) -> Response:
-    """`newest_first_rows` for the request's limit, cursor, start and end: the audit-log listing."""
+async def newest_first_response(request: Request, listing: Callable[..., Awaitable[Slice]], **filters: Any) -> Response:
+    """The answer of a newest-first listing handler: `listing(conn, **filters)` for the request's limit, cursor,
+    start and end (`newest_first_rows` itself, or a query function over it such as `event_listing`)."""
     limit, cursor, start, end = newest_first_params(request)
     async with request.app.state.eventtrack.engine.connect() as conn:
-        part = await newest_first_rows(
-            conn,
-            select=select,
-            where=where,
-            params=params,
-            time_column=time_column,
-            id_column=id_column,
-            start=start,
-            end=end,
-            limit=limit,
-            cursor=cursor,
-        )
+        part = await listing(conn, start=start, end=end, limit=limit, cursor=cursor, **filters)
     return json_response(listing_body(request, part))
 
 

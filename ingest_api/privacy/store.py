@@ -200,23 +200,18 @@ async def export_counts(conn: AsyncConnection, ids: list[str]) -> dict[str, int]
     return {"events": row.events, "sessions": row.sessions}
 
 
+_PERSON = sa.text(
+    "SELECT distinct_id, properties, first_seen, last_seen, updated_at FROM persons WHERE distinct_id = :p"
+)
+_MERGED_IDS = sa.text(
+    "SELECT alias, distinct_id, created_at FROM person_distinct_ids WHERE distinct_id = :p ORDER BY alias"
+)
+
+
 async def person_rows(conn: AsyncConnection, person: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    found = (
-        await conn.execute(
-            sa.text(
-                "SELECT distinct_id, properties, first_seen, last_seen, updated_at FROM persons WHERE distinct_id = :p"
-            ),
-            {"p": person},
-        )
-    ).first()
-    merged = (
-        await conn.execute(
-            sa.text(
-                "SELECT alias, distinct_id, created_at FROM person_distinct_ids WHERE distinct_id = :p ORDER BY alias"
-            ),
-            {"p": person},
-        )
-    ).all()
+    """The person's row (None when it has none) and the ids merged into it."""
+    found = (await conn.execute(_PERSON, {"p": person})).first()
+    merged = (await conn.execute(_MERGED_IDS, {"p": person})).all()
     return (dict(found._mapping) if found else None), [dict(r._mapping) for r in merged]
 
 
