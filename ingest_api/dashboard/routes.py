@@ -559,23 +559,31 @@ def _flag_not_found(request: Request, current: Page) -> Response:
     )
 
 
-def _flag_form_title(flag_id: int | None) -> str:
-    return "New feature flag" if flag_id is None else "Edit feature flag"
-
-
-@page()
-async def flag_new_form(request: Request, current: Page) -> Response:
-    values = flag_to_form({"rollout_percentage": 0})
+def _flag_form(
+    request: Request,
+    current: Page,
+    flag_id: int | None,
+    values: dict[str, Any],
+    errors: dict[str, list[str]] | None = None,
+    status: int = 200,
+) -> Response:
+    """The flag form: a new flag (`flag_id` None) or an edit, its `values` shown, `errors` beside their fields."""
     return render(
         request,
         current,
         "flag_form.html",
+        status,
         nav="flags",
-        title=_flag_form_title(None),
-        flag_id=None,
+        title="New feature flag" if flag_id is None else "Edit feature flag",
+        flag_id=flag_id,
         values=values,
-        errors={},
+        errors=errors or {},
     )
+
+
+@page()
+async def flag_new_form(request: Request, current: Page) -> Response:
+    return _flag_form(request, current, None, flag_to_form({"rollout_percentage": 0}))
 
 
 @page()
@@ -590,17 +598,7 @@ async def flag_edit_form(request: Request, current: Page) -> Response:
             pass
     if flag is None:
         return _flag_not_found(request, current)
-    values = flag_to_form(flag)
-    return render(
-        request,
-        current,
-        "flag_form.html",
-        nav="flags",
-        title=_flag_form_title(flag_id),
-        flag_id=flag_id,
-        values=values,
-        errors={},
-    )
+    return _flag_form(request, current, flag_id, flag_to_form(flag))
 
 
 @page()
@@ -632,18 +630,7 @@ async def _save_flag_form(request: Request, current: Page, flag_id: int | None) 
             if err.status == 404:
                 return _flag_not_found(request, current)
             errors = err.fields or {"form": err.detail}
-    title = _flag_form_title(flag_id)
-    return render(
-        request,
-        current,
-        "flag_form.html",
-        400,
-        nav="flags",
-        title=title,
-        flag_id=flag_id,
-        values=values,
-        errors=errors_by_field(errors),
-    )
+    return _flag_form(request, current, flag_id, values, errors_by_field(errors), 400)
 
 
 @page()

@@ -125,3 +125,24 @@ def test_ids_in_digits_other_than_ascii_are_not_found_not_a_server_error(dashboa
             "/admin/rejected/replay", data={"csrf_token": csrf_of(client.get("/admin/rejected").text), "id": "²"}
         )
         assert replayed.status_code == 303
+
+
+def test_the_flag_form_is_titled_and_filled_for_a_new_flag_an_edit_and_a_refused_save(dashboard, admin_key, db):
+    with signed_in_client(dashboard, admin_key) as client:
+        flag = client.post(
+            f"{ADMIN_API}/feature-flags/",
+            json={"key": "form-title", "name": "Form title", "rollout_percentage": 10},
+            headers={"Authorization": f"Bearer {admin_key}"},
+        ).json()
+        new = client.get("/admin/flags/new")
+        assert new.status_code == 200 and "<h1>New feature flag</h1>" in new.text
+        edit = client.get(f"/admin/flags/{flag['id']}")
+        assert edit.status_code == 200 and "<h1>Edit feature flag</h1>" in edit.text
+        assert 'name="key" value="form-title"' in edit.text and 'name="name" value="Form title"' in edit.text
+        refused = client.post(
+            f"/admin/flags/{flag['id']}", data={"csrf_token": csrf_of(edit.text), "key": "Not A Slug"}
+        )
+        assert refused.status_code == 400 and "<h1>Edit feature flag</h1>" in refused.text
+        assert 'name="key" value="Not A Slug"' in refused.text and 'aria-invalid="true"' in refused.text
+        unknown = client.get(f"/admin/flags/{flag['id'] + 1000}")
+        assert unknown.status_code == 404 and "No feature flag has this id." in unknown.text
