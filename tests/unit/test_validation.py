@@ -91,23 +91,23 @@ def test_lone_surrogates_become_replacement_characters():
     assert orjson.loads(row.properties_json) == {"s": "a\ufffdb"}
 
 
-def test_properties_deeper_than_the_limit_are_refused():
+def nested(levels: int) -> dict:
+    """Properties holding `levels` objects, one inside the other."""
     deep: dict = {}
     node = deep
-    for _ in range(40):
+    for _ in range(levels):
         node["n"] = {}
         node = node["n"]
-    err = refusal({"distinct_id": "u", "event": "x", "properties": deep})
+    return deep
+
+
+def test_properties_deeper_than_the_limit_are_refused():
+    err = refusal({"distinct_id": "u", "event": "x", "properties": nested(40)})
     assert err.code == "too_deep" and "properties" in err.fields
 
 
 def test_properties_at_the_depth_limit_are_accepted():
-    deep: dict = {}
-    node = deep
-    for _ in range(31):
-        node["n"] = {}
-        node = node["n"]
-    normalize({"distinct_id": "u", "event": "x", "properties": deep})
+    normalize({"distinct_id": "u", "event": "x", "properties": nested(31)})
 
 
 @pytest.mark.parametrize("number", [float("inf"), float("-inf"), float("nan")])
