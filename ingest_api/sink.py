@@ -178,10 +178,8 @@ class EventSink:
         if self._task is not None:
             await self._queue.join()
             self._task.cancel()
-            try:
+            with suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         for task in list(self._abandoned):
             task.cancel()  # psycopg then gives up on asking the server to cancel and closes the connection
         await asyncio.gather(*self._abandoned, return_exceptions=True)
@@ -226,9 +224,7 @@ class EventSink:
         except (psycopg.OperationalError, OSError, TimeoutError) as exc:
             metrics.database_errors.inc()
             log.warning("database unavailable, %d requests refused: %s", len(group), exc)
-            await self._drop_connection()
-            for item in group:
-                _settle(item, exc=DatabaseUnavailable(str(exc)))
+            await self._refuse_group(group, exc)
             return
         except psycopg.Error:
             # Should not happen after validation (a partition dropped under us is the
@@ -245,9 +241,7 @@ class EventSink:
             return
         except Exception as exc:  # a bug must not kill the writer task and with it every later request
             log.exception("unexpected error in the event writer")
-            await self._drop_connection()
-            for item in group:
-                _settle(item, exc=DatabaseUnavailable(str(exc)))
+            await self._refuse_group(group, exc)
             return
         rows = sum(len(item.events) for item in group)
         metrics.group_commit_seconds.observe(time.perf_counter() - began)
@@ -328,6 +322,12 @@ class EventSink:
     def forget_partitions(self) -> None:
         """Called when retention may have dropped partitions this process had seen."""
         self._known_days.clear()
+
+    async def _refuse_group(self, group: Sequence[_Pending], exc: BaseException) -> None:
+        """The connection is in an unknown state: start afresh, and answer each request of the group 503."""
+        await self._drop_connection()
+        for item in group:
+            _settle(item, exc=DatabaseUnavailable(str(exc)))
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None

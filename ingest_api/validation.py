@@ -262,35 +262,23 @@ def check_json_tree(value: dict, max_depth: int, sanitize: bool) -> dict | str:
         # The common case (orjson parsed the body): only check, nothing to rebuild.
         problem = _tree_problem(value, 1, max_depth)
         return value if problem is None else problem
+    # Sanitizing (the tolerant parser read the body): the tree is rebuilt with clean strings.
     problems: list[str] = []
 
     def walk(node: Any, depth: int) -> Any:
         if problems:
             return node
-        if isinstance(node, dict):
+        if isinstance(node, (dict, list)):
             if depth > max_depth:
                 problems.append(_TOO_DEEP.format(max_depth))
                 return node
-            if sanitize:
+            if isinstance(node, dict):
                 return {clean_string(k): walk(v, depth + 1) for k, v in node.items()}
-            for v in node.values():
-                if isinstance(v, (dict, list, float)) or (sanitize and isinstance(v, str)):
-                    walk(v, depth + 1)
-            return node
-        if isinstance(node, list):
-            if depth > max_depth:
-                problems.append(_TOO_DEEP.format(max_depth))
-                return node
-            if sanitize:
-                return [walk(v, depth + 1) for v in node]
-            for v in node:
-                if isinstance(v, (dict, list, float)):
-                    walk(v, depth + 1)
-            return node
+            return [walk(v, depth + 1) for v in node]
         if isinstance(node, float) and not math.isfinite(node):
             problems.append(_NOT_FINITE)
             return node
-        if sanitize and isinstance(node, str):
+        if isinstance(node, str):
             return clean_string(node)
         return node
 

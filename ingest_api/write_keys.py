@@ -13,7 +13,6 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-import psycopg
 from starlette.requests import Request
 
 from eventtrack.errors import ApiError, unavailable
@@ -65,28 +64,3 @@ def require_write_key(request: Request, body: Any = None, key: str | None = None
         raise ApiError.of(
             "invalid_api_key", "The project write key is unknown or revoked.", {"api_key": "unknown or revoked"}
         )
-
-
-# --- storage (used by the command line) ------------------------------------
-
-
-def create_write_key(database_url: str, name: str) -> tuple[int, str]:
-    key = generate_write_key()
-    with psycopg.connect(database_url) as conn:
-        (key_id,) = conn.execute(
-            "INSERT INTO write_keys (name, key) VALUES (%s, %s) RETURNING id", (name, key)
-        ).fetchone()
-    return key_id, key
-
-
-def list_write_keys(database_url: str) -> list[tuple]:
-    with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT id, name, key, created_at, revoked_at FROM write_keys ORDER BY id").fetchall()
-
-
-def revoke_write_key(database_url: str, key_id: int) -> bool:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "UPDATE write_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL RETURNING id", (key_id,)
-        ).fetchone()
-    return row is not None

@@ -123,19 +123,11 @@ class EventtrackResource(ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventtrackResource:
-        return cls(
-            # Empty when unset: Definitions still load (e.g. to list assets), runs fail on connect.
-            database_url=settings.database_url or "",
-            session_timeout_minutes=settings.session_timeout_minutes,
-            events_retention_days=settings.events_retention_days,
-            partitions_ahead_days=settings.partitions_ahead_days,
-            rejected_events_retention_days=settings.rejected_events_retention_days,
-            aggregates_retention_days=settings.aggregates_retention_days,
-            retention_return_event=settings.retention_return_event,
-            arrival_settle_minutes=settings.arrival_settle_minutes,
-            clickhouse_url=settings.clickhouse_url,
-            clickhouse_cluster=settings.clickhouse_cluster,
-        )
+        # Each field is the setting of its name: the fields above are the one list of what the pipeline reads.
+        values = {name: getattr(settings, name) for name in cls.model_fields}
+        # Empty when unset: Definitions still load (e.g. to list assets), runs fail on connect.
+        values["database_url"] = settings.database_url or ""
+        return cls(**values)
 
     def connect(self) -> psycopg.Connection:
         if not self.database_url:

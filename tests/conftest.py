@@ -171,7 +171,7 @@ def admin(api, admin_key):
 @pytest.fixture
 def write_key(api, database_url) -> Iterator[str]:
     """An active project write key, enforced by the running server; removed (and capture open again) after the test."""
-    from ingest_api.write_keys import create_write_key
+    from ingest_api.admin.key_store import create_write_key
 
     _, key = create_write_key(database_url, "tests")
     wait_until(lambda: api.get("/api/v1/analytics/public/feature-flags/").status_code == 401)

@@ -241,8 +241,7 @@ async def create_saved_funnel(request: Request) -> Response:
 
 @admin_only
 async def delete_saved_funnel(request: Request) -> Response:
-    await delete_by_id(request, "saved_funnels", _saved_id(request), _SAVED_NOT_FOUND)
-    return Response(status_code=204)
+    return await delete_by_id(request, "saved_funnels", _saved_id(request), _SAVED_NOT_FOUND)
 
 
 async def saved_funnel_by_id(conn: AsyncConnection, funnel_id: int) -> dict[str, Any]:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Unpack
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
 from eventtrack.errors import ApiError
-from ingest_api.admin.http import admin_only, check_unknown_params, json_response, text_param
-from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice
-from ingest_api.admin.rows import listing_body, newest_first_params, newest_first_rows
+from ingest_api.admin.http import admin_only, check_unknown_params, text_param
+from ingest_api.admin.pagination import Slice
+from ingest_api.admin.rows import NewestFirstWindow, newest_first_response, newest_first_rows
 
 _EVENT_FIELDS = (
     "uuid, event_type, distinct_id, properties, device_id, session_id, app_version, os_name, os_version,"
@@ -31,16 +31,13 @@ async def event_listing(
     event_type: str | None = None,
     distinct_id: str | None = None,
     session_id: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    limit: int = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    **window: Unpack[NewestFirstWindow],
 ) -> Slice:
     """A page of raw events, newest first, with the given values; times in [start, end)."""
     where, params = _equal_to({"event_type": event_type, "distinct_id": distinct_id, "session_id": session_id})
     return await newest_first_rows(
         conn, select=f"SELECT {_EVENT_FIELDS} FROM events", where=where, params=params, time_column='"timestamp"', id_column="uuid",
-        start=start, end=end, limit=limit, cursor=cursor,
+        **window,
     )  # fmt: skip
 
 
@@ -50,19 +47,9 @@ async def list_events(request: Request) -> Response:
     event_type, distinct_id, session_id = (
         text_param(request, name) for name in ("event_type", "distinct_id", "session_id")
     )
-    limit, cursor, start, end = newest_first_params(request)
-    async with request.app.state.eventtrack.engine.connect() as conn:
-        part = await event_listing(
-            conn,
-            event_type=event_type,
-            distinct_id=distinct_id,
-            session_id=session_id,
-            start=start,
-            end=end,
-            limit=limit,
-            cursor=cursor,
-        )
-    return json_response(listing_body(request, part))
+    return await newest_first_response(
+        request, event_listing, event_type=event_type, distinct_id=distinct_id, session_id=session_id
+    )
 
 
 _SESSION_FIELDS = (
@@ -85,10 +72,7 @@ async def session_listing(
     *,
     distinct_id: str | None = None,
     status: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    limit: int = DEFAULT_LIMIT,
-    cursor: Cursor | None = None,
+    **window: Unpack[NewestFirstWindow],
 ) -> Slice:
     """A page of sessions, newest first by start; `status` is "active", "ended" or None (any)."""
     where, params = _equal_to({"distinct_id": distinct_id})
@@ -98,7 +82,7 @@ async def session_listing(
         where.append("ended_at IS NOT NULL")
     return await newest_first_rows(
         conn, select=f"SELECT {_SESSION_FIELDS} FROM sessions", where=where, params=params, time_column="started_at", id_column="session_id",
-        start=start, end=end, limit=limit, cursor=cursor,
+        **window,
     )  # fmt: skip
 
 
@@ -107,9 +91,4 @@ async def list_sessions(request: Request) -> Response:
     check_unknown_params(request, {"distinct_id", "status", "start", "end", "limit", "cursor"})
     distinct_id = text_param(request, "distinct_id")
     status = session_status(request.query_params.get("status"))
-    limit, cursor, start, end = newest_first_params(request)
-    async with request.app.state.eventtrack.engine.connect() as conn:
-        part = await session_listing(
-            conn, distinct_id=distinct_id, status=status, start=start, end=end, limit=limit, cursor=cursor
-        )
-    return json_response(listing_body(request, part))
+    return await newest_first_response(request, session_listing, distinct_id=distinct_id, status=status)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -18,8 +17,8 @@ from starlette.routing import Route
 
 from eventtrack.errors import ApiError
 from ingest_api.admin.http import ADMIN, admin_only, check_unknown_params, json_object, json_response, path_id
-from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice, decode_cursor, parse_limit
-from ingest_api.admin.rows import ID_ORDER_KEY, delete_by_id, fetch_by_id, id_order_rows, listing_body
+from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice
+from ingest_api.admin.rows import delete_by_id, fetch_by_id, id_order_response, id_order_rows, one_response, write_row
 from ingest_api.experiments.definition import ExperimentDefinitionError, is_text, merged_body, parse_experiment
 from ingest_api.routing import method_routes
 from ingest_api.state import AppState
@@ -29,7 +28,7 @@ COLUMNS = (
     "variants", "start_at", "end_at", "created_at", "updated_at",
 )  # fmt: skip
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM experiments"
-_RETURNING = "RETURNING " + ", ".join(COLUMNS)
+_UPDATED = ("updated_at = now()",)
 _JSONB = ("secondary_events", "variants")
 RESULTS_TABLE = "analytics.agg_experiment_results"
 EXPERIMENTS = f"{ADMIN}/experiments"
@@ -70,14 +69,6 @@ async def _validated(conn, body: dict[str, Any], partial_of: dict[str, Any] | No
         raise _invalid(err) from None
 
 
-def _params(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: (orjson.dumps(v).decode() if k in _JSONB else v) for k, v in fields.items()}
-
-
-def _value(column: str) -> str:
-    return f"CAST(:{column} AS jsonb)" if column in _JSONB else f":{column}"
-
-
 async def experiment_listing(
     conn: AsyncConnection, *, flag_key: str | None = None, limit: int = DEFAULT_LIMIT, cursor: Cursor | None = None
 ) -> Slice:
@@ -94,12 +85,7 @@ async def experiment_listing(
 @admin_only
 async def list_experiments(request: Request) -> Response:
     check_unknown_params(request, {"limit", "cursor", "flag_key"})
-    flag_key = request.query_params.get("flag_key")
-    limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), ID_ORDER_KEY)
-    async with request.app.state.eventtrack.engine.connect() as conn:
-        part = await experiment_listing(conn, flag_key=flag_key, limit=limit, cursor=cursor)
-    return json_response(listing_body(request, part))
+    return await id_order_response(request, experiment_listing, flag_key=request.query_params.get("flag_key"))
 
 
 @admin_only
@@ -108,8 +94,7 @@ async def create_experiment(request: Request) -> Response:
     body = await json_object(request)
     async with state.engine.begin() as conn:
         fields = await _validated(conn, body, None)
-        sql = f"INSERT INTO experiments ({', '.join(fields)}) VALUES ({', '.join(map(_value, fields))}) {_RETURNING}"
-        row = (await conn.execute(sa.text(sql), _params(fields))).one()
+        row = await write_row(conn, "experiments", fields, jsonb=_JSONB, returning=COLUMNS)
     return json_response(_experiment_json(row), 201)
 
 
@@ -123,15 +108,12 @@ async def experiment_by_id(conn: AsyncConnection, experiment_id: int) -> dict[st
 
 @admin_only
 async def get_experiment(request: Request) -> Response:
-    experiment_id = _experiment_id(request)
-    async with request.app.state.eventtrack.engine.connect() as conn:
-        return json_response(await experiment_by_id(conn, experiment_id))
+    return await one_response(request, experiment_by_id, _experiment_id(request))
 
 
 @admin_only
 async def delete_experiment(request: Request) -> Response:
-    await delete_by_id(request, "experiments", _experiment_id(request), _NOT_FOUND)
-    return Response(status_code=204)
+    return await delete_by_id(request, "experiments", _experiment_id(request), _NOT_FOUND)
 
 
 async def _update_experiment(request: Request, *, partial: bool) -> Response:
@@ -143,9 +125,9 @@ async def _update_experiment(request: Request, *, partial: bool) -> Response:
         if existing is None:
             raise _NOT_FOUND
         fields = await _validated(conn, body, dict(existing._mapping) if partial else None)
-        assignments = ", ".join(f"{c} = {_value(c)}" for c in fields)
-        sql = f"UPDATE experiments SET {assignments}, updated_at = now() WHERE id = :id {_RETURNING}"
-        row = (await conn.execute(sa.text(sql), {**_params(fields), "id": experiment_id})).one()
+        row = await write_row(
+            conn, "experiments", fields, jsonb=_JSONB, returning=COLUMNS, row_id=experiment_id, also=_UPDATED
+        )
     return json_response(_experiment_json(row))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -17,8 +16,8 @@ from starlette.responses import Response
 
 from eventtrack.errors import ApiError
 from ingest_api.admin.http import admin_only, check_unknown_params, json_object, json_response, path_id
-from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice, decode_cursor, parse_limit
-from ingest_api.admin.rows import ID_ORDER_KEY, delete_by_id, fetch_by_id, id_order_rows, listing_body
+from ingest_api.admin.pagination import DEFAULT_LIMIT, Cursor, Slice
+from ingest_api.admin.rows import delete_by_id, fetch_by_id, id_order_response, id_order_rows, one_response, write_row
 from ingest_api.config_cache import FLAG_COLUMNS, ConfigCache, flag_json
 from ingest_api.flags.definition import FlagDefinitionError, parse_flag_definition
 from ingest_api.state import AppState
@@ -41,12 +40,8 @@ def _flag_id(request: Request) -> int:
     return path_id(request, "flag_id", _FLAG_NOT_FOUND)
 
 
-_RETURNING = "RETURNING " + ", ".join(FLAG_COLUMNS)
+_UPDATED = ("version = version + 1", "updated_at = now()")
 _JSONB_FIELDS = ("variants", "conditions", "payload")
-
-
-def _db_params(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: (orjson.dumps(v).decode() if k in _JSONB_FIELDS else v) for k, v in fields.items()}
 
 
 def flag_active(raw: str | None) -> bool | None:
@@ -75,12 +70,7 @@ async def flag_listing(
 @admin_only
 async def list_feature_flags(request: Request) -> Response:
     check_unknown_params(request, {"limit", "cursor", "active"})
-    active = flag_active(request.query_params.get("active"))
-    limit = parse_limit(request.query_params.get("limit"))
-    cursor = decode_cursor(request.query_params.get("cursor"), ID_ORDER_KEY)
-    async with request.app.state.eventtrack.engine.connect() as conn:
-        part = await flag_listing(conn, active=active, limit=limit, cursor=cursor)
-    return json_response(listing_body(request, part))
+    return await id_order_response(request, flag_listing, active=flag_active(request.query_params.get("active")))
 
 
 async def create_flag(engine: AsyncEngine, config: ConfigCache, body: dict[str, Any]) -> dict[str, Any]:
@@ -89,15 +79,9 @@ async def create_flag(engine: AsyncEngine, config: ConfigCache, body: dict[str, 
         fields = parse_flag_definition(body)
     except FlagDefinitionError as err:
         raise _invalid(err) from None
-    columns = list(fields)
-    sql = (
-        f"INSERT INTO feature_flags ({', '.join(columns)}) VALUES ("
-        + ", ".join(f"CAST(:{c} AS jsonb)" if c in _JSONB_FIELDS else f":{c}" for c in columns)
-        + f") {_RETURNING}"
-    )
     try:
         async with engine.begin() as conn:
-            row = (await conn.execute(sa.text(sql), _db_params(fields))).one()
+            row = await write_row(conn, "feature_flags", fields, jsonb=_JSONB_FIELDS, returning=FLAG_COLUMNS)
     except IntegrityError:
         raise _key_taken() from None
     await config.refresh()
@@ -120,16 +104,14 @@ async def flag_by_id(conn: AsyncConnection, flag_id: int) -> dict[str, Any]:
 
 @admin_only
 async def get_feature_flag(request: Request) -> Response:
-    flag_id = _flag_id(request)
-    async with request.app.state.eventtrack.engine.connect() as conn:
-        return json_response(await flag_by_id(conn, flag_id))
+    return await one_response(request, flag_by_id, _flag_id(request))
 
 
 @admin_only
 async def delete_feature_flag(request: Request) -> Response:
-    await delete_by_id(request, "feature_flags", _flag_id(request), _FLAG_NOT_FOUND)
+    deleted = await delete_by_id(request, "feature_flags", _flag_id(request), _FLAG_NOT_FOUND)
     await request.app.state.eventtrack.config.refresh()
-    return Response(status_code=204)
+    return deleted
 
 
 async def update_flag(
@@ -145,11 +127,15 @@ async def update_flag(
                 fields = parse_flag_definition(body, partial_of=flag_json(existing) if partial else None)
             except FlagDefinitionError as err:
                 raise _invalid(err) from None
-            assignments = ", ".join(
-                f"{c} = CAST(:{c} AS jsonb)" if c in _JSONB_FIELDS else f"{c} = :{c}" for c in fields
+            row = await write_row(
+                conn,
+                "feature_flags",
+                fields,
+                jsonb=_JSONB_FIELDS,
+                returning=FLAG_COLUMNS,
+                row_id=flag_id,
+                also=_UPDATED,
             )
-            sql = f"UPDATE feature_flags SET {assignments}, version = version + 1, updated_at = now() WHERE id = :id {_RETURNING}"
-            row = (await conn.execute(sa.text(sql), {**_db_params(fields), "id": flag_id})).one()
     except IntegrityError:
         raise _key_taken() from None
     await config.refresh()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -14,6 +16,7 @@ from starlette.responses import Response
 from eventtrack.errors import ApiError
 from ingest_api.admin.http import base_url, json_response, time_param
 from ingest_api.admin.pagination import (
+    DEFAULT_LIMIT,
     ID,
     TIMESTAMP,
     UUID,
@@ -46,13 +49,55 @@ async def fetch_by_id(conn: AsyncConnection, select: sa.TextClause, row_id: int,
     return row
 
 
-async def delete_by_id(request: Request, table: str, row_id: int, not_found: ApiError) -> None:
+async def one_response(
+    request: Request, read: Callable[[AsyncConnection, int], Awaitable[dict[str, Any]]], row_id: int
+) -> Response:
+    """The answer of a handler reading one row by id: `read(conn, row_id)` (e.g. `flag_by_id`, which 404s)."""
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        return json_response(await read(conn, row_id))
+
+
+async def write_row(
+    conn: AsyncConnection,
+    table: str,
+    fields: dict[str, Any],
+    *,
+    jsonb: Collection[str],
+    returning: Iterable[str],
+    row_id: int | None = None,
+    also: Iterable[str] = (),
+) -> Any:
+    """Inserts `fields` into `table` or, given `row_id`, updates that row (`also`: more SET clauses); returns the
+    row's `returning` columns. Columns in `jsonb` are sent as JSON text and cast."""
+    params = {k: (orjson.dumps(v).decode() if k in jsonb else v) for k, v in fields.items()}
+    values = {c: f"CAST(:{c} AS jsonb)" if c in jsonb else f":{c}" for c in fields}
+    if row_id is None:
+        sql = f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(values.values())})"
+    else:
+        sets = [f"{c} = {v}" for c, v in values.items()]
+        sql = f"UPDATE {table} SET {', '.join([*sets, *also])} WHERE id = :id"
+        params["id"] = row_id
+    return (await conn.execute(sa.text(f"{sql} RETURNING {', '.join(returning)}"), params)).one()
+
+
+async def delete_by_id(request: Request, table: str, row_id: int, not_found: ApiError) -> Response:
+    """Deletes the row of `table` with this id: the 204 of a delete handler, or `not_found` raised."""
     async with request.app.state.eventtrack.engine.begin() as conn:
         deleted = (
             await conn.execute(sa.text(f"DELETE FROM {table} WHERE id = :id RETURNING id"), {"id": row_id})
         ).first()
     if deleted is None:
         raise not_found
+    return Response(status_code=204)
+
+
+class NewestFirstWindow(TypedDict, total=False):
+    """Which page of a newest-first listing (`newest_first_rows`' own arguments, for the query functions over it)."""
+
+    start: datetime | None  # times in [start, end)
+    end: datetime | None
+    limit: int
+    cursor: Cursor | None
 
 
 async def newest_first_rows(
@@ -63,10 +108,10 @@ async def newest_first_rows(
     params: dict[str, Any],
     time_column: str,
     id_column: str,
-    start: datetime | None,
-    end: datetime | None,
-    limit: int,
-    cursor: Cursor | None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = DEFAULT_LIMIT,
+    cursor: Cursor | None = None,
 ) -> Slice:
     """A keyset page of `select` ordered newest first by (time_column, id_column), rows as `json_row` writes them."""
     where, params = list(where), dict(params)
@@ -99,24 +144,12 @@ def newest_first_params(request: Request) -> tuple[int, Cursor | None, datetime 
     return limit, cursor, time_param(request, "start"), time_param(request, "end")
 
 
-async def newest_first_page(
-    request: Request, *, select: str, where: list[str], params: dict[str, Any], time_column: str, id_column: str
-) -> Response:
-    """`newest_first_rows` for the request's limit, cursor, start and end: the audit-log listing."""
+async def newest_first_response(request: Request, listing: Callable[..., Awaitable[Slice]], **filters: Any) -> Response:
+    """The answer of a newest-first listing handler: `listing(conn, **filters)` for the request's limit, cursor,
+    start and end (`newest_first_rows` itself, or a query function over it such as `event_listing`)."""
     limit, cursor, start, end = newest_first_params(request)
     async with request.app.state.eventtrack.engine.connect() as conn:
-        part = await newest_first_rows(
-            conn,
-            select=select,
-            where=where,
-            params=params,
-            time_column=time_column,
-            id_column=id_column,
-            start=start,
-            end=end,
-            limit=limit,
-            cursor=cursor,
-        )
+        part = await listing(conn, start=start, end=end, limit=limit, cursor=cursor, **filters)
     return json_response(listing_body(request, part))
 
 
@@ -139,6 +172,15 @@ async def id_order_rows(
     sql = select + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY id {order} LIMIT {limit + 1}"
     rows = [to_json(r) for r in (await conn.execute(sa.text(sql), params)).all()]
     return page_slice(rows, limit=limit, cursor=cursor, key_of=lambda r: (r["id"],))
+
+
+async def id_order_response(request: Request, listing: Callable[..., Awaitable[Slice]], **filters: Any) -> Response:
+    """The answer of an id-order listing handler: `listing(conn, **filters)` for the request's limit and cursor."""
+    limit = parse_limit(request.query_params.get("limit"))
+    cursor = decode_cursor(request.query_params.get("cursor"), ID_ORDER_KEY)
+    async with request.app.state.eventtrack.engine.connect() as conn:
+        part = await listing(conn, limit=limit, cursor=cursor, **filters)
+    return json_response(listing_body(request, part))
 
 
 def listing_body(request: Request, part: Slice) -> dict[str, Any]:

@@ -133,6 +133,11 @@ def _with_headers(response: Response) -> Response:
     return response
 
 
+def section(request: Request, current: Page, nav: str, status: int = 200, **context: Any) -> Response:
+    """A section's page: the template named after its item in the main navigation, that item marked current."""
+    return render(request, current, f"{nav}.html", status, nav=nav, **context)
+
+
 def render(request: Request, page: Page | None, name: str, status: int = 200, **context: Any) -> Response:
     session = page.session if page else None
     response = templates.TemplateResponse(
@@ -338,11 +343,10 @@ async def overview_page(request: Request, current: Page) -> Response:
     top_items = [(r["event_type"], r["count"]) for r in top["results"][:10]]
     if top_items:
         figures["top"] = charts.horizontal_bar_chart(top_items, title="Top event types, last 7 days", series="events")
-    return render(
+    return section(
         request,
         current,
-        "overview.html",
-        nav="overview",
+        "overview",
         data=data,
         figures=figures,
         top=top,
@@ -400,12 +404,11 @@ async def events_page(request: Request, current: Page) -> Response:
                 cursor=cursor,
             )
     except ApiError as err:
-        return render(request, current, "events.html", 400, nav="events", filters=filters, rows=[], pages={}, error=err)
-    return render(
+        return section(request, current, "events", 400, filters=filters, rows=[], pages={}, error=err)
+    return section(
         request,
         current,
-        "events.html",
-        nav="events",
+        "events",
         filters=filters,
         rows=part.results,
         pages=_pager("/events", filters, part),
@@ -452,15 +455,12 @@ async def sessions_page(request: Request, current: Page) -> Response:
         async with _state(request).engine.connect() as conn:
             part = await session_listing(conn, distinct_id=distinct_id, status=status, limit=PAGE_SIZE, cursor=cursor)
     except ApiError as err:
-        return render(
-            request, current, "sessions.html", 400, nav="sessions", filters=filters, rows=[], pages={}, error=err
-        )
+        return section(request, current, "sessions", 400, filters=filters, rows=[], pages={}, error=err)
     rows = part.results
-    return render(
+    return section(
         request,
         current,
-        "sessions.html",
-        nav="sessions",
+        "sessions",
         filters=filters,
         rows=rows,
         pages=_pager("/sessions", filters, part),
@@ -505,11 +505,10 @@ async def rejected_page(request: Request, current: Page) -> Response:
             )
         )
     flash = {k: q.get(k) for k in ("replayed", "still_invalid", "not_replayable") if q.get(k, "").isdigit()}
-    return render(
+    return section(
         request,
         current,
-        "rejected.html",
-        nav="rejected",
+        "rejected",
         rows=items,
         reason=reason,
         reasons=reasons,
@@ -538,9 +537,7 @@ async def replay_action(request: Request, current: Page) -> Response:
 async def flags_page(request: Request, current: Page) -> Response:
     async with _state(request).engine.connect() as conn:
         flags = (await flag_listing(conn, limit=1000)).results
-    return render(
-        request, current, "flags.html", nav="flags", flags=flags, saved=request.query_params.get("saved", "")[:200]
-    )
+    return section(request, current, "flags", flags=flags, saved=request.query_params.get("saved", "")[:200])
 
 
 def row_id(raw: str) -> int | None:
@@ -559,23 +556,31 @@ def _flag_not_found(request: Request, current: Page) -> Response:
     )
 
 
-def _flag_form_title(flag_id: int | None) -> str:
-    return "New feature flag" if flag_id is None else "Edit feature flag"
-
-
-@page()
-async def flag_new_form(request: Request, current: Page) -> Response:
-    values = flag_to_form({"rollout_percentage": 0})
+def _flag_form(
+    request: Request,
+    current: Page,
+    flag_id: int | None,
+    values: dict[str, Any],
+    errors: dict[str, list[str]] | None = None,
+    status: int = 200,
+) -> Response:
+    """The flag form: a new flag (`flag_id` None) or an edit, its `values` shown, `errors` beside their fields."""
     return render(
         request,
         current,
         "flag_form.html",
+        status,
         nav="flags",
-        title=_flag_form_title(None),
-        flag_id=None,
+        title="New feature flag" if flag_id is None else "Edit feature flag",
+        flag_id=flag_id,
         values=values,
-        errors={},
+        errors=errors or {},
     )
+
+
+@page()
+async def flag_new_form(request: Request, current: Page) -> Response:
+    return _flag_form(request, current, None, flag_to_form({"rollout_percentage": 0}))
 
 
 @page()
@@ -590,17 +595,7 @@ async def flag_edit_form(request: Request, current: Page) -> Response:
             pass
     if flag is None:
         return _flag_not_found(request, current)
-    values = flag_to_form(flag)
-    return render(
-        request,
-        current,
-        "flag_form.html",
-        nav="flags",
-        title=_flag_form_title(flag_id),
-        flag_id=flag_id,
-        values=values,
-        errors={},
-    )
+    return _flag_form(request, current, flag_id, flag_to_form(flag))
 
 
 @page()
@@ -632,18 +627,7 @@ async def _save_flag_form(request: Request, current: Page, flag_id: int | None) 
             if err.status == 404:
                 return _flag_not_found(request, current)
             errors = err.fields or {"form": err.detail}
-    title = _flag_form_title(flag_id)
-    return render(
-        request,
-        current,
-        "flag_form.html",
-        400,
-        nav="flags",
-        title=title,
-        flag_id=flag_id,
-        values=values,
-        errors=errors_by_field(errors),
-    )
+    return _flag_form(request, current, flag_id, values, errors_by_field(errors), 400)
 
 
 @page()
@@ -690,8 +674,8 @@ async def funnels_page(request: Request, current: Page) -> Response:
     today = datetime.now(UTC).date()
     for item in saved:
         item["run_link"] = PREFIX + "/funnels?" + urlencode(analysis_form.saved_funnel_query(item, today))
-    return render(
-        request, current, "funnels.html", 400 if error else 200, nav="funnels", values=values, body=body, error=error, figure=figure,
+    return section(
+        request, current, "funnels", 400 if error else 200, values=values, body=body, error=error, figure=figure,
         saved=saved, saved_total=len(listed),
     )  # fmt: skip
 
@@ -703,7 +687,7 @@ async def funnels_page(request: Request, current: Page) -> Response:
 async def experiments_page(request: Request, current: Page) -> Response:
     async with _state(request).engine.connect() as conn:
         experiments = (await experiment_listing(conn, limit=1000)).results
-    return render(request, current, "experiments.html", nav="experiments", experiments=experiments)
+    return section(request, current, "experiments", experiments=experiments)
 
 
 @page()

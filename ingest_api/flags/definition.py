@@ -206,28 +206,36 @@ def _is_percentage(value: Any) -> bool:
     return _is_number(value) and 0 <= value <= 100
 
 
-def _unknown_fields(item: Mapping[str, Any], allowed: frozenset[str], path: str, errors: dict[str, str]) -> None:
-    for field in item:
-        if field not in allowed:
-            errors[f"{path}.{field}"] = "unknown field"
-
-
-def _check_variants(raw: Any, errors: dict[str, str]) -> list[dict[str, Any]]:
+def _optional_list(raw: Any, path: str, errors: dict[str, str]) -> list[Any]:
+    """A list field that may be left out (then empty); anything else is an error and reads as empty."""
     if raw is None:
         return []
     if not isinstance(raw, list):
-        errors["variants"] = "must be a list"
+        errors[path] = "must be a list"
         return []
+    return raw
+
+
+def _is_object(item: Any, allowed: frozenset[str], path: str, errors: dict[str, str]) -> bool:
+    """Whether a list item is an object (else an error); its fields outside `allowed` are errors too."""
+    if not isinstance(item, Mapping):
+        errors[path] = "must be an object"
+        return False
+    for field in item:
+        if field not in allowed:
+            errors[f"{path}.{field}"] = "unknown field"
+    return True
+
+
+def _check_variants(raw: Any, errors: dict[str, str]) -> list[dict[str, Any]]:
     variants: list[dict[str, Any]] = []
     seen: set[str] = set()
     weights_ok = True
-    for i, item in enumerate(raw):
+    for i, item in enumerate(_optional_list(raw, "variants", errors)):
         path = f"variants[{i}]"
-        if not isinstance(item, Mapping):
-            errors[path] = "must be an object"
+        if not _is_object(item, _VARIANT_FIELDS, path, errors):
             weights_ok = False
             continue
-        _unknown_fields(item, _VARIANT_FIELDS, path, errors)
         key = item.get("key")
         if not _is_slug(key):
             errors[f"{path}.key"] = "required: a slug of lowercase letters, digits, '_' or '-'"
@@ -249,24 +257,12 @@ def _check_variants(raw: Any, errors: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def _check_conditions(raw: Any, variant_keys: set[str], errors: dict[str, str]) -> list[dict[str, Any]]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        errors["conditions"] = "must be a list"
-        return []
     groups: list[dict[str, Any]] = []
-    for i, item in enumerate(raw):
+    for i, item in enumerate(_optional_list(raw, "conditions", errors)):
         path = f"conditions[{i}]"
-        if not isinstance(item, Mapping):
-            errors[path] = "must be an object"
+        if not _is_object(item, _GROUP_FIELDS, path, errors):
             continue
-        _unknown_fields(item, _GROUP_FIELDS, path, errors)
-        properties = item.get("properties")
-        if properties is None:
-            properties = []
-        elif not isinstance(properties, list):
-            errors[f"{path}.properties"] = "must be a list"
-            properties = []
+        properties = _optional_list(item.get("properties"), f"{path}.properties", errors)
         filters = [_check_filter(f, f"{path}.properties[{j}]", errors) for j, f in enumerate(properties)]
         rollout = item.get("rollout_percentage")
         if rollout is not None and not _is_percentage(rollout):
@@ -279,10 +275,8 @@ def _check_conditions(raw: Any, variant_keys: set[str], errors: dict[str, str]) 
 
 
 def _check_filter(item: Any, path: str, errors: dict[str, str]) -> dict[str, Any]:
-    if not isinstance(item, Mapping):
-        errors[path] = "must be an object"
+    if not _is_object(item, _FILTER_FIELDS, path, errors):
         return {}
-    _unknown_fields(item, _FILTER_FIELDS, path, errors)
     key, operator, value = item.get("key"), item.get("operator"), item.get("value")
     if not isinstance(key, str) or not key:
         errors[f"{path}.key"] = "required: a property name"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import orjson
@@ -12,6 +11,7 @@ from starlette.routing import Route
 
 from ingest_api.decode import read_body
 from ingest_api.ofrep.evaluate import OfrepError, evaluate_flag, read_context
+from ingest_api.responses import etag_json
 from ingest_api.routing import method_routes
 from ingest_api.state import FLAGS_NOT_LOADED, loaded_snapshot
 from ingest_api.write_keys import require_write_key
@@ -62,12 +62,7 @@ async def evaluate_all(request: Request) -> Response:
         flags = [evaluate_flag(flag, targeting_key, attributes) for flag in snapshot.flags]
     except OfrepError as err:
         return _json({"errorCode": err.code, "errorDetails": err.details}, err.status)
-    body = orjson.dumps({"flags": flags})
-    etag = '"' + hashlib.sha1(body).hexdigest() + '"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return etag_json(request, orjson.dumps({"flags": flags}))
 
 
 def routes() -> list[Route]:

@@ -23,7 +23,7 @@ from eventtrack.errors import ApiError
 from ingest_api.capture_pipeline import capture_events, refuse_body
 from ingest_api.decode import BodyRefused, parse_json, read_limited
 from ingest_api.persons import apply_person_updates
-from ingest_api.posthog.decode import decode_body
+from ingest_api.posthog.decode import decode_request_body
 from ingest_api.posthog.translate import NotAPayload, person_update, read_payload, translate_event
 from ingest_api.state import AppState
 from ingest_api.write_keys import require_write_key
@@ -42,13 +42,7 @@ async def capture(request: Request) -> Response:
         raw = await read_limited(
             request.stream(), request.headers.get("content-length"), limit, settings.dead_letter_payload_bytes
         )
-        body = decode_body(
-            raw,
-            content_type=request.headers.get("content-type"),
-            encoding_header=request.headers.get("content-encoding"),
-            compression=request.query_params.get("compression"),
-            limit=limit,
-        )
+        body = decode_request_body(raw, request, limit)
         value, sanitize = parse_json(body)
     except BodyRefused as refused:
         await refuse_body(request, state, ENDPOINT, received_at, refused.error, refused.raw, refused.raw_size)

@@ -1,4 +1,5 @@
-"""PostHog request bodies → JSON bytes (pure): gzip, base64 and the legacy form body.
+"""PostHog request bodies → JSON bytes: gzip, base64 and the legacy form body (`decode_body` is pure;
+`decode_request_body` reads its inputs from the request).
 
 SDKs compress in several ways; all are recognised here:
 - `Content-Encoding: gzip`, or the `compression` query parameter (`gzip`, `gzip-js`);
@@ -16,6 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 from urllib.parse import parse_qs
+
+from starlette.requests import Request
 
 from eventtrack.errors import ApiError
 from ingest_api.decode import check_content_type, content_encoding, gunzip_limited
@@ -45,6 +48,17 @@ def decode_body(
     if content_encoding(encoding_header) == "gzip" or compression in ("gzip", "gzip-js") or raw[:2] == GZIP_MAGIC:
         return gunzip_limited(raw, limit)
     return raw
+
+
+def decode_request_body(raw: bytes, request: Request, limit: int) -> bytes:
+    """`decode_body` of a request's raw body, as its headers and `compression` query parameter describe it."""
+    return decode_body(
+        raw,
+        content_type=request.headers.get("content-type"),
+        encoding_header=request.headers.get("content-encoding"),
+        compression=request.query_params.get("compression"),
+        limit=limit,
+    )
 
 
 def _form_data(raw: bytes, compression: str) -> tuple[bytes, str]:

@@ -9,13 +9,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eventtrack.errors import ApiError
-from ingest_api.decode import parse_json, read_body
+from ingest_api.decode import parse_json_object, read_body
 from ingest_api.flags.exposure import exposure_rows, record_exposures, wants_exposure
-from ingest_api.posthog.decode import decode_body
+from ingest_api.flags.request import flag_distinct_id, object_field
+from ingest_api.posthog.decode import decode_request_body
 from ingest_api.posthog.flags import evaluate_all, flags_response, wants_detailed
 from ingest_api.state import FLAGS_NOT_LOADED, loaded_snapshot
-from ingest_api.validation import MAX_ID_LENGTH, clean_string
 from ingest_api.write_keys import require_write_key
 
 FLAGS_BODY_LIMIT = 64 * 1024
@@ -23,30 +22,8 @@ FLAGS_BODY_LIMIT = 64 * 1024
 
 async def _body(request: Request) -> dict[str, Any]:
     raw = await read_body(request, FLAGS_BODY_LIMIT)
-    body = decode_body(
-        raw,
-        content_type=request.headers.get("content-type"),
-        encoding_header=request.headers.get("content-encoding"),
-        compression=request.query_params.get("compression"),
-        limit=FLAGS_BODY_LIMIT,
-    )
-    data, _ = parse_json(body) if body.strip() else ({}, False)
-    if not isinstance(data, dict):
-        raise ApiError.of("not_an_object", fields={"body": "must be an object"})
-    return data
-
-
-def _distinct_id(data: dict[str, Any]) -> str:
-    value = data.get("distinct_id")
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
-        raise ApiError.of(
-            "validation_error",
-            f"distinct_id is required (a string of 1 to {MAX_ID_LENGTH} characters).",
-            {"distinct_id": "is required"},
-        )
-    return clean_string(value)
+    body = decode_request_body(raw, request, FLAGS_BODY_LIMIT)
+    return parse_json_object(body)
 
 
 async def _answer(request: Request, path_kind: str) -> Response:
@@ -54,14 +31,8 @@ async def _answer(request: Request, path_kind: str) -> Response:
     record = wants_exposure(request)
     data = await _body(request)
     require_write_key(request, data)
-    distinct_id = _distinct_id(data)
-    properties = data.get("person_properties")
-    if properties is None:
-        properties = {}
-    elif not isinstance(properties, dict):
-        raise ApiError.of(
-            "validation_error", "person_properties must be a JSON object.", {"person_properties": "must be an object"}
-        )
+    distinct_id = flag_distinct_id(data)
+    properties = object_field(data, "person_properties")
     only = data.get("flag_keys_to_evaluate")
     only = {k for k in only if isinstance(k, str)} if isinstance(only, list) else None
     results = evaluate_all(snapshot.flags, distinct_id, properties, only)

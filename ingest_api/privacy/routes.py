@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -17,7 +19,7 @@ from starlette.routing import Route
 from eventtrack.errors import ApiError
 from ingest_api.admin.http import ADMIN, admin_only, check_unknown_params, json_response, text_param
 from ingest_api.admin.keys import bearer_token, find_key
-from ingest_api.admin.rows import newest_first_page
+from ingest_api.admin.rows import newest_first_response, newest_first_rows
 from ingest_api.privacy import store
 from ingest_api.routing import method_routes
 from ingest_api.state import AppState
@@ -29,6 +31,8 @@ ACTIONS = ("erase_person", "export_person")
 
 
 def _distinct_id(request: Request) -> str:
+    """The person a privacy request names in its path (these requests take no query parameters)."""
+    check_unknown_params(request, set())
     value = request.path_params["distinct_id"]
     if not 1 <= len(value) <= MAX_ID_LENGTH or "\x00" in value:
         raise ApiError.of(
@@ -50,35 +54,34 @@ def _key_id(request: Request) -> int | None:
     return find_key(token, state.config.snapshot.admin_keys) if token else None
 
 
+@asynccontextmanager
+async def _acting_on_person(request: Request) -> AsyncIterator[tuple[AsyncConnection, str, store.Actor]]:
+    """A transaction for a privacy request: the person it names, and the admin acting (for the audit log)."""
+    distinct_id = _distinct_id(request)
+    async with request.app.state.eventtrack.engine.begin() as conn:
+        yield conn, distinct_id, await store.actor_for(conn, _key_id(request))
+
+
 @admin_only
 async def erase_person(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
-    check_unknown_params(request, set())
-    distinct_id = _distinct_id(request)
-    async with state.engine.begin() as conn:
-        actor = await store.actor_for(conn, _key_id(request))
-        result = await store.erase_person(
-            conn, distinct_id, actor, clickhouse=state.settings.clickhouse_url is not None
-        )
+    clickhouse = request.app.state.eventtrack.settings.clickhouse_url is not None
+    async with _acting_on_person(request) as (conn, distinct_id, actor):
+        result = await store.erase_person(conn, distinct_id, actor, clickhouse=clickhouse)
     return json_response(result)
 
 
 @admin_only
 async def export_person(request: Request) -> Response:
     """Streams the person's data as one JSON document, a page of rows at a time, from one snapshot."""
-    state: AppState = request.app.state.eventtrack
-    check_unknown_params(request, set())
-    distinct_id = _distinct_id(request)
     # The audit row first, in its own transaction: an export that fails half-way is still recorded.
-    async with state.engine.begin() as conn:
-        actor = await store.actor_for(conn, _key_id(request))
+    async with _acting_on_person(request) as (conn, distinct_id, actor):
         _, ids = await store.person_ids(conn, distinct_id)
         counts = await store.export_counts(conn, ids)
         audit_id = await store.write_audit(
             conn, actor, "export_person", distinct_id, {"counts": counts, "distinct_ids": len(ids)}
         )
     head = {"distinct_id": distinct_id, "exported_at": datetime.now(UTC), "audit_id": audit_id}
-    return StreamingResponse(_export_body(state, head), media_type="application/json")
+    return StreamingResponse(_export_body(request.app.state.eventtrack, head), media_type="application/json")
 
 
 def _dumps(value: Any) -> bytes:
@@ -154,8 +157,9 @@ async def list_audit_log(request: Request) -> Response:
     if distinct_id:
         where.append("subject_sha256 = :subject")
         params["subject"] = store.subject_hash(distinct_id)
-    return await newest_first_page(
+    return await newest_first_response(
         request,
+        newest_first_rows,
         select="SELECT id, at, admin_key_id, admin_key_name, action, subject_sha256, details FROM audit_log",
         where=where,
         params=params,

@@ -213,57 +213,48 @@ async def export_counts(conn: AsyncConnection, ids: list[str]) -> dict[str, int]
     return {"events": row.events, "sessions": row.sessions}
 
 
+_PERSON = sa.text(
+    "SELECT distinct_id, properties, first_seen, last_seen, updated_at FROM persons WHERE distinct_id = :p"
+)
+_MERGED_IDS = sa.text(
+    "SELECT alias, distinct_id, created_at FROM person_distinct_ids WHERE distinct_id = :p ORDER BY alias"
+)
+
+
 async def person_rows(conn: AsyncConnection, person: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    found = (
-        await conn.execute(
-            sa.text(
-                "SELECT distinct_id, properties, first_seen, last_seen, updated_at FROM persons WHERE distinct_id = :p"
-            ),
-            {"p": person},
-        )
-    ).first()
-    merged = (
-        await conn.execute(
-            sa.text(
-                "SELECT alias, distinct_id, created_at FROM person_distinct_ids WHERE distinct_id = :p ORDER BY alias"
-            ),
-            {"p": person},
-        )
-    ).all()
+    """The person's row (None when it has none) and the ids merged into it."""
+    found = (await conn.execute(_PERSON, {"p": person})).first()
+    merged = (await conn.execute(_MERGED_IDS, {"p": person})).all()
     return (dict(found._mapping) if found else None), [dict(r._mapping) for r in merged]
 
 
-async def event_pages(conn: AsyncConnection, ids: list[str]) -> AsyncIterator[list[dict[str, Any]]]:
-    """The person's events in pages of PAGE_ROWS, oldest first (keyset on timestamp, uuid)."""
-    sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE distinct_id = ANY(:ids)"
-    after: tuple[Any, Any] | None = None
+def event_pages(conn: AsyncConnection, ids: list[str]) -> AsyncIterator[list[dict[str, Any]]]:
+    """The person's events in pages of PAGE_ROWS, oldest first."""
+    return _pages(conn, ids, f"SELECT {_EVENT_COLUMNS} FROM events", ("timestamp", "uuid"))
+
+
+def session_pages(conn: AsyncConnection, ids: list[str]) -> AsyncIterator[list[dict[str, Any]]]:
+    """The person's sessions in pages of PAGE_ROWS, oldest first."""
+    return _pages(conn, ids, f"SELECT {_SESSION_COLUMNS} FROM sessions", ("started_at", "session_id"))
+
+
+async def _pages(
+    conn: AsyncConnection, ids: list[str], select: str, order: tuple[str, str]
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The rows of `select` whose distinct_id is one of `ids`, in pages of PAGE_ROWS (keyset on `order`)."""
+    keys = ", ".join(f'"{column}"' for column in order)
+    sql = f"{select} WHERE distinct_id = ANY(:ids)"
+    after: dict[str, Any] = {}
     while True:
-        where = ' AND ("timestamp", uuid) > (:t, :u)' if after else ""
-        params = {"ids": ids, **({"t": after[0], "u": after[1]} if after else {})}
+        where = f" AND ({keys}) > (:after_0, :after_1)" if after else ""
         rows = (
-            await conn.execute(sa.text(sql + where + f' ORDER BY "timestamp", uuid LIMIT {PAGE_ROWS}'), params)
+            await conn.execute(sa.text(f"{sql}{where} ORDER BY {keys} LIMIT {PAGE_ROWS}"), {"ids": ids, **after})
         ).all()
         if rows:
             yield [dict(r._mapping) for r in rows]
         if len(rows) < PAGE_ROWS:
             return
-        after = (rows[-1].timestamp, rows[-1].uuid)
-
-
-async def session_pages(conn: AsyncConnection, ids: list[str]) -> AsyncIterator[list[dict[str, Any]]]:
-    sql = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE distinct_id = ANY(:ids)"
-    after = None
-    while True:
-        where = " AND (started_at, session_id) > (:t, :s)" if after else ""
-        params = {"ids": ids, **({"t": after[0], "s": after[1]} if after else {})}
-        rows = (
-            await conn.execute(sa.text(sql + where + f" ORDER BY started_at, session_id LIMIT {PAGE_ROWS}"), params)
-        ).all()
-        if rows:
-            yield [dict(r._mapping) for r in rows]
-        if len(rows) < PAGE_ROWS:
-            return
-        after = (rows[-1].started_at, rows[-1].session_id)
+        after = {f"after_{i}": rows[-1]._mapping[column] for i, column in enumerate(order)}
 
 
 async def dead_letters_of(conn: AsyncConnection, ids: list[str]) -> AsyncIterator[tuple[dict[str, Any], bytes]]:

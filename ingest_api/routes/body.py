@@ -18,12 +18,25 @@ from ingest_api.decode import (
     read_limited,
 )
 from ingest_api.state import AppState
+from ingest_api.write_keys import require_write_key
 
 
-async def read_json_body(
-    request: Request, state: AppState, endpoint: str, limit: int, received_at: datetime, *, allow_empty: bool = False
+async def read_json_object(
+    request: Request,
+    state: AppState,
+    endpoint: str,
+    limit: int,
+    received_at: datetime,
+    *,
+    not_an_object: str | None = None,
+    allow_empty: bool = False,
 ) -> DecodedBody | None:
-    """Returns the decoded body (None for an allowed empty body), or raises ApiError after keeping the refused body."""
+    """A native body that must be a JSON object, from a client with a write key.
+
+    Returns the decoded body (None for an allowed empty body), or raises the ApiError: an unreadable body or
+    one that is not an object (`not_an_object`: what the refusal's detail says instead of the catalogue's) is
+    kept in the dead letters first; a missing write key is not (the body is not looked at without one).
+    """
     keep = state.settings.dead_letter_payload_bytes
     raw = b""
     raw_size = 0
@@ -33,10 +46,11 @@ async def read_json_body(
         raw = await read_limited(request.stream(), request.headers.get("content-length"), limit, keep)
         raw_size = len(raw)
         if not raw.strip() and allow_empty:
-            return None
-        body = gunzip_limited(raw, limit) if encoding == "gzip" else raw
-        value, needs_sanitizing = parse_json(body)
-        return DecodedBody(value, raw, len(body), needs_sanitizing)
+            decoded = None
+        else:
+            body = gunzip_limited(raw, limit) if encoding == "gzip" else raw
+            value, needs_sanitizing = parse_json(body)
+            decoded = DecodedBody(value, raw, len(body), needs_sanitizing)
     except BodyRefused as refused:
         await refuse_body(request, state, endpoint, received_at, refused.error, refused.raw, refused.raw_size)
     except ApiError as err:
@@ -44,6 +58,11 @@ async def read_json_body(
             raw = await read_limited_quietly(request, keep)
             raw_size = len(raw)
         await refuse_body(request, state, endpoint, received_at, err, raw, raw_size)
+    require_write_key(request, None if decoded is None else decoded.value)
+    if decoded is not None and not isinstance(decoded.value, dict):
+        err = ApiError.of("not_an_object", not_an_object, {"body": "must be an object"})
+        await refuse_body(request, state, endpoint, received_at, err, raw)
+    return decoded
 
 
 async def read_limited_quietly(request: Request, keep: int) -> bytes:

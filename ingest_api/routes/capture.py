@@ -11,12 +11,13 @@ from starlette.responses import Response
 
 from eventtrack.errors import ApiError
 from ingest_api.capture_pipeline import capture_events, refuse_body
-from ingest_api.routes.body import read_json_body
+from ingest_api.routes.body import read_json_object
 from ingest_api.state import AppState
-from ingest_api.write_keys import require_write_key
 
 CAPTURE = "capture"
 BATCH = "batch"
+_ONE_EVENT = "The body must be a JSON object (one event)."
+_EVENTS_OBJECT = "The body must be a JSON object with an `events` list."
 
 
 def _json(body: dict[str, Any]) -> Response:
@@ -26,11 +27,8 @@ def _json(body: dict[str, Any]) -> Response:
 async def capture(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
     received_at = datetime.now(UTC)
-    body = await read_json_body(request, state, CAPTURE, state.settings.max_capture_body_bytes, received_at)
-    require_write_key(request, body.value)
-    if not isinstance(body.value, dict):
-        err = ApiError.of("not_an_object", "The body must be a JSON object (one event).", {"body": "must be an object"})
-        await refuse_body(request, state, CAPTURE, received_at, err, body.raw)
+    limit = state.settings.max_capture_body_bytes
+    body = await read_json_object(request, state, CAPTURE, limit, received_at, not_an_object=_ONE_EVENT)
     captured = await capture_events(
         request,
         state,
@@ -49,14 +47,9 @@ async def capture(request: Request) -> Response:
 async def batch(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
     received_at = datetime.now(UTC)
-    body = await read_json_body(request, state, BATCH, state.settings.max_batch_body_bytes, received_at)
-    require_write_key(request, body.value)
+    limit = state.settings.max_batch_body_bytes
+    body = await read_json_object(request, state, BATCH, limit, received_at, not_an_object=_EVENTS_OBJECT)
     value = body.value
-    if not isinstance(value, dict):
-        err = ApiError.of(
-            "not_an_object", "The body must be a JSON object with an `events` list.", {"body": "must be an object"}
-        )
-        await refuse_body(request, state, BATCH, received_at, err, body.raw)
     events = value.get("events", value.get("batch"))
     if not isinstance(events, list):
         err = ApiError.of(

@@ -5,7 +5,6 @@ Served from the in-process cache (ingest_api/config_cache.py): no database query
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,28 +14,18 @@ from starlette.responses import Response
 
 from eventtrack.errors import ApiError
 from ingest_api.config_cache import CachedFlag
-from ingest_api.decode import parse_json, read_body
+from ingest_api.decode import parse_json_object, read_body
 from ingest_api.flags.evaluator import evaluate
 from ingest_api.flags.exposure import exposure_rows, record_exposures, wants_exposure
+from ingest_api.flags.request import flag_distinct_id, object_field
+from ingest_api.responses import etag_json
 from ingest_api.routing import API
 from ingest_api.state import FLAGS_NOT_LOADED, loaded_snapshot
-from ingest_api.validation import MAX_ID_LENGTH, clean_string
 from ingest_api.write_keys import require_write_key
 
 PUBLIC = f"{API}/public/feature-flags"
 _EVENT_FIELDS = ("device_id", "app_version", "os_name", "os_version")
 FOR_USER_BODY_LIMIT = 64 * 1024
-
-
-def _cached_json(request: Request, body: bytes, etag: str) -> Response:
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
-
-
-def _etag(body: bytes) -> str:
-    return '"' + hashlib.sha1(body).hexdigest() + '"'
 
 
 def public_flag(flag: CachedFlag) -> dict[str, Any]:
@@ -56,7 +45,7 @@ async def list_flags(request: Request) -> Response:
     snapshot = loaded_snapshot(request, FLAGS_NOT_LOADED)
     require_write_key(request)
     body = orjson.dumps({"results": [public_flag(f) for f in snapshot.flags if f.data["active"]]})
-    return _cached_json(request, body, _etag(body))
+    return etag_json(request, body)
 
 
 async def get_flag(request: Request) -> Response:
@@ -73,28 +62,15 @@ async def get_flag(request: Request) -> Response:
 
 def _user_context(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """distinct_id and the properties flags are evaluated against (person properties + app fields)."""
-    distinct_id = data.get("distinct_id")
-    if isinstance(distinct_id, int) and not isinstance(distinct_id, bool):
-        distinct_id = str(distinct_id)
-    if not isinstance(distinct_id, str) or not 1 <= len(distinct_id) <= MAX_ID_LENGTH:
-        raise ApiError.of(
-            "validation_error",
-            f"distinct_id is required (a string of 1 to {MAX_ID_LENGTH} characters).",
-            {"distinct_id": "is required"},
-        )
-    properties = data.get("properties")
-    if properties is None:
-        properties = {}
-    elif not isinstance(properties, dict):
-        raise ApiError.of("validation_error", "properties must be a JSON object.", {"properties": "must be an object"})
-    context = dict(properties)
+    distinct_id = flag_distinct_id(data)
+    context = dict(object_field(data, "properties"))
     for name in _EVENT_FIELDS:
         value = data.get(name)
         if value is not None:
             if not isinstance(value, str):
                 raise ApiError.of("validation_error", f"{name} must be a string.", {name: "must be a string"})
             context[name] = value
-    return clean_string(distinct_id), context
+    return distinct_id, context
 
 
 async def flags_for_user_query(request: Request) -> Response:
@@ -112,10 +88,7 @@ async def flags_for_user_query(request: Request) -> Response:
 
 async def flags_for_user_body(request: Request) -> Response:
     """POST: the user in a JSON body."""
-    raw = await read_body(request, FOR_USER_BODY_LIMIT)
-    data, _ = parse_json(raw) if raw.strip() else ({}, False)
-    if not isinstance(data, dict):
-        raise ApiError.of("not_an_object", fields={"body": "must be an object"})
+    data = parse_json_object(await read_body(request, FOR_USER_BODY_LIMIT))
     return await _flags_for_user(request, data)
 
 
@@ -134,4 +107,4 @@ async def _flags_for_user(request: Request, data: dict[str, Any]) -> Response:
     if exposures:
         await record_exposures(request.app.state.eventtrack, exposure_rows(distinct_id, exposures, datetime.now(UTC)))
     body = orjson.dumps(result)
-    return _cached_json(request, body, _etag(body))
+    return etag_json(request, body)

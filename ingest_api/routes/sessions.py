@@ -15,11 +15,10 @@ from starlette.responses import Response
 from eventtrack.clock import InvalidTimestamp, parse_timestamp
 from eventtrack.errors import ApiError, EventInvalid, unavailable
 from eventtrack.uuid7 import uuid7
-from ingest_api.capture_pipeline import refuse_body, refuse_event
-from ingest_api.routes.body import read_json_body
+from ingest_api.capture_pipeline import refuse_event
+from ingest_api.routes.body import read_json_object
 from ingest_api.state import AppState
 from ingest_api.validation import check_json_tree, client_time, distinct_id_field, optional_string
-from ingest_api.write_keys import require_write_key
 
 START = "session/start"
 END = "session/end"
@@ -67,14 +66,8 @@ def _not_found() -> ApiError:
 
 
 async def _body(request: Request, state: AppState, endpoint: str, received_at: datetime) -> dict[str, Any]:
-    decoded = await read_json_body(request, state, endpoint, _SESSION_BODY_LIMIT, received_at, allow_empty=True)
-    require_write_key(request, None if decoded is None else decoded.value)
-    if decoded is None:
-        return {}
-    if not isinstance(decoded.value, dict):
-        err = ApiError.of("not_an_object", fields={"body": "must be an object"})
-        await refuse_body(request, state, endpoint, received_at, err, decoded.raw)
-    return decoded.value
+    decoded = await read_json_object(request, state, endpoint, _SESSION_BODY_LIMIT, received_at, allow_empty=True)
+    return {} if decoded is None else decoded.value
 
 
 def _validate_start(body: dict[str, Any], received_at: datetime, state: AppState) -> dict[str, Any]:

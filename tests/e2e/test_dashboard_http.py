@@ -51,13 +51,16 @@ def signed_in_client(dashboard: RunningServer, admin_key: str) -> Iterator[httpx
         yield client
 
 
+def create_flag(client: httpx.Client, admin_key: str, body: dict) -> dict:
+    """A flag created through the admin API (the dashboard then shows it)."""
+    answer = client.post(f"{ADMIN_API}/feature-flags/", json=body, headers={"Authorization": f"Bearer {admin_key}"})
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
 def test_signing_out_ends_the_session_for_a_copy_of_the_cookie(dashboard, admin_key, db):
     with signed_in_client(dashboard, admin_key) as client:
-        flag = client.post(
-            f"{ADMIN_API}/feature-flags/",
-            json={"key": "signout", "rollout_percentage": 10},
-            headers={"Authorization": f"Bearer {admin_key}"},
-        ).json()
+        flag = create_flag(client, admin_key, {"key": "signout", "rollout_percentage": 10})
         page = client.get("/admin/flags")
         assert page.status_code == 200 and "signout" in page.text
         copied_cookie, csrf = client.cookies["eventtrack_admin"], csrf_of(page.text)
@@ -86,11 +89,7 @@ def test_a_session_signed_out_in_one_worker_is_signed_out_in_another(dashboard, 
 
 def test_head_on_a_dashboard_form_does_not_submit_it(dashboard, admin_key, db):
     with signed_in_client(dashboard, admin_key) as client:
-        flag = client.post(
-            f"{ADMIN_API}/feature-flags/",
-            json={"key": "head-form", "rollout_percentage": 10},
-            headers={"Authorization": f"Bearer {admin_key}"},
-        ).json()
+        flag = create_flag(client, admin_key, {"key": "head-form", "rollout_percentage": 10})
         csrf = csrf_of(client.get("/admin/flags").text)
         form = {"csrf_token": csrf, "key": "head-form", "name": "changed by HEAD", "rollout_percentage": "99"}
         head = client.request("HEAD", f"/admin/flags/{flag['id']}", data=form)
@@ -125,3 +124,20 @@ def test_ids_in_digits_other_than_ascii_are_not_found_not_a_server_error(dashboa
             "/admin/rejected/replay", data={"csrf_token": csrf_of(client.get("/admin/rejected").text), "id": "²"}
         )
         assert replayed.status_code == 303
+
+
+def test_the_flag_form_is_titled_and_filled_for_a_new_flag_an_edit_and_a_refused_save(dashboard, admin_key, db):
+    with signed_in_client(dashboard, admin_key) as client:
+        flag = create_flag(client, admin_key, {"key": "form-title", "name": "Form title", "rollout_percentage": 10})
+        new = client.get("/admin/flags/new")
+        assert new.status_code == 200 and "<h1>New feature flag</h1>" in new.text
+        edit = client.get(f"/admin/flags/{flag['id']}")
+        assert edit.status_code == 200 and "<h1>Edit feature flag</h1>" in edit.text
+        assert 'name="key" value="form-title"' in edit.text and 'name="name" value="Form title"' in edit.text
+        refused = client.post(
+            f"/admin/flags/{flag['id']}", data={"csrf_token": csrf_of(edit.text), "key": "Not A Slug"}
+        )
+        assert refused.status_code == 400 and "<h1>Edit feature flag</h1>" in refused.text
+        assert 'name="key" value="Not A Slug"' in refused.text and 'aria-invalid="true"' in refused.text
+        unknown = client.get(f"/admin/flags/{flag['id'] + 1000}")
+        assert unknown.status_code == 404 and "No feature flag has this id." in unknown.text

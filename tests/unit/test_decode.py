@@ -4,7 +4,7 @@ import math
 import pytest
 
 from eventtrack.errors import ApiError
-from ingest_api.decode import check_content_type, content_encoding, gunzip_limited, parse_json
+from ingest_api.decode import check_content_type, content_encoding, gunzip_limited, parse_json, parse_json_object
 
 
 def test_gzip_roundtrip():
@@ -91,3 +91,15 @@ def test_duplicate_keys_last_one_wins():
 def test_integer_beyond_a_double_is_out_of_range_not_a_crash():
     value, _ = parse_json(b'{"a": ' + b"9" * 400 + b"}")
     assert value["a"] == math.inf
+
+
+@pytest.mark.parametrize("body, expected", [(b"", {}), (b"  \n", {}), (b'{"distinct_id": "u"}', {"distinct_id": "u"})])
+def test_an_optional_object_body_reads_empty_as_no_fields(body, expected):
+    assert parse_json_object(body) == expected
+
+
+@pytest.mark.parametrize("body", [b"[]", b"1", b'"u"', b"null"])
+def test_an_optional_object_body_refuses_anything_but_an_object(body):
+    with pytest.raises(ApiError) as info:
+        parse_json_object(body)
+    assert (info.value.code, info.value.fields) == ("not_an_object", {"body": "must be an object"})

@@ -1,16 +1,16 @@
 import pytest
 
-from ingest_api.flags import (
+from ingest_api.flags.definition import (
     OPERATORS,
     ConditionGroup,
     FlagDefinition,
     FlagDefinitionError,
     PropertyFilter,
     Variant,
-    evaluate,
     flag_from_row,
     parse_flag_definition,
 )
+from ingest_api.flags.evaluator import evaluate
 
 
 def errors_of(data, partial_of=None) -> dict[str, str]:

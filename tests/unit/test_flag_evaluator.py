@@ -2,16 +2,8 @@ import hashlib
 
 import pytest
 
-from ingest_api.flags import (
-    ConditionGroup,
-    FlagDefinition,
-    FlagResult,
-    PropertyFilter,
-    Variant,
-    bucket,
-    evaluate,
-    matches,
-)
+from ingest_api.flags.definition import ConditionGroup, FlagDefinition, PropertyFilter, Variant
+from ingest_api.flags.evaluator import FlagResult, bucket, evaluate, matches
 
 
 def flag(key="new-checkout", rollout=100, variants=(), conditions=(), payload=None, active=True):
@@ -293,7 +285,7 @@ ALL_OPERATORS = sorted({c[0] for c in CASES})
 
 
 def test_every_operator_has_cases():
-    from ingest_api.flags import OPERATORS
+    from ingest_api.flags.definition import OPERATORS
 
     assert set(ALL_OPERATORS) == OPERATORS
 

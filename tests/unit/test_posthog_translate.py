@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
+from starlette.requests import Request
 
 from eventtrack.errors import ApiError
-from ingest_api.posthog.decode import decode_body
+from ingest_api.posthog.decode import decode_body, decode_request_body
 from ingest_api.posthog.translate import NotAPayload, person_update, read_payload, translate_event
 from ingest_api.validation import Limits, normalize_event
 
@@ -216,3 +217,21 @@ def test_a_gzip_bomb_stops_at_the_limit():
             limit=100_000,
         )
     assert refused.value.code == "payload_too_large"
+
+
+def test_a_request_body_is_decoded_as_its_headers_and_query_describe_it():
+    payload = b'{"event": "e"}'
+    request = Request(
+        {
+            "type": "http",
+            "method": "POST",
+            "path": "/e/",
+            "headers": [(b"content-type", b"text/plain"), (b"content-encoding", b"gzip")],
+            "query_string": b"compression=base64",
+        }
+    )
+    # base64 of gzip: the query's compression, then the header's encoding
+    assert decode_request_body(base64.b64encode(gzip.compress(payload)), request, 1000) == payload
+    with pytest.raises(ApiError) as info:
+        decode_request_body(base64.b64encode(payload), request, 1000)
+    assert info.value.code == "invalid_gzip"

@@ -68,3 +68,19 @@ def test_a_bad_value_names_its_variable(variable, value, message):
 def test_the_pipeline_resource_defaults_are_the_settings_defaults():
     resource = EventtrackResource(database_url="")
     assert resource == EventtrackResource.from_settings(Settings())
+
+
+def test_the_pipeline_resource_carries_each_of_its_settings():
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://u@h/db",
+            "SESSION_TIMEOUT_MINUTES": "45",
+            "EVENTS_RETENTION_DAYS": "400",
+            "RETENTION_RETURN_EVENT": "purchase",
+        }
+    )
+    resource = EventtrackResource.from_settings(settings)
+    assert {name: getattr(resource, name) for name in EventtrackResource.model_fields} == {
+        name: getattr(settings, name) for name in EventtrackResource.model_fields
+    }
+    assert (resource.session_timeout_minutes, resource.events_retention_days) == (45, 400)

@@ -1,3 +1,4 @@
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -5,7 +6,7 @@ import orjson
 import pytest
 
 from eventtrack.errors import EventInvalid
-from ingest_api.validation import CLAMPED_WARNING, Limits, client_time, normalize_event
+from ingest_api.validation import CLAMPED_WARNING, Limits, check_json_tree, client_time, normalize_event
 
 UTC = UTC
 RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -90,23 +91,23 @@ def test_lone_surrogates_become_replacement_characters():
     assert orjson.loads(row.properties_json) == {"s": "a\ufffdb"}
 
 
-def test_properties_deeper_than_the_limit_are_refused():
+def nested(levels: int) -> dict:
+    """Properties holding `levels` objects, one inside the other."""
     deep: dict = {}
     node = deep
-    for _ in range(40):
+    for _ in range(levels):
         node["n"] = {}
         node = node["n"]
-    err = refusal({"distinct_id": "u", "event": "x", "properties": deep})
+    return deep
+
+
+def test_properties_deeper_than_the_limit_are_refused():
+    err = refusal({"distinct_id": "u", "event": "x", "properties": nested(40)})
     assert err.code == "too_deep" and "properties" in err.fields
 
 
 def test_properties_at_the_depth_limit_are_accepted():
-    deep: dict = {}
-    node = deep
-    for _ in range(31):
-        node["n"] = {}
-        node = node["n"]
-    normalize({"distinct_id": "u", "event": "x", "properties": deep})
+    normalize({"distinct_id": "u", "event": "x", "properties": nested(31)})
 
 
 @pytest.mark.parametrize("number", [float("inf"), float("-inf"), float("nan")])
@@ -145,3 +146,20 @@ def test_batch_sent_at_applies_when_the_event_has_none():
     sent = datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC)  # phone 30 s ahead
     row = normalize({"distinct_id": "u", "event": "x", "timestamp": "2026-11-25T12:00:20Z"}, sent_at=sent)
     assert row.timestamp == datetime(2026, 11, 25, 11, 59, 50, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "tree",
+    [
+        {"a": [1, {"b": [[{"c": 1}]]}]},
+        {"a": [1.5, {"b": math.nan}]},
+        {"a": [{"b": [math.inf]}], "deep": [[[[1]]]]},
+        {"a": {"b": {"c": {"d": "x"}}}},
+        {"a": [[[["x"]]]]},
+    ],
+)
+def test_the_sanitizing_walk_finds_what_the_check_only_walk_finds(tree):
+    # The two walks of a properties tree (tolerant parser or not) must refuse the same trees with the same words.
+    checked = check_json_tree(tree, 3, sanitize=False)
+    sanitized = check_json_tree(tree, 3, sanitize=True)
+    assert sanitized == checked if isinstance(checked, str) else sanitized == tree
