@@ -28,12 +28,17 @@ JSON_BODY_LIMIT = 256 * 1024
 _DB_DOWN = (OperationalError, InterfaceError, TimeoutError)
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_bytes(body: Any) -> bytes:
+    """JSON of what the admin API answers or writes to jsonb: orjson, or the stdlib for what orjson refuses
+    (jsonb can hold integers beyond 64 bits, read back from a stored row)."""
     try:
-        content = orjson.dumps(body, default=_default)
-    except TypeError:  # jsonb can hold integers beyond 64 bits, which orjson refuses
-        content = json.dumps(body, default=_default, ensure_ascii=False).encode()
-    return Response(content, status_code=status, media_type="application/json", headers=headers)
+        return orjson.dumps(body, default=_default)
+    except TypeError:
+        return json.dumps(body, default=_default, ensure_ascii=False).encode()
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json_bytes(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def _default(value: Any) -> Any:

@@ -7,14 +7,13 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any, TypedDict
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
 from eventtrack.errors import ApiError
-from ingest_api.admin.http import base_url, json_response, time_param
+from ingest_api.admin.http import base_url, json_bytes, json_response, time_param
 from ingest_api.admin.pagination import (
     DEFAULT_LIMIT,
     ID,
@@ -69,7 +68,7 @@ async def write_row(
 ) -> Any:
     """Inserts `fields` into `table` or, given `row_id`, updates that row (`also`: more SET clauses); returns the
     row's `returning` columns. Columns in `jsonb` are sent as JSON text and cast."""
-    params = {k: (orjson.dumps(v).decode() if k in jsonb else v) for k, v in fields.items()}
+    params = {k: (json_bytes(v).decode() if k in jsonb else v) for k, v in fields.items()}
     values = {c: f"CAST(:{c} AS jsonb)" if c in jsonb else f":{c}" for c in fields}
     if row_id is None:
         sql = f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(values.values())})"
