@@ -65,6 +65,16 @@ class Target:
     def embedded(self) -> bool:
         return self.url.startswith("chdb:")
 
+    @property
+    def events_table(self) -> str:
+        """The table that holds the parts (a cluster's local replicated table behind the Distributed one)."""
+        return "events_local" if self.cluster else "events"
+
+    def drop_day(self, day: date) -> str:
+        """The statement that drops one UTC day of events (on every node of a cluster)."""
+        on_cluster = f" ON CLUSTER {self.cluster}" if self.cluster else ""
+        return f"ALTER TABLE {self.database}.{self.events_table}{on_cluster} DROP PARTITION '{day.isoformat()}'"
+
     @classmethod
     def parse(cls, url: str, cluster: str | None = None) -> Target:
         """`http(s)://user:password@host:port/database` or `chdb://<path>` / `chdb://:memory:`."""
@@ -292,13 +302,11 @@ def drop_days_before(client, target: Target, cutoff: date) -> list[date]:
     """Retention: drops every day partition before `cutoff` (by UTC day, as Postgres does). Returns the days."""
     parts = client.query(
         "SELECT DISTINCT partition FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active",
-        parameters={"db": target.database, "t": "events_local" if target.cluster else "events"},
+        parameters={"db": target.database, "t": target.events_table},
     ).result_rows
     days = sorted(d for d in (date.fromisoformat(p) for (p,) in parts) if d < cutoff)
-    table = f"{target.database}.events_local" if target.cluster else f"{target.database}.events"
-    on_cluster = f" ON CLUSTER {target.cluster}" if target.cluster else ""
     for day in days:
-        client.command(f"ALTER TABLE {table}{on_cluster} DROP PARTITION '{day.isoformat()}'")
+        client.command(target.drop_day(day))
     return days
 
 
@@ -309,9 +317,7 @@ def backfill_day(pg: psycopg.Connection, client, target: Target, day: date) -> i
     pg.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK,))
     try:
         loaded, _ = watermark(client, target)
-        table = f"{target.database}.events_local" if target.cluster else f"{target.database}.events"
-        on_cluster = f" ON CLUSTER {target.cluster}" if target.cluster else ""
-        client.command(f"ALTER TABLE {table}{on_cluster} DROP PARTITION '{day.isoformat()}'")
+        client.command(target.drop_day(day))
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         data, rows = _copy_csv(
             pg,

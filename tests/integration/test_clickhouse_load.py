@@ -153,7 +153,9 @@ def test_clickhouse_cluster_ddl_is_replicated_sharded_and_parses(clickhouse):
     assert all(" ON CLUSTER events_cluster" in statement for statement in ddl)
     assert "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/analytics/events_local', '{replica}')" in ddl[1]
     assert "Distributed(events_cluster, analytics, events_local, cityHash64(distinct_id))" in ddl[2]
-    for statement in ddl:  # ClickHouse's own parser accepts each one
+    drop = target.drop_day(datetime(2026, 1, 2).date())
+    assert drop == "ALTER TABLE analytics.events_local ON CLUSTER events_cluster DROP PARTITION '2026-01-02'"
+    for statement in [*ddl, drop]:  # ClickHouse's own parser accepts each one
         client.query("SELECT formatQuery({q:String})", parameters={"q": statement})
 
 
