@@ -45,6 +45,9 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # Held by a load and by each day of a backfill: a backfill drops and refills a day, which must not
 # race with a load adding rows to it (pg_advisory_lock; arbitrary, constant).
 LOAD_LOCK = 7_311_042_015
+# Every insert written before it returns, deduplicated by its own token: a load's exactness rests on both
+# (chDB's default is asynchronous inserts, whose deduplication and visibility differ; a server's is not).
+_SYNC_INSERTS = {"async_insert": 0}
 # How the CSV Postgres writes is read: its timestamps carry a zone offset; an empty unquoted field is NULL.
 _CSV_INPUT = {"date_time_input_format": "best_effort", "input_format_csv_empty_as_default": 1}
 
@@ -95,7 +98,7 @@ def connect(target: Target):
     if target.embedded:
         location = target.url.removeprefix("chdb://")
         dsn = "chdb://memory" if location in ("", ":memory:", "memory") else f"chdb://{location}"
-        client = clickhouse_connect.get_client(dsn=dsn)
+        client = clickhouse_connect.get_client(dsn=dsn, settings=_SYNC_INSERTS)
     else:
         parts = urlsplit(target.url)
         client = clickhouse_connect.get_client(
@@ -104,6 +107,7 @@ def connect(target: Target):
             username=parts.username or "default",
             password=parts.password or "",
             secure=parts.scheme == "https",
+            settings=_SYNC_INSERTS,
         )
     for statement in schema_ddl(target):
         client.command(statement)
