@@ -351,11 +351,12 @@ def claim_history(pg: psycopg.Connection, client, target: Target, settle: timede
 
 
 def days_in_postgres(pg: psycopg.Connection, since: date | None) -> list[date]:
-    """The UTC days `events` has partitions for with rows, from `since` on (the newest first excluded: none)."""
+    """The UTC days `events` holds rows of, from `since` on (whatever the session's time zone)."""
+    start = datetime(since.year, since.month, since.day, tzinfo=UTC) if since else None
     rows = pg.execute(
         """SELECT DISTINCT ("timestamp" AT TIME ZONE 'UTC')::date FROM events
-           WHERE %s::date IS NULL OR "timestamp" >= %s::date ORDER BY 1""",
-        (since, since),
+           WHERE %(start)s::timestamptz IS NULL OR "timestamp" >= %(start)s ORDER BY 1""",
+        {"start": start},
     ).fetchall()
     return [day for (day,) in rows]
 

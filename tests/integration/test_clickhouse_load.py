@@ -18,16 +18,25 @@ from tests.conftest import RunningServer, settings_for
 SETTLE = timedelta(minutes=5)
 
 
-def plant(db, n: int, *, user: str = "u", day_offset: int = 0, received_ago: timedelta = timedelta(hours=1)) -> None:
-    """n events of users {user}0..{user}9, `day_offset` days ago, received `received_ago` ago."""
+def plant(
+    db,
+    n: int,
+    *,
+    user: str = "u",
+    day_offset: int = 0,
+    received_ago: timedelta = timedelta(hours=1),
+    at: datetime | None = None,
+) -> None:
+    """n events of users {user}0..{user}9, `day_offset` days ago (or `at`, less a second per event),
+    received `received_ago` ago."""
     db.execute(
         """
         INSERT INTO events (uuid, event_type, distinct_id, properties, "timestamp", received_at)
         SELECT gen_random_uuid(), 'e' || (i %% 3), %(user)s || (i %% 10), jsonb_build_object('i', i, 'tag', 'x'),
-               now() - make_interval(days => %(days)s) - make_interval(secs => i), now() - %(ago)s
+               coalesce(%(at)s, now() - make_interval(days => %(days)s)) - make_interval(secs => i), now() - %(ago)s
         FROM generate_series(1, %(n)s) AS i
         """,
-        {"n": n, "user": user, "days": day_offset, "ago": received_ago},
+        {"n": n, "user": user, "days": day_offset, "ago": received_ago, "at": at},
     )
 
 
@@ -185,8 +194,12 @@ def test_clickhouse_status_finds_a_damaged_day_and_a_resumed_backfill_repairs_it
     db, clickhouse, chdb_url, database_url, monkeypatch
 ):
     client, target = clickhouse
+    # Just after UTC midnight, with the commands' sessions in a zone behind UTC: a UTC day must not be read
+    # as the session's local day.
+    monkeypatch.setenv("PGTZ", "America/St_Johns")
+    midnight = datetime.now(UTC).replace(hour=0, minute=10, second=0, microsecond=0)
     for days_ago in (2, 1, 0):
-        plant(db, 30, user=f"d{days_ago}-", day_offset=days_ago)
+        plant(db, 30, user=f"d{days_ago}-", at=midnight - timedelta(days=days_ago))
     ch.load_arrivals(db, client, target, SETTLE)
     settings = settings_for(database_url, clickhouse_url=chdb_url)
     out = io.StringIO()
