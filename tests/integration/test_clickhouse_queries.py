@@ -31,7 +31,8 @@ from eventtrack.analytics.segments import (
 )
 from tests.conftest import RunningServer, settings_for
 
-START = datetime(2026, 11, 20, tzinfo=UTC)
+# Two weeks before today's UTC midnight: inside the retention window (the events table has partitions for it).
+START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=14)
 END = START + timedelta(days=7)
 TYPES = ("open", "view", "cart", "buy")
 PLANS = ("free", "pro", "team", None)
