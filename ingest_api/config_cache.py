@@ -9,11 +9,13 @@ When the database is unreachable the last loaded state keeps being served.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,9 +29,16 @@ FLAG_COLUMNS = (
 )  # fmt: skip
 
 
+_JSONB_COLUMNS = ("variants", "conditions", "payload")
+
+
 def flag_json(row: Any) -> dict[str, Any]:
-    """A stored flag as the API shows it."""
+    """A stored flag as the API shows it. Its jsonb values are read as a request body is (orjson): jsonb keeps
+    a number like 1e30 as the integer 1000...0, which would come back as a Python int no JSON answer of the
+    flag endpoints can write; read again, it is the double the flag was saved with."""
     data = {c: getattr(row, c) for c in FLAG_COLUMNS}
+    for column in _JSONB_COLUMNS:
+        data[column] = orjson.loads(json.dumps(data[column]))
     data["created_at"] = data["created_at"].isoformat()
     data["updated_at"] = data["updated_at"].isoformat()
     return data

@@ -25,14 +25,20 @@ ADMIN_ROUTES = [
 ]
 
 
-def test_a_flag_holding_a_number_beyond_64_bits_can_be_patched(admin):
-    """jsonb keeps 1e30 as the integer 1000...0, read back as a Python int orjson cannot write: a PATCH
-    writes the stored definition back (found by the schemathesis run: a 500)."""
-    body = {"key": "big_number", "rollout_percentage": 50, "payload": {"limit": 1e30, "small": -(2**63)}}
+def test_a_flag_holding_a_number_beyond_64_bits_can_be_patched_and_evaluated(admin, api):
+    """jsonb keeps 1e30 as the integer 1000...0, which came back as a Python int orjson cannot write: PATCH
+    and every flag endpoint answered 500 (found by the schemathesis run)."""
+    body = {"key": "big_number", "rollout_percentage": 100, "payload": {"limit": 1e30, "small": -(2**63)}}
     flag_id = admin.post(f"{ADMIN}/feature-flags/", json=body).json()["id"]
-    patched = admin.patch(f"{ADMIN}/feature-flags/{flag_id}/", json={"rollout_percentage": 10})
+    patched = admin.patch(f"{ADMIN}/feature-flags/{flag_id}/", json={"description": "patched"})
     assert patched.status_code == 200, patched.text
-    assert patched.json()["payload"] == {"limit": 10**30, "small": -(2**63)}
+    assert patched.json()["payload"] == {"limit": 1e30, "small": -(2**63)}
+    wait_until(lambda: api.post("/flags/", json={"distinct_id": "u1"}).json().get("flags", {}).get("big_number"))
+    for answer in (
+        api.post("/flags/", json={"distinct_id": "u1"}),
+        api.get("/api/v1/analytics/public/feature-flags/for_user/", params={"distinct_id": "u1"}),
+    ):
+        assert answer.status_code == 200, answer.text
 
 
 @pytest.mark.parametrize("method, path", ADMIN_ROUTES)
