@@ -5,16 +5,16 @@ The service only reads the analytics schema; dbt owns it (docs/analytics.md).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eventtrack import clickhouse
+from eventtrack.analytics.event_buckets import BUCKET_TYPES, clickhouse_buckets_sql, sort_columns
 from eventtrack.analytics.segments import (
     SegmentError,
     clickhouse_breakdown,
@@ -24,7 +24,7 @@ from eventtrack.analytics.segments import (
     parse_filters,
 )
 from eventtrack.errors import ApiError
-from eventtrack.partitions import retention_cutoff
+from ingest_api.admin.clickhouse_reads import clickhouse_rows, current_split, unloaded_rows
 from ingest_api.admin.http import (
     admin_only,
     base_url,
@@ -34,7 +34,7 @@ from ingest_api.admin.http import (
     text_param,
     time_param,
 )
-from ingest_api.admin.pagination import TEXT, TIMESTAMP, decode_cursor, page, parse_limit
+from ingest_api.admin.pagination import TEXT, TIMESTAMP, Cursor, decode_cursor, page, parse_limit
 from ingest_api.state import AppState
 
 HOURLY = "analytics.agg_events_hourly"
@@ -153,10 +153,38 @@ async def event_counts(request: Request) -> Response:
     check_count_range(start, end)
     event_type = text_param(request, "event_type")
     state: AppState = request.app.state.eventtrack
-    if segment and state.settings.clickhouse_url:  # raw history with properties: what ClickHouse is for
-        return json_response(await clickhouse_segmented_counts(state, start, end, event_type, segment))
+    return json_response(await event_counts_answer(state, start, end, event_type, segment))
+
+
+async def event_counts_answer(
+    state: AppState, start: datetime, end: datetime, event_type: str | None = None, segment: Segment | None = None
+) -> dict[str, Any]:
+    """The event counts the API and the dashboard show: on ClickHouse when it is configured, else on Postgres."""
+    if state.settings.clickhouse_url:
+        return await clickhouse_counts(state, start, end, event_type, segment)
     async with state.engine.connect() as conn:
-        return json_response(await count_events(conn, start=start, end=end, event_type=event_type, segment=segment))
+        return await count_events(conn, start=start, end=end, event_type=event_type, segment=segment)
+
+
+@dataclass(frozen=True)
+class BucketQuery:
+    """An event_aggregates request, parsed."""
+
+    granularity: str  # hour | day
+    equal: dict[str, str]  # event_type / app_version / os_name filters
+    start: datetime | None
+    end: datetime | None
+    cursor: Cursor | None
+    limit: int
+    segment: Segment | None
+
+    @property
+    def bucket(self) -> str:
+        return "hour" if self.granularity == "hour" else "day"
+
+    def bound(self, value: datetime) -> datetime | date:
+        """A time bound as the bucket column takes it."""
+        return value if self.granularity == "hour" else value.date()
 
 
 @admin_only
@@ -181,60 +209,121 @@ async def event_aggregates(request: Request) -> Response:
     granularity = request.query_params.get("granularity", "hour")
     if granularity not in ("hour", "day"):
         raise ApiError.of("invalid_parameter", "granularity must be hour or day.", {"granularity": "hour or day"})
-    table, bucket = (HOURLY, "hour") if granularity == "hour" else (DAILY, "day")
     limit = parse_limit(request.query_params.get("limit"))
     cursor = decode_cursor(
         request.query_params.get("cursor"), (TIMESTAMP, TEXT, TEXT, TEXT) + ((TEXT,) if segment and segment[2] else ())
     )
-    where, params = text_filters(request, ("event_type", "app_version", "os_name"))
-    start, end = time_param(request, "start"), time_param(request, "end")
-    if start:
-        where.append(f"{bucket} >= :start")
-        params["start"] = start if granularity == "hour" else start.date()
-    if end:
-        where.append(f"{bucket} < :end")
-        params["end"] = end if granularity == "hour" else end.date()
-    sort = [bucket, "event_type", "coalesce(app_version, '')", "coalesce(os_name, '')"]
-    if segment and segment[2]:
-        sort.append("coalesce(breakdown_value, '')")
-    order = "ASC"
-    if cursor:
-        edge = cursor.key[0]
-        params.update(
-            c_b=edge if granularity == "hour" else edge.date(), c_e=cursor.key[1], c_a=cursor.key[2], c_o=cursor.key[3]
-        )
-        marks = ":c_b, :c_e, :c_a, :c_o"
-        if len(sort) == 5:
-            params["c_v"], marks = cursor.key[4], marks + ", :c_v"
-        op = ">" if cursor.forward else "<"
-        where.append(f"({', '.join(sort)}) {op} ({marks})")
-        order = "ASC" if cursor.forward else "DESC"
-    columns = f"{bucket}, event_type, app_version, os_name, event_count, unique_users, unique_devices, unique_sessions"
-    source = table
-    if segment:
-        source, columns = (
-            _raw_buckets(bucket, *segment[:3], params),
-            _RAW_COLUMNS.format(bucket=bucket) + (", breakdown_value" if segment[2] else ""),
-        )
-    sql = f"SELECT {columns} FROM {source}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY " + ", ".join(f"{c} {order}" for c in sort) + f" LIMIT {limit + 1}"
-    async with state.engine.connect() as conn:
-        if not segment and not await _has_table(conn, table):
-            rows: list[dict[str, Any]] = []  # the pipeline has not built it yet
-        else:
-            rows = [dict(r._mapping) for r in (await conn.execute(sa.text(sql), params)).all()]
+    _, equal = text_filters(request, ("event_type", "app_version", "os_name"))
+    query = BucketQuery(
+        granularity, equal, time_param(request, "start"), time_param(request, "end"), cursor, limit, segment
+    )
+    rows = await bucket_rows(state, query)
 
     def key_of(row: dict[str, Any]) -> tuple:
-        value = row[bucket]
+        value = row[query.bucket]
         edge = value.isoformat() if granularity == "hour" else datetime(value.year, value.month, value.day).isoformat()
         key = (edge, row["event_type"], row["app_version"] or "", row["os_name"] or "")
         return key + (row["breakdown_value"] or "",) if "breakdown_value" in row else key
 
-    query = {k: request.query_params.getlist(k) for k in request.query_params}
-    body = page(rows, limit=limit, cursor=cursor, key_of=key_of, base_url=base_url(request), params=query)
+    params = {k: request.query_params.getlist(k) for k in request.query_params}
+    body = page(rows, limit=limit, cursor=cursor, key_of=key_of, base_url=base_url(request), params=params)
     return json_response(body)
+
+
+async def bucket_rows(state: AppState, query: BucketQuery) -> list[dict[str, Any]]:
+    """Up to limit + 1 aggregate rows after (or before) the cursor in keyset order: from the marts (raw events
+    when segmented) on Postgres; with ClickHouse configured, the buckets inside retention computed on
+    ClickHouse (the marts' rows as the next pipeline run will write them) and the older ones from Postgres."""
+    if not state.settings.clickhouse_url:
+        async with state.engine.connect() as conn:
+            return await _postgres_bucket_rows(conn, query, None)
+    async with state.engine.connect() as conn:
+        client, target, split = await current_split(state, conn)
+        older = await _postgres_bucket_rows(conn, query, split.cutoff)
+        ch_filters, ch_params = clickhouse_filters_sql(query.segment[0] if query.segment else [])
+        ch_params.update(split.clickhouse_params())
+        raw_bounds = _raw_bounds(query)
+        bounds = ""
+        for name, op in (("raw_start", ">="), ("raw_end", "<")):
+            if name in raw_bounds:
+                bounds += f' AND e."timestamp" {op} :{name}'
+                ch_filters += f" AND timestamp {op} {{{name}:DateTime64(6, 'UTC')}}"
+                ch_params[name] = raw_bounds[name].astimezone(UTC)
+        ch_params["unloaded"] = await unloaded_rows(conn, split, bounds, raw_bounds)
+    bucket, kind = query.bucket, BUCKET_TYPES[query.bucket]
+    where = []
+    for name, value in query.equal.items():
+        where.append(f"{name} = {{eq_{name}:String}}")
+        ch_params[f"eq_{name}"] = value
+    for name, op, value in (("start", ">=", query.start), ("end", "<", query.end)):
+        if value is not None:
+            where.append(f"{bucket} {op} {{{name}:{kind}}}")
+            ch_params[name] = query.bound(value.astimezone(UTC))
+    breakdown = query.segment[3] if query.segment else None
+    if query.cursor:
+        columns = sort_columns(bucket, breakdown is not None)
+        marks = [f"{{c{i}:{kind if i == 0 else 'String'}}}" for i in range(len(columns))]
+        where.append(f"({', '.join(columns)}) {'>' if query.cursor.forward else '<'} ({', '.join(marks)})")
+        ch_params.update({f"c{i}": value for i, value in enumerate(query.cursor.key)})
+        ch_params["c0"] = query.bound(query.cursor.key[0].astimezone(UTC))
+    if query.segment is None:
+        ch_params["timeout_us"] = state.settings.session_timeout_minutes * 60 * 1_000_000
+    sql = clickhouse_buckets_sql(
+        target.database,
+        bucket,
+        sessions=query.segment is None,
+        breakdown_expr=clickhouse_breakdown(breakdown) if breakdown else None,
+        filters=ch_filters,
+        where=where,
+        descending=query.cursor is not None and not query.cursor.forward,
+        limit=query.limit + 1,
+    )
+    names = [bucket, "event_type", "app_version", "os_name", "event_count", "unique_users", "unique_devices"]
+    names += ["unique_sessions"] + (["breakdown_value"] if breakdown else [])
+    recent = [dict(zip(names, row, strict=True)) for row in await clickhouse_rows(client, sql, ch_params)]
+    for row in recent:
+        if bucket == "hour":  # the client gives UTC without a zone
+            row["hour"] = row["hour"].replace(tzinfo=UTC)
+    # Older buckets come first in ascending order: the two parts never share a bucket (the cutoff is midnight).
+    merged = older + recent if query.cursor is None or query.cursor.forward else recent + older
+    return merged[: query.limit + 1]
+
+
+async def _postgres_bucket_rows(
+    conn: AsyncConnection, query: BucketQuery, before: datetime | None
+) -> list[dict[str, Any]]:
+    """The Postgres endpoint's rows (limit + 1, keyset order), only of the buckets before `before` when given."""
+    bucket = query.bucket
+    where, params = [f"{name} = :{name}" for name in query.equal], dict(query.equal)
+    for name, op, value in (("start", ">=", query.start), ("end", "<", query.end), ("before", "<", before)):
+        if value is not None:
+            where.append(f"{bucket} {op} :{name}")
+            params[name] = query.bound(value)
+    sort = [bucket, "event_type", "coalesce(app_version, '')", "coalesce(os_name, '')"]
+    if query.segment and query.segment[2]:
+        sort.append("coalesce(breakdown_value, '')")
+    order = "ASC"
+    if query.cursor:
+        key = query.cursor.key
+        params.update({f"c{i}": value for i, value in enumerate(key)}, c0=query.bound(key[0]))
+        where.append(
+            f"({', '.join(sort)}) {'>' if query.cursor.forward else '<'} ({', '.join(f':c{i}' for i in range(len(sort)))})"
+        )
+        order = "ASC" if query.cursor.forward else "DESC"
+    table = HOURLY if query.granularity == "hour" else DAILY
+    columns = f"{bucket}, event_type, app_version, os_name, event_count, unique_users, unique_devices, unique_sessions"
+    source = table
+    if query.segment:
+        params.update(_raw_bounds(query))
+        source = _raw_buckets(bucket, query.segment[0], query.segment[1], query.segment[2], params)
+        columns = _RAW_COLUMNS.format(bucket=bucket) + (", breakdown_value" if query.segment[2] else "")
+    elif not await _has_table(conn, table):
+        return []  # the pipeline has not built it yet
+    sql = f"SELECT {columns} FROM {source}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY " + ", ".join(f"{c} {order}" for c in sort) + f" LIMIT {query.limit + 1}"
+    return [dict(r._mapping) for r in (await conn.execute(sa.text(sql), params)).all()]
 
 
 # --- segmentation: property filters and a breakdown, over raw events ---------------------------
@@ -295,58 +384,38 @@ async def _segmented_counts(
     return _segment_answer(start, end, [tuple(r) for r in rows], breakdown is not None)
 
 
-async def clickhouse_segmented_counts(
-    state: AppState, start: datetime, end: datetime, event_type: str | None, segment: Segment
+async def clickhouse_counts(
+    state: AppState, start: datetime, end: datetime, event_type: str | None, segment: Segment | None
 ) -> dict[str, Any]:
-    """_segmented_counts' answer with ClickHouse counting what it holds, exact at every moment: ClickHouse
-    counts the loaded rows (ingest_seq up to its watermark) of the days Postgres still keeps, less the people
-    erased since its last load; Postgres counts the rest (arrivals not loaded yet, and a day past retention
-    that Postgres has not dropped yet). Ties in count are ordered by code point (Postgres's C collation)."""
-    filters, where, breakdown, breakdown_by = segment
-    client, target = await anyio.to_thread.run_sync(state.clickhouse)
-    loaded, _ = await anyio.to_thread.run_sync(clickhouse.watermark, client, target)
-    cutoff = retention_cutoff(datetime.now(UTC), state.settings.events_retention_days)
-    params: dict[str, Any] = {"start": start, "end": end, "loaded": loaded, "cutoff": cutoff}
+    """count_events' answer with ClickHouse counting its part of the split (eventtrack/analytics/hybrid.py) and
+    Postgres the rest (arrivals not loaded yet, and a day past retention Postgres has not dropped yet): counts
+    add up, so the answer is exact at every moment. Ties in count are ordered by code point (Postgres's C
+    collation)."""
+    filters, where, breakdown, breakdown_by = segment or ([], "", None, None)
+    params: dict[str, Any] = {"start": start, "end": end}
     event_filter = ""
     if event_type:
         params["event_type"] = event_type
         event_filter = "AND e.event_type = :event_type"
     _bind_filters(filters, params)
     async with state.engine.connect() as conn:
-        erased = [
-            i for (ids,) in await conn.execute(sa.text("SELECT distinct_ids FROM clickhouse_erasures")) for i in ids
-        ]
-        rest = (
-            await conn.execute(
-                sa.text(
-                    _segmented_sql(event_filter, where, breakdown, " AND e.ingest_seq > :loaded", ordered=False)
-                    + " UNION ALL "
-                    + _segmented_sql(
-                        event_filter,
-                        where,
-                        breakdown,
-                        ' AND e.ingest_seq <= :loaded AND e."timestamp" < :cutoff',
-                        ordered=False,
-                    )
-                ),
-                params,
-            )
-        ).all()
+        client, target, split = await current_split(state, conn)
+        params.update(split.postgres_params())
+        rest_sql = _segmented_sql(event_filter, where, breakdown, f" AND {split.POSTGRES_PART}", ordered=False)
+        rest = (await conn.execute(sa.text(rest_sql), params)).all()
     ch_where, ch_params = clickhouse_filters_sql(filters)
     value = clickhouse_breakdown(breakdown_by) if breakdown_by else "NULL"
     sql = (
         f"SELECT event_type, CAST({value} AS Nullable(String)) AS breakdown_value, count() AS count"
         f" FROM {target.database}.events"
         " WHERE timestamp >= {start:DateTime64(6, 'UTC')} AND timestamp < {end:DateTime64(6, 'UTC')}"
-        " AND timestamp >= {cutoff:DateTime64(6, 'UTC')} AND ingest_seq <= {loaded:UInt64}"
-        " AND distinct_id NOT IN {erased:Array(String)}"
+        f" AND {split.CLICKHOUSE_PART}"
         + (" AND event_type = {event_type:String}" if event_type else "")
         + f"{ch_where} GROUP BY event_type, breakdown_value"
     )
-    ch_params.update(start=start, end=end, cutoff=cutoff, loaded=loaded, erased=erased, event_type=event_type or "")
-    in_clickhouse = await anyio.to_thread.run_sync(lambda: client.query(sql, parameters=ch_params).result_rows)
+    ch_params.update(split.clickhouse_params(), start=start, end=end, event_type=event_type or "")
     counts: dict[tuple[str, Any], int] = {}
-    for event_type_, value_, count in [*in_clickhouse, *rest]:
+    for event_type_, value_, count in [*await clickhouse_rows(client, sql, ch_params), *rest]:
         counts[(event_type_, value_)] = counts.get((event_type_, value_), 0) + int(count)
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] is None, kv[0][1] or ""))
     return _segment_answer(start, end, [(t, v, n) for (t, v), n in ordered], breakdown is not None)
@@ -355,6 +424,25 @@ async def clickhouse_segmented_counts(
 # Same columns as the marts; unique_sessions is null: sessions (explicit or derived)
 # are only known to the pipeline's models.
 _RAW_COLUMNS = "{bucket}, event_type, app_version, os_name, event_count, unique_users, unique_devices, unique_sessions"
+
+
+def _raw_bounds(query: BucketQuery) -> dict[str, datetime]:
+    """The range of raw event times that the buckets in [start, end) cover, whole (as in the marts): `raw_start`
+    and `raw_end` when the query has those bounds. Bucket bounds apply to the rows; this range on the raw
+    timestamp lets Postgres prune partitions (and ClickHouse its day parts)."""
+    bounds = {}
+    if query.start is not None:
+        start = query.bound(query.start)
+        bounds["raw_start"] = (
+            start if query.bucket == "hour" else datetime(start.year, start.month, start.day, tzinfo=UTC)
+        )
+    if query.end is not None:
+        # The last bucket taken (hour < end, day < end's day) is whole.
+        end = query.bound(query.end)
+        bounds["raw_end"] = (
+            full_hours(end, end)[0] if query.bucket == "hour" else datetime(end.year, end.month, end.day, tzinfo=UTC)
+        )
+    return bounds
 
 
 def _raw_buckets(bucket: str, filters, where: str, breakdown: str | None, params: dict[str, Any]) -> str:
@@ -366,23 +454,9 @@ def _raw_buckets(bucket: str, filters, where: str, breakdown: str | None, params
     )
     value = f", {breakdown} AS breakdown_value" if breakdown else ""
     group = "1, 2, 3, 4" + (", 9" if breakdown else "")
-    # Bucket bounds are applied by the outer query; the range on the raw timestamp lets Postgres prune partitions.
-    bounds = ""
-    if "start" in params:
-        bounds += ' AND e."timestamp" >= :raw_start'
-        params["raw_start"] = (
-            params["start"]
-            if bucket == "hour"
-            else datetime(params["start"].year, params["start"].month, params["start"].day, tzinfo=UTC)
-        )
-    if "end" in params:
-        bounds += ' AND e."timestamp" < :raw_end'
-        # The last bucket taken (hour < end, day < end's day) is whole, as in the marts.
-        params["raw_end"] = (
-            full_hours(params["end"], params["end"])[0]
-            if bucket == "hour"
-            else datetime(params["end"].year, params["end"].month, params["end"].day, tzinfo=UTC)
-        )
+    bounds = "".join(
+        f' AND e."timestamp" {op} :{name}' for name, op in (("raw_start", ">="), ("raw_end", "<")) if name in params
+    )
     return (
         f"(SELECT {bucket_expr} AS {bucket}, e.event_type, e.app_version, e.os_name, count(*)::bigint AS event_count,"
         " count(DISTINCT e.distinct_id)::bigint AS unique_users, count(DISTINCT e.device_id)::bigint AS unique_devices,"

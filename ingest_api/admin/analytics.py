@@ -1,4 +1,4 @@
-"""Admin analytics routes: funnels (raw events, one SQL query) and retention (the dbt marts)."""
+"""Admin analytics routes: funnels (raw events, one SQL query) and retention (the dbt marts, or ClickHouse)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from eventtrack.analytics.funnels import (
     shape_results,
     step_results,
 )
+from eventtrack.analytics.retention import clickhouse_retention_sql, in_cohort_range, retention_params, retention_rows
 from eventtrack.analytics.segments import (
     PropertyFilter,
     SegmentError,
@@ -35,6 +36,7 @@ from eventtrack.analytics.segments import (
     parse_filters,
 )
 from eventtrack.errors import ApiError
+from ingest_api.admin.clickhouse_reads import clickhouse_rows, current_split, unloaded_rows
 from ingest_api.admin.http import (
     admin_only,
     check_unknown_params,
@@ -155,35 +157,47 @@ def cohort_triangle(rows: list[tuple]) -> list[dict[str, Any]]:
     return list(cohorts.values())
 
 
+async def retention_cohorts(
+    state: AppState, period: str, start: datetime | None, end: datetime | None
+) -> dict[str, Any]:
+    """The cohort triangle with cohorts in [start, end): from the marts, or computed on ClickHouse from raw
+    events when it is configured (eventtrack/analytics/retention.py: the marts' definition, fresh)."""
+    first = start.astimezone(UTC).date() if start else None
+    last = end.astimezone(UTC).date() if end else None
+    if state.settings.clickhouse_url:
+        return_event = state.settings.retention_return_event
+        async with state.engine.connect() as conn:
+            client, target, split = await current_split(state, conn)
+            unloaded = await unloaded_rows(conn, split)
+        sql = clickhouse_retention_sql(target.database, period, return_event)
+        found = await clickhouse_rows(client, sql, retention_params(split.clickhouse_params(), unloaded, return_event))
+        rows = in_cohort_range(retention_rows(found, period, return_event), first, last)
+    else:
+        table = RETENTION_TABLES[period]
+        where, params = [], {}
+        if first:
+            where.append("cohort >= :start")
+            params["start"] = first
+        if last:
+            where.append("cohort < :end")
+            params["end"] = last
+        sql = f"SELECT cohort, cohort_users, period_number, retained_users, return_event FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        async with state.engine.connect() as conn:
+            exists = (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table})).scalar_one()
+            rows = [tuple(r) for r in (await conn.execute(sa.text(sql), params)).all()] if exists else []
+    return {"period": period, "return_event": rows[0][4] if rows else None, "cohorts": cohort_triangle(rows)}
+
+
 @admin_only
 async def retention(request: Request) -> Response:
-    state: AppState = request.app.state.eventtrack
     check_unknown_params(request, {"period", "start", "end"})
     period = request.query_params.get("period", "week")
     if period not in RETENTION_TABLES:
         raise _invalid({"period": "week or day"})
-    table = RETENTION_TABLES[period]
     start, end = time_param(request, "start"), time_param(request, "end")
-    where, params = [], {}
-    if start:
-        where.append("cohort >= :start")
-        params["start"] = start.astimezone(UTC).date()
-    if end:
-        where.append("cohort < :end")
-        params["end"] = end.astimezone(UTC).date()
-    sql = f"SELECT cohort, cohort_users, period_number, retained_users, return_event FROM {table}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    async with state.engine.connect() as conn:
-        exists = (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table})).scalar_one()
-        rows = [tuple(r) for r in (await conn.execute(sa.text(sql), params)).all()] if exists else []
-    return json_response(
-        {
-            "period": period,
-            "return_event": rows[0][4] if rows else None,
-            "cohorts": cohort_triangle(rows),
-        }
-    )
+    return json_response(await retention_cohorts(request.app.state.eventtrack, period, start, end))
 
 
 # --- saved funnels: definitions here, results computed daily by the pipeline (analytics.agg_funnel_results) --

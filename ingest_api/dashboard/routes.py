@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from eventtrack.errors import CLIENT_DISCONNECTED, ApiError
-from ingest_api.admin.aggregates import count_events
+from ingest_api.admin.aggregates import event_counts_answer
 from ingest_api.admin.analytics import parse_funnel_query, run_funnel, saved_funnel_by_id, saved_funnel_list
 from ingest_api.admin.events import event_listing, session_listing, session_status
 from ingest_api.admin.experiments import experiment_by_id, experiment_listing, results_of_experiment
@@ -313,7 +313,7 @@ async def overview_page(request: Request, current: Page) -> Response:
     now = datetime.now(UTC)
     async with state.engine.connect() as conn:
         data = await overview.load(conn, now)
-        top = await count_events(conn, start=now - timedelta(days=7), end=now)
+    top = await event_counts_answer(state, now - timedelta(days=7), now)
     status = await pipeline_status.last_run(state.settings.dagster_host, state.settings.dagster_port)
     figures: dict[str, Any] = {}
     if data["per_hour"]:
