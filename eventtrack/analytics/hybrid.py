@@ -10,8 +10,9 @@ disjoint and together are exactly what Postgres stores:
 - distinct users, sessions and cohorts do not add up, so the arrivals ClickHouse has not loaded yet
   (a few minutes' worth: the loader runs every CLICKHOUSE_LOAD_MINUTES) are read from Postgres and sent
   along with the ClickHouse query as a parameter (`unloaded`), and ClickHouse computes over both;
-- days before the retention cutoff that Postgres has not dropped yet are whole buckets: the bucketed
-  queries take them from Postgres's own answer; retention cohorts leave them out (see retention.py).
+- the retention cutoff is a UTC midnight, so the time before it is whole hours and days: event counts and
+  aggregates take that range from Postgres's own answer (its aggregates outlive raw events); retention
+  cohorts leave it out (see retention.py).
 """
 
 from __future__ import annotations
@@ -55,8 +56,6 @@ class Split:
         "ingest_seq <= {loaded:UInt64} AND timestamp >= {cutoff:DateTime64(6, 'UTC')}"
         " AND distinct_id NOT IN {erased:Array(String)}"
     )
-    # The rest, as a condition on Postgres's events (alias e): arrivals not loaded yet, and expired days still kept.
-    POSTGRES_PART = '(e.ingest_seq > :loaded OR e."timestamp" < :cutoff)'
     # The arrivals not loaded yet inside retention: what `unloaded_rows_sql` reads.
     UNLOADED = 'e.ingest_seq > :loaded AND e."timestamp" >= :cutoff'
 

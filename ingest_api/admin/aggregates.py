@@ -387,35 +387,45 @@ async def _segmented_counts(
 async def clickhouse_counts(
     state: AppState, start: datetime, end: datetime, event_type: str | None, segment: Segment | None
 ) -> dict[str, Any]:
-    """count_events' answer with ClickHouse counting its part of the split (eventtrack/analytics/hybrid.py) and
-    Postgres the rest (arrivals not loaded yet, and a day past retention Postgres has not dropped yet): counts
-    add up, so the answer is exact at every moment. Ties in count are ordered by code point (Postgres's C
-    collation)."""
+    """count_events' answer, exact at every moment (eventtrack/analytics/hybrid.py): inside retention ClickHouse
+    counts its part and Postgres the arrivals not loaded yet; before the retention cutoff (midnight) the range
+    is Postgres's own answer (its aggregates outlive raw events). Counts add up. Ties in count are ordered by
+    code point (Postgres's C collation)."""
     filters, where, breakdown, breakdown_by = segment or ([], "", None, None)
-    params: dict[str, Any] = {"start": start, "end": end}
-    event_filter = ""
-    if event_type:
-        params["event_type"] = event_type
-        event_filter = "AND e.event_type = :event_type"
-    _bind_filters(filters, params)
+    parts: list[tuple[str, Any, int]] = []
     async with state.engine.connect() as conn:
         client, target, split = await current_split(state, conn)
-        params.update(split.postgres_params())
-        rest_sql = _segmented_sql(event_filter, where, breakdown, f" AND {split.POSTGRES_PART}", ordered=False)
-        rest = (await conn.execute(sa.text(rest_sql), params)).all()
-    ch_where, ch_params = clickhouse_filters_sql(filters)
-    value = clickhouse_breakdown(breakdown_by) if breakdown_by else "NULL"
-    sql = (
-        f"SELECT event_type, CAST({value} AS Nullable(String)) AS breakdown_value, count() AS count"
-        f" FROM {target.database}.events"
-        " WHERE timestamp >= {start:DateTime64(6, 'UTC')} AND timestamp < {end:DateTime64(6, 'UTC')}"
-        f" AND {split.CLICKHOUSE_PART}"
-        + (" AND event_type = {event_type:String}" if event_type else "")
-        + f"{ch_where} GROUP BY event_type, breakdown_value"
-    )
-    ch_params.update(split.clickhouse_params(), start=start, end=end, event_type=event_type or "")
+        if start < split.cutoff:
+            older = await count_events(
+                conn, start=start, end=min(end, split.cutoff), event_type=event_type, segment=segment
+            )
+            parts += [(r["event_type"], r.get("breakdown_value"), r["count"]) for r in older["results"]]
+        recent_start = max(start, split.cutoff)
+        if recent_start >= end:
+            in_clickhouse = []
+        else:
+            params: dict[str, Any] = {"start": recent_start, "end": end, **split.postgres_params()}
+            event_filter = ""
+            if event_type:
+                params["event_type"] = event_type
+                event_filter = "AND e.event_type = :event_type"
+            _bind_filters(filters, params)
+            unloaded = _segmented_sql(event_filter, where, breakdown, f" AND {split.UNLOADED}", ordered=False)
+            parts += [tuple(r) for r in (await conn.execute(sa.text(unloaded), params)).all()]
+            ch_where, ch_params = clickhouse_filters_sql(filters)
+            value = clickhouse_breakdown(breakdown_by) if breakdown_by else "NULL"
+            sql = (
+                f"SELECT event_type, CAST({value} AS Nullable(String)) AS breakdown_value, count() AS count"
+                f" FROM {target.database}.events"
+                " WHERE timestamp >= {start:DateTime64(6, 'UTC')} AND timestamp < {end:DateTime64(6, 'UTC')}"
+                f" AND {split.CLICKHOUSE_PART}"
+                + (" AND event_type = {event_type:String}" if event_type else "")
+                + f"{ch_where} GROUP BY event_type, breakdown_value"
+            )
+            ch_params.update(split.clickhouse_params(), start=recent_start, end=end, event_type=event_type or "")
+            in_clickhouse = await clickhouse_rows(client, sql, ch_params)
     counts: dict[tuple[str, Any], int] = {}
-    for event_type_, value_, count in [*await clickhouse_rows(client, sql, ch_params), *rest]:
+    for event_type_, value_, count in [*in_clickhouse, *parts]:
         counts[(event_type_, value_)] = counts.get((event_type_, value_), 0) + int(count)
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] is None, kv[0][1] or ""))
     return _segment_answer(start, end, [(t, v, n) for (t, v), n in ordered], breakdown is not None)

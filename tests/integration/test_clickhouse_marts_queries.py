@@ -1,0 +1,279 @@
+"""Retention cohorts, event aggregates and event counts on ClickHouse give the Postgres answers (docs/analytics.md).
+
+The Postgres answers of the first two are the dbt marts, so dbt builds them over the planted events (one run
+per state); the same requests go to a server without and a server with CLICKHOUSE_URL, and the answers are
+compared whole, page by page. Then late events, resends and an erasure arrive (ClickHouse has not loaded
+them yet), a day passes the retention cutoff, and the answers must still be equal; and again after the
+loader has caught up.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import uuid
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import psycopg
+import pytest
+
+from eventtrack import clickhouse as ch
+from eventtrack.partitions import retention_cutoff
+from tests.conftest import RunningServer, settings_for
+from tests.integration.test_clickhouse_queries import END, START, planted_events
+from tests.integration.test_pipeline import ANALYTICS_SCHEMAS
+
+ADMIN = "/api/v1/analytics/admin"
+# The oldest planted day (START - 1 day) is inside a 15-day retention window and outside a 14-day one.
+KEEPS_ALL, DROPS_FIRST_DAY = 15, 14
+SETTLE = timedelta(minutes=5)
+MARTS = "stg_eventtrack__events agg_retention_weekly agg_retention_daily agg_events_hourly agg_events_daily"
+
+
+def build_marts() -> None:
+    """dbt rebuilds the retention marts and every aggregate bucket of the planted range, as the pipeline would."""
+    from eventtrack.settings import Settings
+    from orchestration.resources import DBT_PROJECT_DIR, settings_dbt_vars, venv_executable
+
+    window = {"min_ts": (START - timedelta(days=3)).isoformat(), "max_ts": (END + timedelta(days=8)).isoformat()}
+    project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    command = [venv_executable("dbt"), "run", "--select", MARTS, *project, "--vars"]
+    done = subprocess.run(
+        [*command, json.dumps({**settings_dbt_vars(Settings()), **window})],
+        cwd=DBT_PROJECT_DIR,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout
+
+
+def with_devices(rows: list[tuple], seed: int = 11) -> list[tuple]:
+    """The planted events with devices (none, '', one or two per user), explicit sessions now and then, and
+    app versions, so that users, devices and derived sessions differ."""
+    rng = random.Random(seed)
+    devices = {}
+    planted = []
+    for user, event_type, at, props in rows:
+        devices.setdefault(user, rng.choice([[None], [""], [f"{user}-a"], [f"{user}-a", f"{user}-b", None]]))
+        session = f"s-{rng.randrange(20)}" if rng.random() < 0.1 else None
+        planted.append((user, event_type, at, props, rng.choice(devices[user]), session, rng.choice(["1.0", None])))
+    return planted
+
+
+@pytest.fixture(scope="module")
+def planted(database_url, chdb_url, dbt_env):
+    """Postgres and ClickHouse holding the same events, the marts built over them; the marts dropped after."""
+    target = ch.Target.parse(chdb_url)
+    client = ch.connect(target)
+    client.command(f"DROP DATABASE IF EXISTS {target.database} SYNC")
+    client = ch.connect(target)
+    with psycopg.connect(database_url, autocommit=True) as pg:
+        for schema in ANALYTICS_SCHEMAS:
+            pg.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        pg.execute("TRUNCATE events, clickhouse_erasures, aggregate_rebuilds")
+        with pg.cursor() as cur:
+            cur.executemany(
+                """INSERT INTO events (uuid, event_type, distinct_id, properties, os_name, device_id, session_id,
+                                       app_version, "timestamp", received_at)
+                   VALUES (gen_random_uuid(), %s, %s, %s, %s, %s, %s, %s, %s, now() - interval '1 hour')""",
+                [
+                    (
+                        event_type,
+                        user,
+                        props if isinstance(props, str) else json.dumps(props),
+                        ("iOS", "Android")[len(user) % 2],
+                        device,
+                        session,
+                        version,
+                        at,
+                    )
+                    for user, event_type, at, props, device, session, version in with_devices(planted_events())
+                ],
+            )
+        ch.load_arrivals(pg, client, target, SETTLE)
+        build_marts()
+        yield pg, client, target
+        for schema in ANALYTICS_SCHEMAS:
+            pg.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture(scope="module")
+def admin_headers(database_url) -> dict[str, str]:
+    from ingest_api.admin.key_store import create_admin_key
+
+    _, key = create_admin_key(database_url, "clickhouse-marts")
+    return {"Authorization": f"Bearer {key}"}
+
+
+def servers(stack: ExitStack, database_url: str, chdb_url: str, retention_days: int) -> tuple[str, str]:
+    """The URLs of a server on Postgres alone and one with ClickHouse, with the same settings otherwise."""
+    settings = {"events_retention_days": retention_days}
+    on_postgres = stack.enter_context(RunningServer(settings_for(database_url, **settings)))
+    on_clickhouse = stack.enter_context(RunningServer(settings_for(database_url, clickhouse_url=chdb_url, **settings)))
+    return on_postgres.url, on_clickhouse.url
+
+
+def pages(base: str, path: str, params: dict, headers: dict) -> list[dict]:
+    """Every page of a listing (next links followed), then the first page again by the second's previous link;
+    links without their host (the two servers' ports differ)."""
+    answers = []
+    url, query = base + path, params
+    while url:
+        response = httpx.get(url, params=query, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        answers.append(body)
+        url, query = body.get("next"), None
+    if len(answers) > 1:
+        back = httpx.get(answers[1]["previous"], headers=headers, timeout=30).json()
+        assert back["results"] == answers[0]["results"]
+    for body in answers:
+        for link in ("next", "previous"):
+            if body.get(link):
+                body[link] = re.sub(r"^http://[^/]+", "", body[link])
+    return answers
+
+
+RETENTION = [
+    {"period": "week"},
+    {"period": "day"},
+    {"period": "day", "start": (START + timedelta(days=2)).isoformat(), "end": (START + timedelta(days=5)).isoformat()},
+]
+AGGREGATES = [
+    {"granularity": "hour", "limit": "150"},
+    {"granularity": "day"},
+    {"granularity": "hour", "event_type": "view", "os_name": "iOS", "start": (START + timedelta(hours=30)).isoformat()},
+    {"granularity": "day", "app_version": "1.0", "end": (END - timedelta(hours=3)).isoformat()},
+    {"granularity": "hour", "filter": ["properties.price>1.5"], "limit": "100"},
+    {"granularity": "day", "breakdown": "properties.plan", "limit": "20"},
+    {"granularity": "hour", "breakdown": "os_name", "filter": ["properties.plan!=pro"], "end": END.isoformat()},
+]
+COUNTS = [
+    {},
+    {"event_type": "open"},
+    {"breakdown": "properties.plan"},
+    {"filter": ["properties.price>=-3.25"], "breakdown": "app_version"},
+]
+
+
+def answers(base: str, headers: dict) -> dict:
+    """Every compared request's answer from one server."""
+    found = {}
+    for i, query in enumerate(RETENTION):
+        response = httpx.get(f"{base}{ADMIN}/retention/", params=query, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        found[f"retention {i}"] = response.json()
+    for i, query in enumerate(AGGREGATES):
+        found[f"aggregates {i}"] = pages(base, f"{ADMIN}/event-aggregates/", query, headers)
+    for i, query in enumerate(COUNTS):
+        # From before the oldest planted day to after the newest: ranges across the retention cutoff.
+        params = {"start": (START - timedelta(days=2)).isoformat(), "end": (END + timedelta(days=4)).isoformat()}
+        response = httpx.get(f"{base}{ADMIN}/events/event_counts/", params={**params, **query}, headers=headers)
+        assert response.status_code == 200, response.text
+        found[f"counts {i}"] = response.json()
+    return found
+
+
+def assert_same(on_postgres: dict, on_clickhouse: dict) -> None:
+    assert on_postgres.keys() == on_clickhouse.keys()
+    for name, expected in on_postgres.items():
+        assert on_clickhouse[name] == expected, name
+
+
+def test_clickhouse_retention_aggregates_and_counts_equal_the_postgres_answers(
+    planted, database_url, chdb_url, admin_headers
+):
+    with ExitStack() as stack:
+        on_postgres, on_clickhouse = servers(stack, database_url, chdb_url, KEEPS_ALL)
+        expected = answers(on_postgres, admin_headers)
+        assert_same(expected, answers(on_clickhouse, admin_headers))
+    # The planted data reach every query: no equality of empty answers.
+    assert all(len(expected[f"retention {i}"]["cohorts"]) > 1 for i in range(len(RETENTION)))
+    assert all(expected[f"aggregates {i}"][0]["results"] for i in range(len(AGGREGATES)))
+    assert len(expected["aggregates 0"]) > 2 and expected["aggregates 0"][0]["results"][0]["unique_sessions"]
+    assert all(expected[f"counts {i}"]["total"] > 0 for i in range(len(COUNTS)))
+
+
+def test_clickhouse_overview_page_counts_come_from_clickhouse(planted, database_url, chdb_url, admin_headers):
+    """The dashboard's overview shows the top event types of the last 7 days through the same query function:
+    an event only ClickHouse holds is on the ClickHouse server's page only."""
+    _, client, target = planted
+    key = admin_headers["Authorization"].removeprefix("Bearer ")
+    at = datetime.now(UTC) - timedelta(days=1)
+    client.command(
+        f"INSERT INTO {target.database}.events (uuid, event_type, distinct_id, properties, property_texts_json, "
+        f"timestamp, received_at, ingest_seq) VALUES (generateUUIDv4(), 'seen-on-clickhouse', 'u', '{{}}', '{{}}', "
+        f"'{at:%Y-%m-%d %H:%M:%S}', now64(6), 0)"
+    )
+    try:
+        shown = {}
+        with ExitStack() as stack:
+            for name, base in zip(("postgres", "clickhouse"), servers(stack, database_url, chdb_url, KEEPS_ALL)):
+                with httpx.Client(base_url=base, timeout=30) as browser:
+                    form = browser.get("/admin/login").text
+                    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+                    browser.post("/admin/login", data={"api_key": key, "csrf_token": csrf})
+                    page = browser.get("/admin/")
+                    assert page.status_code == 200
+                    shown[name] = page.text
+        assert "seen-on-clickhouse" in shown["clickhouse"] and "seen-on-clickhouse" not in shown["postgres"]
+    finally:
+        client.command(f"DELETE FROM {target.database}.events WHERE event_type = 'seen-on-clickhouse'")
+
+
+def test_clickhouse_answers_stay_exact_after_late_events_resends_an_erasure_and_a_retention_drop(
+    planted, database_url, chdb_url, admin_headers
+):
+    from orchestration.maintenance import drop_expired_event_partitions
+
+    pg, client, target = planted
+    victim = "user-3"
+    late = [
+        {
+            "uuid": str(uuid.uuid4()),
+            "distinct_id": user,
+            "event_type": event_type,
+            "device_id": device,
+            "timestamp": (START + offset).isoformat(),
+            "properties": {"plan": "pro", "price": 2},
+        }
+        for user, event_type, device, offset in [
+            ("user-5", "buy", "user-5-a", timedelta(days=1, minutes=7)),  # late: into old buckets and cohorts
+            ("late-new", "open", None, timedelta(days=6, hours=2)),  # a new user, late
+            ("late-new", "view", None, timedelta(days=6, hours=2, minutes=45)),  # a second derived session
+            (victim, "open", None, timedelta(days=2)),  # erased with the rest of the person
+        ]
+    ]
+    with ExitStack() as stack:
+        on_postgres, on_clickhouse = servers(stack, database_url, chdb_url, DROPS_FIRST_DAY)
+        for _ in range(2):  # sent twice: the resend is dropped by capture
+            response = httpx.post(on_postgres + "/api/v1/analytics/batch/", json={"events": late}, timeout=30)
+            assert response.status_code == 200 and response.json()["accepted"] == len(late), response.text
+        erased = httpx.delete(f"{on_clickhouse}{ADMIN}/persons/{victim}/", headers=admin_headers, timeout=30)
+        assert erased.status_code == 200 and erased.json()["deleted"]["events"] > 1, erased.text
+        # Counts are exact without the pipeline, also while Postgres still keeps a day past the cutoff.
+        cutoff = retention_cutoff(datetime.now(UTC), DROPS_FIRST_DAY)
+        (kept,) = pg.execute('SELECT count(*) FROM events WHERE "timestamp" < %s', (cutoff,)).fetchone()
+        assert kept > 0
+        counts = {f"counts {i}": None for i in range(len(COUNTS))}
+        expected = {k: v for k, v in answers(on_postgres, admin_headers).items() if k in counts}
+        assert_same(expected, {k: v for k, v in answers(on_clickhouse, admin_headers).items() if k in counts})
+
+        # The day past the cutoff dropped in Postgres, the marts rebuilt: ClickHouse has loaded none of it.
+        assert drop_expired_event_partitions(pg, datetime.now(UTC), DROPS_FIRST_DAY)
+        build_marts()
+        status = ch.status(pg, client, target)
+        assert status["newest_ingest_seq"] > status["loaded_up_to_ingest_seq"] and status["pending_erasures"] == 1
+        expected = answers(on_postgres, admin_headers)
+        assert_same(expected, answers(on_clickhouse, admin_headers))
+
+        # The loader catches up (the arrivals settled, the erasure applied, the day dropped): still equal.
+        pg.execute("UPDATE events SET received_at = received_at - interval '10 minutes' WHERE ingest_seq > %s",
+                   (status["loaded_up_to_ingest_seq"],))  # fmt: skip
+        assert ch.load_arrivals(pg, client, target, SETTLE).erasures == 1
+        assert ch.drop_days_before(client, target, cutoff.date())
+        assert_same(expected, answers(on_clickhouse, admin_headers))
