@@ -12,7 +12,7 @@ session's key is named after its first event in the bucket.
 
 from __future__ import annotations
 
-from eventtrack.analytics.hybrid import clickhouse_events
+from eventtrack.analytics.hybrid import Split, clickhouse_events
 
 BUCKETS = {"hour": "toStartOfHour(timestamp)", "day": "toDate(timestamp)"}
 BUCKET_TYPES = {"hour": "DateTime64(6, 'UTC')", "day": "Date"}
@@ -80,3 +80,12 @@ SELECT * FROM (
 WHERE {" AND ".join(where) or "1"}
 ORDER BY {", ".join(f"{c} {order}" for c in sort_columns(bucket, breakdown_expr is not None))}
 LIMIT {limit}"""
+
+
+def clickhouse_bucket_counts_sql(database: str, bucket: str) -> str:
+    """(bucket, events) of ClickHouse's part of the split from `start` on (counts add up: the caller adds
+    Postgres's part). Binds the split's parameters and `start`."""
+    return (
+        f"SELECT {BUCKETS[bucket]} AS bucket, count() FROM {database}.events"
+        f" WHERE {Split.CLICKHOUSE_PART} AND timestamp >= {{start:DateTime64(6, 'UTC')}} GROUP BY bucket"
+    )

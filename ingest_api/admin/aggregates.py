@@ -14,7 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eventtrack.analytics.event_buckets import BUCKET_TYPES, clickhouse_buckets_sql, sort_columns
+from eventtrack.analytics.event_buckets import (
+    BUCKET_TYPES,
+    clickhouse_bucket_counts_sql,
+    clickhouse_buckets_sql,
+    sort_columns,
+)
 from eventtrack.analytics.segments import (
     SegmentError,
     clickhouse_breakdown,
@@ -324,6 +329,51 @@ async def _postgres_bucket_rows(
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY " + ", ".join(f"{c} {order}" for c in sort) + f" LIMIT {query.limit + 1}"
     return [dict(r._mapping) for r in (await conn.execute(sa.text(sql), params)).all()]
+
+
+_MART_SUMS = {
+    "hour": f"SELECT hour AS bucket, sum(event_count)::bigint AS n FROM {HOURLY} WHERE hour >= :since",
+    "day": f"SELECT day AS bucket, sum(event_count)::bigint AS n FROM {DAILY} WHERE day >= :since",
+}
+_UNLOADED_PER_BUCKET = {
+    "hour": "date_trunc('hour', e.\"timestamp\", 'UTC')",
+    "day": "(e.\"timestamp\" AT TIME ZONE 'UTC')::date",
+}
+
+
+async def events_per_bucket(state: AppState, bucket: str, since: datetime | date) -> dict[Any, int] | None:
+    """Events per UTC hour or day from `since` on (the dashboard overview's charts): the aggregates' sums, None
+    before the pipeline built them; with ClickHouse configured, counted there at this moment (exact as
+    clickhouse_counts: ClickHouse's part, plus Postgres's unloaded arrivals, plus the aggregates before the
+    retention cutoff)."""
+    table = HOURLY if bucket == "hour" else DAILY
+    async with state.engine.connect() as conn:
+        built = await _has_table(conn, table)
+        if not state.settings.clickhouse_url:
+            if not built:
+                return None
+            rows = await conn.execute(sa.text(_MART_SUMS[bucket] + " GROUP BY 1"), {"since": since})
+            return {r.bucket: r.n for r in rows}
+        client, target, split = await current_split(state, conn)
+        parts = []
+        if built:
+            before = split.cutoff if bucket == "hour" else split.cutoff.date()
+            sql = _MART_SUMS[bucket] + f" AND {bucket} < :before GROUP BY 1"
+            parts += (await conn.execute(sa.text(sql), {"since": since, "before": before})).all()
+        start = since if isinstance(since, datetime) else datetime(since.year, since.month, since.day, tzinfo=UTC)
+        unloaded = (
+            f"SELECT {_UNLOADED_PER_BUCKET[bucket]}, count(*) FROM events e"
+            f' WHERE {split.UNLOADED} AND e."timestamp" >= :start GROUP BY 1'
+        )
+        parts += (await conn.execute(sa.text(unloaded), {**split.postgres_params(), "start": start})).all()
+    params = {**split.clickhouse_params(), "start": start.astimezone(UTC)}
+    in_clickhouse = await clickhouse_rows(client, clickhouse_bucket_counts_sql(target.database, bucket), params)
+    counts: dict[Any, int] = {}
+    for key, n in [*parts, *in_clickhouse]:
+        if bucket == "hour":  # ClickHouse gives UTC without a zone, Postgres in its session's zone
+            key = key.replace(tzinfo=UTC) if key.tzinfo is None else key.astimezone(UTC)
+        counts[key] = counts.get(key, 0) + int(n)
+    return counts
 
 
 # --- segmentation: property filters and a breakdown, over raw events ---------------------------

@@ -1,4 +1,5 @@
-"""The overview page's numbers: read from the pipeline's marts (analytics schema) and two raw tables.
+"""The overview page's numbers: read from the pipeline's marts (analytics schema) and two raw tables; the events
+per hour and per day through the admin query function (ClickHouse when it is configured).
 
 Every mart may be missing (the pipeline has not run yet): its section is then None.
 Series are filled with zeros for buckets without a row (pure helpers below).
@@ -13,17 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ingest_api.admin.aggregates import events_per_bucket
+from ingest_api.state import AppState
+
 HOURS_SHOWN = 48
 DAYS_SHOWN = 30
 
-_EVENTS_PER_HOUR = sa.text(
-    "SELECT hour AS bucket, sum(event_count)::bigint AS n FROM analytics.agg_events_hourly"
-    " WHERE hour >= :since GROUP BY hour ORDER BY hour"
-)
-_EVENTS_PER_DAY = sa.text(
-    "SELECT day AS bucket, sum(event_count)::bigint AS n FROM analytics.agg_events_daily"
-    " WHERE day >= :since GROUP BY day ORDER BY day"
-)
 _ACTIVE_USERS = sa.text(
     "SELECT day, dau, wau, mau FROM analytics.agg_active_users_daily WHERE day >= :since ORDER BY day"
 )
@@ -77,16 +73,17 @@ async def _exists(conn: AsyncConnection, table: str) -> bool:
     return (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table})).scalar_one()
 
 
-async def load(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
+async def load(state: AppState, conn: AsyncConnection, now: datetime) -> dict[str, Any]:
     hours = hour_buckets(now, HOURS_SHOWN)
     days = day_buckets(now, DAYS_SHOWN)
     out: dict[str, Any] = {"per_hour": None, "per_day": None, "active": None, "sessions": None}
-    if await _exists(conn, "analytics.agg_events_hourly"):
-        rows = {r.bucket: r.n for r in (await conn.execute(_EVENTS_PER_HOUR, {"since": hours[0]})).all()}
-        out["per_hour"] = fill(hours, rows, hour_label)
-    if await _exists(conn, "analytics.agg_events_daily"):
-        rows = {r.bucket: r.n for r in (await conn.execute(_EVENTS_PER_DAY, {"since": days[0]})).all()}
-        out["per_day"] = fill(days, rows, day_label)
+    # The admin API's query function: on ClickHouse when it is configured.
+    per_hour = await events_per_bucket(state, "hour", hours[0])
+    if per_hour is not None:
+        out["per_hour"] = fill(hours, per_hour, hour_label)
+    per_day = await events_per_bucket(state, "day", days[0])
+    if per_day is not None:
+        out["per_day"] = fill(days, per_day, day_label)
     if await _exists(conn, "analytics.agg_active_users_daily"):
         rows = (await conn.execute(_ACTIVE_USERS, {"since": days[0]})).all()
         by_day = {r.day: r for r in rows}

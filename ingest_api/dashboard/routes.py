@@ -312,7 +312,7 @@ async def overview_page(request: Request, current: Page) -> Response:
     state = _state(request)
     now = datetime.now(UTC)
     async with state.engine.connect() as conn:
-        data = await overview.load(conn, now)
+        data = await overview.load(state, conn, now)
     top = await event_counts_answer(state, now - timedelta(days=7), now)
     status = await pipeline_status.last_run(state.settings.dagster_host, state.settings.dagster_port)
     figures: dict[str, Any] = {}

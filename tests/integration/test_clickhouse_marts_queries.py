@@ -188,34 +188,7 @@ def assert_same(on_postgres: dict, on_clickhouse: dict) -> None:
         assert on_clickhouse[name] == expected, name
 
 
-def test_clickhouse_overview_page_counts_come_from_clickhouse(planted, database_url, chdb_url, admin_headers):
-    """The dashboard's overview shows the top event types of the last 7 days through the same query function:
-    an event only ClickHouse holds is on the ClickHouse server's page only."""
-    _, client, target = planted
-    key = admin_headers["Authorization"].removeprefix("Bearer ")
-    at = datetime.now(UTC) - timedelta(days=1)
-    client.command(
-        f"INSERT INTO {target.database}.events (uuid, event_type, distinct_id, properties, property_texts_json, "
-        f"timestamp, received_at, ingest_seq) VALUES (generateUUIDv4(), 'seen-on-clickhouse', 'u', '{{}}', '{{}}', "
-        f"'{at:%Y-%m-%d %H:%M:%S}', now64(6), 0)"
-    )
-    try:
-        shown = {}
-        with ExitStack() as stack:
-            for name, base in zip(("postgres", "clickhouse"), servers(stack, database_url, chdb_url, RETENTION_DAYS)):
-                with httpx.Client(base_url=base, timeout=30) as browser:
-                    form = browser.get("/admin/login").text
-                    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
-                    browser.post("/admin/login", data={"api_key": key, "csrf_token": csrf})
-                    page = browser.get("/admin/")
-                    assert page.status_code == 200
-                    shown[name] = page.text
-        assert "seen-on-clickhouse" in shown["clickhouse"] and "seen-on-clickhouse" not in shown["postgres"]
-    finally:
-        client.command(f"DELETE FROM {target.database}.events WHERE event_type = 'seen-on-clickhouse'")
-
-
-def test_clickhouse_retention_aggregates_and_counts_are_postgres_answers_through_late_events_erasure_and_retention(
+def test_clickhouse_retention_aggregates_counts_and_overview_are_postgres_answers_through_late_events_erasure_and_retention(
     planted, database_url, chdb_url, admin_headers
 ):
     from orchestration.maintenance import drop_expired_event_partitions
@@ -273,3 +246,38 @@ def test_clickhouse_retention_aggregates_and_counts_are_postgres_answers_through
         assert ch.load_arrivals(pg, client, target, SETTLE).erasures == 1
         assert ch.drop_days_before(client, target, cutoff.date())
         assert_same(expected, answers(on_clickhouse, admin_headers))
+
+        # The dashboard's overview shows the same numbers through the same functions, from ClickHouse: an event
+        # only ClickHouse holds is on the ClickHouse server's page only.
+        key = admin_headers["Authorization"].removeprefix("Bearer ")
+        before = {name: overview(base, key) for name, base in (("pg", on_postgres), ("ch", on_clickhouse))}
+        assert before["ch"] == before["pg"] and sum(before["pg"]["per-day"].values()) > 0
+        at = datetime.now(UTC) - timedelta(days=1)
+        client.command(
+            f"INSERT INTO {target.database}.events (uuid, event_type, distinct_id, properties, property_texts_json, "
+            f"timestamp, received_at, ingest_seq) VALUES (generateUUIDv4(), 'seen-on-clickhouse', 'u', '{{}}', "
+            f"'{{}}', '{at:%Y-%m-%d %H:%M:%S}', now64(6), 0)"
+        )
+        try:
+            after = overview(on_clickhouse, key)
+        finally:
+            client.command(f"DELETE FROM {target.database}.events WHERE event_type = 'seen-on-clickhouse'")
+        day = at.strftime("%m-%d")
+        assert after["per-day"] == {**before["pg"]["per-day"], day: before["pg"]["per-day"][day] + 1}
+        assert after["top-types"]["seen-on-clickhouse"] == 1 and "seen-on-clickhouse" not in before["pg"]["top-types"]
+
+
+def overview(base: str, key: str) -> dict:
+    """The numbers of the dashboard overview's event charts (their tables), signed in with `key`."""
+    with httpx.Client(base_url=base, timeout=30) as browser:
+        form = browser.get("/admin/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+        browser.post("/admin/login", data={"api_key": key, "csrf_token": csrf})
+        page = browser.get("/admin/")
+        assert page.status_code == 200
+    found = {}
+    for chart in ("per-hour", "per-day", "top-types"):
+        figure = page.text.split(f'data-chart="{chart}"')[1].split("</figure>")[0]
+        rows = re.findall(r'<tr><td>([^<]+)</td><td class="num">(\d+)</td>', figure)
+        found[chart] = {label: int(n) for label, n in rows}
+    return found
