@@ -34,16 +34,16 @@ SETTLE = timedelta(minutes=5)
 MARTS = "stg_eventtrack__events agg_retention_weekly agg_retention_daily agg_events_hourly agg_events_daily"
 
 
-def build_marts() -> None:
+def build_marts(select: str = MARTS, **extra_vars) -> None:
     """dbt rebuilds the retention marts and every aggregate bucket of the planted range, as the pipeline would."""
     from eventtrack.settings import Settings
     from orchestration.resources import DBT_PROJECT_DIR, settings_dbt_vars, venv_executable
 
     window = {"min_ts": (START - timedelta(days=3)).isoformat(), "max_ts": (END + timedelta(days=8)).isoformat()}
     project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    command = [venv_executable("dbt"), "run", "--select", MARTS, *project, "--vars"]
+    command = [venv_executable("dbt"), "run", "--select", select, *project, "--vars"]
     done = subprocess.run(
-        [*command, json.dumps({**settings_dbt_vars(Settings()), **window})],
+        [*command, json.dumps({**settings_dbt_vars(Settings()), **window, **extra_vars})],
         cwd=DBT_PROJECT_DIR,
         capture_output=True,
         text=True,
@@ -265,6 +265,25 @@ def test_clickhouse_retention_aggregates_counts_and_overview_are_postgres_answer
         day = at.strftime("%m-%d")
         assert after["per-day"] == {**before["pg"]["per-day"], day: before["pg"]["per-day"][day] + 1}
         assert after["top-types"]["seen-on-clickhouse"] == 1 and "seen-on-clickhouse" not in before["pg"]["top-types"]
+
+
+def test_clickhouse_retention_with_a_return_event_is_the_marts(planted, database_url, chdb_url, admin_headers):
+    build_marts("agg_retention_weekly agg_retention_daily", retention_return_event="buy")
+    settings = {"events_retention_days": RETENTION_DAYS, "retention_return_event": "buy"}
+    with (
+        RunningServer(settings_for(database_url, **settings)) as on_postgres,
+        RunningServer(settings_for(database_url, clickhouse_url=chdb_url, **settings)) as on_clickhouse,
+    ):
+        for period in ("week", "day"):
+            path, query = f"{ADMIN}/retention/", {"period": period}
+            expected = httpx.get(on_postgres.url + path, params=query, headers=admin_headers, timeout=30).json()
+            assert (
+                expected["return_event"] == "buy"
+                and expected["cohorts"][0]["retained"][0] < expected["cohorts"][0]["users"]
+            )
+            assert (
+                httpx.get(on_clickhouse.url + path, params=query, headers=admin_headers, timeout=30).json() == expected
+            )
 
 
 def overview(base: str, key: str) -> dict:
