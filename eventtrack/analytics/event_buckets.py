@@ -39,12 +39,14 @@ def clickhouse_buckets_sql(
     where: list[str],
     descending: bool,
     limit: int,
+    unloaded: str,
 ) -> str:
     """The aggregate rows (the marts' columns, plus breakdown_value with a breakdown), in keyset order.
 
     `filters`: ` AND ...` on the events (property filters, `raw_start`/`raw_end` bounds); `where`:
-    conditions on the rows (bucket bounds, equality filters, the cursor). Binds the split's parameters,
-    `unloaded`, `timeout_us` when `sessions`, and whatever `filters` and `where` bind.
+    conditions on the rows (bucket bounds, equality filters, the cursor); `unloaded`: the arrivals ClickHouse
+    has not loaded (hybrid.unloaded_data). Binds the split's parameters, `timeout_us` when `sessions`, and
+    whatever `filters` and `where` bind.
     """
     value = f", CAST({breakdown_expr} AS Nullable(String)) AS breakdown_value" if breakdown_expr else ""
     if sessions:
@@ -58,13 +60,15 @@ def clickhouse_buckets_sql(
                                  toNullable(timestamp), NULL)) OVER ({_SESSION_ORDER}) AS started
                 FROM (
                     SELECT *, lagInFrame(toNullable(timestamp)) OVER ({_SESSION_ORDER}) AS previous
-                    FROM (SELECT *, {BUCKETS[bucket]} AS bucket FROM {clickhouse_events(database)} WHERE 1{filters})
+                    FROM (SELECT *, {BUCKETS[bucket]} AS bucket FROM {clickhouse_events(database, unloaded)} WHERE 1{filters})
                 )
             )
         )"""
         unique_sessions = "uniqExact(session_key)"
     else:
-        events = f"(SELECT *, {BUCKETS[bucket]} AS bucket FROM {clickhouse_events(database)} WHERE 1{filters})"
+        events = (
+            f"(SELECT *, {BUCKETS[bucket]} AS bucket FROM {clickhouse_events(database, unloaded)} WHERE 1{filters})"
+        )
         unique_sessions = "CAST(NULL AS Nullable(UInt64))"
     breakdown_column = ", breakdown_value" if breakdown_expr else ""
     group = "bucket, event_type, app_version, os_name" + breakdown_column

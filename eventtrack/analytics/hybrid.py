@@ -9,7 +9,7 @@ disjoint and together are exactly what Postgres stores:
 - counts add up, so each engine counts its own part (the segmented and plain event_counts);
 - distinct users, sessions and cohorts do not add up, so the arrivals ClickHouse has not loaded yet
   (a few minutes' worth: the loader runs every CLICKHOUSE_LOAD_MINUTES) are read from Postgres and sent
-  along with the ClickHouse query as a parameter (`unloaded`), and ClickHouse computes over both;
+  along with the ClickHouse query (`clickhouse_events`), and ClickHouse computes over both;
 - the retention cutoff is a UTC midnight, so the time before it is whole hours and days: event counts and
   aggregates take that range from Postgres's own answer (its aggregates outlive raw events); retention
   cohorts leave it out (see retention.py).
@@ -21,12 +21,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from eventtrack.clickhouse import EVENT_COLUMNS as LOADED_COLUMNS
 
-# One arrival ClickHouse has not loaded, as sent in the `unloaded` parameter (`unloaded_rows_sql`'s columns).
-UNLOADED_TYPE = (
-    "Array(Tuple(DateTime64(6, 'UTC'), String, String, Nullable(String), Nullable(String), Nullable(String),"
-    " Nullable(String), UInt64, String, String))"
+DEFAULT_MAX_QUERY_SIZE = 262_144  # ClickHouse's default
+
+# The arrivals ClickHouse has not loaded, as written into its query (`unloaded_rows_sql`'s columns).
+_UNLOADED_STRUCTURE = (
+    "timestamp DateTime64(6, 'UTC'), event_type String, distinct_id String, device_id Nullable(String),"
+    " session_id Nullable(String), app_version Nullable(String), os_name Nullable(String), ingest_seq UInt64,"
+    " properties String, property_texts String"
 )
 # The columns of `clickhouse_events`, in order.
 EVENT_COLUMNS = (
@@ -68,7 +73,7 @@ class Split:
 
 def unloaded_rows_sql(bounds: str = "") -> str:
     """Postgres's arrivals that ClickHouse has not loaded yet, inside retention (binds :loaded, :cutoff and
-    whatever `bounds`, ` AND ...` on alias e, binds), in `UNLOADED_TYPE`'s shape. A property's text is
+    whatever `bounds`, ` AND ...` on alias e, binds), for `unloaded_data`. A property's text is
     Postgres's own `->>` text, as the loader copies it (eventtrack/clickhouse.py EVENT_COLUMNS)."""
     return (
         'SELECT e."timestamp", e.event_type, e.distinct_id, e.device_id, e.session_id, e.app_version, e.os_name,'
@@ -77,19 +82,34 @@ def unloaded_rows_sql(bounds: str = "") -> str:
     )
 
 
-def unloaded_param(rows: list[tuple]) -> list[tuple]:
-    """`unloaded_rows_sql`'s rows as the `unloaded` parameter (timestamps in UTC)."""
-    return [(r[0].astimezone(UTC), *r[1:]) for r in rows]
+def unloaded_data(rows: list[tuple]) -> str:
+    """`unloaded_rows_sql`'s rows as JSON lines (timestamps in UTC), what `clickhouse_events` reads."""
+    return "\n".join(
+        orjson.dumps([r[0].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"), *r[1:]]).decode() for r in rows
+    )
 
 
-def clickhouse_events(database: str) -> str:
+def sql_string(text: str) -> str:
+    """A ClickHouse string literal of `text`."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def clickhouse_events(database: str, unloaded: str) -> str:
     """The events a query reads on ClickHouse, as a subquery with `EVENT_COLUMNS`: ClickHouse's part of the
-    split, and the arrivals it has not loaded yet (the `unloaded` parameter). Binds the split's parameters."""
-    columns = ", ".join(EVENT_COLUMNS)
-    unloaded = ", ".join(
-        [f"tupleElement(u, {i})" for i in range(1, 10)] + ["JSONExtract(tupleElement(u, 10), 'Map(String, String)')"]
-    )
-    return (
-        f"(SELECT {columns} FROM {database}.events WHERE {Split.CLICKHOUSE_PART}"
-        f" UNION ALL SELECT {unloaded} FROM (SELECT arrayJoin({{unloaded:{UNLOADED_TYPE}}}) AS u))"
-    )
+    split (binds the split's parameters), and the arrivals it has not loaded yet (`unloaded_data`).
+
+    The arrivals are written into the query text, which goes in the request's body: as a parameter they
+    would be a form field, which a ClickHouse server limits (http_max_field_value_size, 128 KiB), and a few
+    minutes of a busy install's arrivals are megabytes. The query's `max_query_size` must allow for them
+    (`query_settings`)."""
+    loaded = f"SELECT {', '.join(EVENT_COLUMNS)} FROM {database}.events WHERE {Split.CLICKHOUSE_PART}"
+    if not unloaded:
+        return f"({loaded})"
+    columns = ", ".join(EVENT_COLUMNS[:-1]) + ", JSONExtract(property_texts, 'Map(String, String)')"
+    rows = f"format(JSONCompactEachRow, {sql_string(_UNLOADED_STRUCTURE)}, {sql_string(unloaded)})"
+    return f"({loaded} UNION ALL SELECT {columns} FROM {rows})"
+
+
+def query_settings(sql: str) -> dict[str, Any]:
+    """The settings a query with the unloaded arrivals in its text needs: a `max_query_size` above its length."""
+    return {"max_query_size": max(DEFAULT_MAX_QUERY_SIZE, len(sql.encode()) + 1024)}

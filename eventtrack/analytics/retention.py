@@ -23,17 +23,18 @@ _TRUNCATE = {"week": "toMonday(timestamp)", "day": "toDate(timestamp)"}
 _COHORT_SIZE = date(1970, 1, 1)
 
 
-def clickhouse_retention_sql(database: str, period: str, return_event: str | None) -> str:
+def clickhouse_retention_sql(database: str, period: str, return_event: str | None, unloaded: str) -> str:
     """Rows (cohort, active period, users, newest period): the users of each cohort per period they returned
-    in, and with the period 1970-01-01 each cohort's size. Binds the split's parameters, and `return_event`
-    when there is one. `retention_rows` makes the marts' rows of them."""
+    in, and with the period 1970-01-01 each cohort's size, over ClickHouse's part of the split and the
+    `unloaded` arrivals (hybrid.clickhouse_events). Binds the split's parameters, and `return_event` when
+    there is one. `retention_rows` makes the marts' rows of them."""
     trunc = _TRUNCATE[period]
     returns = "event_type = {return_event:String}" if return_event is not None else "1"
     return f"""
 SELECT cohort, active, count() AS users, max(newest) AS newest
 FROM (
     SELECT min({trunc}) AS cohort, max({trunc}) AS newest, groupUniqArrayIf({trunc}, {returns}) AS periods
-    FROM {clickhouse_events(database)}
+    FROM {clickhouse_events(database, unloaded)}
     GROUP BY distinct_id
 )
 ARRAY JOIN arrayConcat([toDate('{_COHORT_SIZE.isoformat()}')], periods) AS active
@@ -67,8 +68,8 @@ def in_cohort_range(rows: list[tuple], start: date | None, end: date | None) -> 
     return [r for r in rows if (start is None or r[0] >= start) and (end is None or r[0] < end)]
 
 
-def retention_params(split_params: dict[str, Any], unloaded: list[tuple], return_event: str | None) -> dict[str, Any]:
-    params = {**split_params, "unloaded": unloaded}
+def retention_params(split_params: dict[str, Any], return_event: str | None) -> dict[str, Any]:
+    params = dict(split_params)
     if return_event is not None:
         params["return_event"] = return_event
     return params

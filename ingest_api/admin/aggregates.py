@@ -254,7 +254,7 @@ async def bucket_rows(state: AppState, query: BucketQuery) -> list[dict[str, Any
                 bounds += f' AND e."timestamp" {op} :{name}'
                 ch_filters += f" AND timestamp {op} {{{name}:DateTime64(6, 'UTC')}}"
                 ch_params[name] = raw_bounds[name].astimezone(UTC)
-        ch_params["unloaded"] = await unloaded_rows(conn, split, bounds, raw_bounds)
+        unloaded = await unloaded_rows(conn, split, bounds, raw_bounds)
     bucket, kind = query.bucket, BUCKET_TYPES[query.bucket]
     where = []
     for name, value in query.equal.items():
@@ -282,6 +282,7 @@ async def bucket_rows(state: AppState, query: BucketQuery) -> list[dict[str, Any
         where=where,
         descending=query.cursor is not None and not query.cursor.forward,
         limit=query.limit + 1,
+        unloaded=unloaded,
     )
     names = [bucket, "event_type", "app_version", "os_name", "event_count", "unique_users", "unique_devices"]
     names += ["unique_sessions"] + (["breakdown_value"] if breakdown else [])

@@ -169,8 +169,8 @@ async def retention_cohorts(
         async with state.engine.connect() as conn:
             client, target, split = await current_split(state, conn)
             unloaded = await unloaded_rows(conn, split)
-        sql = clickhouse_retention_sql(target.database, period, return_event)
-        found = await clickhouse_rows(client, sql, retention_params(split.clickhouse_params(), unloaded, return_event))
+        sql = clickhouse_retention_sql(target.database, period, return_event, unloaded)
+        found = await clickhouse_rows(client, sql, retention_params(split.clickhouse_params(), return_event))
         rows = in_cohort_range(retention_rows(found, period, return_event), first, last)
     else:
         table = RETENTION_TABLES[period]

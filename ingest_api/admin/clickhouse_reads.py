@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventtrack import clickhouse
-from eventtrack.analytics.hybrid import Split, unloaded_param, unloaded_rows_sql
+from eventtrack.analytics.hybrid import Split, query_settings, unloaded_data, unloaded_rows_sql
 from eventtrack.partitions import retention_cutoff
 from ingest_api.state import AppState
 
@@ -28,13 +28,14 @@ async def current_split(state: AppState, conn: AsyncConnection) -> tuple[Any, cl
 
 async def unloaded_rows(
     conn: AsyncConnection, split: Split, bounds: str = "", params: dict[str, Any] | None = None
-) -> list[tuple]:
-    """The arrivals ClickHouse has not loaded yet inside retention (and `bounds`), as the `unloaded` parameter."""
+) -> str:
+    """The arrivals ClickHouse has not loaded yet inside retention (and `bounds`), as hybrid.unloaded_data."""
     sql = sa.text(unloaded_rows_sql(bounds))
     rows = (await conn.execute(sql, {**split.postgres_params(), **(params or {})})).all()
-    return unloaded_param([tuple(r) for r in rows])
+    return unloaded_data([tuple(r) for r in rows])
 
 
 async def clickhouse_rows(client, sql: str, params: dict[str, Any]) -> list[tuple]:
     """A ClickHouse query's rows, off the event loop (clickhouse-connect is synchronous)."""
-    return await anyio.to_thread.run_sync(lambda: client.query(sql, parameters=params).result_rows)
+    settings = query_settings(sql)
+    return await anyio.to_thread.run_sync(lambda: client.query(sql, parameters=params, settings=settings).result_rows)

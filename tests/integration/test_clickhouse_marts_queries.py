@@ -154,6 +154,7 @@ AGGREGATES = [
     {"granularity": "day", "app_version": "1.0", "end": (END - timedelta(hours=3)).isoformat()},
     {"granularity": "hour", "filter": ["properties.price>1.5"], "limit": "300"},
     {"granularity": "day", "breakdown": "properties.plan", "limit": "20"},
+    {"granularity": "hour", "breakdown": "properties.note", "start": START.isoformat()},
     {"granularity": "hour", "breakdown": "os_name", "filter": ["properties.plan!=pro"], "end": END.isoformat()},
 ]
 COUNTS = [
@@ -202,7 +203,8 @@ def test_clickhouse_retention_aggregates_counts_and_overview_are_postgres_answer
             "event_type": event_type,
             "device_id": device,
             "timestamp": (START + offset).isoformat(),
-            "properties": {"plan": "pro", "price": 2},
+            # Written into the ClickHouse query as text until loaded: quotes, a backslash, braces, not ASCII.
+            "properties": {"plan": "pro", "price": 2, "note": 'it\'s \\ "{x:String}" %s é'},
         }
         for user, event_type, device, offset in [
             ("user-5", "buy", "user-5-a", timedelta(days=1, minutes=7)),  # late: into old buckets and cohorts
@@ -239,6 +241,8 @@ def test_clickhouse_retention_aggregates_counts_and_overview_are_postgres_answer
         assert all(expected[f"aggregates {i}"][0]["results"] for i in range(len(AGGREGATES)))
         assert len(expected["aggregates 0"]) > 2 and expected["aggregates 0"][0]["results"][0]["unique_sessions"]
         assert all(expected[f"counts {i}"]["total"] > 0 for i in range(len(COUNTS)))
+        notes = {r["breakdown_value"] for page in expected["aggregates 6"] for r in page["results"]}
+        assert late[0]["properties"]["note"] in notes
 
         # The loader catches up (the arrivals settled, the erasure applied, the day dropped): still equal.
         pg.execute("UPDATE events SET received_at = received_at - interval '10 minutes' WHERE ingest_seq > %s",
