@@ -26,6 +26,9 @@ import orjson
 from eventtrack.clickhouse import EVENT_COLUMNS as LOADED_COLUMNS
 
 DEFAULT_MAX_QUERY_SIZE = 262_144  # ClickHouse's default
+# The instants ClickHouse's Date and DateTime64 hold. Every event it holds is inside them (retention), so a
+# bound clamped to them selects the same events; an API bound may be any instant Postgres takes (year 1).
+_CLICKHOUSE_TIMES = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2149, 6, 1, tzinfo=UTC))
 
 # The arrivals ClickHouse has not loaded, as written into its query (`unloaded_rows_sql`'s columns).
 _UNLOADED_STRUCTURE = (
@@ -69,6 +72,12 @@ class Split:
 
     def postgres_params(self) -> dict[str, Any]:
         return {"loaded": self.loaded, "cutoff": self.cutoff}
+
+
+def clickhouse_time(value: datetime) -> datetime:
+    """A time bound as a ClickHouse parameter: in UTC, clamped to the instants ClickHouse holds."""
+    first, last = _CLICKHOUSE_TIMES
+    return min(max(value, first), last).astimezone(UTC)
 
 
 def unloaded_rows_sql(bounds: str = "") -> str:

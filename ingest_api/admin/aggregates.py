@@ -20,6 +20,7 @@ from eventtrack.analytics.event_buckets import (
     clickhouse_buckets_sql,
     sort_columns,
 )
+from eventtrack.analytics.hybrid import clickhouse_time
 from eventtrack.analytics.segments import (
     SegmentError,
     clickhouse_breakdown,
@@ -253,7 +254,7 @@ async def bucket_rows(state: AppState, query: BucketQuery) -> list[dict[str, Any
             if name in raw_bounds:
                 bounds += f' AND e."timestamp" {op} :{name}'
                 ch_filters += f" AND timestamp {op} {{{name}:DateTime64(6, 'UTC')}}"
-                ch_params[name] = raw_bounds[name].astimezone(UTC)
+                ch_params[name] = clickhouse_time(raw_bounds[name])
         unloaded = await unloaded_rows(conn, split, bounds, raw_bounds)
     bucket, kind = query.bucket, BUCKET_TYPES[query.bucket]
     where = []
@@ -263,14 +264,14 @@ async def bucket_rows(state: AppState, query: BucketQuery) -> list[dict[str, Any
     for name, op, value in (("start", ">=", query.start), ("end", "<", query.end)):
         if value is not None:
             where.append(f"{bucket} {op} {{{name}:{kind}}}")
-            ch_params[name] = query.bound(value.astimezone(UTC))
+            ch_params[name] = query.bound(clickhouse_time(value))
     breakdown = query.segment[3] if query.segment else None
     if query.cursor:
         columns = sort_columns(bucket, breakdown is not None)
         marks = [f"{{c{i}:{kind if i == 0 else 'String'}}}" for i in range(len(columns))]
         where.append(f"({', '.join(columns)}) {'>' if query.cursor.forward else '<'} ({', '.join(marks)})")
         ch_params.update({f"c{i}": value for i, value in enumerate(query.cursor.key)})
-        ch_params["c0"] = query.bound(query.cursor.key[0].astimezone(UTC))
+        ch_params["c0"] = query.bound(clickhouse_time(query.cursor.key[0]))
     if query.segment is None:
         ch_params["timeout_us"] = state.settings.session_timeout_minutes * 60 * 1_000_000
     sql = clickhouse_buckets_sql(
@@ -367,7 +368,7 @@ async def events_per_bucket(state: AppState, bucket: str, since: datetime | date
             f' WHERE {split.UNLOADED} AND e."timestamp" >= :start GROUP BY 1'
         )
         parts += (await conn.execute(sa.text(unloaded), {**split.postgres_params(), "start": start})).all()
-    params = {**split.clickhouse_params(), "start": start.astimezone(UTC)}
+    params = {**split.clickhouse_params(), "start": clickhouse_time(start)}
     in_clickhouse = await clickhouse_rows(client, clickhouse_bucket_counts_sql(target.database, bucket), params)
     counts: dict[Any, int] = {}
     for key, n in [*parts, *in_clickhouse]:
@@ -473,7 +474,8 @@ async def clickhouse_counts(
                 + (" AND event_type = {event_type:String}" if event_type else "")
                 + f"{ch_where} GROUP BY event_type, breakdown_value"
             )
-            ch_params.update(split.clickhouse_params(), start=recent_start, end=end, event_type=event_type or "")
+            ch_params.update(split.clickhouse_params(), event_type=event_type or "")
+            ch_params.update(start=clickhouse_time(recent_start), end=clickhouse_time(end))
             in_clickhouse = await clickhouse_rows(client, sql, ch_params)
     counts: dict[tuple[str, Any], int] = {}
     for event_type_, value_, count in [*in_clickhouse, *parts]:
