@@ -148,14 +148,26 @@ RETENTION = [
     {"period": "day", "start": (START + timedelta(days=2)).isoformat(), "end": (START + timedelta(days=5)).isoformat()},
 ]
 AGGREGATES = [
-    {"granularity": "hour", "limit": "400"},
+    {"granularity": "hour", "limit": "600"},
     {"granularity": "day"},
-    {"granularity": "hour", "event_type": "view", "os_name": "iOS", "start": (START + timedelta(hours=30)).isoformat()},
+    {
+        "granularity": "hour",
+        "event_type": "view",
+        "os_name": "iOS",
+        "start": (START + timedelta(hours=30)).isoformat(),
+        "limit": "1000",
+    },
     {"granularity": "day", "app_version": "1.0", "end": (END - timedelta(hours=3)).isoformat()},
-    {"granularity": "hour", "filter": ["properties.price>1.5"], "limit": "300"},
+    {"granularity": "hour", "filter": ["properties.price>1.5"], "limit": "400"},
     {"granularity": "day", "breakdown": "properties.plan", "limit": "20"},
-    {"granularity": "hour", "breakdown": "properties.note", "start": START.isoformat()},
-    {"granularity": "hour", "breakdown": "os_name", "filter": ["properties.plan!=pro"], "end": END.isoformat()},
+    {"granularity": "hour", "breakdown": "properties.note", "start": START.isoformat(), "limit": "1000"},
+    {
+        "granularity": "hour",
+        "breakdown": "os_name",
+        "filter": ["properties.plan!=pro"],
+        "end": END.isoformat(),
+        "limit": "1000",
+    },
 ]
 COUNTS = [
     {},
