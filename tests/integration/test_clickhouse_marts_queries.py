@@ -71,7 +71,8 @@ def with_devices(rows: list[tuple], seed: int = 11) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def planted(database_url, chdb_url, dbt_env):
-    """Postgres and ClickHouse holding the same events, no marts yet; the marts dropped after."""
+    """Postgres and ClickHouse holding the same events, no marts yet; the marts dropped after, and the
+    partitions dropped as past retention made again."""
     target = ch.Target.parse(chdb_url)
     client = ch.connect(target)
     client.command(f"DROP DATABASE IF EXISTS {target.database} SYNC")
@@ -103,6 +104,8 @@ def planted(database_url, chdb_url, dbt_env):
         yield pg, client, target
         for schema in ANALYTICS_SCHEMAS:
             pg.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        # The day the tests dropped as past retention: the other tests' events go there again.
+        pg.execute("SELECT ensure_event_partitions(%s, %s)", ((START - timedelta(days=3)).date(), END.date()))
 
 
 @pytest.fixture(scope="module")
