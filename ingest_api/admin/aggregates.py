@@ -332,8 +332,9 @@ async def clickhouse_segmented_counts(
                 params,
             )
         ).all()
-    ch_where, ch_params = clickhouse_filters_sql(filters)
-    value = clickhouse_breakdown(breakdown_by) if breakdown_by else "NULL"
+    promoted = await anyio.to_thread.run_sync(clickhouse.promoted_columns, client, target)
+    ch_where, ch_params = clickhouse_filters_sql(filters, promoted=promoted)
+    value = clickhouse_breakdown(breakdown_by, promoted) if breakdown_by else "NULL"
     sql = (
         f"SELECT event_type, CAST({value} AS Nullable(String)) AS breakdown_value, count() AS count"
         f" FROM {target.database}.events"
