@@ -122,7 +122,14 @@ def insert_events(
     users: int = USERS,
     event_types: tuple[str, ...] = EVENT_TYPES,
 ) -> None:
-    params = {"n": n, "t0": t0, "t1": t1, "users": users, "received_max": received_max, "event_types": list(event_types)}
+    params = {
+        "n": n,
+        "t0": t0,
+        "t1": t1,
+        "users": users,
+        "received_max": received_max,
+        "event_types": list(event_types),
+    }
     conn.execute(_INSERT_EVENTS, params)
 
 
