@@ -318,11 +318,31 @@ def test_clickhouse_promoted_properties_are_columns_read_by_the_queries_with_the
             RunningServer(settings_for(database_url)) as on_postgres,
             RunningServer(settings_for(database_url, clickhouse_url=chdb_url)) as on_clickhouse,
         ):
+            answers = {}
             for path, query in requests:
                 postgres = httpx.get(on_postgres.url + path, params={**window, **query}, headers=headers)
                 clickhouse = httpx.get(on_clickhouse.url + path, params={**window, **query}, headers=headers)
                 assert postgres.status_code == clickhouse.status_code == 200, clickhouse.text
                 assert clickhouse.json() == postgres.json()
+                answers[path] = postgres.json()
+            # Read from the columns: an event whose columns say plan=pro, price=5 and whose map says nothing
+            # (written so on purpose) counts on ClickHouse only if the endpoints read the columns.
+            plan, price = (clickhouse_promoted_column(key, kind) for key, kind in PROMOTED)
+            client.command(
+                f"INSERT INTO {target.database}.events (uuid, event_type, distinct_id, properties, "
+                f"property_texts_json, timestamp, received_at, ingest_seq, {plan}, {price}) VALUES (generateUUIDv4(), "
+                f"'open', 'only-in-columns', '{{}}', '{{}}', '{(START + timedelta(hours=1)):%Y-%m-%d %H:%M:%S}', "
+                "now64(6), 0, 'pro', 5)",
+                settings={"insert_allow_materialized_columns": 1},
+            )
+            try:
+                (funnel_path, funnel_query), (counts_path, counts_query) = requests
+                funnel = httpx.get(on_clickhouse.url + funnel_path, params={**window, **funnel_query}, headers=headers)
+                assert funnel.json()["results"][0]["users"] == answers[funnel_path]["results"][0]["users"] + 1
+                counts = httpx.get(on_clickhouse.url + counts_path, params={**window, **counts_query}, headers=headers)
+                assert counts.json()["total"] == answers[counts_path]["total"] + 1
+            finally:
+                client.command(f"DELETE FROM {target.database}.events WHERE distinct_id = 'only-in-columns'")
 
         # A ClickHouse loaded afresh (new, or started again empty) gets the columns from its first load.
         fresh = ch.connect(again)
