@@ -206,7 +206,8 @@ def explain_indexes(client, db: str, start: datetime, end: datetime) -> list[str
     (chDB keeps no system.query_log)."""
     sql = "EXPLAIN indexes = 1 " + clickhouse_funnel_sql(db, len(STEPS), None, "")
     rows = client.query(sql, parameters=clickhouse_funnel_params(STEPS, start, end, WINDOW)).result_rows
-    return [line.strip() for (line,) in rows if any(w in line for w in ("Type:", "Keys:", "Parts:", "Granules:"))]
+    wanted = ("Type:", "Keys:", "Parts:", "Granules:")
+    return [line.strip() for (line,) in rows if any(w in line for w in wanted) and len(line) < 200]
 
 
 def settle_merges(client) -> float:
