@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install js bench bench-pipeline bench-soak bench-analytics bench-experiments bench-schema clean
+.PHONY: run test install js bench bench-pipeline bench-soak bench-analytics bench-clickhouse bench-experiments bench-schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ bench-soak: install
 # The funnels endpoint on 10M synthetic events (BENCH_FUNNEL_ROWS), median of BENCH_FUNNEL_RUNS requests.
 bench-analytics: install
 	$(BIN)/python -m bench.run_funnels
+
+# Postgres vs ClickHouse (chDB) on the same 10M events, the load rate, then ClickHouse alone at 100M (BENCH_CH_*).
+bench-clickhouse: install
+	$(BIN)/python -m bench.run_clickhouse
+
 # Experiment results refresh (dbt counts + statistics asset) with 1M exposed users (BENCH_EXPOSED_USERS).
 bench-experiments: install
 	$(BIN)/python -m bench.run_experiments

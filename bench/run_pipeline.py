@@ -62,6 +62,8 @@ HISTORY_DAYS = 30
 HOURS_OF_HISTORY = HISTORY_DAYS * 24  # 720: one new hour = rows / 720
 LATE_HOURS = 24
 USERS = 2000
+# Drawn uniformly from this list: repeats weight a type (screen_view 50%, app_open 10%, ...).
+EVENT_TYPES = ("screen_view",) * 5 + ("button_tap",) * 2 + ("app_open", "add_to_cart", "purchase")
 LOAD_CHUNK_ROWS = 1_000_000
 
 
@@ -88,8 +90,7 @@ _INSERT_EVENTS = """
 INSERT INTO events (uuid, event_type, distinct_id, properties, device_id, session_id, app_version,
                     os_name, os_version, "timestamp", client_timestamp, sent_at, received_at)
 SELECT gen_random_uuid(),
-       (ARRAY['screen_view','screen_view','screen_view','screen_view','screen_view',
-              'button_tap','button_tap','app_open','add_to_cart','purchase'])[1 + (r.a * 10)::int %% 10],
+       (%(event_types)s::text[])[1 + (r.a * cardinality(%(event_types)s::text[]))::int %% cardinality(%(event_types)s::text[])],
        'user-' || r.u,
        jsonb_build_object('screen', (ARRAY['home','search','product','cart','checkout','settings'])[1 + (r.b * 6)::int %% 6],
                           'value', round((r.b * 100)::numeric, 2)),
@@ -112,12 +113,35 @@ FROM (
 """
 
 
-def insert_events(conn: psycopg.Connection, n: int, t0: datetime, t1: datetime, received_max: datetime) -> None:
-    params = {"n": n, "t0": t0, "t1": t1, "users": USERS, "received_max": received_max}
+def insert_events(
+    conn: psycopg.Connection,
+    n: int,
+    t0: datetime,
+    t1: datetime,
+    received_max: datetime,
+    users: int = USERS,
+    event_types: tuple[str, ...] = EVENT_TYPES,
+) -> None:
+    params = {
+        "n": n,
+        "t0": t0,
+        "t1": t1,
+        "users": users,
+        "received_max": received_max,
+        "event_types": list(event_types),
+    }
     conn.execute(_INSERT_EVENTS, params)
 
 
-def load_history(url: str, rows: int, t0: datetime, t1: datetime, received_max: datetime) -> float:
+def load_history(
+    url: str,
+    rows: int,
+    t0: datetime,
+    t1: datetime,
+    received_max: datetime,
+    users: int = USERS,
+    event_types: tuple[str, ...] = EVENT_TYPES,
+) -> float:
     """`rows` events spread over [t0, t1), in chunks of consecutive time slices. Returns seconds."""
     start = time.perf_counter()
     span = t1 - t0
@@ -125,7 +149,8 @@ def load_history(url: str, rows: int, t0: datetime, t1: datetime, received_max: 
         done = 0
         while done < rows:
             n = min(LOAD_CHUNK_ROWS, rows - done)
-            insert_events(conn, n, t0 + span * (done / rows), t0 + span * ((done + n) / rows), received_max)
+            t_from, t_to = t0 + span * (done / rows), t0 + span * ((done + n) / rows)
+            insert_events(conn, n, t_from, t_to, received_max, users, event_types)
             done += n
             log(f"  loaded {done:,}/{rows:,} rows ({time.perf_counter() - start:.0f} s)")
         conn.execute("ANALYZE")

@@ -21,12 +21,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+
+from eventtrack.analytics.segments import (
+    CLICKHOUSE_PROMOTED_TYPES,
+    clickhouse_promoted_column,
+    clickhouse_promoted_expr,
+)
 
 DEFAULT_DATABASE = "eventtrack"
 # Width, in ingest_seq values, of one insert block: a block's bounds are its deduplication token.
@@ -36,10 +43,13 @@ EVENT_COLUMNS = {
     **{c: f'"{c}"' for c in ("uuid", "event_type", "distinct_id", "properties", "device_id", "session_id")},
     # Each top-level property's text as Postgres's `->>` gives it (a JSON object of strings; nulls left out):
     # ClickHouse re-spells numbers and objects it parses (1.50 -> 1.5), so the text is taken from Postgres.
-    "property_texts_json": "(SELECT coalesce(jsonb_object_agg(key, value) FILTER (WHERE value IS NOT NULL), '{}')"
+    "property_texts_json": "(SELECT coalesce(json_object_agg(key, value) FILTER (WHERE value IS NOT NULL), '{}')"
     " FROM jsonb_each_text(properties))",
-    **{c: f'"{c}"' for c in ("app_version", "os_name", "os_version", "timestamp", "client_timestamp", "sent_at")},
-    **{c: f'"{c}"' for c in ("received_at", "ingest_seq")},
+    **{c: f'"{c}"' for c in ("app_version", "os_name", "os_version")},
+    # Times as UTC without an offset: ClickHouse's basic parser reads them (best_effort, for the offset,
+    # took a third of the insert's time: docs/performance.md).
+    **{c: f"(\"{c}\" AT TIME ZONE 'UTC')" for c in ("timestamp", "client_timestamp", "sent_at", "received_at")},
+    "ingest_seq": '"ingest_seq"',
 }
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # Held by a load and by each day of a backfill: a backfill drops and refills a day, which must not
@@ -48,8 +58,8 @@ LOAD_LOCK = 7_311_042_015
 # Every insert written before it returns, deduplicated by its own token: a load's exactness rests on both
 # (chDB's default is asynchronous inserts, whose deduplication and visibility differ; a server's is not).
 _SYNC_INSERTS = {"async_insert": 0}
-# How the CSV Postgres writes is read: its timestamps carry a zone offset; an empty unquoted field is NULL.
-_CSV_INPUT = {"date_time_input_format": "best_effort", "input_format_csv_empty_as_default": 1}
+# How the CSV Postgres writes is read: times in UTC as `YYYY-MM-DD hh:mm:ss[.ffffff]`; an empty unquoted field is NULL.
+_CSV_INPUT = {"date_time_input_format": "basic", "input_format_csv_empty_as_default": 1}
 
 
 class ClickHouseConfigError(ValueError):
@@ -180,6 +190,49 @@ def schema_ddl(target: Target) -> list[str]:
     ]
 
 
+def promoted_columns(client, target: Target) -> frozenset[str]:
+    """The promoted properties' columns the events table has: what the query builders read a promoted
+    key from (eventtrack/analytics/segments.py), asked each time so a promotion counts at once."""
+    rows = client.query(
+        "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'events' AND startsWith(name, 'p_')",
+        parameters={"db": target.database},
+    ).result_rows
+    return frozenset(name for (name,) in rows)
+
+
+def promote_ddl(target: Target, key: str, kind: str) -> list[str]:
+    """The statements that add a promoted property's column and compute it for the rows already there.
+
+    MATERIALIZED: an insert computes it, a SELECT * leaves it out, and parts written before it compute it on
+    read until MATERIALIZE COLUMN (a mutation, in the background) has written it. On a cluster the local
+    tables hold it and the Distributed table declares it the same way (its reads go to the local ones).
+    """
+    column = clickhouse_promoted_column(key, kind)
+    definition = f"{column} {CLICKHOUSE_PROMOTED_TYPES[kind]} MATERIALIZED {clickhouse_promoted_expr(key, kind)}"
+    on_cluster = f" ON CLUSTER {target.cluster}" if target.cluster else ""
+    tables = [target.events_table, "events"] if target.cluster else ["events"]
+    return [
+        *(f"ALTER TABLE {target.database}.{t}{on_cluster} ADD COLUMN IF NOT EXISTS {definition}" for t in tables),
+        f"ALTER TABLE {target.database}.{target.events_table}{on_cluster} MATERIALIZE COLUMN {column}",
+    ]
+
+
+def ensure_promoted_columns(pg: psycopg.Connection, client, target: Target, *, wait: bool = False) -> list[str]:
+    """Adds the column of every promoted property (Postgres's promoted_properties, the record) that
+    ClickHouse lacks: after `eventtrack promote-property`, and at each load (a ClickHouse that was
+    unreachable then, or started again empty, catches up). Returns the columns added. `wait`: until the
+    existing rows have it too (else a background mutation writes it; reads are right either way)."""
+    have = promoted_columns(client, target)
+    added = []
+    for key, kind in pg.execute("SELECT key, kind FROM promoted_properties ORDER BY key, kind").fetchall():
+        if clickhouse_promoted_column(key, kind) in have:
+            continue
+        for statement in promote_ddl(target, key, kind):
+            client.command(statement, settings={"mutations_sync": 2 if wait else 0})
+        added.append(clickhouse_promoted_column(key, kind))
+    return added
+
+
 @dataclass(frozen=True)
 class LoadResult:
     lo: int
@@ -217,13 +270,32 @@ def blocks(lo: int, hi: int, width: int = BLOCK_SEQ) -> Iterator[tuple[int, int]
 
 
 def _copy_csv(pg: psycopg.Connection, where: str, params: tuple[Any, ...]) -> tuple[bytes, int]:
-    """The rows as CSV, and how many."""
+    """The rows as CSV, and how many. Unordered: a block's deduplication token names it, not its bytes."""
     columns = ", ".join(EVENT_COLUMNS.values())
-    sql = f"COPY (SELECT {columns} FROM events WHERE {where} ORDER BY ingest_seq) TO STDOUT WITH (FORMAT csv)"
+    sql = f"COPY (SELECT {columns} FROM events WHERE {where}) TO STDOUT WITH (FORMAT csv)"
+    data = bytearray()
     with pg.cursor() as cur:
         with cur.copy(sql, params) as copy:
-            data = b"".join(bytes(chunk) for chunk in copy)
-        return data, cur.rowcount
+            while row := copy.read():  # one row a message: the one per-row step in Python, kept minimal
+                data += row
+        return bytes(data), cur.rowcount
+
+
+def _prefetched(
+    pg: psycopg.Connection, ranges: Iterator[tuple[int, int]]
+) -> Iterator[tuple[tuple[int, int], tuple[bytes, int]]]:
+    """Each (lo, hi] range with its rows as CSV, the next range read from Postgres while the caller
+    inserts this one: Postgres's COPY and ClickHouse's parsing take about as long, so overlapped they
+    nearly double the load rate (docs/performance.md). Only the reader thread uses `pg` meanwhile."""
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        ahead = None
+        for block in ranges:
+            nxt = (block, reader.submit(_copy_csv, pg, "ingest_seq > %s AND ingest_seq <= %s", block))
+            if ahead is not None:
+                yield ahead[0], ahead[1].result()
+            ahead = nxt
+        if ahead is not None:
+            yield ahead[0], ahead[1].result()
 
 
 def _insert_csv(client, target: Target, data: bytes, settings: dict[str, Any]) -> None:
@@ -263,6 +335,7 @@ def load_arrivals(
 
 
 def _load_locked(pg, client, target: Target, settle: timedelta, after_insert) -> LoadResult:
+    ensure_promoted_columns(pg, client, target)
     done, unfinished = watermark(client, target)
     redone = unfinished is not None
     if unfinished:
@@ -274,8 +347,7 @@ def _load_locked(pg, client, target: Target, settle: timedelta, after_insert) ->
     if hi > lo:
         if not redone:
             _log_load(client, target, lo, hi, False, 0, None)
-        for start, end in blocks(lo, hi):
-            data, count = _copy_csv(pg, "ingest_seq > %s AND ingest_seq <= %s", (start, end))
+        for (start, end), (data, count) in _prefetched(pg, blocks(lo, hi)):
             _insert_csv(client, target, data, {"insert_deduplication_token": f"events:{start}:{end}"})
             rows += count
         (newest,) = pg.execute("SELECT max(received_at) FROM events WHERE ingest_seq = %s", (hi,)).fetchone()

@@ -18,6 +18,19 @@ def _target(settings: Settings) -> clickhouse.Target | None:
     return clickhouse.Target.parse(settings.clickhouse_url, settings.clickhouse_cluster)
 
 
+def clickhouse_promote(settings: Settings, out=sys.stdout) -> None:
+    """After `promote-property`: with ClickHouse configured, its column for each promoted property, computed
+    for the rows already loaded before this returns (the loader would add it too, without waiting)."""
+    if not settings.clickhouse_url:
+        return
+    target = clickhouse.Target.parse(settings.clickhouse_url, settings.clickhouse_cluster)
+    client = clickhouse.connect(target)
+    with psycopg.connect(settings.require_database_url(), autocommit=True) as pg:
+        added = clickhouse.ensure_promoted_columns(pg, client, target, wait=True)
+    for column in added:
+        print(f"ClickHouse: column {column} added to {target.database}.events and materialized", file=out)
+
+
 def clickhouse_status(settings: Settings, out=sys.stdout) -> int:
     """Prints the load watermark, the lag and rows per UTC day on both sides; 1 when a day differs."""
     target = _target(settings)

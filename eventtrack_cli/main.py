@@ -16,7 +16,7 @@ from datetime import date
 from eventtrack.database import connectable_url, embedded_pgdata, start_embedded
 from eventtrack.migrate import migrate
 from eventtrack.settings import Settings
-from eventtrack_cli.clickhouse_commands import clickhouse_backfill, clickhouse_status
+from eventtrack_cli.clickhouse_commands import clickhouse_backfill, clickhouse_promote, clickhouse_status
 from ingest_api.serve import api_command
 
 log = logging.getLogger("eventtrack")
@@ -263,7 +263,8 @@ def cmd_promote_property(settings: Settings, args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(str(exc), file=sys.stderr)
             return 2
-    print(f"property {args.key} ({args.type}) promoted: index {name}, built on {built} partition(s) now")
+        print(f"property {args.key} ({args.type}) promoted: index {name}, built on {built} partition(s) now")
+        clickhouse_promote(s)
     return 0
 
 

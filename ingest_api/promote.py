@@ -10,19 +10,16 @@ parent index is valid, and partitions created later get it automatically.
 
 from __future__ import annotations
 
-import hashlib
-
 import psycopg
 from psycopg import sql
 
-from eventtrack.analytics.segments import numeric_expr, text_expr, valid_key
+from eventtrack.analytics.segments import numeric_expr, property_digest, text_expr, valid_key
 
 KINDS = ("text", "numeric")
 
 
 def index_name(key: str, kind: str) -> str:
-    # Keys may hold characters an identifier should not; a digest keeps the name short and fixed.
-    return f"events_prop_{kind}_{hashlib.md5(key.encode()).hexdigest()[:12]}"
+    return f"events_prop_{kind}_{property_digest(key)}"
 
 
 def index_expression(key: str, kind: str) -> str:

@@ -19,7 +19,9 @@ therefore limited to a safe alphabet, which has no quote or backslash.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -126,46 +128,74 @@ def parse_breakdown(raw: str | None, allowed_columns: tuple[str, ...] = COLUMN_B
 CLICKHOUSE_DECIMAL_SCALE = 20
 
 
-def clickhouse_text_expr(key: str) -> str:
+# A promoted property's ClickHouse column (`eventtrack promote-property`): its type, by kind. The column is
+# MATERIALIZED from the very expression a query would otherwise compute, so reading it gives the same values.
+CLICKHOUSE_PROMOTED_TYPES = {"text": "Nullable(String)", "numeric": f"Nullable(Decimal256({CLICKHOUSE_DECIMAL_SCALE}))"}
+
+
+def property_digest(key: str) -> str:
+    """A short fixed name part for a key (keys may hold characters an identifier should not)."""
+    return hashlib.md5(key.encode()).hexdigest()[:12]
+
+
+def clickhouse_promoted_column(key: str, kind: str) -> str:
+    """The ClickHouse column a promoted property is materialized in."""
+    return f"p_{kind}_{property_digest(key)}"
+
+
+def clickhouse_promoted_expr(key: str, kind: str) -> str:
+    """What the promoted column holds: the text or numeric expression computed from the properties."""
+    return clickhouse_text_expr(key) if kind == "text" else clickhouse_numeric_expr(key)
+
+
+def clickhouse_text_expr(key: str, promoted: Collection[str] = ()) -> str:
     """What `properties ->> 'key'` gives, NULL when null or absent: the loader copies Postgres's own text of
-    each property into `property_text` (ClickHouse would re-spell a number or object it parsed)."""
+    each property into `property_text` (ClickHouse would re-spell a number or object it parsed). `promoted`:
+    the promoted columns the events table has; a promoted key is read from its column (one small column,
+    not the whole map)."""
     _column(key, "")
+    if (column := clickhouse_promoted_column(key, "text")) in promoted:
+        return column
     return f"if(mapContains(property_text, '{key}'), property_text['{key}'], NULL)"
 
 
-def clickhouse_numeric_expr(key: str) -> str:
+def clickhouse_numeric_expr(key: str, promoted: Collection[str] = ()) -> str:
     """The property as a decimal when it is a JSON number, else NULL (numeric_expr's rule)."""
     _column(key, "")
+    if (column := clickhouse_promoted_column(key, "numeric")) in promoted:
+        return column
     return (
         f"if(JSONType(properties, '{key}') IN ('Int64', 'UInt64', 'Double'), "
         f"toDecimal256OrNull(property_text['{key}'], {CLICKHOUSE_DECIMAL_SCALE}), NULL)"
     )
 
 
-def clickhouse_filters_sql(filters: list[PropertyFilter], prefix: str = "pf") -> tuple[str, dict[str, Any]]:
-    """` AND ...` conditions for ClickHouse (`{name:Type}` binds) and their parameters: filters_sql's meaning."""
+def clickhouse_filters_sql(
+    filters: list[PropertyFilter], prefix: str = "pf", promoted: Collection[str] = ()
+) -> tuple[str, dict[str, Any]]:
+    """` AND ...` conditions for ClickHouse (`{name:Type}` binds) and their parameters: filters_sql's meaning.
+    `promoted`: the promoted columns there are (eventtrack.clickhouse.promoted_columns)."""
     parts, params = [], {}
     for i, f in enumerate(filters):
         name = f"{prefix}{i}"
         params[name] = str(f.value)
         if f.op == "=":
-            parts.append(f"{clickhouse_text_expr(f.key)} = {{{name}:String}}")
+            parts.append(f"{clickhouse_text_expr(f.key, promoted)} = {{{name}:String}}")
         elif f.op == "!=":
-            parts.append(
-                f"({clickhouse_text_expr(f.key)} IS NULL OR {clickhouse_text_expr(f.key)} != {{{name}:String}})"
-            )
+            text = clickhouse_text_expr(f.key, promoted)
+            parts.append(f"({text} IS NULL OR {text} != {{{name}:String}})")
         else:
             value = f"toDecimal256({{{name}:String}}, {CLICKHOUSE_DECIMAL_SCALE})"
-            parts.append(f"{clickhouse_numeric_expr(f.key)} {f.op} {value}")
+            parts.append(f"{clickhouse_numeric_expr(f.key, promoted)} {f.op} {value}")
     return "".join(f" AND {p}" for p in parts), params
 
 
-def clickhouse_breakdown(raw: str | None) -> str | None:
+def clickhouse_breakdown(raw: str | None, promoted: Collection[str] = ()) -> str | None:
     """parse_breakdown's choice (already checked by it) as a ClickHouse expression."""
     if not raw:
         return None
     if raw.startswith("properties."):
-        return clickhouse_text_expr(raw[len("properties.") :])
+        return clickhouse_text_expr(raw[len("properties.") :], promoted)
     if raw in COLUMN_BREAKDOWNS:
         return raw
     raise SegmentError({"breakdown": f"one of {', '.join(COLUMN_BREAKDOWNS)} or properties.<key>"})

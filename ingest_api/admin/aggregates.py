@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack import clickhouse
 from eventtrack.analytics.event_buckets import (
     BUCKET_TYPES,
     clickhouse_bucket_counts_sql,
@@ -464,8 +466,10 @@ async def clickhouse_counts(
             _bind_filters(filters, params)
             unloaded = _segmented_sql(event_filter, where, breakdown, f" AND {split.UNLOADED}", ordered=False)
             parts += [tuple(r) for r in (await conn.execute(sa.text(unloaded), params)).all()]
-            ch_where, ch_params = clickhouse_filters_sql(filters)
-            value = clickhouse_breakdown(breakdown_by) if breakdown_by else "NULL"
+            # It reads the table itself (no unloaded rows in the query): the promoted columns are there.
+            promoted = await anyio.to_thread.run_sync(clickhouse.promoted_columns, client, target)
+            ch_where, ch_params = clickhouse_filters_sql(filters, promoted=promoted)
+            value = clickhouse_breakdown(breakdown_by, promoted) if breakdown_by else "NULL"
             sql = (
                 f"SELECT event_type, CAST({value} AS Nullable(String)) AS breakdown_value, count() AS count"
                 f" FROM {target.database}.events"

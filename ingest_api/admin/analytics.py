@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventtrack import clickhouse
 from eventtrack.analytics.funnels import (
     FunnelParamError,
     StepRow,
@@ -110,9 +111,11 @@ async def run_funnel(state: AppState, query: FunnelQuery) -> dict[str, Any]:
     analytics = await anyio.to_thread.run_sync(state.clickhouse)
     if analytics is not None:
         client, target = analytics
-        where, params = clickhouse_filters_sql(query.filters)
+        promoted = await anyio.to_thread.run_sync(clickhouse.promoted_columns, client, target)
+        where, params = clickhouse_filters_sql(query.filters, promoted=promoted)
         params.update(clickhouse_funnel_params(query.steps, query.start, query.end, query.window))
-        sql = clickhouse_funnel_sql(target.database, len(query.steps), clickhouse_breakdown(query.breakdown_by), where)
+        breakdown = clickhouse_breakdown(query.breakdown_by, promoted)
+        sql = clickhouse_funnel_sql(target.database, len(query.steps), breakdown, where)
         result = await anyio.to_thread.run_sync(lambda: client.query(sql, parameters=params).result_rows)
         rows = [(bool(total), value, int(step), int(users), median) for total, value, step, users, median in result]
     else:
