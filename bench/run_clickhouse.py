@@ -12,7 +12,7 @@
    counts per event type and `screen`, for `value>=90`), then the same with `screen` and `value`
    promoted on both (`eventtrack promote-property`: Postgres's expression indexes, ClickHouse's
    materialized columns). The answers are compared (they must be equal).
-   A retention query is the hook in QUERIES below (ClickHouse retention is not on this branch).
+   Weekly retention cohorts (any event returning), the marts' triangle computed from the raw events.
 4. ClickHouse alone: BENCH_CH_BIG_ROWS (default 100,000,000) events generated inside ClickHouse
    (INSERT ... SELECT FROM numbers(): the same distributions), the background merges let finish (at most
    5 minutes), and the 3-step funnel's median.
@@ -57,6 +57,7 @@ from eventtrack.analytics.funnels import (
     funnel_sql,
     shape_results,
 )
+from eventtrack.analytics.retention import clickhouse_retention_sql, retention_rows
 from eventtrack.analytics.segments import (
     clickhouse_breakdown,
     clickhouse_filters_sql,
@@ -139,10 +140,35 @@ def ch_breakdown(client, db, start, end, promoted=frozenset()):
     return sorted((t, v, int(n)) for t, v, n in rows)
 
 
-# The hook for retention: add Query("retention_...", pg_runner, ch_runner) once
-# eventtrack/analytics/retention.py has its ClickHouse query.
+# Weekly retention, any event returning: the marts' triangle (dbt_project/macros/retention.sql). Postgres
+# answers it from the marts, which dbt builds with this work over the raw events; this is that work, at query
+# time, as ClickHouse does it (eventtrack/analytics/retention.py), both shaped by `retention_rows`.
+_PG_RETENTION = """
+WITH w AS (
+    SELECT distinct_id, date_trunc('week', "timestamp" AT TIME ZONE 'UTC')::date AS p FROM events
+    WHERE "timestamp" >= :start AND "timestamp" < :end GROUP BY 1, 2
+), c AS (SELECT distinct_id, min(p) AS cohort FROM w GROUP BY 1)
+SELECT c.cohort, w.p, count(*), w.p FROM w JOIN c USING (distinct_id) GROUP BY 1, 2
+UNION ALL
+SELECT cohort, DATE '1970-01-01', count(*), cohort FROM c GROUP BY 1
+"""
+
+
+def pg_retention(conn, _db, start, end):
+    rows = conn.execute(sa.text(_PG_RETENTION), {"start": start, "end": end}).all()
+    return retention_rows([tuple(r) for r in rows], "week", None)
+
+
+def ch_retention(client, db, start, end, promoted=frozenset()):
+    # Every event loaded, none erased: ClickHouse's part of the split is all of it (the events are in [start, end)).
+    split = {"loaded": 2**63, "cutoff": start, "erased": [], "kept": []}
+    rows = client.query(clickhouse_retention_sql(db, "week", None, ""), parameters=split).result_rows
+    return retention_rows([tuple(r) for r in rows], "week", None)
+
+
 QUERIES = [
     Query("funnel_3_steps", pg_funnel, ch_funnel),
+    Query("retention_weekly", pg_retention, ch_retention),
     Query("breakdown_screen_filter_value", pg_breakdown, ch_breakdown),
 ]
 

@@ -360,18 +360,31 @@ def _load_locked(pg, client, target: Target, settle: timedelta, after_insert) ->
 
 def apply_erasures(pg: psycopg.Connection, client, target: Target) -> int:
     """Deletes the people erased in Postgres since the last load (read after the inserts: rows read
-    before an erasure committed are deleted now or by the next load)."""
+    before an erasure committed are deleted now or by the next load).
+
+    What goes is every row of theirs that Postgres no longer holds: their events from before the erasure,
+    a day Postgres's retention dropped first included, but not what they sent after it (a person may come
+    back; those events are Postgres's to keep and ClickHouse may have loaded them already)."""
     pending = pg.execute("SELECT id, distinct_ids FROM clickhouse_erasures ORDER BY id")
     requests = pending.fetchall()
     if not requests:
         return 0
     ids = sorted({distinct_id for _, row_ids in requests for distinct_id in row_ids})
     client.command(
-        f"DELETE FROM {target.database}.events WHERE distinct_id IN {{ids:Array(String)}}", parameters={"ids": ids}
+        f"DELETE FROM {target.database}.events"
+        " WHERE distinct_id IN {ids:Array(String)} AND uuid NOT IN {kept:Array(UUID)}",
+        parameters={"ids": ids, "kept": kept_after_erasure(pg, ids)},
     )
     # Gone once applied: the queue is the last place that held the erased ids.
     pg.execute("DELETE FROM clickhouse_erasures WHERE id = ANY(%s)", ([row_id for row_id, _ in requests],))
     return len(requests)
+
+
+def kept_after_erasure(pg: psycopg.Connection, ids: list[str]) -> list[str]:
+    """The uuids Postgres holds of erased people: what they sent after their erasure (the queries' reading of
+    the same rule is ingest_api/admin/clickhouse_reads.py). Few: a queued erasure is applied by the next load,
+    so this is at most a few minutes of their events."""
+    return [str(u) for (u,) in pg.execute("SELECT uuid FROM events WHERE distinct_id = ANY(%s)", (ids,))]
 
 
 def drop_days_before(client, target: Target, cutoff: date) -> list[date]:

@@ -2,8 +2,8 @@
 (docs/analytics.md "Queries on ClickHouse"). Pure: the split and the SQL text; the callers do the I/O.
 
 Postgres is the system of record. At any moment ClickHouse answers for the events it has loaded
-(ingest_seq up to its watermark) of the days inside retention, less the people erased in Postgres since
-its last load; everything else Postgres still stores is Postgres's to answer for. The two parts are
+(ingest_seq up to its watermark) of the days inside retention, less the events of people erased in
+Postgres since its last load (what they sent after the erasure stays); everything else Postgres still stores is Postgres's to answer for. The two parts are
 disjoint and together are exactly what Postgres stores:
 
 - counts add up, so each engine counts its own part (the segmented and plain event_counts);
@@ -58,17 +58,24 @@ class Split:
     loaded: int  # ClickHouse's watermark: it holds every event with ingest_seq <= loaded
     cutoff: datetime  # the retention cutoff: older events are Postgres's to answer for while it keeps them
     erased: list[str]  # people erased in Postgres whose rows ClickHouse still holds (clickhouse_erasures)
+    # Of those people, the events they sent after their erasure that ClickHouse has loaded (Postgres keeps them).
+    kept: tuple[str, ...] = ()
 
     # The events ClickHouse answers for, as a condition on its events table.
     CLICKHOUSE_PART = (
         "ingest_seq <= {loaded:UInt64} AND timestamp >= {cutoff:DateTime64(6, 'UTC')}"
-        " AND distinct_id NOT IN {erased:Array(String)}"
+        " AND (distinct_id NOT IN {erased:Array(String)} OR uuid IN {kept:Array(UUID)})"
     )
     # The arrivals not loaded yet inside retention: what `unloaded_rows_sql` reads.
     UNLOADED = 'e.ingest_seq > :loaded AND e."timestamp" >= :cutoff'
 
     def clickhouse_params(self) -> dict[str, Any]:
-        return {"loaded": self.loaded, "cutoff": self.cutoff.astimezone(UTC), "erased": self.erased}
+        return {
+            "loaded": self.loaded,
+            "cutoff": self.cutoff.astimezone(UTC),
+            "erased": self.erased,
+            "kept": list(self.kept),
+        }
 
     def postgres_params(self) -> dict[str, Any]:
         return {"loaded": self.loaded, "cutoff": self.cutoff}
