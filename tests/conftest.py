@@ -42,6 +42,15 @@ def throwaway_postgres() -> Iterator[EmbeddedPostgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_dbt_server_left_behind() -> Iterator[None]:
+    """The suite's dbt commands start a server (orchestration/dbt_server.py); it goes with the suite."""
+    yield
+    from orchestration.dbt_server import stop_server
+
+    stop_server()
+
+
 @pytest.fixture(scope="session")
 def embedded_pg() -> Iterator[EmbeddedPostgres]:
     if os.environ.get("DATABASE_URL"):
