@@ -111,7 +111,9 @@ def _start_and_connect(path: Path) -> socket.socket | None:
         conn = _connect(path)
         if conn is not None:
             return conn
-        if server.poll():  # it failed (its log says why): no use waiting (0: another server had the lock)
+        # It exited: it failed (its log says why), or another server had the lock. Wait for that one only while
+        # it lives (it may be warming up); a server stopped before it listened would leave us waiting for nothing.
+        if server.poll() is not None and not _lock_held(path):
             return None
         time.sleep(0.05)
     return None
@@ -160,16 +162,25 @@ def stop_server(path: Path | None = None) -> bool:
         pid = int(Path(str(path) + ".lock").read_text().split()[0])
     except (FileNotFoundError, IndexError, ValueError):
         return False
-    lock = open(str(path) + ".lock")  # noqa: SIM115
-    with lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return False  # nobody holds it: the pid is a dead server's
-        except BlockingIOError:
-            pass
+    if not _lock_held(path):
+        return False  # the pid is a dead server's
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     return True
+
+
+def _lock_held(path: Path) -> bool:
+    """Whether a server (warming up or serving) holds the lock of `path`."""
+    try:
+        lock = open(str(path) + ".lock")  # noqa: SIM115
+    except FileNotFoundError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
 
 
 def _warm_up() -> None:

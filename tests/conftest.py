@@ -42,13 +42,13 @@ def throwaway_postgres() -> Iterator[EmbeddedPostgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_dbt_server_left_behind() -> Iterator[None]:
-    """The suite's dbt commands start a server (orchestration/dbt_server.py); it goes with the suite."""
-    yield
-    from orchestration.dbt_server import stop_server
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The suite's dbt commands start a server (orchestration/dbt_server.py); it goes with the suite. The
+    workers share it, so only the process that ends last (the controller, or a run without workers) stops it."""
+    if not hasattr(session.config, "workerinput"):
+        from orchestration.dbt_server import stop_server
 
-    stop_server()
+        stop_server()
 
 
 @pytest.fixture(scope="session")

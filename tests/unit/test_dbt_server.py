@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from orchestration.dbt_server import socket_path, stop_server
 from orchestration.resources import DBT_COMMAND, DBT_PROJECT_DIR, venv_executable
@@ -34,21 +36,32 @@ def test_a_failing_command_fails_with_dbt_s_exit_code(tmp_path):
 
 def test_the_server_is_started_once_and_reused(tmp_path):
     project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    run = [venv_executable(DBT_COMMAND), "ls", "--quiet", "--select", "agg_events_hourly", *project]
+    run = [venv_executable(DBT_COMMAND), "ls", "--quiet", "--resource-type", "model", "--select", "agg_events_hourly"]
+    run += project
     run += ["--target-path", str(tmp_path), "--log-path", str(tmp_path)]
-    lock = socket_path().with_name(socket_path().name + ".lock")
+    lock = Path(str(socket_path()) + ".lock")
     servers = set()
     for _ in range(2):
         done = subprocess.run(run, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-        servers.add(lock.read_text().split()[0])
-        assert socket_path().exists()
+        assert done.stdout.strip() == "eventtrack.marts.agg_events_hourly"
+        servers.add(int(lock.read_text().split()[0]))
     assert len(servers) == 1
-    # It runs on with its own pid, not as the caller's child: a stopped server is gone with its socket.
-    assert int(next(iter(servers))) != os.getpid()
-    assert stop_server()
-    for _ in range(100):
-        if not socket_path().exists():
-            break
-        subprocess.run([sys.executable, "-c", "import time; time.sleep(0.05)"])
-    assert not socket_path().exists()
+    assert next(iter(servers)) != os.getpid()  # its own process, not the caller's child
+
+
+def test_a_stopped_server_is_gone_with_its_socket(tmp_path):
+    """On a private socket: the suite's workers share the install's server."""
+    path = tmp_path / "dbt.sock"
+    server = subprocess.Popen([sys.executable, "-m", "orchestration.dbt_server", "--serve", str(path)])
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.exists()
+        assert stop_server(path)
+        assert server.wait(timeout=30) == 0
+        assert not path.exists()
+        assert not stop_server(path)  # nothing left to stop: the pid in the lock file is not signalled again
+    finally:
+        server.kill()
