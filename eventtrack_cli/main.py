@@ -110,6 +110,9 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
                 supervisor.run(stopping)
         finally:
             supervisor.stop()
+            from orchestration.dbt_server import stop_server
+
+            stop_server()  # the dbt commands' server (orchestration/dbt_server.py): Ctrl-C stops everything
             print("stopped", flush=True)
     return 0
 

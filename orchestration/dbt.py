@@ -24,14 +24,14 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from orchestration.dbt_cli import EventtrackDbtCli, PartialParseCache, partial_parse_key
 from orchestration.partitions import daily_partitions, hourly_partitions, window_vars
-from orchestration.resources import DBT_PROJECT_DIR, EventtrackResource, settings_dbt_vars, venv_executable
+from orchestration.resources import DBT_COMMAND, DBT_PROJECT_DIR, EventtrackResource, settings_dbt_vars, venv_executable
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 dbt_project.prepare_if_dev()
 
 
 def dbt_resource() -> DbtCliResource:
-    return EventtrackDbtCli(project_dir=dbt_project, dbt_executable=venv_executable("dbt"))
+    return EventtrackDbtCli(project_dir=dbt_project, dbt_executable=venv_executable(DBT_COMMAND))
 
 
 partial_parses = PartialParseCache(DBT_PROJECT_DIR / "target")

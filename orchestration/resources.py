@@ -56,6 +56,11 @@ def replace_declared_table(conn: psycopg.Connection, model: str, rows: Iterable[
                 copy.write_row([row[c] for c in columns])
 
 
+# What runs every dbt command of the pipeline: `dbt` itself, answered by a process that has dbt imported
+# already (orchestration/dbt_server.py; ~1.5 s less per command).
+DBT_COMMAND = "eventtrack-dbt"
+
+
 def venv_executable(name: str) -> str:
     """A console script installed next to this interpreter (the venv's bin is not always on PATH)."""
     return str(Path(sys.executable).with_name(name))

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 from eventtrack.embedded_postgres import ensure_database
 from eventtrack.settings import Settings
 from orchestration.resources import (
+    DBT_COMMAND,
     DBT_PROJECT_DIR,
     MANIFEST,
     PARTIAL_PARSE,
@@ -68,7 +69,9 @@ def _run_dbt(command: list[str], scratch: Path, env: dict[str, str] | None = Non
     """One dbt command on the project, its artifacts and logs in `scratch`."""
     project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
     output = ["--target-path", str(scratch), "--log-path", str(scratch)]
-    subprocess.run([venv_executable("dbt"), *command, *project, *output], check=True, cwd=DBT_PROJECT_DIR, env=env)
+    subprocess.run(
+        [venv_executable(DBT_COMMAND), *command, *project, *output], check=True, cwd=DBT_PROJECT_DIR, env=env
+    )
 
 
 def dagster_home(settings: Settings) -> Path:

@@ -42,6 +42,15 @@ def throwaway_postgres() -> Iterator[EmbeddedPostgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The suite's dbt commands start a server (orchestration/dbt_server.py); it goes with the suite. The
+    workers share it, so only the process that ends last (the controller, or a run without workers) stops it."""
+    if not hasattr(session.config, "workerinput"):
+        from orchestration.dbt_server import stop_server
+
+        stop_server()
+
+
 @pytest.fixture(scope="session")
 def embedded_pg() -> Iterator[EmbeddedPostgres]:
     if os.environ.get("DATABASE_URL"):

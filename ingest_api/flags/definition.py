@@ -178,6 +178,10 @@ def parse_flag_definition(data: Mapping[str, Any], *, partial_of: Mapping[str, A
     variants = _check_variants(merged.get("variants"), errors)
     variant_keys = {v["key"] for v in variants if isinstance(v.get("key"), str)}
     conditions = _check_conditions(merged.get("conditions"), variant_keys, errors)
+    stored = {"name": name, "description": description, "variants": variants, "conditions": conditions}
+    for field, value in {**stored, "payload": merged.get("payload")}.items():
+        if field not in errors and _holds_nul(value):
+            errors[field] = "must not hold the NUL character (\\u0000): Postgres text and jsonb cannot store it"
 
     if errors:
         raise FlagDefinitionError(errors)
@@ -191,6 +195,23 @@ def parse_flag_definition(data: Mapping[str, Any], *, partial_of: Mapping[str, A
         "conditions": conditions,
         "payload": merged.get("payload"),
     }
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a string anywhere in `value` (a JSON body's part: keys too) holds NUL. A loop, not recursion: a
+    body is nested as deep as its client likes."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, Mapping):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return False
 
 
 def _is_slug(value: Any) -> bool:
