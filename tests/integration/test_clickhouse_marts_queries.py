@@ -38,11 +38,11 @@ MARTS = "stg_eventtrack__events agg_retention_weekly agg_retention_daily agg_eve
 def build_marts(select: str = MARTS, **extra_vars) -> None:
     """dbt rebuilds the retention marts and every aggregate bucket of the planted range, as the pipeline would."""
     from eventtrack.settings import Settings
-    from orchestration.resources import DBT_PROJECT_DIR, settings_dbt_vars, venv_executable
+    from orchestration.resources import DBT_COMMAND, DBT_PROJECT_DIR, settings_dbt_vars, venv_executable
 
     window = {"min_ts": (START - timedelta(days=3)).isoformat(), "max_ts": (END + timedelta(days=8)).isoformat()}
     project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    command = [venv_executable("dbt"), "run", "--select", select, *project, "--vars"]
+    command = [venv_executable(DBT_COMMAND), "run", "--select", select, *project, "--vars"]
     done = subprocess.run(
         [*command, json.dumps({**settings_dbt_vars(Settings()), **window, **extra_vars})],
         cwd=DBT_PROJECT_DIR,

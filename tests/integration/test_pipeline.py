@@ -510,10 +510,10 @@ def test_the_views_built_at_start_up_get_the_settings_session_timeout(pipeline, 
 
 def test_dbt_fails_clearly_without_the_session_timeout_var(dbt_env, tmp_path):
     """dbt_project.yml has no second default for the setting: a run that does not pass it fails and says why."""
-    from orchestration.resources import DBT_PROJECT_DIR, venv_executable
+    from orchestration.resources import DBT_COMMAND, DBT_PROJECT_DIR, venv_executable
 
     project = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    command = [venv_executable("dbt"), "compile", "--select", "int_events_sessionized", *project]
+    command = [venv_executable(DBT_COMMAND), "compile", "--select", "int_events_sessionized", *project]
     output = ["--target-path", str(tmp_path), "--log-path", str(tmp_path)]
     failed = subprocess.run([*command, *output], cwd=DBT_PROJECT_DIR, capture_output=True, text=True)
     assert failed.returncode != 0
