@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install js bench bench-pipeline bench-soak bench-analytics bench-clickhouse bench-experiments bench-schema clean
+.PHONY: run test install js bench bench-pipeline bench-soak bench-analytics bench-clickhouse bench-experiments bench-schema bench-retention clean
 
 # uv installs the ~160 packages in a third of pip's time (measured on a fresh clone here: 21 s against 56 s,
 # bytecode compiled by both), which was most of a fresh clone's `make test` set-up. --compile-bytecode as pip does: where
@@ -70,6 +70,10 @@ bench-analytics: install
 	$(BIN)/python -m bench.run_funnels
 
 # Postgres vs ClickHouse (chDB) on the same 10M events, the load rate, then ClickHouse alone at 100M (BENCH_CH_*).
+# Retention's partition drop against DELETE + VACUUM on a day of BENCH_RETENTION_ROWS (1M) events.
+bench-retention: install
+	$(BIN)/python -m bench.run_retention_drop
+
 bench-clickhouse: install
 	$(BIN)/python -m bench.run_clickhouse
 
