@@ -354,11 +354,17 @@ def _load_locked(pg, client, target: Target, settle: timedelta, after_insert) ->
         if after_insert:
             after_insert()
         _log_load(client, target, lo, hi, True, rows, newest)
-    erased = apply_erasures(pg, client, target)
+    erased = apply_erasures(pg, client, target, loaded=hi)
     return LoadResult(lo=lo, hi=hi, rows=rows, redone=redone, erasures=erased, newest_received_at=newest)
 
 
-def apply_erasures(pg: psycopg.Connection, client, target: Target) -> int:
+# The uuids Postgres holds of erased people (%(ids)s) that ClickHouse holds (ingest_seq up to its watermark,
+# %(loaded)s): what they sent after their erasure, which stays. Few: a queued erasure is applied by the next load.
+# The driver's parameter style, so that the loader (psycopg) and the API (SQLAlchemy's exec_driver_sql) run one text.
+KEPT_AFTER_ERASURE_SQL = "SELECT uuid::text FROM events WHERE distinct_id = ANY(%(ids)s) AND ingest_seq <= %(loaded)s"
+
+
+def apply_erasures(pg: psycopg.Connection, client, target: Target, *, loaded: int) -> int:
     """Deletes the people erased in Postgres since the last load (read after the inserts: rows read
     before an erasure committed are deleted now or by the next load).
 
@@ -373,18 +379,14 @@ def apply_erasures(pg: psycopg.Connection, client, target: Target) -> int:
     client.command(
         f"DELETE FROM {target.database}.events"
         " WHERE distinct_id IN {ids:Array(String)} AND uuid NOT IN {kept:Array(UUID)}",
-        parameters={"ids": ids, "kept": kept_after_erasure(pg, ids)},
+        parameters={
+            "ids": ids,
+            "kept": [u for (u,) in pg.execute(KEPT_AFTER_ERASURE_SQL, {"ids": ids, "loaded": loaded})],
+        },
     )
     # Gone once applied: the queue is the last place that held the erased ids.
     pg.execute("DELETE FROM clickhouse_erasures WHERE id = ANY(%s)", ([row_id for row_id, _ in requests],))
     return len(requests)
-
-
-def kept_after_erasure(pg: psycopg.Connection, ids: list[str]) -> list[str]:
-    """The uuids Postgres holds of erased people: what they sent after their erasure (the queries' reading of
-    the same rule is ingest_api/admin/clickhouse_reads.py). Few: a queued erasure is applied by the next load,
-    so this is at most a few minutes of their events."""
-    return [str(u) for (u,) in pg.execute("SELECT uuid FROM events WHERE distinct_id = ANY(%s)", (ids,))]
 
 
 def drop_days_before(client, target: Target, cutoff: date) -> list[date]:

@@ -23,9 +23,9 @@ async def current_split(state: AppState, conn: AsyncConnection) -> tuple[Any, cl
     loaded, _ = await anyio.to_thread.run_sync(clickhouse.watermark, client, target)
     erased = [i for (ids,) in await conn.execute(sa.text("SELECT distinct_ids FROM clickhouse_erasures")) for i in ids]
     kept: tuple[str, ...] = ()
-    if erased:  # what they sent after their erasure and ClickHouse has loaded (clickhouse.kept_after_erasure)
-        sql = sa.text("SELECT uuid::text FROM events WHERE distinct_id = ANY(:ids) AND ingest_seq <= :loaded")
-        kept = tuple(u for (u,) in await conn.execute(sql, {"ids": erased, "loaded": loaded}))
+    if erased:  # what they sent after their erasure and ClickHouse has loaded: left in
+        rows = await conn.exec_driver_sql(clickhouse.KEPT_AFTER_ERASURE_SQL, {"ids": erased, "loaded": loaded})
+        kept = tuple(u for (u,) in rows)
     cutoff = retention_cutoff(datetime.now(UTC), state.settings.events_retention_days)
     return client, target, Split(loaded=loaded, cutoff=cutoff, erased=erased, kept=kept)
 
