@@ -25,11 +25,11 @@ from bench.run_ingest import (
     _env_int,
     _machine,
     _proc_stats,
-    _write_templates,
     log,
     run_wrk,
     serving,
     throwaway_postgres,
+    write_templates,
 )
 from eventtrack.migrate import migrate
 
@@ -59,7 +59,7 @@ def main() -> int:
         with throwaway_postgres() as pg:
             url = pg.url()
             migrate(url, 90, 7)
-            _, batch_template, _ = _write_templates(workdir, datetime.now(UTC))
+            _, batch_template, _ = write_templates(workdir, datetime.now(UTC))
             with serving("eventtrack", "ingest_api.asgi:app", url, workdir) as server:
                 samples: list[tuple[float, float]] = []
                 stop = threading.Event()

@@ -1,10 +1,17 @@
 """The group-commit writer: the only code that writes events on the hot path.
 
 Requests hand their rows to `EventSink.write()` and wait. One writer task
-takes everything that is waiting, writes it in one transaction (COPY into a
-temporary table, then dedup and insert), commits, and only then wakes the
-requests: a 200 always means committed. While one transaction is in flight
-the next group gathers, so throughput grows with concurrency.
+takes everything that is waiting, writes it in one statement (its own
+transaction: dedup and insert together), and only then wakes the requests: a
+200 always means committed. While one statement is in flight the next group
+gathers, so throughput grows with concurrency.
+
+The group travels as one JSON document serialized by orjson in C (the rows are
+dataclasses) and is unpacked by Postgres's `json_to_recordset`: one round trip
+per group. A COPY into a staging table inside a transaction costs five (BEGIN,
+COPY and its end, INSERT, COMMIT), each one a wait for the event loop, and ~2×
+the Python per group; the JSON costs Postgres a little more per event for
+large groups (docs/performance.md has both measured).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+import orjson
 import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
@@ -27,6 +35,8 @@ from ingest_api.validation import EventRow
 
 log = logging.getLogger(__name__)
 
+# The columns of `events` the sink writes, with their types, in EventRow's order (`properties` is
+# EventRow.properties_json: already JSON text).
 EVENT_COLUMNS = (
     "uuid",
     "event_type",
@@ -58,25 +68,23 @@ COPY_TYPES = (
     "timestamptz",
 )
 _COLS = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+_RECORD = ", ".join(f'"{"properties_json" if c == "properties" else c}" {t}' for c, t in zip(EVENT_COLUMNS, COPY_TYPES))
+_SELECT = ", ".join('"properties_json"' if c == "properties" else f'"{c}"' for c in EVENT_COLUMNS)
 
-_CREATE_STAGING = (
-    "CREATE TEMP TABLE IF NOT EXISTS incoming_events ("
-    + ", ".join(f'"{c}" {t}' for c, t in zip(EVENT_COLUMNS, COPY_TYPES))
-    + ") ON COMMIT DELETE ROWS"
-)
-# Dedup: a uuid already in event_uuids is skipped, whatever its timestamp.
-# DISTINCT ON drops repeats inside the same group.
-_INSERT_NEW = f"""
-WITH fresh AS (
+# Dedup: a uuid already in event_uuids is skipped, whatever its timestamp (repeats inside the group
+# were dropped before: see `_distinct`). One statement, so one transaction: a 200 after it returns
+# means the event and its uuid are committed together.
+_INSERT_GROUP = f"""
+WITH incoming AS (
+    SELECT * FROM json_to_recordset(%s) AS t({_RECORD})
+), fresh AS (
     INSERT INTO event_uuids (uuid, received_at)
-    SELECT uuid, received_at FROM incoming_events
+    SELECT uuid, received_at FROM incoming
     ON CONFLICT (uuid) DO NOTHING
     RETURNING uuid
 )
 INSERT INTO events ({_COLS})
-SELECT DISTINCT ON (i.uuid) {", ".join(f'i."{c}"' for c in EVENT_COLUMNS)}
-FROM incoming_events i JOIN fresh USING (uuid)
-ORDER BY i.uuid
+SELECT {_SELECT} FROM incoming JOIN fresh USING (uuid)
 """
 
 
@@ -88,38 +96,43 @@ class SinkOverloaded(DatabaseUnavailable):
     """Too much is already waiting for the database: refused before queueing."""
 
 
-class JsonbBytes(bytes):
-    """Already-serialized JSON, copied as jsonb without parsing it again in Python."""
+class JsonText(bytes):
+    """JSON already serialized, sent as a `json` parameter without decoding and encoding it again."""
 
 
-class _JsonbBytesBinaryDumper(Dumper):
-    format = Format.BINARY
+class _JsonTextDumper(Dumper):
+    format = Format.TEXT
 
     def dump(self, obj: bytes) -> bytes:
-        return b"\x01" + obj  # jsonb binary format: version byte, then the text
+        return obj
 
 
 def register_adapters(conn: psycopg.AsyncConnection | psycopg.Connection) -> None:
-    _JsonbBytesBinaryDumper.oid = conn.adapters.types["jsonb"].oid
-    conn.adapters.register_dumper(JsonbBytes, _JsonbBytesBinaryDumper)
+    _JsonTextDumper.oid = conn.adapters.types["json"].oid
+    conn.adapters.register_dumper(JsonText, _JsonTextDumper)
 
 
-def copy_row(row: EventRow) -> tuple:
-    return (
-        row.uuid,
-        row.event_type,
-        row.distinct_id,
-        JsonbBytes(row.properties_json),
-        row.device_id,
-        row.session_id,
-        row.app_version,
-        row.os_name,
-        row.os_version,
-        row.timestamp,
-        row.client_timestamp,
-        row.sent_at,
-        row.received_at,
-    )
+def _fragment(value: object) -> orjson.Fragment:
+    """orjson's `default` for EventRow: its properties are JSON text already, embedded as they are."""
+    if isinstance(value, bytes):
+        return orjson.Fragment(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def group_json(events: Sequence[EventRow]) -> JsonText:
+    """The group as the JSON array `_INSERT_GROUP` reads (uuids, times and NULLs as orjson writes them)."""
+    return JsonText(orjson.dumps(events, default=_fragment))
+
+
+def _distinct(events: list[EventRow]) -> list[EventRow]:
+    """The first of each uuid: a resend can land in the same group as the original."""
+    seen: set = set()
+    out = []
+    for row in events:
+        if row.uuid not in seen:
+            seen.add(row.uuid)
+            out.append(row)
+    return out
 
 
 @dataclass
@@ -255,12 +268,11 @@ class EventSink:
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
+            # Autocommit: a group without dead letters is one statement, its own transaction.
             self._conn = await psycopg.AsyncConnection.connect(
-                self._url, connect_timeout=max(1, int(self._connect_timeout))
+                self._url, connect_timeout=max(1, int(self._connect_timeout)), autocommit=True
             )
             register_adapters(self._conn)
-            await self._conn.execute(_CREATE_STAGING)
-            await self._conn.commit()
         return self._conn
 
     async def _write_while_database_up(self, group: list[_Pending]) -> int:
@@ -297,19 +309,13 @@ class EventSink:
         conn = await asyncio.wait_for(self._connection(), self._connect_timeout + 1)
         events = [row for item in group for row in item.events]
         rejects = [r for item in group for r in item.rejects]
-        inserted = 0
-        async with conn.transaction():
-            if events:
-                await self._ensure_partitions(conn, {e.timestamp.date() for e in events})
-                async with conn.cursor() as cur:
-                    async with cur.copy(f"COPY incoming_events ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
-                        copy.set_types(COPY_TYPES)
-                        for row in events:
-                            await copy.write_row(copy_row(row))
-                    await cur.execute(_INSERT_NEW)
-                    inserted = cur.rowcount
-            if rejects:
-                await _insert_rejects(conn, rejects)
+        if events:
+            await self._ensure_partitions(conn, {e.timestamp.date() for e in events})
+        if not rejects:
+            return await _insert_events(conn, events)
+        async with conn.transaction():  # dead letters (rare) commit with the group's events or not at all
+            inserted = await _insert_events(conn, events)
+            await _insert_rejects(conn, rejects)
         return inserted
 
     async def _ensure_partitions(self, conn: psycopg.AsyncConnection, days: set[date]) -> None:
@@ -341,6 +347,13 @@ class EventSink:
                 await self._conn.rollback()
             except psycopg.Error:
                 await self._drop_connection()
+
+
+async def _insert_events(conn: psycopg.AsyncConnection, events: list[EventRow]) -> int:
+    if not events:
+        return 0
+    cur = await conn.execute(_INSERT_GROUP, (group_json(_distinct(events)),), prepare=True)
+    return cur.rowcount
 
 
 async def _insert_rejects(conn: psycopg.AsyncConnection, rejects: Sequence[RejectRow]) -> None:
