@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import orjson
 import psycopg
-import uvloop
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
@@ -152,26 +149,14 @@ class RejectRow:
     remote_addr: str | None
 
 
-@dataclass(slots=True)
+@dataclass
 class _Pending:
     events: Sequence[EventRow]
     rejects: Sequence[RejectRow]
-    done: asyncio.Future  # of the request's event loop
-
-    @property
-    def size(self) -> int:
-        return len(self.events) + len(self.rejects)
-
-
-Outcome = tuple[_Pending, Exception | None]  # a request and how it ends: None committed, else the error
+    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class EventSink:
-    """The writer runs on a thread of its own with its own event loop: the loop that parses requests runs
-    a batch's validation in one go (milliseconds), and a writer on that loop waited behind it for every
-    round trip, leaving Postgres idle. On its own loop it sends the next group as soon as the last commits;
-    the requests' futures are settled on their loop, one call per group."""
-
     def __init__(
         self,
         database_url: str,
@@ -186,114 +171,65 @@ class EventSink:
         # Backpressure: past this many waiting rows new writes are refused at once
         # (503) instead of letting memory grow while the database falls behind.
         self._max_queued_rows = max_queued_rows
+        self._queued_rows = 0
         self._metrics = metrics or Metrics()
         self._max_rows = max_rows
         self._commit_timeout = commit_timeout
         self._connect_timeout = connect_timeout
-        # Handed over between the loops under `_lock`: what waits, its size, whether the writer sleeps.
-        self._lock = threading.Lock()
-        self._waiting: deque[_Pending] = deque()
-        self._queued_rows = 0
-        self._writer_idle = False
-        self._stopping = False
-        self._loop: asyncio.AbstractEventLoop | None = None  # the requests' loop
-        self._writer_loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None  # of the writer's loop
-        self._thread: threading.Thread | None = None
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._conn: psycopg.AsyncConnection | None = None
+        self._task: asyncio.Task | None = None
         self._known_days: set[date] = set()
         self._abandoned: set[asyncio.Task] = set()  # writes given up on, until they are cleaned up
-        self._metrics.track_queue(lambda: len(self._waiting))
+        self._metrics.track_queue(self._queue.qsize)
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        started = threading.Event()
-        self._thread = threading.Thread(target=self._thread_main, args=(started,), name="event-sink", daemon=True)
-        self._thread.start()
-        await asyncio.to_thread(started.wait)
-
-    def _thread_main(self, started: threading.Event) -> None:
-        loop = self._writer_loop = uvloop.new_event_loop()  # what uvicorn serves the requests on
-        asyncio.set_event_loop(loop)
-        self._wake = asyncio.Event()
-        started.set()
-        try:
-            loop.run_until_complete(self._run())
-            loop.run_until_complete(self._close())
-        finally:
-            loop.close()
+        self._task = asyncio.create_task(self._run(), name="event-sink")
 
     async def stop(self) -> None:
         """Writes what is queued, then closes."""
-        if self._thread is None:
-            return
-        with self._lock:
-            self._stopping = True
-        self._writer_loop.call_soon_threadsafe(self._wake.set)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
-
-    async def write(self, events: Sequence[EventRow], rejects: Sequence[RejectRow] = ()) -> None:
-        """Returns once the rows are committed; raises DatabaseUnavailable otherwise."""
-        pending = _Pending(events, rejects, self._loop.create_future())
-        size = pending.size
-        with self._lock:
-            if self._queued_rows and self._queued_rows + size > self._max_queued_rows:
-                queued = self._queued_rows
-                pending = None
-            else:
-                self._waiting.append(pending)
-                self._queued_rows += size
-                wake, self._writer_idle = self._writer_idle, False
-        if pending is None:
-            self._metrics.overloaded.inc()
-            raise SinkOverloaded(f"{queued} rows already waiting")
-        if wake:
-            self._writer_loop.call_soon_threadsafe(self._wake.set)
-        try:
-            return await asyncio.wait_for(asyncio.shield(pending.done), self._commit_timeout)
-        except TimeoutError:
-            # The rows may still commit later; the client retries and dedup absorbs it.
-            raise DatabaseUnavailable("commit timed out") from None
-
-    def _take_group(self) -> list[_Pending] | None:
-        """What waits, up to max_rows events (at least one request); None when nothing does."""
-        with self._lock:
-            if not self._waiting:
-                self._writer_idle = True
-                return None
-            group = [self._waiting.popleft()]
-            rows = len(group[0].events)
-            while rows < self._max_rows and self._waiting:
-                item = self._waiting.popleft()
-                group.append(item)
-                rows += len(item.events)
-            self._queued_rows -= sum(item.size for item in group)
-            return group
-
-    async def _run(self) -> None:
-        while True:
-            group = self._take_group()
-            if group is None:
-                if self._stopping:
-                    return
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            outcomes: list[Outcome] = []
-            try:
-                await self._commit_group(group, outcomes)
-            finally:
-                self._loop.call_soon_threadsafe(_settle_all, outcomes)
-
-    async def _close(self) -> None:
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
         for task in list(self._abandoned):
             task.cancel()  # psycopg then gives up on asking the server to cancel and closes the connection
         await asyncio.gather(*self._abandoned, return_exceptions=True)
         if self._conn is not None:
             await self._conn.close()
 
-    async def _commit_group(self, group: list[_Pending], outcomes: list[Outcome]) -> None:
+    async def write(self, events: Sequence[EventRow], rejects: Sequence[RejectRow] = ()) -> None:
+        """Returns once the rows are committed; raises DatabaseUnavailable otherwise."""
+        size = len(events) + len(rejects)
+        if self._queued_rows and self._queued_rows + size > self._max_queued_rows:
+            self._metrics.overloaded.inc()
+            raise SinkOverloaded(f"{self._queued_rows} rows already waiting")
+        pending = _Pending(events, rejects)
+        self._queue.put_nowait(pending)
+        self._queued_rows += size
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.done), self._commit_timeout)
+        except TimeoutError:
+            # The rows may still commit later; the client retries and dedup absorbs it.
+            raise DatabaseUnavailable("commit timed out") from None
+
+    async def _run(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            rows = len(group[0].events)
+            while rows < self._max_rows and not self._queue.empty():
+                item = self._queue.get_nowait()
+                group.append(item)
+                rows += len(item.events)
+            self._queued_rows -= sum(len(item.events) + len(item.rejects) for item in group)
+            try:
+                await self._commit_group(group)
+            finally:
+                for _ in group:
+                    self._queue.task_done()
+
+    async def _commit_group(self, group: list[_Pending]) -> None:
         metrics = self._metrics
         began = time.perf_counter()
         try:
@@ -301,7 +237,7 @@ class EventSink:
         except (psycopg.OperationalError, OSError, TimeoutError) as exc:
             metrics.database_errors.inc()
             log.warning("database unavailable, %d requests refused: %s", len(group), exc)
-            await self._refuse_group(group, exc, outcomes)
+            await self._refuse_group(group, exc)
             return
         except psycopg.Error:
             # Should not happen after validation (a partition dropped under us is the
@@ -312,13 +248,13 @@ class EventSink:
             self.forget_partitions()
             if len(group) > 1:
                 for item in group:
-                    await self._commit_group([item], outcomes)
+                    await self._commit_group([item])
                 return
-            outcomes.append((group[0], DatabaseUnavailable("write failed")))
+            _settle(group[0], exc=DatabaseUnavailable("write failed"))
             return
         except Exception as exc:  # a bug must not kill the writer task and with it every later request
             log.exception("unexpected error in the event writer")
-            await self._refuse_group(group, exc, outcomes)
+            await self._refuse_group(group, exc)
             return
         rows = sum(len(item.events) for item in group)
         metrics.group_commit_seconds.observe(time.perf_counter() - began)
@@ -328,7 +264,7 @@ class EventSink:
         for item in group:
             for reject in item.rejects:
                 metrics.events_rejected.labels(reject.reason).inc()
-            outcomes.append((item, None))
+            _settle(item)
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -393,10 +329,11 @@ class EventSink:
         """Called when retention may have dropped partitions this process had seen."""
         self._known_days.clear()
 
-    async def _refuse_group(self, group: Sequence[_Pending], exc: BaseException, outcomes: list[Outcome]) -> None:
+    async def _refuse_group(self, group: Sequence[_Pending], exc: BaseException) -> None:
         """The connection is in an unknown state: start afresh, and answer each request of the group 503."""
         await self._drop_connection()
-        outcomes.extend((item, DatabaseUnavailable(str(exc))) for item in group)
+        for item in group:
+            _settle(item, exc=DatabaseUnavailable(str(exc)))
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -453,14 +390,12 @@ async def _abandon(write: asyncio.Future, conn: psycopg.AsyncConnection | None) 
         await conn.close()
 
 
-def _settle_all(outcomes: list[Outcome]) -> None:
-    """On the requests' loop: each waiting request learns how its rows ended."""
-    for item, exc in outcomes:
-        if item.done.done():
-            continue
-        if exc is not None:
-            item.done.set_exception(exc)
-            # Nobody may await a timed-out request's future; mark it retrieved.
-            item.done.exception()
-        else:
-            item.done.set_result(None)
+def _settle(item: _Pending, *, exc: Exception | None = None) -> None:
+    if item.done.done():
+        return
+    if exc is not None:
+        item.done.set_exception(exc)
+        # Nobody may await a timed-out request's future; mark it retrieved.
+        item.done.exception()
+    else:
+        item.done.set_result(None)
