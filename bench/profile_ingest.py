@@ -40,19 +40,20 @@ def _summarize(profile: dict, top: int = 40) -> str:
     own: collections.Counter = collections.Counter()
     cumulative: collections.Counter = collections.Counter()
     total = 0
+    # By function (py-spy's frames are per line).
+    keys = [(f["name"], Path(f.get("file", "?")).name) for f in frames]
     for prof in profile["profiles"]:
         for sample, weight in zip(prof["samples"], prof["weights"]):
             total += weight
             if sample:
-                own[sample[-1]] += weight
-            for index in set(sample):
-                cumulative[index] += weight
+                own[keys[sample[-1]]] += weight
+            for key in {keys[i] for i in sample}:
+                cumulative[key] += weight
 
-    def name(index: int) -> str:
-        f = frames[index]
-        return f"{f['name']} ({Path(f.get('file', '?')).name}:{f.get('line', '?')})"
+    def name(key: tuple[str, str]) -> str:
+        return f"{key[0]} ({key[1]})"
 
-    lines = [f"{total} samples", "", "own time:"]
+    lines = [f"{total:.1f} s sampled", "", "own time:"]
     lines += [f"  {100 * n / total:5.1f}%  {name(i)}" for i, n in own.most_common(top)]
     lines += ["", "cumulative:"]
     lines += [f"  {100 * n / total:5.1f}%  {name(i)}" for i, n in cumulative.most_common(top)]

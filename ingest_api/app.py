@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 
 from sqlalchemy import event
@@ -134,6 +135,11 @@ def create_app(settings: Settings) -> Starlette:
         await sink.start()
         await config.start()
         app.state.eventtrack = AppState(settings=settings, sink=sink, engine=engine, config=config)
+        # Everything loaded so far lives as long as the process: out of the cyclic collector's sight, so
+        # that its full collections (~20 ms over ~90,000 objects, every few thousand requests) stop
+        # walking it.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
