@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
 import re
 import time
 import uuid
@@ -28,6 +29,17 @@ class RequestIdMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app = app
         self.responses = metrics.responses
+        self._by_status: dict[int, object] = {}  # the counter of each status (labels() locks and builds a key)
+        # Made ids: this process's random half, then a counter (32 hex digits, like a uuid4's hex, without
+        # reading the system's randomness on every request).
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._next_id = itertools.count()
+
+    def _count(self, status: int) -> None:
+        counter = self._by_status.get(status)
+        if counter is None:
+            counter = self._by_status[status] = self.responses.labels(str(status))
+        counter.inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,14 +50,17 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 given = value.decode("latin-1")
                 break
-        request_id = given if given and _SAFE_ID.fullmatch(given) else uuid.uuid4().hex
+        if given and _SAFE_ID.fullmatch(given):
+            request_id = given
+        else:
+            request_id = f"{self._id_prefix}{next(self._next_id):016x}"
         token = request_id_var.set(request_id)
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), header]
-                self.responses.labels(str(message["status"])).inc()
+                self._count(message["status"])
             await send(message)
 
         try:

@@ -40,10 +40,19 @@ async def read_json_object(
     keep = state.settings.dead_letter_payload_bytes
     raw = b""
     raw_size = 0
+    content_type = encoding_header = length = None
+    # One pass (Starlette's Headers scans the list per lookup); the first of a repeated header counts, as there.
+    for name, value in reversed(request.scope["headers"]):
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+        elif name == b"content-encoding":
+            encoding_header = value.decode("latin-1")
+        elif name == b"content-length":
+            length = value.decode("latin-1")
     try:
-        check_content_type(request.headers.get("content-type"))
-        encoding = content_encoding(request.headers.get("content-encoding"))
-        raw = await read_limited(request.stream(), request.headers.get("content-length"), limit, keep)
+        check_content_type(content_type)
+        encoding = content_encoding(encoding_header)
+        raw = await read_limited(request.stream(), length, limit, keep)
         raw_size = len(raw)
         if not raw.strip() and allow_empty:
             decoded = None
