@@ -54,14 +54,12 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 
 from eventtrack.embedded_postgres import EmbeddedPostgres
 from eventtrack.migrate import migrate
 from eventtrack.settings import Settings
 from ingest_api.serve import api_command
-from ingest_api.sink import COPY_TYPES, EVENT_COLUMNS
+from ingest_api.sink import COPY_TYPES, EVENT_COLUMNS, JsonbBytes, register_adapters
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
@@ -177,22 +175,6 @@ def _copy_rows(templates: list[dict[str, Any]], count: int, received_at: datetim
     for start in range(0, count, COPY_ROWS_PER_TXN):
         chunks.append([(uuid.uuid4(), *prepared[i % n]) for i in range(start, min(count, start + COPY_ROWS_PER_TXN))])
     return chunks
-
-
-class JsonbBytes(bytes):
-    """Serialized JSON, copied as jsonb as it is (the raw COPY's properties)."""
-
-
-class _JsonbBytesBinaryDumper(Dumper):
-    format = Format.BINARY
-
-    def dump(self, obj: bytes) -> bytes:
-        return b"\x01" + obj  # jsonb binary format: version byte, then the text
-
-
-def _register_jsonb_bytes(conn: psycopg.Connection) -> None:
-    _JsonbBytesBinaryDumper.oid = conn.adapters.types["jsonb"].oid
-    conn.adapters.register_dumper(JsonbBytes, _JsonbBytesBinaryDumper)
 
 
 # --------------------------------------------------------------------------- processes and CPU
@@ -519,7 +501,7 @@ def raw_copy(url: str, chunks: list[list[tuple]], duration: int, meter: CpuMeter
     _reset_tables(url)
     copied = 0
     with psycopg.connect(url) as conn:
-        _register_jsonb_bytes(conn)
+        register_adapters(conn)
         log(f"raw COPY into events, {COPY_ROWS_PER_TXN} rows per transaction, for up to {duration} s")
         cpu0, proc0 = meter.sample(), time.process_time()
         start = time.perf_counter()
