@@ -126,6 +126,7 @@ def create_app(settings: Settings) -> Starlette:
         sink = EventSink(
             database_url,
             max_rows=settings.group_commit_max_rows,
+            writers=settings.sink_writers,
             commit_timeout=settings.commit_timeout_seconds,
             connect_timeout=settings.db_connect_timeout_seconds,
             max_queued_rows=settings.max_queued_rows,

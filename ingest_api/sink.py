@@ -73,12 +73,13 @@ _SELECT = ", ".join('"properties_json"' if c == "properties" else f'"{c}"' for c
 
 
 # Dedup: a uuid already in event_uuids is skipped, whatever its timestamp (repeats inside the group
-# were dropped before: see `_distinct`). `incoming` is the group: unpacked from JSON, or the staging table.
+# were dropped before: see `_distinct`). Writers (several per process, or API workers) inserting the same
+# uuids wait for each other's commit; in uuid order, so that they cannot deadlock. `incoming` is the group: unpacked from JSON, or the staging table.
 def _dedup_insert(incoming: str) -> str:
     return f"""
 WITH incoming AS ({incoming}), fresh AS (
     INSERT INTO event_uuids (uuid, received_at)
-    SELECT uuid, received_at FROM incoming
+    SELECT uuid, received_at FROM incoming ORDER BY uuid
     ON CONFLICT (uuid) DO NOTHING
     RETURNING uuid
 )
@@ -206,6 +207,7 @@ class EventSink:
         commit_timeout: float,
         connect_timeout: float,
         max_queued_rows: int = 200_000,
+        writers: int = 1,
         metrics: Metrics | None = None,
     ):
         self._url = database_url
@@ -218,27 +220,33 @@ class EventSink:
         self._commit_timeout = commit_timeout
         self._connect_timeout = connect_timeout
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._conn: psycopg.AsyncConnection | None = None
-        self._task: asyncio.Task | None = None
+        # Writers, each on its own connection: with more than one, a group is written while another waits
+        # for its commit (a distant database's round trip). On one machine one writer costs less CPU per
+        # event (larger groups) for the same throughput (docs/performance.md: SINK_WRITERS).
+        self._slots = [_Slot() for _ in range(max(1, writers))]
+        self._tasks: list[asyncio.Task] = []
         self._known_days: set[date] = set()
         self._abandoned: set[asyncio.Task] = set()  # writes given up on, until they are cleaned up
         self._metrics.track_queue(self._queue.qsize)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="event-sink")
+        self._tasks = [
+            asyncio.create_task(self._run(slot), name=f"event-sink-{i}") for i, slot in enumerate(self._slots)
+        ]
 
     async def stop(self) -> None:
         """Writes what is queued, then closes."""
-        if self._task is not None:
+        if self._tasks:
             await self._queue.join()
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for task in list(self._abandoned):
             task.cancel()  # psycopg then gives up on asking the server to cancel and closes the connection
         await asyncio.gather(*self._abandoned, return_exceptions=True)
-        if self._conn is not None:
-            await self._conn.close()
+        for slot in self._slots:
+            if slot.conn is not None:
+                await slot.conn.close()
 
     async def write(self, events: Sequence[EventRow], rejects: Sequence[RejectRow] = ()) -> None:
         """Returns once the rows are committed; raises DatabaseUnavailable otherwise."""
@@ -257,7 +265,7 @@ class EventSink:
         finally:
             timer.cancel()
 
-    async def _run(self) -> None:
+    async def _run(self, slot: _Slot) -> None:
         while True:
             group = [await self._queue.get()]
             rows = len(group[0].events)
@@ -267,37 +275,37 @@ class EventSink:
                 rows += len(item.events)
             self._queued_rows -= sum(len(item.events) + len(item.rejects) for item in group)
             try:
-                await self._commit_group(group)
+                await self._commit_group(slot, group)
             finally:
                 for _ in group:
                     self._queue.task_done()
 
-    async def _commit_group(self, group: list[_Pending]) -> None:
+    async def _commit_group(self, slot: _Slot, group: list[_Pending]) -> None:
         metrics = self._metrics
         began = time.perf_counter()
         try:
-            inserted = await self._write_while_database_up(group)
+            inserted = await self._write_while_database_up(slot, group)
         except (psycopg.OperationalError, OSError, TimeoutError) as exc:
             metrics.database_errors.inc()
             log.warning("database unavailable, %d requests refused: %s", len(group), exc)
-            await self._refuse_group(group, exc)
+            await self._refuse_group(slot, group, exc)
             return
         except psycopg.Error:
             # Should not happen after validation (a partition dropped under us is the
             # known case); write each request alone so one cannot fail the others.
             metrics.database_errors.inc()
             log.exception("group write failed; retrying requests one by one")
-            await self._rollback()
+            await self._rollback(slot)
             self.forget_partitions()
             if len(group) > 1:
                 for item in group:
-                    await self._commit_group([item])
+                    await self._commit_group(slot, [item])
                 return
             _settle(group[0], exc=DatabaseUnavailable("write failed"))
             return
         except Exception as exc:  # a bug must not kill the writer task and with it every later request
             log.exception("unexpected error in the event writer")
-            await self._refuse_group(group, exc)
+            await self._refuse_group(slot, group, exc)
             return
         rows = sum(len(item.events) for item in group)
         metrics.group_commit_seconds.observe(time.perf_counter() - began)
@@ -309,24 +317,25 @@ class EventSink:
                 metrics.events_rejected.labels(reject.reason).inc()
             _settle(item)
 
-    async def _connection(self) -> psycopg.AsyncConnection:
-        if self._conn is None or self._conn.closed or self._conn.broken:
+    async def _connection(self, slot: _Slot) -> psycopg.AsyncConnection:
+        conn = slot.conn
+        if conn is None or conn.closed or conn.broken:
             # Autocommit: a group without dead letters is one statement, its own transaction.
-            self._conn = await psycopg.AsyncConnection.connect(
+            conn = slot.conn = await psycopg.AsyncConnection.connect(
                 self._url, connect_timeout=max(1, int(self._connect_timeout)), autocommit=True
             )
-            register_adapters(self._conn)
-            await self._conn.execute(_CREATE_STAGING)
-        return self._conn
+            register_adapters(conn)
+            await conn.execute(_CREATE_STAGING)
+        return conn
 
-    async def _write_while_database_up(self, group: list[_Pending]) -> int:
+    async def _write_while_database_up(self, slot: _Slot, group: list[_Pending]) -> int:
         """`_write`, given up as soon as the database is known to be down while it is in flight.
 
         The connection of a write in flight can stay open after the server went down (a backend that
         does not exit at once on an immediate shutdown, a server host gone from the network): the
         write would hold its requests until their commit timeout, and every later group behind them.
         """
-        write = asyncio.ensure_future(self._write(group))
+        write = asyncio.ensure_future(self._write(slot, group))
         while True:
             done, _ = await asyncio.wait((write,), timeout=LIVENESS_CHECK_SECONDS)
             if done:
@@ -334,7 +343,7 @@ class EventSink:
             if not await self._takes_connections():
                 break
         # Not committed as far as we know: the requests get 503 and their retries are deduplicated.
-        conn, self._conn = self._conn, None
+        conn, slot.conn = slot.conn, None
         cleanup = asyncio.create_task(_abandon(write, conn))
         self._abandoned.add(cleanup)
         cleanup.add_done_callback(self._abandoned.discard)
@@ -348,9 +357,9 @@ class EventSink:
         await conn.close()
         return True
 
-    async def _write(self, group: list[_Pending]) -> int:
+    async def _write(self, slot: _Slot, group: list[_Pending]) -> int:
         """Writes the group in one transaction; returns how many events were new (not duplicates)."""
-        conn = await asyncio.wait_for(self._connection(), self._connect_timeout + 1)
+        conn = await asyncio.wait_for(self._connection(slot), self._connect_timeout + 1)
         events = [row for item in group for row in item.events]
         rejects = [r for item in group for r in item.rejects]
         if events:
@@ -373,24 +382,34 @@ class EventSink:
         """Called when retention may have dropped partitions this process had seen."""
         self._known_days.clear()
 
-    async def _refuse_group(self, group: Sequence[_Pending], exc: BaseException) -> None:
+    async def _refuse_group(self, slot: _Slot, group: Sequence[_Pending], exc: BaseException) -> None:
         """The connection is in an unknown state: start afresh, and answer each request of the group 503."""
-        await self._drop_connection()
+        await _drop_connection(slot)
         for item in group:
             _settle(item, exc=DatabaseUnavailable(str(exc)))
 
-    async def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with suppress(psycopg.Error, OSError):  # already broken
-                await conn.close()
-
-    async def _rollback(self) -> None:
-        if self._conn is not None and not self._conn.closed:
+    async def _rollback(self, slot: _Slot) -> None:
+        if slot.conn is not None and not slot.conn.closed:
             try:
-                await self._conn.rollback()
+                await slot.conn.rollback()
             except psycopg.Error:
-                await self._drop_connection()
+                await _drop_connection(slot)
+
+
+class _Slot:
+    """One writer's connection (None until connected, and after it was given up)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self) -> None:
+        self.conn: psycopg.AsyncConnection | None = None
+
+
+async def _drop_connection(slot: _Slot) -> None:
+    conn, slot.conn = slot.conn, None
+    if conn is not None:
+        with suppress(psycopg.Error, OSError):  # already broken
+            await conn.close()
 
 
 async def _insert_events(conn: psycopg.AsyncConnection, events: list[EventRow]) -> int:
