@@ -843,6 +843,7 @@ SERVER_METRICS = (
     "eventtrack_events_accepted_total",
     "eventtrack_events_deduplicated_total",
     "eventtrack_sink_overloaded_total",
+    "eventtrack_batch_size_events_count",
     "eventtrack_group_commit_rows_count",
     "eventtrack_group_commit_rows_sum",
     "eventtrack_group_commit_seconds_sum",
@@ -851,7 +852,8 @@ SERVER_METRICS = (
 
 
 def server_metrics(host: str, port: int) -> dict[str, float]:
-    """The service's own counters (GET /metrics): events written twice (deduplicated), refusals, commits."""
+    """The service's own counters (GET /metrics): events written twice (deduplicated), refusals, commits,
+    batches parsed."""
     with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     values = {}
