@@ -66,7 +66,7 @@ bench-soak: install
 	$(BIN)/python -m bench.run_soak
 
 # 10x the sustained batch capacity for 30 s from 2000 simulated PostHog SDK clients that retry as the SDKs do:
-# drain time, every event stored exactly once, the API's RSS bounded (BENCH_SPIKE_* to change; ~6-8 min).
+# drain time, every event stored exactly once, the API's RSS bounded (BENCH_SPIKE_* to change; ~10 min here).
 bench-spike: install
 	$(BIN)/python -m bench.run_spike
 

@@ -11,14 +11,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 
@@ -275,30 +276,19 @@ def reset_tables(url: str) -> None:
             pass
 
 
-def machine_info(database_url: str) -> dict[str, Any]:
-    cpu_model = ""
+def host_info() -> dict[str, Any]:
+    """The machine a benchmark ran on."""
+    cpu_model, mem_gib = "", None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
-    mem_gib = None
-    try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
     except OSError:
         pass
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        pg_version = conn.execute("SHOW server_version").fetchone()[0]
-        pg_settings = {
-            name: conn.execute(f"SHOW {name}").fetchone()[0]
-            for name in ("shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_wal_size")
-        }
-    wrk = shutil.which("wrk")
-    wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.splitlines()[0:1] if wrk else []
     return {
         "hostname": platform.node(),
         "platform": platform.platform(),
@@ -307,7 +297,39 @@ def machine_info(database_url: str) -> dict[str, Any]:
         "memory_gib": mem_gib,
         "loadavg_at_start": list(os.getloadavg()),
         "python": platform.python_version(),
+    }
+
+
+def machine_info(database_url: str) -> dict[str, Any]:
+    """The machine, the Postgres server and its settings, and wrk's version when it is installed."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        pg_version = conn.execute("SHOW server_version").fetchone()[0]
+        pg_settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_wal_size")
+        }
+    wrk = shutil.which("wrk")
+    wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.splitlines()[0:1] if wrk else []
+    return host_info() | {
         "postgres": pg_version,
         "postgres_settings": pg_settings,
         "wrk": wrk_version[0] if wrk_version else "",
     }
+
+
+def run_benchmark(main: Callable[[], int], stopped: str) -> NoReturn:
+    """Runs a benchmark's `main` as a script: SIGTERM stops it as Ctrl-C does (the context managers stop
+    `stopped`: its servers and Postgres), a BenchFailure exits with status 1, an interruption with 130."""
+
+    def _terminate(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        raise SystemExit(main())
+    except BenchFailure as failure:
+        print(f"\nBENCHMARK FAILED: {failure}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {stopped} stopped", file=sys.stderr)
+        raise SystemExit(130) from None

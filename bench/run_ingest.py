@@ -35,7 +35,6 @@ import json
 import random
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -64,6 +63,7 @@ from bench.harness import (
     machine_info,
     postmaster_pid,
     reset_tables,
+    run_benchmark,
     serving,
     settled_count,
     throwaway_postgres,
@@ -406,12 +406,6 @@ def main() -> int:
         print("wrk is not installed (make bench installs it: apt-get install wrk)", file=sys.stderr)
         return 2
 
-    # SIGTERM → the same clean shutdown as Ctrl-C.
-    def _terminate(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
-
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     bare_rounds: list[dict[str, Any]] = []
@@ -523,11 +517,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except BenchFailure as failure:
-        print(f"\nBENCHMARK FAILED: {failure}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        print("\ninterrupted; servers and Postgres stopped", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_benchmark(main, "servers and Postgres")

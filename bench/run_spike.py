@@ -22,7 +22,7 @@ One run, on this machine, against a throwaway embedded Postgres and the real ser
 Checks (exit status 1): `events` holds exactly the events created, each once (count, count of distinct uuids,
 and per client: count and highest sequence number); every request was answered within the SDK's timeout, with
 200 or a 503/429 carrying Retry-After; the API process group's RSS (sampled every BENCH_SPIKE_SAMPLE_MS,
-500 ms) stayed under `memory_bound()`; the queues drained within BENCH_SPIKE_DRAIN_LIMIT (600 s) of the end of
+500 ms) stayed under `memory_bound()`; the queues drained within BENCH_SPIKE_DRAIN_LIMIT (900 s) of the end of
 the spike. Results: bench/results/spike.json and a summary on stdout.
 The server reads its own settings from the environment: MAX_QUEUED_ROWS=50000 make bench-spike works.
 """
@@ -34,7 +34,6 @@ import gzip
 import json
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -52,21 +51,7 @@ import orjson
 import psycopg
 import uvloop
 
-from bench.harness import (
-    RESULTS_DIR,
-    BenchFailure,
-    CpuMeter,
-    cpu_percent,
-    env_int,
-    group_rss_mib,
-    log,
-    machine_info,
-    postmaster_pid,
-    reset_tables,
-    serving,
-    settled_count,
-    throwaway_postgres,
-)
+from bench import harness
 from eventtrack.migrate import migrate
 from eventtrack.settings import Settings
 from ingest_api.decode import parse_json
@@ -74,19 +59,19 @@ from ingest_api.posthog.translate import read_payload, translate_event
 from ingest_api.validation import Limits, normalize_event, parse_batch_sent_at
 
 BATCH_PATH = "/batch/"  # PostHog's: what the mobile SDKs post to
-SPIKE_SECONDS = env_int("BENCH_SPIKE_SECONDS", 30)
-FACTOR = env_int("BENCH_SPIKE_FACTOR", 10)
-CAPACITY = env_int("BENCH_SPIKE_CAPACITY", 0)  # events/s; 0: measure it
-CAPACITY_SECONDS = env_int("BENCH_SPIKE_CAPACITY_SECONDS", 10)
+SPIKE_SECONDS = harness.env_int("BENCH_SPIKE_SECONDS", 30)
+FACTOR = harness.env_int("BENCH_SPIKE_FACTOR", 10)
+CAPACITY = harness.env_int("BENCH_SPIKE_CAPACITY", 0)  # events/s; 0: measure it
+CAPACITY_SECONDS = harness.env_int("BENCH_SPIKE_CAPACITY_SECONDS", 10)
 CAPACITY_WARMUP = 2
-CAPACITY_CONNECTIONS = env_int("BENCH_SPIKE_CAPACITY_CONNECTIONS", 64)
+CAPACITY_CONNECTIONS = harness.env_int("BENCH_SPIKE_CAPACITY_CONNECTIONS", 64)
 # 2000 clients x 100 events in flight = the default MAX_QUEUED_ROWS: enough to fill the service's whole queue.
-CLIENTS = env_int("BENCH_SPIKE_CLIENTS", 2000)
-BATCH = env_int("BENCH_SPIKE_BATCH", 100)
-GZIP = env_int("BENCH_SPIKE_GZIP", 0) == 1
+CLIENTS = harness.env_int("BENCH_SPIKE_CLIENTS", 2000)
+BATCH = harness.env_int("BENCH_SPIKE_BATCH", 100)
+GZIP = harness.env_int("BENCH_SPIKE_GZIP", 0) == 1
 POLICY = os.environ.get("BENCH_SPIKE_POLICY", "android").strip() or "android"
-DRAIN_LIMIT = env_int("BENCH_SPIKE_DRAIN_LIMIT", 600)
-SAMPLE_SECONDS = env_int("BENCH_SPIKE_SAMPLE_MS", 500) / 1000
+DRAIN_LIMIT = harness.env_int("BENCH_SPIKE_DRAIN_LIMIT", 900)
+SAMPLE_SECONDS = harness.env_int("BENCH_SPIKE_SAMPLE_MS", 500) / 1000
 # uvicorn closes a connection idle for 5 s (its --timeout-keep-alive default): reconnect before, as an HTTP
 # client's pool does, rather than count the race as a connection error.
 REUSE_IDLE_SECONDS = 4.0
@@ -696,7 +681,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic() - self.began, group_rss_mib(self.pgid)))
+            self.samples.append((time.monotonic() - self.began, harness.group_rss_mib(self.pgid)))
             self._stop.wait(SAMPLE_SECONDS)
 
     def between(self, t0: float, t1: float) -> list[float]:
@@ -712,17 +697,17 @@ class RssSampler:
 def run() -> dict[str, Any]:
     policy = RETRY_POLICIES.get(POLICY)
     if policy is None:
-        raise BenchFailure(f"BENCH_SPIKE_POLICY must be one of {sorted(RETRY_POLICIES)}, got {POLICY!r}")
+        raise harness.BenchFailure(f"BENCH_SPIKE_POLICY must be one of {sorted(RETRY_POLICIES)}, got {POLICY!r}")
     server_settings = Settings.from_env()
     workdir = Path(tempfile.mkdtemp(prefix="etspike-"))
     try:
-        with throwaway_postgres() as pg:
+        with harness.throwaway_postgres() as pg:
             url = pg.url()
             migrate(url, 90, 7)
-            machine = machine_info(url)
-            with serving("eventtrack", "ingest_api.asgi:app", url, workdir) as server:
+            machine = harness.machine_info(url)
+            with harness.serving("eventtrack", "ingest_api.asgi:app", url, workdir) as server:
                 host, port = "127.0.0.1", server.port
-                meter = CpuMeter(server.pgid, postmaster_pid(pg.pgdata))
+                meter = harness.CpuMeter(server.pgid, harness.postmaster_pid(pg.pgdata))
                 with RssSampler(server.pgid) as rss:
                     result = uvloop.run(_phases(host, port, url, policy, meter, rss))
                     time.sleep(3 * SAMPLE_SECONDS)
@@ -759,28 +744,30 @@ def run() -> dict[str, Any]:
     return result
 
 
-async def _phases(host: str, port: int, url: str, policy: RetryPolicy, meter: CpuMeter, rss: RssSampler):
+async def _phases(host: str, port: int, url: str, policy: RetryPolicy, meter: harness.CpuMeter, rss: RssSampler):
     loop = asyncio.get_running_loop()
     out: dict[str, Any] = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
     if CAPACITY:
         out["capacity"] = {"events_per_s": float(CAPACITY), "given": True}
-        log(f"capacity given: {CAPACITY} events/s")
+        harness.log(f"capacity given: {CAPACITY} events/s")
     else:
-        log(f"capacity: {CAPACITY_CONNECTIONS} connections, batches of {BATCH}, {CAPACITY_SECONDS} s")
+        harness.log(f"capacity: {CAPACITY_CONNECTIONS} connections, batches of {BATCH}, {CAPACITY_SECONDS} s")
         cpu0, proc0, t0 = meter.sample(), time.process_time(), time.monotonic()
         out["capacity"] = await measure_capacity(host, port, CAPACITY_CONNECTIONS, CAPACITY_SECONDS, BATCH)
         wall = time.monotonic() - t0
-        out["capacity"]["cpu_percent"] = cpu_percent(cpu0, meter.sample(), wall, client=time.process_time() - proc0)
-        log(f"capacity: {out['capacity']['events_per_s']:,.0f} events/s ({out['capacity']['statuses']})")
-    await loop.run_in_executor(None, settled_count, url)
-    await loop.run_in_executor(None, reset_tables, url)
+        out["capacity"]["cpu_percent"] = harness.cpu_percent(
+            cpu0, meter.sample(), wall, client=time.process_time() - proc0
+        )
+        harness.log(f"capacity: {out['capacity']['events_per_s']:,.0f} events/s ({out['capacity']['statuses']})")
+    await loop.run_in_executor(None, harness.settled_count, url)
+    await loop.run_in_executor(None, harness.reset_tables, url)
     await asyncio.sleep(3)
     pre = rss.between(rss.now() - 2.5, rss.now())
     out["rss_pre_spike_mib"] = round(statistics.median(pre), 1)
     capacity = out["capacity"]["events_per_s"]
     rate = FACTOR * capacity
     spike = Spike(host, port, rate, SPIKE_SECONDS, CLIENTS, BATCH, policy, gzipped=GZIP)
-    log(
+    harness.log(
         f"spike: {rate:,.0f} events/s ({FACTOR}x) for {SPIKE_SECONDS} s into {CLIENTS} clients' queues, "
         f"batches of {BATCH}, {policy.name} retry policy; then the drain"
     )
@@ -791,7 +778,7 @@ async def _phases(host: str, port: int, url: str, policy: RetryPolicy, meter: Cp
         if t - last_log[0] >= 5:
             last_log[0] = t
             tally = spike.tally
-            log(
+            harness.log(
                 f"  t={t:5.1f} s backlog {spike.backlog(loop.time()):>9,} acked {tally.acked:>9,} "
                 f"answers {dict(sorted(tally.statuses.items()))} RSS {mib:.0f} MiB"
             )
@@ -801,7 +788,7 @@ async def _phases(host: str, port: int, url: str, policy: RetryPolicy, meter: Cp
     cpu0, proc0, t0 = meter.sample(), time.process_time(), time.monotonic()
     await spike.run(on_sample)
     wall = time.monotonic() - t0
-    cpu = cpu_percent(cpu0, meter.sample(), wall, client=time.process_time() - proc0)
+    cpu = harness.cpu_percent(cpu0, meter.sample(), wall, client=time.process_time() - proc0)
     tally = spike.tally
     spike_end = spike.start + SPIKE_SECONDS
     during = rss.between(spike_began, rss.now())
@@ -942,28 +929,17 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    def _terminate(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
     result = run()
     problems = failures(result)
     result["failures"] = problems
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "spike.json").write_text(json.dumps(result, indent=2) + "\n")
+    harness.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (harness.RESULTS_DIR / "spike.json").write_text(json.dumps(result, indent=2) + "\n")
     print(summary(result))
-    print(f"\nresults: {RESULTS_DIR / 'spike.json'}")
+    print(f"\nresults: {harness.RESULTS_DIR / 'spike.json'}")
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     return 1 if problems else 0
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except BenchFailure as failure:
-        print(f"\nBENCHMARK FAILED: {failure}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        print("\ninterrupted; server and Postgres stopped", file=sys.stderr)
-        raise SystemExit(130) from None
+    harness.run_benchmark(main, "server and Postgres")

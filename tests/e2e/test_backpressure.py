@@ -7,6 +7,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import psycopg
@@ -17,11 +19,18 @@ from tests.e2e.test_capture_api import assert_error
 BATCH = "/api/v1/analytics/batch/"
 
 
-def test_full_queue_answers_503_immediately_and_the_queued_work_still_commits(database_url, db):
+CAPTURE = "/api/v1/analytics/capture/"
+POSTHOG_BATCH = "/batch/"
+
+
+@contextmanager
+def full_queue(database_url: str, db) -> Iterator[RunningServer]:
+    """A server whose writer is blocked (a lock it needs is held: the database "cannot keep up") with one
+    batch of 50 in its transaction and 150 rows queued: its queue (MAX_QUEUED_ROWS 150) is full. On exit the
+    database catches up: every queued batch commits."""
     settings = settings_for(database_url, max_queued_rows=150, commit_timeout_seconds=20.0)
     batch = {"events": [{"distinct_id": "u", "event": "x"} for _ in range(50)]}
     with RunningServer(settings) as server, psycopg.connect(database_url) as blocker:
-        # Hold a lock the writer needs: the database "cannot keep up".
         blocker.execute("LOCK TABLE event_uuids IN EXCLUSIVE MODE")
         statuses: list[int] = []
 
@@ -29,46 +38,33 @@ def test_full_queue_answers_503_immediately_and_the_queued_work_still_commits(da
             with httpx.Client(base_url=server.url, timeout=30) as client:
                 statuses.append(client.post(BATCH, json=batch).status_code)
 
-        waiting = [threading.Thread(target=send) for _ in range(4)]  # 1 in the blocked transaction + 3 queued
+        waiting = [threading.Thread(target=send) for _ in range(4)]
         for t in waiting:
             t.start()
-            time.sleep(0.2)
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            began = time.monotonic()
-            refused = client.post(BATCH, json=batch)
-            assert time.monotonic() - began < 1
-            assert_error(refused, 503, "service_unavailable")
-            assert int(refused.headers["retry-after"]) >= 1
-            wait_until(lambda: "eventtrack_sink_overloaded_total 1.0" in client.get("/metrics").text)
-        blocker.rollback()  # the database catches up
+            wait_until(lambda: "eventtrack_sink_queue_depth 3.0" in client.get("/metrics").text)
+        yield server
+        blocker.rollback()
         for t in waiting:
             t.join(timeout=30)
     assert statuses == [200, 200, 200, 200]
     assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 200
 
 
-CAPTURE = "/api/v1/analytics/capture/"
-POSTHOG_BATCH = "/batch/"
+def test_full_queue_answers_503_immediately_and_the_queued_work_still_commits(database_url, db):
+    with full_queue(database_url, db) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        began = time.monotonic()
+        refused = client.post(BATCH, json={"events": [{"distinct_id": "u", "event": "x"} for _ in range(50)]})
+        assert time.monotonic() - began < 1
+        assert_error(refused, 503, "service_unavailable")
+        assert int(refused.headers["retry-after"]) >= 1
+        wait_until(lambda: "eventtrack_sink_overloaded_total 1.0" in client.get("/metrics").text)
 
 
 def test_a_full_queue_refuses_before_the_body_is_read(database_url, db):
     """Under a spike most requests are refused: reading, parsing and validating each refused body first would
     take the CPU the accepted ones need. The proof: a request whose body never comes is still answered."""
-    settings = settings_for(database_url, max_queued_rows=150, commit_timeout_seconds=20.0)
-    batch = {"events": [{"distinct_id": "u", "event": "x"} for _ in range(50)]}
-    with RunningServer(settings) as server, psycopg.connect(database_url) as blocker:
-        blocker.execute("LOCK TABLE event_uuids IN EXCLUSIVE MODE")
-        statuses: list[int] = []
-
-        def send() -> None:
-            with httpx.Client(base_url=server.url, timeout=30) as client:
-                statuses.append(client.post(BATCH, json=batch).status_code)
-
-        waiting = [threading.Thread(target=send) for _ in range(4)]  # 1 in the blocked transaction + 150 rows queued
-        for t in waiting:
-            t.start()
-        with httpx.Client(base_url=server.url, timeout=30) as client:
-            wait_until(lambda: "eventtrack_sink_queue_depth 3.0" in client.get("/metrics").text)
+    with full_queue(database_url, db) as server:
         for path in (BATCH, CAPTURE, POSTHOG_BATCH):
             with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
                 sock.sendall(
@@ -78,11 +74,6 @@ def test_a_full_queue_refuses_before_the_body_is_read(database_url, db):
                 head = sock.recv(65536)  # times out (the test fails) if the server waits for the body
             assert head.startswith(b"HTTP/1.1 503 "), (path, head)
             assert b"\r\nretry-after: 2\r\n" in head.lower(), (path, head)
-        blocker.rollback()
-        for t in waiting:
-            t.join(timeout=30)
-    assert statuses == [200, 200, 200, 200]
-    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 200
 
 
 SLOW_UUIDS = """
