@@ -22,16 +22,8 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.run_ingest import (
-    BATCH_PATH,
-    CAPTURE_PATH,
-    RESULTS_DIR,
-    log,
-    run_wrk,
-    serving,
-    throwaway_postgres,
-    write_templates,
-)
+from bench.harness import RESULTS_DIR, log, serving, throwaway_postgres
+from bench.run_ingest import BATCH_PATH, CAPTURE_PATH, run_wrk, write_templates
 from eventtrack.migrate import migrate
 
 

@@ -25,14 +25,14 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from bench.run_ingest import RESULTS_DIR, ROOT, BenchFailure, _env_int, _machine, log, serving, throwaway_postgres
+from bench.harness import RESULTS_DIR, ROOT, BenchFailure, env_int, log, machine_info, serving, throwaway_postgres
 from eventtrack.migrate import migrate
 from ingest_api.admin.key_store import create_admin_key
 
 LUA = ROOT / "bench" / "get_for_user.lua"
-EVENTS = _env_int("BENCH_FLAGS_EVENTS", 10_000_000)
-DURATION = _env_int("BENCH_DURATION", 10)
-ROUNDS = _env_int("BENCH_ROUNDS", 2)
+EVENTS = env_int("BENCH_FLAGS_EVENTS", 10_000_000)
+DURATION = env_int("BENCH_DURATION", 10)
+ROUNDS = env_int("BENCH_ROUNDS", 2)
 COUNT_REQUESTS = 30
 FOR_USER_MIN_RATIO = 0.50
 EVENT_COUNTS_MAX_MEDIAN_MS = 100.0
@@ -228,7 +228,7 @@ def main() -> int:
         migrate(url, 90, 7)
         for_user = bench_for_user(url, workdir)
         counts = bench_event_counts(url, workdir)
-        machine = _machine(url)
+        machine = machine_info(url)
     result = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine,

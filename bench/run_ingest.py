@@ -32,22 +32,15 @@ BENCH_WARMUP (3 s), BENCH_ROUNDS (2), BENCH_BATCH_SIZE (100).
 from __future__ import annotations
 
 import json
-import os
-import platform
 import random
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,15 +48,30 @@ from typing import Any
 import orjson
 import psycopg
 
-from eventtrack.embedded_postgres import EmbeddedPostgres
+from bench.harness import (
+    RESULTS_DIR,
+    ROOT,
+    WORKERS,
+    BenchFailure,
+    CpuMeter,
+    Server,
+    count_events,
+    cpu_delta,
+    cpu_percent,
+    env_int,
+    log,
+    machine_info,
+    postmaster_pid,
+    reset_tables,
+    run_benchmark,
+    serving,
+    settled_count,
+    throwaway_postgres,
+)
 from eventtrack.migrate import migrate
-from eventtrack.settings import Settings
-from ingest_api.serve import api_command
 from ingest_api.sink import COPY_TYPES, EVENT_COLUMNS, JsonbBytes, register_adapters
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
-RESULTS_DIR = BENCH_DIR / "results"
 LUA_SCRIPT = BENCH_DIR / "post_template.lua"
 
 CAPTURE_PATH = "/api/v1/analytics/capture/"
@@ -74,33 +82,18 @@ SINGLE_MIN_RATIO = 0.50
 SINGLE_MAX_P99_MS = 50.0
 BATCH_MIN_RATIO = 0.60
 
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return int(raw) if raw else default
-
-
-WORKERS = _env_int("BENCH_WORKERS", 1)
-CONNECTIONS = _env_int("BENCH_CONNECTIONS", 64)
-THREADS = _env_int("BENCH_THREADS", 2)
-DURATION = _env_int("BENCH_DURATION", 10)
-WARMUP = _env_int("BENCH_WARMUP", 3)
-BATCH_SIZE = _env_int("BENCH_BATCH_SIZE", 100)
+CONNECTIONS = env_int("BENCH_CONNECTIONS", 64)
+THREADS = env_int("BENCH_THREADS", 2)
+DURATION = env_int("BENCH_DURATION", 10)
+WARMUP = env_int("BENCH_WARMUP", 3)
+BATCH_SIZE = env_int("BENCH_BATCH_SIZE", 100)
 # Each comparison runs ROUNDS times, interleaved (bare, service, batch, COPY, bare, ...);
 # the best round of each side is the headline: external load only ever slows a run down.
-ROUNDS = _env_int("BENCH_ROUNDS", 2)
+ROUNDS = env_int("BENCH_ROUNDS", 2)
 # Raw COPY: rows per transaction (the order of the sink's groups under the batch
 # load: up to 64 requests x 100 events, ~3,200 measured), and the most rows pre-built.
 COPY_ROWS_PER_TXN = 10_000
 COPY_MAX_ROWS = 600_000
-
-
-class BenchFailure(RuntimeError):
-    pass
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 # --------------------------------------------------------------------------- events
@@ -177,220 +170,6 @@ def _copy_rows(templates: list[dict[str, Any]], count: int, received_at: datetim
     return chunks
 
 
-# --------------------------------------------------------------------------- processes and CPU
-
-
-def _proc_stats() -> dict[int, tuple[int, int, float]]:
-    """pid -> (ppid, pgrp, cpu seconds) for every process."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(b")") + 2 :].split()
-        out[int(name)] = (int(fields[1]), int(fields[2]), (int(fields[11]) + int(fields[12])) / tick)
-    return out
-
-
-def _machine_cpu() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    tick = os.sysconf("SC_CLK_TCK")
-    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq) / tick, steal / tick
-
-
-class CpuMeter:
-    """CPU seconds used by the server's process group, the Postgres processes and the whole machine.
-
-    Anything the machine did beyond ours ("others") is load from outside the
-    benchmark: on a shared 2-core machine it is what makes a run noisy.
-    """
-
-    def __init__(self, server_pgid: int | None, postmaster_pid: int):
-        self.server_pgid = server_pgid
-        self.postmaster_pid = postmaster_pid
-
-    def sample(self) -> dict[str, Any]:
-        stats = _proc_stats()
-        server = {
-            pid: cpu
-            for pid, (_, pgrp, cpu) in stats.items()
-            if self.server_pgid is not None and pgrp == self.server_pgid
-        }
-        postgres = {
-            pid: cpu
-            for pid, (ppid, _, cpu) in stats.items()
-            if pid == self.postmaster_pid or ppid == self.postmaster_pid
-        }
-        busy, steal = _machine_cpu()
-        return {"server": server, "postgres": postgres, "machine": busy, "steal": steal}
-
-
-def _delta(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds of the processes alive at the end (short-lived backends that exited are not counted)."""
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-
-
-def _cpu_percent(cpu0: dict[str, Any], cpu1: dict[str, Any], wall: float, **ours: float) -> dict[str, float]:
-    """% of one core over `wall` seconds: ours (server, postgres, wrk...), the rest of the machine, VM steal."""
-    out = {name: round(100 * _delta(cpu0[name], cpu1[name]) / wall, 1) for name in ("server", "postgres")}
-    out.update({name: round(100 * seconds / wall, 1) for name, seconds in ours.items()})
-    machine = 100 * (cpu1["machine"] - cpu0["machine"]) / wall
-    out["others"] = round(max(0.0, machine - sum(out.values())), 1)
-    out["steal"] = round(100 * (cpu1["steal"] - cpu0["steal"]) / wall, 1)
-    return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """uvicorn started with `eventtrack api`'s command line, in its own process group."""
-
-    def __init__(self, name: str, app: str, database_url: str, workdir: Path):
-        self.name = name
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        settings = replace(
-            Settings(), database_url=database_url, api_host="127.0.0.1", api_port=self.port, api_workers=WORKERS
-        )
-        command = api_command(settings)
-        command[command.index("ingest_api.asgi:app")] = app
-        self.command = command
-        self.env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(self.port), "API_WORKERS": str(WORKERS)}
-        self.log_path = workdir / f"{name}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Server:
-        log(f"starting {self.name}: {' '.join(self.command[1:])}")
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                self.command, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchFailure(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchFailure(f"{self.name} did not answer /healthz within 60 s:\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    @property
-    def pgid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is not None:
-            log(f"{self.name} had exited on its own (status {proc.returncode}); its log ends with:\n{self.log_tail()}")
-        else:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                log(f"{self.name} did not stop on SIGTERM; killing its process group")
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=10)
-        # uvicorn's worker processes share the group; make sure none outlives the supervisor.
-        deadline = time.monotonic() + 10
-        while any(pgrp == proc.pid for _, pgrp, _ in _proc_stats().values()):
-            if time.monotonic() > deadline:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                break
-            time.sleep(0.1)
-        log(f"{self.name} stopped")
-
-
-@contextmanager
-def serving(name: str, app: str, database_url: str, workdir: Path) -> Iterator[Server]:
-    server = Server(name, app, database_url, workdir)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
-@contextmanager
-def throwaway_postgres() -> Iterator[EmbeddedPostgres]:
-    root = Path(tempfile.mkdtemp(prefix="etb-", dir="/tmp"))  # short: unix socket paths are limited
-    pg = EmbeddedPostgres(root / "pg")
-    try:
-        log(f"starting embedded Postgres in {root}")
-        pg.start()
-        yield pg
-    finally:
-        if pg._server is not None:
-            pg.stop()
-            log("embedded Postgres stopped")
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _postmaster_pid(pgdata: Path) -> int:
-    return int((pgdata / "postmaster.pid").read_text().split()[0])
-
-
-# --------------------------------------------------------------------------- database helpers
-
-
-def _count_events(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
-
-
-def _settled_count(url: str, timeout: float = 20.0) -> int:
-    """The row count once it stops moving (requests in flight when wrk stopped still commit)."""
-    deadline = time.monotonic() + timeout
-    last, stable = _count_events(url), 0
-    while stable < 3 and time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = _count_events(url)
-        stable = stable + 1 if now == last else 0
-        last = now
-    return last
-
-
-def _reset_tables(url: str) -> None:
-    """Every measured phase starts from empty tables and a fresh checkpoint."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE events, event_uuids, rejected_events")
-        try:
-            conn.execute("CHECKPOINT")
-        except psycopg.Error:
-            pass
-
-
 # --------------------------------------------------------------------------- load
 
 
@@ -436,7 +215,7 @@ def load(
 ) -> dict[str, Any]:
     """One wrk run; with a database, checks that every 200 answer's events are in `events`."""
     seed = random.randrange(1, 2**31)
-    before = _settled_count(database_url) if database_url else None
+    before = settled_count(database_url) if database_url else None
     cpu0, t0 = meter.sample(), time.monotonic()
     stats = run_wrk(server.url + path, template, duration, seed)
     wall = time.monotonic() - t0
@@ -456,16 +235,16 @@ def load(
         "requests_per_s": round(ok / seconds, 1),
         "events_per_s": round(ok * events_per_request / seconds, 1),
         "latency_ms": {k: round(v / 1000, 2) for k, v in stats["latency_us"].items()},
-        "cpu_percent": _cpu_percent(cpu0, cpu1, wall, wrk=stats["wrk_cpu_seconds"]),
+        "cpu_percent": cpu_percent(cpu0, cpu1, wall, wrk=stats["wrk_cpu_seconds"]),
         # CPU per event hardly depends on load from outside the benchmark, unlike throughput.
         "cpu_us_per_event": {
-            name: round(1e6 * _delta(cpu0[name], cpu1[name]) / max(1, stats["requests"] * events_per_request), 1)
+            name: round(1e6 * cpu_delta(cpu0[name], cpu1[name]) / max(1, stats["requests"] * events_per_request), 1)
             for name in ("server", "postgres")
         },
         "wrk_output": stats["wrk_output"],
     }
     if database_url:
-        after = _settled_count(database_url)
+        after = settled_count(database_url)
         grown = after - before
         expected = ok * events_per_request
         unanswered = CONNECTIONS + errors["status"] + errors["timeout"] + errors["read"] + errors["write"]
@@ -498,7 +277,7 @@ def load(
 def raw_copy(url: str, chunks: list[list[tuple]], duration: int, meter: CpuMeter, label: str) -> dict[str, Any]:
     """COPY pre-built rows of the batch events' shape straight into `events` (binary: the cheapest way in)."""
     columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
-    _reset_tables(url)
+    reset_tables(url)
     copied = 0
     with psycopg.connect(url) as conn:
         register_adapters(conn)
@@ -517,7 +296,7 @@ def raw_copy(url: str, chunks: list[list[tuple]], duration: int, meter: CpuMeter
                 break
         elapsed = time.perf_counter() - start
         cpu1, proc1 = meter.sample(), time.process_time()
-    counted = _count_events(url)
+    counted = count_events(url)
     if counted != copied:
         raise BenchFailure(f"raw COPY: copied {copied} rows but `events` holds {counted}")
     if copied == COPY_MAX_ROWS:
@@ -529,9 +308,9 @@ def raw_copy(url: str, chunks: list[list[tuple]], duration: int, meter: CpuMeter
         "rows_per_transaction": COPY_ROWS_PER_TXN,
         "seconds": round(elapsed, 3),
         "rows_per_s": round(copied / elapsed, 1),
-        "cpu_percent": _cpu_percent(cpu0, cpu1, elapsed, python_client=proc1 - proc0),
+        "cpu_percent": cpu_percent(cpu0, cpu1, elapsed, python_client=proc1 - proc0),
         "cpu_us_per_event": {
-            "postgres": round(1e6 * _delta(cpu0["postgres"], cpu1["postgres"]) / copied, 1),
+            "postgres": round(1e6 * cpu_delta(cpu0["postgres"], cpu1["postgres"]) / copied, 1),
             "python_client": round(1e6 * (proc1 - proc0) / copied, 1),
         },
         "verification": {"rows_copied": copied, "rows_counted": counted, "ok": True},
@@ -539,43 +318,6 @@ def raw_copy(url: str, chunks: list[list[tuple]], duration: int, meter: CpuMeter
 
 
 # --------------------------------------------------------------------------- report
-
-
-def _machine(database_url: str) -> dict[str, Any]:
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        pg_version = conn.execute("SHOW server_version").fetchone()[0]
-        pg_settings = {
-            name: conn.execute(f"SHOW {name}").fetchone()[0]
-            for name in ("shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_wal_size")
-        }
-    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0:1]
-    return {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu_model,
-        "memory_gib": mem_gib,
-        "loadavg_at_start": list(os.getloadavg()),
-        "python": platform.python_version(),
-        "postgres": pg_version,
-        "postgres_settings": pg_settings,
-        "wrk": wrk_version[0] if wrk_version else "",
-    }
 
 
 def _git_commit() -> str | None:
@@ -664,12 +406,6 @@ def main() -> int:
         print("wrk is not installed (make bench installs it: apt-get install wrk)", file=sys.stderr)
         return 2
 
-    # SIGTERM → the same clean shutdown as Ctrl-C.
-    def _terminate(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
-
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     bare_rounds: list[dict[str, Any]] = []
@@ -682,8 +418,8 @@ def main() -> int:
         pg = stack.enter_context(throwaway_postgres())
         url = pg.url()
         migrate(url, 90, 7)
-        postmaster = _postmaster_pid(pg.pgdata)
-        machine = _machine(url)
+        postmaster = postmaster_pid(pg.pgdata)
+        machine = machine_info(url)
         single_tpl, batch_tpl, batch_events = write_templates(workdir, started)
         log(f"pre-building up to {COPY_MAX_ROWS} rows for the raw COPY")
         copy_chunks = _copy_rows(batch_events, COPY_MAX_ROWS, started)
@@ -698,7 +434,7 @@ def main() -> int:
 
         log(f"warming up ({WARMUP} s each)")
         load(bare, CAPTURE_PATH, single_tpl, 1, WARMUP, None, bare_meter, "bare warm-up")
-        _reset_tables(url)
+        reset_tables(url)
         load(service, CAPTURE_PATH, single_tpl, 1, WARMUP, url, service_meter, "single warm-up")
         load(service, BATCH_PATH, batch_tpl, BATCH_SIZE, WARMUP, url, service_meter, "batch warm-up")
 
@@ -707,11 +443,11 @@ def main() -> int:
             bare_rounds.append(
                 load(bare, CAPTURE_PATH, single_tpl, 1, DURATION, None, bare_meter, f"bare single capture #{r}")
             )
-            _reset_tables(url)
+            reset_tables(url)
             single_rounds.append(
                 load(service, CAPTURE_PATH, single_tpl, 1, DURATION, url, service_meter, f"single capture #{r}")
             )
-            _reset_tables(url)
+            reset_tables(url)
             batch_rounds.append(
                 load(service, BATCH_PATH, batch_tpl, BATCH_SIZE, DURATION, url, service_meter, f"batch capture #{r}")
             )
@@ -781,11 +517,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except BenchFailure as failure:
-        print(f"\nBENCHMARK FAILED: {failure}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        print("\ninterrupted; servers and Postgres stopped", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_benchmark(main, "servers and Postgres")

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from typing import Any
 
 import psycopg
 
-from bench.run_ingest import throwaway_postgres
+from bench.harness import host_info, throwaway_postgres
 from eventtrack.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -407,26 +406,7 @@ def _pg_info(url: str) -> dict[str, Any]:
 
 
 def _machine() -> dict[str, Any]:
-    cpu_model, mem_gib = "", None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu_model,
-        "memory_gib": mem_gib,
-        "loadavg_at_start": list(os.getloadavg()),
-        "python": platform.python_version(),
-    }
+    return host_info()
 
 
 def _git_commit() -> str | None:

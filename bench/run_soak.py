@@ -7,7 +7,6 @@ grows per request). Prints the RSS curve and writes bench/results/soak.json.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -15,42 +14,24 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.run_ingest import (
-    BATCH_PATH,
-    BATCH_SIZE,
-    CONNECTIONS,
+from bench.harness import (
     RESULTS_DIR,
     BenchFailure,
-    _count_events,
-    _env_int,
-    _machine,
-    _proc_stats,
+    count_events,
+    env_int,
+    group_rss_mib,
     log,
-    run_wrk,
+    machine_info,
     serving,
     throwaway_postgres,
-    write_templates,
 )
+from bench.run_ingest import BATCH_PATH, BATCH_SIZE, CONNECTIONS, run_wrk, write_templates
 from eventtrack.migrate import migrate
 
-SOAK_SECONDS = _env_int("SOAK_SECONDS", 300)
-SAMPLE_SECONDS = _env_int("SOAK_SAMPLE_SECONDS", 5)
+SOAK_SECONDS = env_int("SOAK_SECONDS", 300)
+SAMPLE_SECONDS = env_int("SOAK_SAMPLE_SECONDS", 5)
 # Flat: the RSS of the last minute stays within this factor of the first minute's (after warm-up).
 MAX_GROWTH = 1.10
-
-
-def group_rss_mib(pgid: int) -> float:
-    """Resident memory of every process in the server's process group (uvicorn and its workers)."""
-    total = 0
-    for pid, (_, pgrp, _) in _proc_stats().items():
-        if pgrp != pgid:
-            continue
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            continue
-    return total / 2**20
 
 
 def main() -> int:
@@ -77,8 +58,8 @@ def main() -> int:
                 stop.set()
                 sampler.join()
                 samples.append((round(time.monotonic() - began, 1), round(group_rss_mib(server.pgid), 1)))
-            stored = _count_events(url)
-            machine = _machine(url)
+            stored = count_events(url)
+            machine = machine_info(url)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -150,6 +150,16 @@ def _dead_letter_row(
     )
 
 
+def refuse_while_overloaded(state: AppState, rows: int | None = None) -> None:
+    """503 before the body is even read when the write queue is full (`rows`: the request's events when known
+    without reading it). Under a spike most requests are refused; parsing and validating each refused body
+    first would take the CPU the accepted ones need."""
+    try:
+        state.sink.refuse_if_overloaded(rows)
+    except DatabaseUnavailable:
+        raise unavailable(state.settings.retry_after_seconds) from None
+
+
 async def write_rows(state: AppState, rows, rejects) -> None:
     """Accepted events and dead-letter rows to the sink; 503 (the client must retry) when it cannot commit."""
     try:

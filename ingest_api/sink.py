@@ -30,6 +30,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from eventtrack.errors import DatabaseUnavailable
+from ingest_api.admission import Admission
 from ingest_api.metrics import Metrics
 from ingest_api.validation import EventRow
 
@@ -211,9 +212,10 @@ class EventSink:
         metrics: Metrics | None = None,
     ):
         self._url = database_url
-        # Backpressure: past this many waiting rows new writes are refused at once
-        # (503) instead of letting memory grow while the database falls behind.
-        self._max_queued_rows = max_queued_rows
+        # Backpressure: past this many waiting rows (or more than the writer commits well within the
+        # commit timeout) new writes are refused at once (503) instead of letting memory grow and
+        # requests time out while the database falls behind.
+        self._admission = Admission(max_queued_rows, commit_timeout)
         self._queued_rows = 0
         self._metrics = metrics or Metrics()
         self._max_rows = max_rows
@@ -248,12 +250,17 @@ class EventSink:
             if slot.conn is not None:
                 await slot.conn.close()
 
+    def refuse_if_overloaded(self, size: int | None = None) -> None:
+        """Raises SinkOverloaded when a write of `size` rows (None: a request not read yet) may not wait."""
+        if not self._admission.admits(self._queued_rows, size):
+            self._metrics.overloaded.inc()
+            raise SinkOverloaded(f"{self._queued_rows} rows already waiting")
+
     async def write(self, events: Sequence[EventRow], rejects: Sequence[RejectRow] = ()) -> None:
         """Returns once the rows are committed; raises DatabaseUnavailable otherwise."""
         size = len(events) + len(rejects)
-        if self._queued_rows and self._queued_rows + size > self._max_queued_rows:
-            self._metrics.overloaded.inc()
-            raise SinkOverloaded(f"{self._queued_rows} rows already waiting")
+        self._admission.requested(size)
+        self.refuse_if_overloaded(size)
         pending = _Pending(events, rejects)
         self._queue.put_nowait(pending)
         self._queued_rows += size
@@ -308,8 +315,11 @@ class EventSink:
             await self._refuse_group(slot, group, exc)
             return
         rows = sum(len(item.events) for item in group)
-        metrics.group_commit_seconds.observe(time.perf_counter() - began)
-        metrics.group_commit_rows.observe(rows + sum(len(item.rejects) for item in group))
+        written = rows + sum(len(item.rejects) for item in group)
+        seconds = time.perf_counter() - began
+        self._admission.committed(written, seconds)
+        metrics.group_commit_seconds.observe(seconds)
+        metrics.group_commit_rows.observe(written)
         metrics.events_accepted.inc(rows)
         metrics.events_deduplicated.inc(rows - inserted)
         for item in group:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventtrack.errors import ApiError
-from ingest_api.capture_pipeline import capture_events, refuse_body
+from ingest_api.capture_pipeline import capture_events, refuse_body, refuse_while_overloaded
 from ingest_api.decode import BodyRefused, parse_json, read_limited
 from ingest_api.persons import apply_person_updates
 from ingest_api.posthog.decode import decode_request_body
@@ -34,6 +34,7 @@ OK = orjson.dumps({"status": 1})
 
 async def capture(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
+    refuse_while_overloaded(state)
     settings = state.settings
     received_at = datetime.now(UTC)
     limit = settings.max_batch_body_bytes

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventtrack.errors import ApiError
-from ingest_api.capture_pipeline import capture_events, refuse_body
+from ingest_api.capture_pipeline import capture_events, refuse_body, refuse_while_overloaded
 from ingest_api.routes.body import read_json_object
 from ingest_api.state import AppState
 
@@ -26,6 +26,7 @@ def _json(body: dict[str, Any]) -> Response:
 
 async def capture(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
+    refuse_while_overloaded(state, rows=1)
     received_at = datetime.now(UTC)
     limit = state.settings.max_capture_body_bytes
     body = await read_json_object(request, state, CAPTURE, limit, received_at, not_an_object=_ONE_EVENT)
@@ -46,6 +47,7 @@ async def capture(request: Request) -> Response:
 
 async def batch(request: Request) -> Response:
     state: AppState = request.app.state.eventtrack
+    refuse_while_overloaded(state)
     received_at = datetime.now(UTC)
     limit = state.settings.max_batch_body_bytes
     body = await read_json_object(request, state, BATCH, limit, received_at, not_an_object=_EVENTS_OBJECT)
