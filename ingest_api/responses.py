@@ -21,9 +21,14 @@ def error_response(err: ApiError) -> Response:
     )
 
 
-def etag_json(request: Request, body: bytes) -> Response:
-    """`body` (JSON) with an ETag of its content; a 304 without it when the client already holds that ETag."""
-    etag = '"' + hashlib.sha1(body).hexdigest() + '"'
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.sha1(body).hexdigest() + '"'
+
+
+def etag_json(request: Request, body: bytes, etag: str | None = None) -> Response:
+    """`body` (JSON) with an ETag of its content (`etag`, when the caller has it already); a 304 without the body
+    when the client already holds that ETag."""
+    etag = etag or etag_of(body)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)

@@ -15,7 +15,6 @@ from starlette.responses import Response
 from eventtrack.errors import ApiError
 from ingest_api.config_cache import CachedFlag
 from ingest_api.decode import parse_json_object, read_body
-from ingest_api.flags.evaluator import evaluate
 from ingest_api.flags.exposure import exposure_rows, record_exposures, wants_exposure
 from ingest_api.flags.request import flag_distinct_id, object_field
 from ingest_api.responses import etag_json
@@ -97,14 +96,9 @@ async def _flags_for_user(request: Request, data: dict[str, Any]) -> Response:
     record = wants_exposure(request)
     require_write_key(request, data)
     distinct_id, context = _user_context(data)
-    result: dict[str, Any] = {}
-    exposures: list[tuple[str, Any]] = []
-    for flag in snapshot.flags:
-        outcome = evaluate(flag.definition, distinct_id, context)
-        result[flag.data["key"]] = {"active": outcome.active, "variant": outcome.variant, "payload": outcome.payload}
-        if record and flag.data["active"]:
-            exposures.append((flag.data["key"], outcome.variant or outcome.active))
-    if exposures:
-        await record_exposures(request.app.state.eventtrack, exposure_rows(distinct_id, exposures, datetime.now(UTC)))
-    body = orjson.dumps(result)
-    return etag_json(request, body)
+    answers = snapshot.for_user
+    answer = answers.answer(distinct_id, context)
+    if record:
+        rows = exposure_rows(distinct_id, answers.exposures(answer), datetime.now(UTC))
+        await record_exposures(request.app.state.eventtrack, rows)
+    return etag_json(request, answer.body, answer.etag)

@@ -1,9 +1,11 @@
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 
 from ingest_api.flags.definition import ConditionGroup, FlagDefinition, PropertyFilter, Variant
-from ingest_api.flags.evaluator import FlagResult, bucket, evaluate, matches
+from ingest_api.flags.evaluator import CompiledFlag, FlagResult, bucket, evaluate, matches
 
 
 def flag(key="new-checkout", rollout=100, variants=(), conditions=(), payload=None, active=True):
@@ -43,29 +45,27 @@ def test_bucket_stays_in_unit_interval():
     assert min(values) < 0.01 and max(values) > 0.99
 
 
-# Expected values: the first 20 of PostHog's cross-SDK consistency vectors (posthog's
-# test_feature_flag.py, TestFeatureFlagMatcherConsistency), which every SDK must reproduce.
-SIMPLE_FLAG_45 = [0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1]
-MULTIVARIATE_55 = [
-    "second-variant", "second-variant", "first-variant", None, None, "second-variant", "first-variant",
-    None, None, None, "first-variant", "third-variant", None, "first-variant", "second-variant",
-    "first-variant", None, None, "fourth-variant", "first-variant",
-]  # fmt: skip
-FIVE_VARIANTS = [
-    ("first-variant", 50), ("second-variant", 20), ("third-variant", 20), ("fourth-variant", 5), ("fifth-variant", 5),
-]  # fmt: skip
+# PostHog's cross-SDK consistency vectors (1,000 users for a 45% rollout, 1,000 for a 55% rollout over five
+# variants), which every SDK doing local evaluation must reproduce; the file says where they come from.
+VECTORS = json.loads((Path(__file__).parent / "data" / "posthog_consistency_vectors.json").read_text())
 
 
 def test_rollout_matches_posthog_consistency_vectors():
-    simple = flag("simple-flag", rollout=45)
-    got = [evaluate(simple, f"distinct_id_{i}", {}).active for i in range(20)]
-    assert got == [bool(x) for x in SIMPLE_FLAG_45]
+    vectors = VECTORS["simple-flag"]
+    simple = flag("simple-flag", rollout=vectors["rollout_percentage"])
+    got = "".join("1" if evaluate(simple, f"distinct_id_{i}", {}).active else "0" for i in range(1000))
+    assert len(vectors["enabled"]) == 1000
+    assert got == vectors["enabled"]
 
 
 def test_variants_match_posthog_consistency_vectors():
-    multi = flag("multivariate-flag", rollout=55, variants=[Variant(k, w) for k, w in FIVE_VARIANTS])
-    got = [evaluate(multi, f"distinct_id_{i}", {}).variant for i in range(20)]
-    assert got == MULTIVARIATE_55
+    vectors = VECTORS["multivariate-flag"]
+    variants = [Variant(k, w) for k, w in vectors["variants"]]
+    multi = flag("multivariate-flag", rollout=vectors["rollout_percentage"], variants=variants)
+    compiled = CompiledFlag(multi)
+    got = [compiled.evaluate(f"distinct_id_{i}", {}).variant for i in range(1000)]
+    assert len(vectors["variant"]) == 1000
+    assert got == vectors["variant"]
 
 
 def test_raising_the_rollout_only_adds_users():
