@@ -8,8 +8,9 @@ objects, no serializer. The bytes are those `orjson.dumps` gave for the whole
 dict, so ETags held by clients stay valid.
 
 SDKs ask again and again for the same user: the last CACHE_SIZE answers (per
-worker) are kept, keyed by the distinct id and the exact properties (types
-included: `1`, `1.0`, `true` and `"1"` are different keys). A new snapshot
+worker) are kept, keyed by the text of the request the user was read from (the
+query string, the JSON body): the same text is the same user with the same
+properties, whatever their types, and costs nothing to key by. A new snapshot
 starts with an empty cache, so a changed flag is never answered from it.
 """
 
@@ -17,8 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -26,11 +26,10 @@ from ingest_api.flags.evaluator import CompiledFlag, FlagResult
 from ingest_api.responses import etag_of
 
 CACHE_SIZE = 4096  # answers of ~60 bytes per flag: a few MB per worker at most
-MAX_CACHED_TEXT = 1024  # users whose id and property texts are longer are answered, not cached
+MAX_CACHED_TEXT = 1024  # users read from a longer request text are answered, not cached
 
 
-@dataclass(frozen=True)
-class UserAnswer:
+class UserAnswer(NamedTuple):
     body: bytes
     etag: str
     outcomes: tuple[int, ...]  # per flag, the index of the user's outcome (CompiledFlag.outcomes)
@@ -54,29 +53,20 @@ class ForUserAnswers:
             (key, tuple(r.variant or r.active for r in compiled.outcomes)) for key, active, compiled in flags if active
         )
         self._exposed_flags = tuple(i for i, (_, active, _) in enumerate(flags) if active)
-        self._cache: OrderedDict[Any, UserAnswer] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, bytes], UserAnswer] = OrderedDict()
 
-    def answer(self, distinct_id: str, properties: Mapping[str, Any]) -> UserAnswer:
-        size, items = len(distinct_id), []
-        for name, value in properties.items():
-            items.append((name, value.__class__, value))
-            size += len(name) + (len(value) if value.__class__ is str else 0)
-        key = (distinct_id, tuple(items))
-        cacheable = size <= MAX_CACHED_TEXT
-        if cacheable:
-            try:
-                cached = self._cache.get(key)
-            except TypeError:  # a JSON object or list among the values
-                cacheable = False
-            else:
-                if cached is not None:
-                    self._cache.move_to_end(key)
-                    return cached
-        answer = self._answer(distinct_id, properties)
-        if cacheable:
-            self._cache[key] = answer
-            if len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+    def answer(self, distinct_id: str, properties: Mapping[str, Any], source: tuple[str, bytes] | None) -> UserAnswer:
+        """`source`: the request's text the user was read from, by kind (("GET", query string), ("POST", body)).
+        The same text gives the same user, hence the same answer: it is the cache's key. None: not cached."""
+        if source is None or len(source[1]) > MAX_CACHED_TEXT:
+            return self._answer(distinct_id, properties)
+        cached = self._cache.get(source)
+        if cached is not None:
+            self._cache.move_to_end(source)
+            return cached
+        answer = self._cache[source] = self._answer(distinct_id, properties)
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
         return answer
 
     def _answer(self, distinct_id: str, properties: Mapping[str, Any]) -> UserAnswer:

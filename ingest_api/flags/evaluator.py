@@ -18,7 +18,8 @@ Compiled once, evaluated often: the config cache turns each definition into a
 definition alone is worked out then (thresholds, lowered option texts, parsed
 versions and numbers, regexes, every possible `FlagResult`), so evaluating is a
 few comparisons and at most two sha1 digests, and the unsalted one only once a
-condition group matches. Unknown operators or values (rows saved before a
+condition group matches; percentages become limits on the digest's first 8
+bytes (`hash_limit`), so bucketing compares integers, to the same answers. Unknown operators or values (rows saved before a
 check existed) compile to "never matches", never to an error.
 """
 
@@ -60,6 +61,24 @@ def bucket(key: str, distinct_id: str, salt: str = "") -> float:
 def _position(hashed: bytes) -> float:
     # The first 15 hex digits are the top 60 bits of the first 8 bytes.
     return (_FIRST_8_BYTES(_sha1(hashed).digest())[0] >> 4) / _LONG_SCALE
+
+
+def hash_limit(fraction: float) -> int:
+    """The first 8 bytes of the digest (as an integer) of the first user at or above `fraction`.
+
+    `position < fraction` exactly when `first 8 bytes < hash_limit(fraction)`: the position (the top 60 bits,
+    converted to a float and divided, each step rounding the same way whatever the value) never decreases
+    as the integer grows, so the users below `fraction` are the integers below one limit, found here by
+    bisection with the position's own arithmetic. Evaluation then compares two integers.
+    """
+    low, high = 0, 1 << 60  # the least 60-bit value whose position is not below `fraction` (2**60: none is)
+    while low < high:
+        middle = (low + high) // 2
+        if middle / _LONG_SCALE < fraction:
+            low = middle + 1
+        else:
+            high = middle
+    return low << 4
 
 
 # --- property filters ----------------------------------------------------------------------------
@@ -203,12 +222,12 @@ class CompiledFlag:
             return lambda id_bytes, properties: disabled
         prefix = f"{flag.key}.".encode()
         if not flag.conditions:
-            threshold = flag.rollout_percentage / 100
+            limit = hash_limit(flag.rollout_percentage / 100)
             included = self._inclusion(flag, prefix, None, "rollout", None)
             out = self._outcome(FlagResult(False, None, None, "out_of_rollout", None))
 
             def decide_rollout(id_bytes: bytes, properties: Mapping[str, Any]) -> int:
-                if (_FIRST_8_BYTES(_sha1(prefix + id_bytes).digest())[0] >> 4) / _LONG_SCALE < threshold:
+                if _FIRST_8_BYTES(_sha1(prefix + id_bytes).digest())[0] < limit:
                     return included(id_bytes)
                 return out
 
@@ -219,9 +238,9 @@ class CompiledFlag:
 
         def decide_targeted(id_bytes: bytes, properties: Mapping[str, Any]) -> int:
             get = properties.get
-            position = None  # hashed once a group matches
+            hashed = None  # once a group matches
             first_out_of_rollout = None
-            for checks, threshold, included, out in groups:
+            for checks, limit, included, out in groups:
                 for key, if_missing, test in checks:
                     actual = get(key)
                     if actual is None:
@@ -230,9 +249,9 @@ class CompiledFlag:
                     elif not test(actual):
                         break
                 else:
-                    if position is None:
-                        position = (_FIRST_8_BYTES(_sha1(prefix + id_bytes).digest())[0] >> 4) / _LONG_SCALE
-                    if position < threshold:
+                    if hashed is None:
+                        hashed = _FIRST_8_BYTES(_sha1(prefix + id_bytes).digest())[0]
+                    if hashed < limit:
                         return included(id_bytes)
                     if first_out_of_rollout is None:
                         first_out_of_rollout = out
@@ -243,12 +262,12 @@ class CompiledFlag:
 
     def _group(
         self, flag: FlagDefinition, prefix: bytes, index: int, group: ConditionGroup
-    ) -> tuple[tuple[Check, ...], float, Callable[[bytes], int], int]:
+    ) -> tuple[tuple[Check, ...], int, Callable[[bytes], int], int]:
         percentage = flag.rollout_percentage if group.rollout_percentage is None else group.rollout_percentage
         checks = tuple(compile_filter(f) for f in group.properties)
         included = self._inclusion(flag, prefix, group.variant, "condition_match", index)
         out = self._outcome(FlagResult(False, None, None, "out_of_rollout", index))
-        return checks, percentage / 100, included, out
+        return checks, hash_limit(percentage / 100), included, out
 
     def _inclusion(
         self, flag: FlagDefinition, prefix: bytes, forced: str | None, reason: str, index: int | None
@@ -263,17 +282,18 @@ class CompiledFlag:
             chosen = by_key[forced]
             fixed = self._outcome(FlagResult(True, chosen.key, chosen.payload, reason, index))
             return lambda id_bytes: fixed
-        ranges = []
+        ranges = []  # lower <= position < upper, as limits on the salted digest
         upper = 0.0
         for variant in flag.variants:
             lower, upper = upper, upper + variant.rollout_percentage / 100
-            ranges.append((lower, upper, self._outcome(FlagResult(True, variant.key, variant.payload, reason, index))))
+            outcome = self._outcome(FlagResult(True, variant.key, variant.payload, reason, index))
+            ranges.append((hash_limit(lower), hash_limit(upper), outcome))
         last = ranges[-1][2]
 
         def pick_variant(id_bytes: bytes) -> int:
-            position = (_FIRST_8_BYTES(_sha1(prefix + id_bytes + b"variant").digest())[0] >> 4) / _LONG_SCALE
+            hashed = _FIRST_8_BYTES(_sha1(prefix + id_bytes + b"variant").digest())[0]
             for lower, upper, outcome in ranges:
-                if lower <= position < upper:
+                if lower <= hashed < upper:
                     return outcome
             # Only reachable when float rounding leaves the last range just short of 1.
             return last

@@ -82,22 +82,23 @@ async def flags_for_user_query(request: Request) -> Response:
             raise ApiError.of(
                 "validation_error", "properties must be a JSON object.", {"properties": "must be a JSON object"}
             ) from None
-    return await _flags_for_user(request, data)
+    return await _flags_for_user(request, data, ("GET", request.scope["query_string"]))
 
 
 async def flags_for_user_body(request: Request) -> Response:
     """POST: the user in a JSON body."""
-    data = parse_json_object(await read_body(request, FOR_USER_BODY_LIMIT))
-    return await _flags_for_user(request, data)
+    body = await read_body(request, FOR_USER_BODY_LIMIT)
+    return await _flags_for_user(request, parse_json_object(body), ("POST", body))
 
 
-async def _flags_for_user(request: Request, data: dict[str, Any]) -> Response:
+async def _flags_for_user(request: Request, data: dict[str, Any], source: tuple[str, bytes]) -> Response:
+    """`source`: the text `data` was read from (it keys the answer cache)."""
     snapshot = loaded_snapshot(request, FLAGS_NOT_LOADED)
     record = wants_exposure(request)
     require_write_key(request, data)
     distinct_id, context = _user_context(data)
     answers = snapshot.for_user
-    answer = answers.answer(distinct_id, context)
+    answer = answers.answer(distinct_id, context, source)
     if record:
         rows = exposure_rows(distinct_id, answers.exposures(answer), datetime.now(UTC))
         await record_exposures(request.app.state.eventtrack, rows)

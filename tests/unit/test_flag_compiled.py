@@ -9,7 +9,7 @@ import random
 import pytest
 
 from ingest_api.flags.definition import OPERATORS, ConditionGroup, FlagDefinition, PropertyFilter, Variant
-from ingest_api.flags.evaluator import CompiledFlag, compile_filter
+from ingest_api.flags.evaluator import CompiledFlag, compile_filter, hash_limit
 from tests.unit.flag_reference import reference_evaluate, reference_matches
 
 # Values a filter or a property can hold, chosen where the rules have edges: numbers written as text, case,
@@ -113,3 +113,34 @@ def test_each_outcome_is_decided_and_reachable_outcomes_are_listed_once():
         distinct_id, properties = _user(rng)
         index = compiled.decide(distinct_id.encode(), properties)
         assert compiled.outcomes[index] == reference_evaluate(definition, distinct_id, properties)
+
+
+# --- percentages as limits on the digest ------------------------------------------------------------------
+
+LONG_SCALE = float(0xFFFFFFFFFFFFFFF)
+
+
+def _below(first_8_bytes: int, fraction: float) -> bool:
+    """The interpreter's test: the position (top 60 bits scaled to [0, 1]) below the fraction."""
+    return (first_8_bytes >> 4) / LONG_SCALE < fraction
+
+
+@pytest.mark.parametrize(
+    "fraction",
+    [0.0, 1.0, 0.5, 0.45, 0.55, 0.1 + 0.2, 1e-18, 5e-324, 1 - 2**-53, 0.999999999999, -0.1, 1.5, float("nan")],
+)
+def test_hash_limit_splits_the_digests_exactly_where_the_position_does(fraction):
+    limit = hash_limit(fraction)
+    assert 0 <= limit <= 2**64
+    if limit > 0:
+        assert _below(limit - 1, fraction)
+    if limit < 2**64:
+        assert not _below(limit, fraction)
+
+
+def test_hash_limit_of_every_percentage_with_two_decimals():
+    for hundredths in range(10_001):
+        fraction = hundredths / 100 / 100  # as the evaluator computes it from a stored percentage
+        limit = hash_limit(fraction)
+        assert limit == 0 or _below(limit - 1, fraction)
+        assert limit == 2**64 or not _below(limit, fraction)
