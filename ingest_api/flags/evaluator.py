@@ -196,12 +196,14 @@ class CompiledFlag:
     the index of this user's, so callers that answer many users (for_user) can precompute per outcome.
     """
 
-    __slots__ = ("definition", "outcomes", "decide")
+    __slots__ = ("definition", "outcomes", "decide", "_found")
 
     def __init__(self, definition: FlagDefinition):
         self.definition = definition
-        self.outcomes: list[FlagResult] = []
+        self._found: list[FlagResult] = []  # the outcomes, while compiling
         self.decide: Callable[[bytes, Mapping[str, Any]], int] = self._compile(definition)
+        self.outcomes: tuple[FlagResult, ...] = tuple(self._found)
+        del self._found
 
     def evaluate(self, distinct_id: str, properties: Mapping[str, Any]) -> FlagResult:
         """Is the flag on for this user, with which variant and payload, and why.
@@ -213,8 +215,8 @@ class CompiledFlag:
         return self.outcomes[self.decide(distinct_id.encode(), properties)]
 
     def _outcome(self, result: FlagResult) -> int:
-        self.outcomes.append(result)
-        return len(self.outcomes) - 1
+        self._found.append(result)
+        return len(self._found) - 1
 
     def _compile(self, flag: FlagDefinition) -> Callable[[bytes, Mapping[str, Any]], int]:
         if not flag.active:
