@@ -1,5 +1,6 @@
--- wrk script: GET for_user with a random distinct_id per request (so no answer is the same),
--- and the app fields a mobile SDK sends. done() prints the same BENCH_JSON line as post_template.lua.
+-- wrk script: GET for_user with a random distinct_id per request, among args[2] users (default 10,000,000:
+-- so no answer is the same), and the app fields a mobile SDK sends. done() prints the same BENCH_JSON line
+-- as post_template.lua.
 
 local counter = 0
 
@@ -8,8 +9,11 @@ function setup(thread)
    thread:set("thread_id", counter)
 end
 
+local users = 10000000
+
 function init(args)
    math.randomseed((tonumber(args[1]) or os.time()) + (thread_id or 0) * 1000003)
+   users = tonumber(args[2]) or users
 end
 
 local random, format = math.random, string.format
@@ -17,8 +21,10 @@ local oses = { "iOS", "Android" }
 local versions = { "3.0.0", "3.1.2", "3.2.0" }
 
 function request()
+   -- A user's OS and app version follow from their id: a user asking again sends the same query.
+   local user = random(1, users)
    local path = format("/api/v1/analytics/public/feature-flags/for_user/?distinct_id=user-%d&os_name=%s&app_version=%s",
-      random(1, 10000000), oses[random(1, 2)], versions[random(1, 3)])
+      user, oses[1 + user % 2], versions[1 + user % 3])
    return wrk.format("GET", path)
 end
 

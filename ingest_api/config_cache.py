@@ -19,7 +19,9 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ingest_api.flags.answers import ForUserAnswers
 from ingest_api.flags.definition import FlagDefinition, flag_from_row
+from ingest_api.flags.evaluator import CompiledFlag
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,23 @@ def flag_json(row: Any) -> dict[str, Any]:
 class CachedFlag:
     data: dict[str, Any]  # API form
     definition: FlagDefinition
+    compiled: CompiledFlag  # what evaluations run: compiled once per load
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> CachedFlag:
+        definition = flag_from_row(data)
+        return cls(data, definition, CompiledFlag(definition))
+
+
+def for_user_answers(flags: tuple[CachedFlag, ...]) -> ForUserAnswers:
+    return ForUserAnswers([(f.data["key"], f.data["active"], f.compiled) for f in flags])
 
 
 @dataclass
 class ConfigSnapshot:
     flags: tuple[CachedFlag, ...] = ()
     flags_by_id: dict[int, CachedFlag] = field(default_factory=dict)
+    for_user: ForUserAnswers = field(default_factory=lambda: ForUserAnswers(()))  # per flags load, see its module
     admin_keys: tuple[tuple[bytes, int], ...] = ()
     write_keys: frozenset[str] = frozenset()  # active project write keys; empty: capture is open
     loaded: bool = False
@@ -94,12 +107,13 @@ class ConfigCache:
             async with self._engine.connect() as conn:
                 versions = dict((await conn.execute(sa.text("SELECT name, version FROM config_versions"))).all())
                 snap = self.snapshot
-                flags, keys, write_keys = snap.flags, snap.admin_keys, snap.write_keys
+                flags, for_user, keys, write_keys = snap.flags, snap.for_user, snap.admin_keys, snap.write_keys
                 if force or versions.get("feature_flags") != self._versions.get("feature_flags"):
                     rows = (
                         await conn.execute(sa.text(f"SELECT {', '.join(FLAG_COLUMNS)} FROM feature_flags ORDER BY id"))
                     ).all()
-                    flags = tuple(CachedFlag(flag_json(r), flag_from_row(flag_json(r))) for r in rows)
+                    flags = tuple(CachedFlag.of(flag_json(r)) for r in rows)
+                    for_user = for_user_answers(flags)
                 if force or versions.get("admin_api_keys") != self._versions.get("admin_api_keys"):
                     rows = (
                         await conn.execute(sa.text("SELECT key_hash, id FROM admin_api_keys WHERE revoked_at IS NULL"))
@@ -112,6 +126,7 @@ class ConfigCache:
             self.snapshot = ConfigSnapshot(
                 flags=flags,
                 flags_by_id={f.data["id"]: f for f in flags},
+                for_user=for_user,
                 admin_keys=keys,
                 write_keys=write_keys,
                 loaded=True,

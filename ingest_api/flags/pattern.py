@@ -10,6 +10,7 @@ never at evaluation time. The syntax is RE2's (docs/feature_flags.md).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import re2
@@ -36,12 +37,16 @@ def pattern_problem(pattern: str) -> str | None:
     return None if problem is None else f"invalid regular expression: {problem}"
 
 
-def search(pattern: str, text: str) -> bool | None:
-    """Does `pattern` match anywhere in `text`; None when RE2 refuses the pattern."""
+def searcher(pattern: str) -> Callable[[str], bool] | None:
+    """A test of whether `pattern` matches anywhere in a text; None when RE2 refuses the pattern."""
     compiled = _compiled(pattern)[0]
     if compiled is None:
         return None
-    try:
-        return compiled.search(text) is not None
-    except UnicodeEncodeError:  # lone surrogates in the text: matched as "?"
-        return compiled.search(text.encode("utf-8", "replace").decode("utf-8")) is not None
+
+    def search(text: str) -> bool:
+        try:
+            return compiled.search(text) is not None
+        except UnicodeEncodeError:  # lone surrogates in the text: matched as "?"
+            return compiled.search(text.encode("utf-8", "replace").decode("utf-8")) is not None
+
+    return search

@@ -26,7 +26,7 @@ from typing import Any
 from eventtrack.errors import CATALOGUE
 from ingest_api.config_cache import CachedFlag
 from ingest_api.flags.definition import FlagDefinition
-from ingest_api.flags.evaluator import FlagResult, evaluate
+from ingest_api.flags.evaluator import FlagResult
 
 
 class OfrepError(Exception):
@@ -104,4 +104,4 @@ def evaluate_flag(flag: CachedFlag, targeting_key: str | None, attributes: dict[
         return evaluation(flag, FlagResult(False, None, None, "disabled", None))
     if targeting_key is None:
         raise OfrepError("TARGETING_KEY_MISSING")
-    return evaluation(flag, evaluate(flag.definition, targeting_key, attributes))
+    return evaluation(flag, flag.compiled.evaluate(targeting_key, attributes))

@@ -28,7 +28,7 @@ async def _body(request: Request) -> dict[str, Any]:
 
 async def _answer(request: Request, path_kind: str) -> Response:
     snapshot = loaded_snapshot(request, FLAGS_NOT_LOADED)
-    record = wants_exposure(request)
+    record = wants_exposure(request.query_params)
     data = await _body(request)
     require_write_key(request, data)
     distinct_id = flag_distinct_id(data)

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from ingest_api.config_cache import CachedFlag
-from ingest_api.flags.evaluator import FlagResult, evaluate
+from ingest_api.flags.evaluator import FlagResult
 
 # What remote-config-reading mobile SDKs look for; every optional product is off.
 _REMOTE_CONFIG = {
@@ -63,7 +63,7 @@ def evaluate_all(
     flags: Iterable[CachedFlag], distinct_id: str, properties: dict[str, Any], only: set[str] | None
 ) -> list[tuple[CachedFlag, FlagResult]]:
     return [
-        (flag, evaluate(flag.definition, distinct_id, properties))
+        (flag, flag.compiled.evaluate(distinct_id, properties))
         for flag in flags
         if flag.data["active"] and (only is None or flag.data["key"] in only)
     ]

@@ -5,6 +5,7 @@ Served from the in-process cache (ingest_api/config_cache.py): no database query
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,9 +16,9 @@ from starlette.responses import Response
 from eventtrack.errors import ApiError
 from ingest_api.config_cache import CachedFlag
 from ingest_api.decode import parse_json_object, read_body
-from ingest_api.flags.evaluator import evaluate
 from ingest_api.flags.exposure import exposure_rows, record_exposures, wants_exposure
 from ingest_api.flags.request import flag_distinct_id, object_field
+from ingest_api.query_string import query_fields
 from ingest_api.responses import etag_json
 from ingest_api.routing import API
 from ingest_api.state import FLAGS_NOT_LOADED, loaded_snapshot
@@ -75,36 +76,36 @@ def _user_context(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 async def flags_for_user_query(request: Request) -> Response:
     """GET: the user in the query string (`properties` as a JSON object)."""
-    data: dict[str, Any] = {k: v for k, v in request.query_params.items() if k in ("distinct_id", *_EVENT_FIELDS)}
-    if "properties" in request.query_params:
+    raw = request.scope["query_string"]
+    query = query_fields(raw)
+    data: dict[str, Any] = {k: v for k, v in query.items() if k in ("distinct_id", *_EVENT_FIELDS)}
+    if "properties" in query:
         try:
-            data["properties"] = orjson.loads(request.query_params["properties"])
+            data["properties"] = orjson.loads(query["properties"])
         except orjson.JSONDecodeError:
             raise ApiError.of(
                 "validation_error", "properties must be a JSON object.", {"properties": "must be a JSON object"}
             ) from None
-    return await _flags_for_user(request, data)
+    return await _flags_for_user(request, data, query, ("GET", raw))
 
 
 async def flags_for_user_body(request: Request) -> Response:
     """POST: the user in a JSON body."""
-    data = parse_json_object(await read_body(request, FOR_USER_BODY_LIMIT))
-    return await _flags_for_user(request, data)
+    body = await read_body(request, FOR_USER_BODY_LIMIT)
+    return await _flags_for_user(request, parse_json_object(body), request.query_params, ("POST", body))
 
 
-async def _flags_for_user(request: Request, data: dict[str, Any]) -> Response:
+async def _flags_for_user(
+    request: Request, data: dict[str, Any], query: Mapping[str, str], source: tuple[str, bytes]
+) -> Response:
+    """`query`: the query string's fields; `source`: the text `data` was read from (it keys the answer cache)."""
     snapshot = loaded_snapshot(request, FLAGS_NOT_LOADED)
-    record = wants_exposure(request)
+    record = wants_exposure(query)
     require_write_key(request, data)
     distinct_id, context = _user_context(data)
-    result: dict[str, Any] = {}
-    exposures: list[tuple[str, Any]] = []
-    for flag in snapshot.flags:
-        outcome = evaluate(flag.definition, distinct_id, context)
-        result[flag.data["key"]] = {"active": outcome.active, "variant": outcome.variant, "payload": outcome.payload}
-        if record and flag.data["active"]:
-            exposures.append((flag.data["key"], outcome.variant or outcome.active))
-    if exposures:
-        await record_exposures(request.app.state.eventtrack, exposure_rows(distinct_id, exposures, datetime.now(UTC)))
-    body = orjson.dumps(result)
-    return etag_json(request, body)
+    answers = snapshot.for_user
+    answer = answers.answer(distinct_id, context, source)
+    if record:
+        rows = exposure_rows(distinct_id, answers.exposures(answer), datetime.now(UTC))
+        await record_exposures(request.app.state.eventtrack, rows)
+    return etag_json(request, answer.body, answer.etag)

@@ -149,6 +149,14 @@ def test_for_user_records_one_exposure_per_flag_user_and_day(api, admin, db, cle
     assert_error(api.get(f"{PUBLIC}/for_user/?distinct_id=u1&record_exposure=maybe"), 400, "invalid_parameter")
 
 
+def test_an_answer_from_the_per_user_cache_still_records_the_exposures(api, admin, db, clean):
+    _create(admin, key="dark-mode")
+    body = {"distinct_id": "cached-user"}
+    wait_until(lambda: "dark-mode" in api.post(f"{PUBLIC}/for_user/", json=body).json())  # answered and kept
+    assert api.post(f"{PUBLIC}/for_user/?record_exposure=true", json=body).status_code == 200  # the same body
+    assert [(r[1], r[2], r[3]) for r in _exposures(db) if r[1] == "cached-user"] == [("cached-user", "dark-mode", True)]
+
+
 def test_posthog_flags_and_decide_record_exposures_of_the_evaluated_flags(api, admin, db, clean):
     _create(
         admin,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from ingest_api.config_cache import CachedFlag
-from ingest_api.flags.definition import flag_from_row
 from ingest_api.ofrep.evaluate import OfrepError, evaluate_flag, read_context
 from ingest_api.posthog.flags import evaluate_all, flags_response, wants_detailed
 
@@ -22,7 +21,7 @@ def flag(id=1, **row) -> CachedFlag:
         "payload": None,
         **row,
     }
-    return CachedFlag(data, flag_from_row(data))
+    return CachedFlag.of(data)
 
 
 BOOL = flag(1, key="bool")

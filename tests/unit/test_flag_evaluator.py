@@ -1,9 +1,11 @@
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 
 from ingest_api.flags.definition import ConditionGroup, FlagDefinition, PropertyFilter, Variant
-from ingest_api.flags.evaluator import FlagResult, bucket, evaluate, matches
+from ingest_api.flags.evaluator import CompiledFlag, FlagResult, bucket, evaluate, matches
 
 
 def flag(key="new-checkout", rollout=100, variants=(), conditions=(), payload=None, active=True):
@@ -43,35 +45,39 @@ def test_bucket_stays_in_unit_interval():
     assert min(values) < 0.01 and max(values) > 0.99
 
 
-# Expected values: the first 20 of PostHog's cross-SDK consistency vectors (posthog's
-# test_feature_flag.py, TestFeatureFlagMatcherConsistency), which every SDK must reproduce.
-SIMPLE_FLAG_45 = [0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1]
-MULTIVARIATE_55 = [
-    "second-variant", "second-variant", "first-variant", None, None, "second-variant", "first-variant",
-    None, None, None, "first-variant", "third-variant", None, "first-variant", "second-variant",
-    "first-variant", None, None, "fourth-variant", "first-variant",
-]  # fmt: skip
-FIVE_VARIANTS = [
-    ("first-variant", 50), ("second-variant", 20), ("third-variant", 20), ("fourth-variant", 5), ("fifth-variant", 5),
-]  # fmt: skip
+# PostHog's cross-SDK consistency vectors (1,000 users for a 45% rollout, 1,000 for a 55% rollout over five
+# variants), which every SDK doing local evaluation must reproduce; the file says where they come from.
+VECTORS = json.loads((Path(__file__).parent / "data" / "posthog_consistency_vectors.json").read_text())
 
 
 def test_rollout_matches_posthog_consistency_vectors():
-    simple = flag("simple-flag", rollout=45)
-    got = [evaluate(simple, f"distinct_id_{i}", {}).active for i in range(20)]
-    assert got == [bool(x) for x in SIMPLE_FLAG_45]
+    vectors = VECTORS["simple-flag"]
+    simple = flag("simple-flag", rollout=vectors["rollout_percentage"])
+    got = "".join("1" if evaluate(simple, f"distinct_id_{i}", {}).active else "0" for i in range(1000))
+    assert len(vectors["enabled"]) == 1000
+    assert got == vectors["enabled"]
 
 
 def test_variants_match_posthog_consistency_vectors():
-    multi = flag("multivariate-flag", rollout=55, variants=[Variant(k, w) for k, w in FIVE_VARIANTS])
-    got = [evaluate(multi, f"distinct_id_{i}", {}).variant for i in range(20)]
-    assert got == MULTIVARIATE_55
+    vectors = VECTORS["multivariate-flag"]
+    variants = [Variant(k, w) for k, w in vectors["variants"]]
+    multi = flag("multivariate-flag", rollout=vectors["rollout_percentage"], variants=variants)
+    compiled = CompiledFlag(multi)
+    got = [compiled.evaluate(f"distinct_id_{i}", {}).variant for i in range(1000)]
+    assert len(vectors["variant"]) == 1000
+    assert got == vectors["variant"]
+
+
+def on(definition):
+    """The definition compiled once, for the loops over many users."""
+    return CompiledFlag(definition).evaluate
 
 
 def test_raising_the_rollout_only_adds_users():
     users = ids(20_000)
-    at_30 = {u for u in users if evaluate(flag(rollout=30), u, {}).active}
-    at_50 = {u for u in users if evaluate(flag(rollout=50), u, {}).active}
+    thirty, fifty = on(flag(rollout=30)), on(flag(rollout=50))
+    at_30 = {u for u in users if thirty(u, {}).active}
+    at_50 = {u for u in users if fifty(u, {}).active}
     assert at_30 < at_50
     assert abs(len(at_30) / len(users) - 0.30) < 0.02
     assert abs(len(at_50) / len(users) - 0.50) < 0.02
@@ -79,27 +85,29 @@ def test_raising_the_rollout_only_adds_users():
 
 def test_rollout_zero_and_hundred_and_decimals():
     users = ids(2000)
-    assert not any(evaluate(flag(rollout=0), u, {}).active for u in users)
-    assert all(evaluate(flag(rollout=100), u, {}).active for u in users)
+    nobody, everybody, few = on(flag(rollout=0)), on(flag(rollout=100)), on(flag(rollout=0.5))
+    assert not any(nobody(u, {}).active for u in users)
+    assert all(everybody(u, {}).active for u in users)
     # 0.5% is a real, small audience: decimals are not truncated.
-    share = sum(evaluate(flag(rollout=0.5), u, {}).active for u in ids(40_000)) / 40_000
+    share = sum(few(u, {}).active for u in ids(40_000)) / 40_000
     assert 0.003 < share < 0.007
 
 
 def test_two_flags_bucket_users_independently():
     users = ids(20_000)
-    in_a = {u for u in users if evaluate(flag("flag-a", rollout=50), u, {}).active}
-    in_b = {u for u in users if evaluate(flag("flag-b", rollout=50), u, {}).active}
+    a, b = on(flag("flag-a", rollout=50)), on(flag("flag-b", rollout=50))
+    in_a = {u for u in users if a(u, {}).active}
+    in_b = {u for u in users if b(u, {}).active}
     assert abs(len(in_a & in_b) / len(users) - 0.25) < 0.02
 
 
 def test_variant_spread_follows_weights_over_100k_ids():
     weights = {"control": 50, "blue": 30, "green": 20}
-    multi = flag("button-colour", variants=[Variant(k, w) for k, w in weights.items()])
+    multi = on(flag("button-colour", variants=[Variant(k, w) for k, w in weights.items()]))
     counts = dict.fromkeys(weights, 0)
     n = 100_000
     for i in range(n):
-        counts[evaluate(multi, f"id-{i}", {}).variant] += 1
+        counts[multi(f"id-{i}", {}).variant] += 1
     for key, weight in weights.items():
         assert abs(counts[key] / n - weight / 100) < 0.02, (key, counts)
 
