@@ -31,11 +31,14 @@ class Admission:
         self.commit_timeout = commit_timeout
         self._groups: deque[tuple[int, float]] = deque(maxlen=PACE_GROUPS)
         self._request_rows = 1.0
+        self._limit = max_queued_rows  # queue_limit(), worked out once per commit rather than per request
 
     def committed(self, rows: int, seconds: float) -> None:
         """A group of `rows` was written and committed in `seconds`."""
         if rows > 0 and seconds > 0:
             self._groups.append((rows, seconds))
+            pace = self.rows_per_second()
+            self._limit = min(self.max_queued_rows, int(pace * self.commit_timeout * QUEUE_SHARE_OF_TIMEOUT))
 
     def requested(self, rows: int) -> None:
         """A request brought `rows` (taken or refused)."""
@@ -49,10 +52,7 @@ class Admission:
 
     def queue_limit(self) -> int:
         """The most rows that may wait (before the writer's first commit its pace is unknown: the row bound alone)."""
-        pace = self.rows_per_second()
-        if pace is None:
-            return self.max_queued_rows
-        return min(self.max_queued_rows, int(pace * self.commit_timeout * QUEUE_SHARE_OF_TIMEOUT))
+        return self._limit
 
     def admits(self, queued: int, rows: int | None = None) -> bool:
         """Whether a request of `rows` (None: not read yet, of the recent requests' size) may join `queued`
@@ -60,4 +60,4 @@ class Admission:
         if queued == 0:
             return True
         expected = rows if rows is not None else max(1, round(self._request_rows))
-        return queued + expected <= self.queue_limit()
+        return queued + expected <= self._limit
