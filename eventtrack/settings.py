@@ -116,9 +116,8 @@ class Settings:
 
     # Group commit: how many rows one transaction takes at most.
     group_commit_max_rows: int = field(default=20_000, metadata=env_var("GROUP_COMMIT_MAX_ROWS", _int))
-    # Group commit: transactions in flight at once per API worker, each on its own connection (more than one
-    # helps when the database is far away: a group is written while another waits for its commit).
-    sink_writers: int = field(default=1, metadata=env_var("SINK_WRITERS", _int))
+    # Group commit: transactions in flight at once per API worker, each on its own connection.
+    sink_writers: int = field(default=2, metadata=env_var("SINK_WRITERS", _int))
     # Backpressure: rows waiting for the writer before new writes get 503.
     max_queued_rows: int = field(default=200_000, metadata=env_var("MAX_QUEUED_ROWS", _int))
     # A request never waits longer than this for its commit before 503.

@@ -26,9 +26,12 @@ SIZE_SMOOTHING = 0.1
 
 
 class Admission:
-    def __init__(self, max_queued_rows: int, commit_timeout: float):
+    def __init__(self, max_queued_rows: int, commit_timeout: float, writers: int = 1):
         self.max_queued_rows = max_queued_rows
         self.commit_timeout = commit_timeout
+        # Writers commit side by side: the queue drains at about their number times one writer's pace (at
+        # most that: when they share a bottleneck the queue then waits up to half the timeout, still within it).
+        self.writers = writers
         self._groups: deque[tuple[int, float]] = deque(maxlen=PACE_GROUPS)
         self._request_rows = 1.0
         self._limit = max_queued_rows  # queue_limit(), worked out once per commit rather than per request
@@ -38,7 +41,8 @@ class Admission:
         if rows > 0 and seconds > 0:
             self._groups.append((rows, seconds))
             pace = self.rows_per_second()
-            self._limit = min(self.max_queued_rows, int(pace * self.commit_timeout * QUEUE_SHARE_OF_TIMEOUT))
+            drained = self.writers * pace * self.commit_timeout * QUEUE_SHARE_OF_TIMEOUT
+            self._limit = min(self.max_queued_rows, int(drained))
 
     def requested(self, rows: int) -> None:
         """A request brought `rows` (taken or refused)."""

@@ -208,23 +208,23 @@ class EventSink:
         commit_timeout: float,
         connect_timeout: float,
         max_queued_rows: int = 200_000,
-        writers: int = 1,
+        writers: int = 2,
         metrics: Metrics | None = None,
     ):
         self._url = database_url
         # Backpressure: past this many waiting rows (or more than the writer commits well within the
         # commit timeout) new writes are refused at once (503) instead of letting memory grow and
         # requests time out while the database falls behind.
-        self._admission = Admission(max_queued_rows, commit_timeout)
+        self._admission = Admission(max_queued_rows, commit_timeout, max(1, writers))
         self._queued_rows = 0
         self._metrics = metrics or Metrics()
         self._max_rows = max_rows
         self._commit_timeout = commit_timeout
         self._connect_timeout = connect_timeout
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        # Writers, each on its own connection: with more than one, a group is written while another waits
-        # for its commit (a distant database's round trip). On one machine one writer costs less CPU per
-        # event (larger groups) for the same throughput (docs/performance.md: SINK_WRITERS).
+        # Writers, each on its own connection: while one group waits on a round trip (which waits for
+        # this loop) or its commit, another is being written. Two carry a third more batches than one
+        # on this 2-core machine; each adds a little CPU per event (smaller groups). docs/performance.md.
         self._slots = [_Slot() for _ in range(max(1, writers))]
         self._tasks: list[asyncio.Task] = []
         self._known_days: set[date] = set()

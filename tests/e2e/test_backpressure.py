@@ -30,7 +30,7 @@ def full_queue(database_url: str, db) -> Iterator[RunningServer]:
     """A server whose writer is blocked (a lock it needs is held: the database "cannot keep up") with one
     batch of 50 in its transaction and 150 rows queued: its queue (MAX_QUEUED_ROWS 150) is full. On exit the
     database catches up: every queued batch commits."""
-    settings = settings_for(database_url, max_queued_rows=150, commit_timeout_seconds=20.0)
+    settings = settings_for(database_url, max_queued_rows=150, commit_timeout_seconds=20.0, sink_writers=1)
     batch = {"events": [{"distinct_id": "u", "event": "x"} for _ in range(50)]}
     with RunningServer(settings) as server, psycopg.connect(database_url) as blocker:
         blocker.execute("LOCK TABLE event_uuids IN EXCLUSIVE MODE")

@@ -57,3 +57,10 @@ def test_a_request_not_read_yet_counts_as_large_as_the_recent_requests():
     assert admission.admits(900)
     assert not admission.admits(901)  # the next one is most likely 100 rows too
     assert admission.admits(999, 1)  # a request known to hold one row still fits
+
+
+def test_writers_side_by_side_drain_the_queue_faster():
+    one, two = Admission(10**9, commit_timeout=4.0), Admission(10**9, commit_timeout=4.0, writers=2)
+    for admission in (one, two):
+        admission.committed(1000, 1.0)  # 1,000 rows/s per writer: a second of queue each
+    assert (one.queue_limit(), two.queue_limit()) == (1000, 2000)
