@@ -82,10 +82,10 @@ class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, rate_per_second: float, burst: int, prefixes: tuple[str, ...]):
         self.app = app
         self.prefixes = prefixes
-        self.buckets = TokenBuckets(rate_per_second, burst) if rate_per_second > 0 else None
+        self.buckets = TokenBuckets(rate_per_second, burst)  # only installed with a rate (app.create_app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.buckets is None or scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
             await self.app(scope, receive, send)
             return
         wait = self.buckets.take(_rate_limit_client(scope), time.monotonic())
