@@ -47,6 +47,8 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from bench.harness import (
     RESULTS_DIR,
@@ -69,7 +71,7 @@ from bench.harness import (
     throwaway_postgres,
 )
 from eventtrack.migrate import migrate
-from ingest_api.sink import COPY_TYPES, EVENT_COLUMNS, JsonbBytes, register_adapters
+from ingest_api.sink import COLUMN_TYPES, EVENT_COLUMNS
 
 BENCH_DIR = ROOT / "bench"
 LUA_SCRIPT = BENCH_DIR / "post_template.lua"
@@ -274,13 +276,29 @@ def load(
     return out
 
 
+class JsonbBytes(bytes):
+    """Serialized JSON, copied as jsonb as it is (the raw COPY's properties)."""
+
+
+class _JsonbBytesBinaryDumper(Dumper):
+    format = Format.BINARY
+
+    def dump(self, obj: bytes) -> bytes:
+        return b"\x01" + obj  # jsonb binary format: version byte, then the text
+
+
+def _register_jsonb_bytes(conn: psycopg.Connection) -> None:
+    _JsonbBytesBinaryDumper.oid = conn.adapters.types["jsonb"].oid
+    conn.adapters.register_dumper(JsonbBytes, _JsonbBytesBinaryDumper)
+
+
 def raw_copy(url: str, chunks: list[list[tuple]], duration: int, meter: CpuMeter, label: str) -> dict[str, Any]:
     """COPY pre-built rows of the batch events' shape straight into `events` (binary: the cheapest way in)."""
     columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
     reset_tables(url)
     copied = 0
     with psycopg.connect(url) as conn:
-        register_adapters(conn)
+        _register_jsonb_bytes(conn)
         log(f"raw COPY into events, {COPY_ROWS_PER_TXN} rows per transaction, for up to {duration} s")
         cpu0, proc0 = meter.sample(), time.process_time()
         start = time.perf_counter()
@@ -288,7 +306,7 @@ def raw_copy(url: str, chunks: list[list[tuple]], duration: int, meter: CpuMeter
             with conn.transaction():
                 with conn.cursor() as cur:
                     with cur.copy(f"COPY events ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                        copy.set_types(COPY_TYPES)
+                        copy.set_types(COLUMN_TYPES)
                         for row in chunk:
                             copy.write_row(row)
             copied += len(chunk)

@@ -1,17 +1,16 @@
 """The group-commit writer: the only code that writes events on the hot path.
 
-Requests hand their rows to `EventSink.write()` and wait. One writer task
-takes everything that is waiting, writes it in one statement (its own
-transaction: dedup and insert together), and only then wakes the requests: a
-200 always means committed. While one statement is in flight the next group
-gathers, so throughput grows with concurrency.
+Requests hand their rows to `EventSink.write()` and wait. A writer task takes
+everything that is waiting, writes it in one statement (its own transaction:
+dedup and insert together), and only then wakes the requests: a 200 always
+means committed. While one statement is in flight the next group gathers (and
+another writer may write it), so throughput grows with concurrency.
 
 The group travels as one JSON document serialized by orjson in C (the rows are
 dataclasses) and is unpacked by Postgres's `json_to_recordset`: one round trip
-per group. A COPY into a staging table inside a transaction costs five (BEGIN,
-COPY and its end, INSERT, COMMIT), each one a wait for the event loop, and ~2×
-the Python per group; the JSON costs Postgres a little more per event for
-large groups (docs/performance.md has both measured).
+per group, where a COPY into a staging table inside a transaction took five
+(BEGIN, COPY and its end, INSERT, COMMIT), each a wait for this event loop.
+docs/performance.md has both measured.
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ EVENT_COLUMNS = (
     "sent_at",
     "received_at",
 )
-COPY_TYPES = (
+COLUMN_TYPES = (
     "uuid",
     "text",
     "text",
@@ -69,16 +68,23 @@ COPY_TYPES = (
     "timestamptz",
 )
 _COLS = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
-_RECORD = ", ".join(f'"{"properties_json" if c == "properties" else c}" {t}' for c, t in zip(EVENT_COLUMNS, COPY_TYPES))
+_RECORD = ", ".join(
+    f'"{"properties_json" if c == "properties" else c}" {t}' for c, t in zip(EVENT_COLUMNS, COLUMN_TYPES)
+)
 _SELECT = ", ".join('"properties_json"' if c == "properties" else f'"{c}"' for c in EVENT_COLUMNS)
 
 
 # Dedup: a uuid already in event_uuids is skipped, whatever its timestamp (repeats inside the group
 # were dropped before: see `_distinct`). Writers (several per process, or API workers) inserting the same
-# uuids wait for each other's commit; in uuid order, so that they cannot deadlock. `incoming` is the group: unpacked from JSON, or the staging table.
-def _dedup_insert(incoming: str) -> str:
-    return f"""
-WITH incoming AS ({incoming}), fresh AS (
+# uuids wait for each other's commit; in uuid order, so that they cannot deadlock.
+# One statement, its own transaction: a 200 after it returns means the events and their uuids are
+# committed together. One round trip: a COPY into a staging table costs Postgres ~25% less per row for
+# large groups, but its five round trips each wait for this event loop, which under a spike of thousands
+# of clients is slow to come round (groups then took seconds: docs/performance.md).
+_INSERT_GROUP = f"""
+WITH incoming AS (
+    SELECT * FROM json_to_recordset(%s) AS t({_RECORD})
+), fresh AS (
     INSERT INTO event_uuids (uuid, received_at)
     SELECT uuid, received_at FROM incoming ORDER BY uuid
     ON CONFLICT (uuid) DO NOTHING
@@ -87,17 +93,6 @@ WITH incoming AS ({incoming}), fresh AS (
 INSERT INTO events ({_COLS})
 SELECT {_SELECT} FROM incoming JOIN fresh USING (uuid)
 """
-
-
-# A group of fewer rows is one statement (its own transaction: a 200 after it returns means the events
-# and their uuids are committed together); a larger one is COPied into a staging table first, in a
-# transaction: five round trips, but Postgres reads binary COPY rows for ~25% less CPU than JSON
-# (docs/performance.md), which is what bounds large batches.
-COPY_MIN_ROWS = 500
-_INSERT_GROUP = _dedup_insert(f"SELECT * FROM json_to_recordset(%s) AS t({_RECORD})")
-_INSERT_STAGED = _dedup_insert("SELECT * FROM incoming_events")
-_CREATE_STAGING = f"CREATE TEMP TABLE IF NOT EXISTS incoming_events ({_RECORD}) ON COMMIT DELETE ROWS"
-_COPY_STAGING = f"COPY incoming_events ({_SELECT}) FROM STDIN (FORMAT BINARY)"
 
 
 # A write in flight this long makes the writer check that the database still takes connections.
@@ -119,40 +114,9 @@ class _JsonTextDumper(Dumper):
         return obj
 
 
-class JsonbBytes(bytes):
-    """Serialized JSON, copied as jsonb without parsing it again in Python."""
-
-
-class _JsonbBytesBinaryDumper(Dumper):
-    format = Format.BINARY
-
-    def dump(self, obj: bytes) -> bytes:
-        return b"\x01" + obj  # jsonb binary format: version byte, then the text
-
-
 def register_adapters(conn: psycopg.AsyncConnection | psycopg.Connection) -> None:
     _JsonTextDumper.oid = conn.adapters.types["json"].oid
     conn.adapters.register_dumper(JsonText, _JsonTextDumper)
-    _JsonbBytesBinaryDumper.oid = conn.adapters.types["jsonb"].oid
-    conn.adapters.register_dumper(JsonbBytes, _JsonbBytesBinaryDumper)
-
-
-def copy_row(row: EventRow) -> tuple:
-    return (
-        row.uuid,
-        row.event_type,
-        row.distinct_id,
-        JsonbBytes(row.properties_json),
-        row.device_id,
-        row.session_id,
-        row.app_version,
-        row.os_name,
-        row.os_version,
-        row.timestamp,
-        row.client_timestamp,
-        row.sent_at,
-        row.received_at,
-    )
 
 
 def _fragment(value: object) -> orjson.Fragment:
@@ -335,7 +299,6 @@ class EventSink:
                 self._url, connect_timeout=max(1, int(self._connect_timeout)), autocommit=True
             )
             register_adapters(conn)
-            await conn.execute(_CREATE_STAGING)
         return conn
 
     async def _write_while_database_up(self, slot: _Slot, group: list[_Pending]) -> int:
@@ -426,17 +389,8 @@ async def _insert_events(conn: psycopg.AsyncConnection, events: list[EventRow]) 
     """Inserts the group's new events (in the caller's transaction, if any); returns how many were new."""
     if not events:
         return 0
-    events = _distinct(events)
-    if len(events) < COPY_MIN_ROWS:
-        cur = await conn.execute(_INSERT_GROUP, (group_json(events),), prepare=True)
-        return cur.rowcount
-    async with conn.transaction(), conn.cursor() as cur:
-        async with cur.copy(_COPY_STAGING) as copy:
-            copy.set_types(COPY_TYPES)
-            for row in events:
-                await copy.write_row(copy_row(row))
-        await cur.execute(_INSERT_STAGED, prepare=True)
-        return cur.rowcount
+    cur = await conn.execute(_INSERT_GROUP, (group_json(_distinct(events)),), prepare=True)
+    return cur.rowcount
 
 
 async def _insert_rejects(conn: psycopg.AsyncConnection, rejects: Sequence[RejectRow]) -> None:
