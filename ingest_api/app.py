@@ -139,9 +139,13 @@ def create_app(settings: Settings) -> Starlette:
         app.state.eventtrack = AppState(settings=settings, sink=sink, engine=engine, config=config)
         # Everything loaded so far lives as long as the process: out of the cyclic collector's sight, so
         # that its full collections (~20 ms over ~90,000 objects, every few thousand requests) stop
-        # walking it.
+        # walking it. And full collections 100x rarer: under a spike the requests waiting for the writer
+        # hold millions of objects, every full collection walked them all (seconds with the loop stopped),
+        # and the service collapsed (make bench-spike: client timeouts, drain > 120 s for 1.3M events;
+        # 72 s with this). Young cycles are still collected as before; gen 2 every 1,000 gen-1 collections.
         gc.collect()
         gc.freeze()
+        gc.set_threshold(700, 10, 1000)
         try:
             yield
         finally:
