@@ -11,7 +11,6 @@ commit. A refusal's status is its code's, from the catalogue (errors.py).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,10 +29,6 @@ from ingest_api.validation import (
     normalize_event,
     parse_batch_sent_at,
 )
-
-# A batch's events are validated in slices: between two, the loop serves the sink, whose finished group would
-# otherwise wait behind every batch that arrived at the same time (tens of ms: Postgres idle meanwhile).
-YIELD_EVERY = 16
 
 # A protocol's event → the native event dict `normalize_event` reads (pure; `received_at` is "now").
 Translate = Callable[[Any, datetime], Any]
@@ -85,8 +80,6 @@ async def capture_events(
     captured = Captured([], [], [], [])
     rejects: list[RejectRow] = []
     for index, event in enumerate(events):
-        if index and not index % YIELD_EVERY:
-            await asyncio.sleep(0)
         native = event if translate is None else translate(event, received_at)
         try:
             row = normalize_event(

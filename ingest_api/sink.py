@@ -114,7 +114,7 @@ class _JsonTextDumper(Dumper):
         return obj
 
 
-def register_adapters(conn: psycopg.AsyncConnection | psycopg.Connection) -> None:
+def _register_adapters(conn: psycopg.AsyncConnection | psycopg.Connection) -> None:
     _JsonTextDumper.oid = conn.adapters.types["json"].oid
     conn.adapters.register_dumper(JsonText, _JsonTextDumper)
 
@@ -298,7 +298,7 @@ class EventSink:
             conn = slot.conn = await psycopg.AsyncConnection.connect(
                 self._url, connect_timeout=max(1, int(self._connect_timeout)), autocommit=True
             )
-            register_adapters(conn)
+            _register_adapters(conn)
         return conn
 
     async def _write_while_database_up(self, slot: _Slot, group: list[_Pending]) -> int:
