@@ -162,6 +162,10 @@ class _Pending:
     rejects: Sequence[RejectRow]
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
+    @property
+    def size(self) -> int:
+        return len(self.events) + len(self.rejects)
+
 
 class EventSink:
     def __init__(
@@ -176,10 +180,11 @@ class EventSink:
         metrics: Metrics | None = None,
     ):
         self._url = database_url
+        writers = max(1, writers)
         # Backpressure: past this many waiting rows (or more than the writer commits well within the
         # commit timeout) new writes are refused at once (503) instead of letting memory grow and
         # requests time out while the database falls behind.
-        self._admission = Admission(max_queued_rows, commit_timeout, max(1, writers))
+        self._admission = Admission(max_queued_rows, commit_timeout, writers)
         self._queued_rows = 0
         self._metrics = metrics or Metrics()
         self._max_rows = max_rows
@@ -189,7 +194,7 @@ class EventSink:
         # Writers, each on its own connection: while one group waits on a round trip (which waits for
         # this loop) or its commit, another is being written. Two carry a third more batches than one
         # on this 2-core machine; each adds a little CPU per event (smaller groups). docs/performance.md.
-        self._slots = [_Slot() for _ in range(max(1, writers))]
+        self._slots = [_Slot() for _ in range(writers)]
         self._tasks: list[asyncio.Task] = []
         self._known_days: set[date] = set()
         self._abandoned: set[asyncio.Task] = set()  # writes given up on, until they are cleaned up
@@ -222,12 +227,11 @@ class EventSink:
 
     async def write(self, events: Sequence[EventRow], rejects: Sequence[RejectRow] = ()) -> None:
         """Returns once the rows are committed; raises DatabaseUnavailable otherwise."""
-        size = len(events) + len(rejects)
-        self._admission.requested(size)
-        self.refuse_if_overloaded(size)
         pending = _Pending(events, rejects)
+        self._admission.requested(pending.size)
+        self.refuse_if_overloaded(pending.size)
         self._queue.put_nowait(pending)
-        self._queued_rows += size
+        self._queued_rows += pending.size
         # A timer on the future rather than wait_for(shield(...)): a third of the CPU, and the writer
         # still finds the future (settled by the timer: it then leaves it alone).
         timer = asyncio.get_running_loop().call_later(self._commit_timeout, _time_out, pending)
@@ -244,7 +248,7 @@ class EventSink:
                 item = self._queue.get_nowait()
                 group.append(item)
                 rows += len(item.events)
-            self._queued_rows -= sum(len(item.events) + len(item.rejects) for item in group)
+            self._queued_rows -= sum(item.size for item in group)
             try:
                 await self._commit_group(slot, group)
             finally:
@@ -279,7 +283,7 @@ class EventSink:
             await self._refuse_group(slot, group, exc)
             return
         rows = sum(len(item.events) for item in group)
-        written = rows + sum(len(item.rejects) for item in group)
+        written = sum(item.size for item in group)
         seconds = time.perf_counter() - began
         self._admission.committed(written, seconds)
         metrics.group_commit_seconds.observe(seconds)
