@@ -104,6 +104,23 @@ class Settings:
     # How often the loader copies new arrivals into ClickHouse.
     clickhouse_load_minutes: int = field(default=5, metadata=env_var("CLICKHOUSE_LOAD_MINUTES", _int))
 
+    # Streaming (docs/operations.md "Streaming"): how often the arrival horizon is read (an event reaches the
+    # live tail and the destinations this much after its commit, plus a query), the live tail's heartbeat
+    # comments (proxies close quiet connections), and how long a live-tail write may wait for a client
+    # that does not read before the stream is cut off.
+    stream_poll_seconds: float = field(default=0.2, metadata=env_var("STREAM_POLL_SECONDS", _float))
+    stream_heartbeat_seconds: float = field(default=15.0, metadata=env_var("STREAM_HEARTBEAT_SECONDS", _float))
+    stream_send_timeout_seconds: float = field(default=10.0, metadata=env_var("STREAM_SEND_TIMEOUT_SECONDS", _float))
+    # Delivery worker: how often it looks for destinations to take over, and the retry delays of a failing
+    # destination (doubling from the first to the maximum, with jitter; a receiver's Retry-After wins, up to
+    # its own maximum).
+    delivery_scan_seconds: float = field(default=2.0, metadata=env_var("DELIVERY_SCAN_SECONDS", _float))
+    delivery_backoff_seconds: float = field(default=1.0, metadata=env_var("DELIVERY_BACKOFF_SECONDS", _float))
+    delivery_backoff_max_seconds: float = field(default=300.0, metadata=env_var("DELIVERY_BACKOFF_MAX_SECONDS", _float))
+    delivery_retry_after_max_seconds: float = field(
+        default=3600.0, metadata=env_var("DELIVERY_RETRY_AFTER_MAX_SECONDS", _float)
+    )
+
     max_capture_body_bytes: int = field(default=1 * MIB, metadata=env_var("MAX_CAPTURE_BODY_BYTES", _int))
     max_batch_body_bytes: int = field(default=20 * MIB, metadata=env_var("MAX_BATCH_BODY_BYTES", _int))
     max_event_bytes: int = field(default=64 * KIB, metadata=env_var("MAX_EVENT_BYTES", _int))

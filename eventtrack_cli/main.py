@@ -66,6 +66,28 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
         return child.wait()
 
 
+def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
+    """The webhook delivery worker in the foreground until Ctrl-C / SIGTERM (`eventtrack up` runs one)."""
+    import asyncio
+
+    from eventtrack.streaming import deliver
+
+    async def run(s: Settings) -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
+        await deliver.run(s, stopping)
+
+    with database(settings) as s:
+        asyncio.run(run(s))
+    return 0
+
+
+def deliver_command() -> list[str]:
+    return [sys.executable, "-m", "eventtrack_cli.main", "deliver"]
+
+
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """Database (embedded unless DATABASE_URL), migrations, then every service, restarted when it dies, until Ctrl-C."""
     from eventtrack.database import embedded_pgdata
@@ -87,7 +109,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         # The dbt manifest, Dagster's database and DAGSTER_HOME, then the webserver and
         # the daemon (which runs the schedules) next to the API.
         env = {**os.environ, "DATABASE_URL": s.require_database_url(), **prepare_dagster(s)}
-        services = {"api": api_command(s), **dagster_commands(s)}
+        services = {"api": api_command(s), "deliver": deliver_command(), **dagster_commands(s)}
         children = [] if settings.database_url else [PostgresChild(EmbeddedPostgres(embedded_pgdata(s)))]
         children += [ProcessChild(name, command, env, REPO_ROOT) for name, command in services.items()]
         supervisor = Supervisor(children, lambda: Backoff(s.restart_backoff_seconds, s.restart_backoff_max_seconds))
@@ -297,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply database migrations and create event partitions")
     sub.add_parser("api", help="serve the ingest API (uvicorn)")
     sub.add_parser("up", help="database + migrations + all services; what `make run` calls")
+    sub.add_parser("deliver", help="the webhook delivery worker (destinations); `up` runs one")
     sub.add_parser("catch-up", help="run now what the schedules would have run (aggregates, sessions, maintenance)")
     demo = sub.add_parser("demo", help="send a realistic stream of mobile events to the running API")
     demo.add_argument("--users", type=int, default=200)
@@ -338,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": cmd_migrate,
         "api": cmd_api,
         "up": cmd_up,
+        "deliver": cmd_deliver,
         "catch-up": cmd_catch_up,
         "demo": cmd_demo,
         "create-admin-key": cmd_create_admin_key,

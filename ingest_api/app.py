@@ -19,6 +19,7 @@ from starlette.routing import Route
 from eventtrack.database import sqlalchemy_url
 from eventtrack.errors import CLIENT_DISCONNECTED, ApiError, client_disconnected
 from eventtrack.settings import Settings
+from eventtrack.streaming.horizon import HorizonWatch
 from ingest_api.admin.routes import admin_routes
 from ingest_api.config_cache import ConfigCache
 from ingest_api.dashboard.routes import dashboard_routes
@@ -136,7 +137,8 @@ def create_app(settings: Settings) -> Starlette:
         config = ConfigCache(engine)
         await sink.start()
         await config.start()
-        app.state.eventtrack = AppState(settings=settings, sink=sink, engine=engine, config=config)
+        horizon = HorizonWatch(engine, settings.stream_poll_seconds)
+        app.state.eventtrack = AppState(settings=settings, sink=sink, engine=engine, config=config, horizon=horizon)
         # Everything loaded so far lives as long as the process: out of the cyclic collector's sight, so
         # that its full collections (~20 ms over ~90,000 objects, every few thousand requests) stop
         # walking it. And full collections 100x rarer: under a spike the requests waiting for the writer
@@ -149,6 +151,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await horizon.stop()
             await config.stop()
             await sink.stop()
             await engine.dispose()

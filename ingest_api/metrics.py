@@ -55,6 +55,13 @@ class Metrics:
             registry=r,
         )
 
+        self.streams_open = Gauge("eventtrack_streams_open", "Live-tail streams open on this process", registry=r)
+        self.stream_slow_consumers = Counter(
+            "eventtrack_stream_slow_consumers",
+            "Live-tail streams cut off because their client stopped reading",
+            registry=r,
+        )
+
     def track_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(depth)
 

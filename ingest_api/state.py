@@ -13,6 +13,7 @@ from eventtrack import clickhouse
 from eventtrack.errors import unavailable
 from eventtrack.partitions import retention_cutoff, utc_day
 from eventtrack.settings import Settings
+from eventtrack.streaming.horizon import HorizonWatch
 from ingest_api.config_cache import ConfigCache, ConfigSnapshot
 from ingest_api.sink import EventSink
 from ingest_api.validation import Limits
@@ -24,6 +25,7 @@ class AppState:
     sink: EventSink
     engine: AsyncEngine
     config: ConfigCache
+    horizon: HorizonWatch
     _limits: tuple[date, Limits] | None = field(default=None, init=False, repr=False)
     _clickhouse: tuple[Any, clickhouse.Target] | None = field(default=None, init=False, repr=False)
 

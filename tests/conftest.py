@@ -24,7 +24,7 @@ from ingest_api.app import create_app
 RAW_TABLES = (
     "events", "event_uuids", "sessions", "rejected_events", "feature_flags", "admin_api_keys",
     "write_keys", "persons", "person_distinct_ids", "audit_log", "aggregate_rebuilds",
-    "clickhouse_erasures",
+    "clickhouse_erasures", "destinations", "destination_dead_letters",
 )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from ingest_api.admin import destinations
 from ingest_api.admin.aggregates import event_aggregates, event_counts
 from ingest_api.admin.analytics import (
     create_saved_funnel,
@@ -27,6 +28,7 @@ from ingest_api.admin.feature_flags import (
     replace_feature_flag,
 )
 from ingest_api.admin.http import ADMIN
+from ingest_api.admin.stream import stream_events
 from ingest_api.routing import method_routes
 
 
@@ -34,6 +36,7 @@ def admin_routes() -> list[Route]:
     return [
         *method_routes(f"{ADMIN}/events/", {"GET": list_events}),
         *method_routes(f"{ADMIN}/events/event_counts/", {"GET": event_counts}),
+        *method_routes(f"{ADMIN}/events/stream/", {"GET": stream_events}),
         *method_routes(f"{ADMIN}/event-aggregates/", {"GET": event_aggregates}),
         *method_routes(f"{ADMIN}/sessions/", {"GET": list_sessions}),
         *method_routes(f"{ADMIN}/feature-flags/", {"GET": list_feature_flags, "POST": create_feature_flag}),
@@ -53,4 +56,18 @@ def admin_routes() -> list[Route]:
         ),
         *method_routes(f"{ADMIN}/retention/", {"GET": retention}),
         *experiment_routes(),
+        *method_routes(f"{ADMIN}/destinations/", {"GET": destinations.list_destinations, "POST": destinations.create}),
+        *method_routes(
+            f"{ADMIN}/destinations/{{destination_id}}/",
+            {
+                "GET": destinations.get_destination,
+                "PUT": destinations.replace_destination,
+                "PATCH": destinations.patch_destination,
+                "DELETE": destinations.delete_destination,
+            },
+        ),
+        *method_routes(f"{ADMIN}/destinations/{{destination_id}}/replay/", {"POST": destinations.replay}),
+        *method_routes(
+            f"{ADMIN}/destinations/{{destination_id}}/dead-letters/", {"GET": destinations.list_dead_letters}
+        ),
     ]

@@ -350,3 +350,121 @@ OPERATIONS = (
         params=(query("period", Literal["week", "day"]), *WINDOW),
     ),
 )
+
+
+# Streaming (docs/operations.md "Streaming"): the live tail and webhook destinations.
+DESTINATION_ID = path("destination_id", PositiveId)
+_DESTINATIONS = f"{ADMIN}/destinations/"
+DestinationInt = Annotated[int, Meta(ge=0)]
+
+
+class DestinationDefinition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A destination's editable fields (create, replace; a PATCH sends some of them). Limits: the admin API
+    checks them (eventtrack/streaming/destinations.py) and names each field it refuses."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=200)] | UnsetType = UNSET
+    url: Annotated[str, Meta(max_length=2048, description="http(s) URL the batches are POSTed to.")] | UnsetType = UNSET
+    secret: Annotated[str, Meta(min_length=16, max_length=200)] | UnsetType = UNSET  # generated when not sent
+    event_types: list[str] | UnsetType = UNSET  # empty: every event type
+    filters: list[str] | UnsetType = UNSET  # segment filters, e.g. "properties.plan=pro"
+    batch_size: Annotated[int, Meta(ge=1, le=1000)] | UnsetType = UNSET
+    max_wait_ms: Annotated[int, Meta(ge=0, le=60000)] | UnsetType = UNSET
+    timeout_ms: Annotated[int, Meta(ge=100, le=60000)] | UnsetType = UNSET
+    pause_after_seconds: Annotated[int, Meta(ge=1, le=30 * 86400)] | UnsetType = UNSET
+    status: Literal["active", "paused"] | UnsetType = UNSET
+
+
+class DestinationLag(msgspec.Struct):
+    events: int
+    seconds: float
+
+
+class Destination(msgspec.Struct, kw_only=True):
+    id: int
+    name: str
+    url: str
+    secret: str
+    event_types: list[str]
+    filters: list[str]
+    batch_size: int
+    max_wait_ms: int
+    timeout_ms: int
+    pause_after_seconds: int
+    status: Literal["active", "paused"]
+    paused_reason: str | None
+    cursor_seq: DestinationInt
+    failing_since: Timestamp | None
+    next_attempt_at: Timestamp | None
+    consecutive_failures: int
+    last_status: int | None
+    last_error: str | None
+    last_delivered_at: Timestamp | None
+    delivered_events: int
+    delivered_batches: int
+    failed_attempts: int
+    dead_lettered_events: int
+    created_at: Timestamp
+    updated_at: Timestamp
+    lag: DestinationLag
+
+
+class Replay(msgspec.Struct, forbid_unknown_fields=True):
+    """`from`: an event's seq (delivered again with every later one) or an ISO 8601 time (every event received since)."""
+
+    from_: DestinationInt | Timestamp = msgspec.field(name="from")
+
+
+OPERATIONS += (
+    admin_operation(
+        "get",
+        f"{ADMIN}/events/stream/",
+        "adminStreamEvents",
+        "Live tail: Server-Sent Events of committed events in arrival order",
+        Response(
+            200,
+            "`text/event-stream`: one `event` message per event (`id`: its seq, `data`: the event as JSON), heartbeat"
+            " comments; a `close` message with the reason before the server ends a stream.",
+            str,
+            media_type="text/event-stream",
+        ),
+        params=(
+            query("after", DestinationInt, "Resume after this seq (the `Last-Event-ID` header wins); default: now."),
+            Param("event_type", "query", list[str], description="Repeatable: only these event types.", explode=True),
+            query("distinct_id"),
+            SEGMENT[0],
+        ),
+    ),
+    *resource_operations(
+        _DESTINATIONS,
+        DESTINATION_ID,
+        ("Destination", "Destinations"),
+        DestinationDefinition,
+        Destination,
+        {
+            "list": "Webhook destinations, with their lag",
+            "create": "Create a webhook destination (it delivers events from now on)",
+            "get": "One destination, with its lag",
+            "replace": "Replace a destination's definition (a secret left out is kept)",
+            "update": "Change some fields of a destination (status: pause or resume)",
+            "delete": "Delete a destination",
+        },
+        list_params=PAGING,
+    ),
+    admin_operation(
+        "post",
+        f"{_DESTINATIONS}{{destination_id}}/replay/",
+        "adminReplayDestination",
+        "Deliver again from an event's seq or a time",
+        Response(200, type=Destination),
+        request=Replay,
+        params=(DESTINATION_ID,),
+    ),
+    admin_operation(
+        "get",
+        f"{_DESTINATIONS}{{destination_id}}/dead-letters/",
+        "adminListDestinationDeadLetters",
+        "Batches the receiver refused for good (4xx), with its answer",
+        Response(200, type=Page),
+        params=(DESTINATION_ID, *PAGING),
+    ),
+)

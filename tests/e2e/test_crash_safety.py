@@ -29,9 +29,10 @@ BATCH = "/api/v1/analytics/batch/"
 
 
 @contextmanager
-def api_process(database_url: str):
+def api_process(database_url: str, **more_env: str):
+    """`eventtrack api` in its own process group (`more_env`: settings, e.g. API_WORKERS="2")."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port), "COMMIT_TIMEOUT_SECONDS": "3"}
+    env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port), "COMMIT_TIMEOUT_SECONDS": "3", **more_env}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "eventtrack"), "api"], env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

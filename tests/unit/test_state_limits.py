@@ -11,7 +11,7 @@ from ingest_api.state import AppState
 
 def test_limits_are_kept_for_the_day_and_rebuilt_on_the_next():
     settings = Settings(events_retention_days=30, max_future_skew_hours=6)
-    state = AppState(settings=settings, sink=None, engine=None, config=None)
+    state = AppState(settings=settings, sink=None, engine=None, config=None, horizon=None)
     morning = datetime(2024, 3, 9, 0, 0, 1, tzinfo=UTC)
     first = state.limits(morning)
     assert first.oldest_allowed == retention_cutoff(morning, 30) == datetime(2024, 2, 8, tzinfo=UTC)

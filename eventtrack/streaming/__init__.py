@@ -1,0 +1,3 @@
+"""Real-time streaming (docs/operations.md "Streaming"): the arrival horizon, reading events after a cursor,
+webhook destinations and their delivery worker. Used by the API's live tail and admin routes, and run as
+`eventtrack deliver` (supervised by `eventtrack up`)."""

@@ -1,0 +1,162 @@
+"""The live tail: `GET /api/v1/analytics/admin/events/stream/`, Server-Sent Events of committed events.
+
+Each stream reads `events` after its own cursor, in arrival order, up to the arrival horizon that this
+process polls (eventtrack/streaming/horizon.py): an event committed by any worker or machine appears
+within a poll and a query of its commit, and a resume (`Last-Event-ID`, `?after=`) neither skips nor
+repeats. A stream holds one page of events at a time; a client that stops reading is cut off (the
+write waits at most STREAM_SEND_TIMEOUT_SECONDS) instead of having its events piled up in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
+
+from eventtrack.analytics.segments import SegmentError, parse_filters
+from eventtrack.errors import ApiError, unavailable
+from eventtrack.streaming.tail import EventFilter, events_after
+from ingest_api.admin.http import admin_only, check_unknown_params, text_param, text_value
+from ingest_api.metrics import Metrics
+from ingest_api.state import AppState
+
+log = logging.getLogger(__name__)
+
+PAGE_EVENTS = 500
+MAX_SEQ = 2**63 - 1
+# The wait for a first horizon when a stream starts at "now" and this process has not read one yet.
+_FIRST_HORIZON_SECONDS = 5.0
+
+
+class SlowConsumer(Exception):
+    pass
+
+
+def _seq(name: str, raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_SEQ:
+        raise ApiError.of("invalid_parameter", f"{name} must be an event's seq (an integer >= 0).", {name: "invalid"})
+    return int(raw)
+
+
+def stream_filter(request: Request) -> EventFilter:
+    types = [text_value("event_type", value) for value in request.query_params.getlist("event_type")[:100]]
+    try:
+        properties = parse_filters(request.query_params.getlist("filter"))
+    except SegmentError as err:
+        raise ApiError.of("invalid_parameter", "; ".join(err.fields.values()), err.fields) from None
+    return EventFilter(tuple(t for t in types if t), text_param(request, "distinct_id"), tuple(properties))
+
+
+@admin_only
+async def stream_events(request: Request) -> EventStream:
+    check_unknown_params(request, {"after", "event_type", "distinct_id", "filter"})
+    state: AppState = request.app.state.eventtrack
+    wanted = stream_filter(request)
+    # A browser's EventSource reconnects to the same URL with the newest id it saw: that one wins.
+    cursor = _seq("Last-Event-ID", request.headers.get("last-event-id"))
+    if cursor is None:
+        cursor = _seq("after", request.query_params.get("after"))
+    if cursor is None:  # from now on
+        cursor = await state.horizon.wait_beyond(None, _FIRST_HORIZON_SECONDS)
+        if cursor is None:
+            raise unavailable(state.settings.retry_after_seconds, "The event stream is not ready yet; retry.")
+    return EventStream(state, request.app.state.metrics, cursor, wanted)
+
+
+class EventStream:
+    """The streaming answer (an ASGI app: Starlette calls it like a Response)."""
+
+    def __init__(self, state: AppState, metrics: Metrics, cursor: int, wanted: EventFilter):
+        self._state = state
+        self._metrics = metrics
+        self._cursor = cursor
+        self._wanted = wanted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settings = self._state.settings
+        metrics = self._metrics
+        gone = asyncio.Event()
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch_disconnect())
+        timeout = settings.stream_send_timeout_seconds
+
+        async def write(chunk: bytes, more: bool = True) -> None:
+            message: Message = {"type": "http.response.body", "body": chunk, "more_body": more}
+            try:
+                await asyncio.wait_for(send(message), timeout)
+            except TimeoutError:
+                raise SlowConsumer from None
+
+        metrics.streams_open.inc()
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream; charset=utf-8"),
+                        (b"cache-control", b"no-cache"),
+                        (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
+                    ],
+                }
+            )
+            # The resume point first: a client that reconnects before any event came knows where it was.
+            await write(b"retry: 1000\nid: %d\n: connected\n\n" % self._cursor)
+            await self._follow(write, gone)
+        except SlowConsumer:
+            metrics.stream_slow_consumers.inc()
+            log.warning("live tail: client not reading for %.0f s, stream closed", timeout)
+            try:  # the reason, for a client that is slow rather than gone; it waits behind what is buffered
+                await asyncio.wait_for(
+                    send(
+                        {
+                            "type": "http.response.body",
+                            "body": b'event: close\ndata: {"reason":"slow_consumer"}\n\n',
+                            "more_body": False,
+                        }
+                    ),
+                    timeout,
+                )
+            except TimeoutError:
+                pass  # uvicorn closes the connection of an unfinished answer
+        finally:
+            metrics.streams_open.dec()
+            watcher.cancel()
+
+    async def _follow(self, write, gone: asyncio.Event) -> None:
+        state = self._state
+        heartbeat = state.settings.stream_heartbeat_seconds
+        announced = self._cursor  # the newest id the client was told
+        quiet_since = time.monotonic()
+        while not gone.is_set():
+            final = await state.horizon.wait_beyond(self._cursor, min(heartbeat, 1.0))
+            if gone.is_set():
+                return
+            if final is not None and final > self._cursor:
+                async with state.engine.connect() as conn:
+                    page = await events_after(conn, self._cursor, final, self._wanted, PAGE_EVENTS)
+                self._cursor = page.through
+                if page.rows:
+                    await write(
+                        b"".join(
+                            b"id: %d\nevent: event\ndata: %s\n\n" % (seq, text.encode()) for seq, _, text in page.rows
+                        )
+                    )
+                    announced, quiet_since = page.rows[-1][0], time.monotonic()
+                    continue
+            if time.monotonic() - quiet_since >= heartbeat:
+                # Keeps proxies from closing a quiet stream; the id moves a filtered stream's resume point
+                # past the events it skipped (an id-only message updates EventSource's lastEventId).
+                moved = b"id: %d\n\n" % self._cursor if self._cursor != announced else b""
+                await write(moved + b": heartbeat\n\n")
+                announced, quiet_since = self._cursor, time.monotonic()
