@@ -7,6 +7,7 @@ import gc
 import logging
 
 from sqlalchemy import event
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -19,11 +20,12 @@ from starlette.routing import Route
 from eventtrack.database import sqlalchemy_url
 from eventtrack.errors import CLIENT_DISCONNECTED, ApiError, client_disconnected
 from eventtrack.settings import Settings
+from eventtrack.streaming.destinations import all_stats
 from eventtrack.streaming.horizon import HorizonWatch
 from ingest_api.admin.routes import admin_routes
 from ingest_api.config_cache import ConfigCache
 from ingest_api.dashboard.routes import dashboard_routes
-from ingest_api.metrics import Metrics
+from ingest_api.metrics import Metrics, destination_metrics
 from ingest_api.middleware import RateLimitMiddleware, RequestIdMiddleware
 from ingest_api.ofrep import routes as ofrep_routes
 from ingest_api.openapi import openapi_document
@@ -44,7 +46,13 @@ async def _openapi(request: Request) -> Response:
 
 async def _metrics(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
-    return Response(metrics.render(), media_type=metrics.content_type)
+    body = metrics.render()
+    try:
+        async with request.app.state.eventtrack.engine.connect() as conn:
+            body += destination_metrics(await all_stats(conn))
+    except (OperationalError, InterfaceError, TimeoutError):
+        pass  # the database is away: this process's own figures still answer
+    return Response(body, media_type=metrics.content_type)
 
 
 def routes() -> list[Route]:

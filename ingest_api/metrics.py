@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from eventtrack.streaming.destinations import Stats
 
 _SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 
@@ -67,3 +70,54 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def destination_metrics(stats: list[Stats]) -> bytes:
+    """The webhook destinations' figures (docs/operations.md "Streaming"). They come from the database, so
+    every worker shows the same values: take one worker's (or max), do not sum them."""
+    families = {
+        "lag_events": GaugeMetricFamily(
+            "eventtrack_destination_lag_events",
+            "Matching events after the destination's cursor",
+            labels=["destination"],
+        ),
+        "lag_seconds": GaugeMetricFamily(
+            "eventtrack_destination_lag_seconds",
+            "Age of the oldest event waiting for the destination (0: none waits)",
+            labels=["destination"],
+        ),
+        "paused": GaugeMetricFamily(
+            "eventtrack_destination_paused", "1 when the destination is paused", labels=["destination"]
+        ),
+        "delivered_events": CounterMetricFamily(
+            "eventtrack_destination_delivered_events", "Events the receiver acknowledged (2xx)", labels=["destination"]
+        ),
+        "delivered_batches": CounterMetricFamily(
+            "eventtrack_destination_delivered_batches", "Batches the receiver acknowledged", labels=["destination"]
+        ),
+        "failed_attempts": CounterMetricFamily(
+            "eventtrack_destination_failed_attempts",
+            "Delivery attempts that failed (errors, timeouts, non-2xx answers)",
+            labels=["destination"],
+        ),
+        "dead_lettered_events": CounterMetricFamily(
+            "eventtrack_destination_dead_lettered_events",
+            "Events in batches the receiver refused for good (4xx)",
+            labels=["destination"],
+        ),
+    }
+    for s in stats:
+        label = [str(s.id)]
+        families["lag_events"].add_metric(label, s.lag.events)
+        families["lag_seconds"].add_metric(label, s.lag.seconds)
+        families["paused"].add_metric(label, 1 if s.paused else 0)
+        for name in ("delivered_events", "delivered_batches", "failed_attempts", "dead_lettered_events"):
+            families[name].add_metric(label, getattr(s, name))
+
+    class _Snapshot:
+        def collect(self):
+            return list(families.values())
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot())
+    return generate_latest(registry)

@@ -4,7 +4,8 @@ delivery worker (eventtrack/streaming/deliver.py) and of the lag the dashboard a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -337,8 +338,6 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     value = value.strip()[:100]
     if value.isdigit():
         return float(value)
-    from email.utils import parsedate_to_datetime
-
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -355,4 +354,37 @@ def backoff_seconds(failures: int, first: float, maximum: float, jitter: float) 
     return base * (0.5 + 0.5 * jitter)
 
 
-ZERO = timedelta(0)
+@dataclass(frozen=True)
+class Stats:
+    """A destination's figures for /metrics (the same on every API worker: they come from the database)."""
+
+    id: int
+    paused: bool
+    lag: Lag
+    delivered_events: int
+    delivered_batches: int
+    failed_attempts: int
+    dead_lettered_events: int
+
+
+async def all_stats(conn: AsyncConnection) -> list[Stats]:
+    rows = (
+        await conn.execute(
+            sa.text(
+                "SELECT id, status, cursor_seq, event_types, filters, delivered_events, delivered_batches,"
+                " failed_attempts, dead_lettered_events FROM destinations ORDER BY id"
+            )
+        )
+    ).all()
+    return [
+        Stats(
+            id=r.id,
+            paused=r.status == "paused",
+            lag=await lag(conn, r.cursor_seq, r.event_types, r.filters),
+            delivered_events=r.delivered_events,
+            delivered_batches=r.delivered_batches,
+            failed_attempts=r.failed_attempts,
+            dead_lettered_events=r.dead_lettered_events,
+        )
+        for r in rows
+    ]

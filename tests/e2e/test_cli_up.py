@@ -26,7 +26,12 @@ from tests.e2e.test_crash_safety import Load, assert_acked_stored_exactly_once
 
 UP_LINE = "eventtrack is up"
 # What tells each child of `eventtrack up` apart in its command line.
-COMMANDS = {"api": "uvicorn", "dagster-webserver": "dagster-webserver", "dagster-daemon": "dagster-daemon"}
+COMMANDS = {
+    "api": "uvicorn",
+    "deliver": "eventtrack_cli.main deliver",
+    "dagster-webserver": "dagster-webserver",
+    "dagster-daemon": "dagster-daemon",
+}
 
 
 class Up:
@@ -153,6 +158,7 @@ def test_up_serves_everything_restarts_what_dies_and_ctrl_c_stops_everything():
             load.wait_for_acks(100)
             for service, exit_line in [
                 ("api", "api was killed by SIGKILL"),
+                ("deliver", "deliver was killed by SIGKILL"),
                 ("dagster-webserver", "dagster-webserver was killed by SIGKILL"),
                 ("dagster-daemon", "dagster-daemon was killed by SIGKILL"),
                 ("postgres", "postgres stopped"),

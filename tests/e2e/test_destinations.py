@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, wait_until
+from tests.e2e.test_metrics import metric
 
 ROOT = Path(__file__).resolve().parents[2]
 DESTINATIONS = "/api/v1/analytics/admin/destinations/"
@@ -197,6 +198,12 @@ def test_a_failing_destination_pauses_an_erasure_reaches_its_queue_and_a_replay_
         )
         assert paused["paused_reason"].startswith("failing since") and "HTTP 503" in paused["paused_reason"]
         assert paused["lag"]["events"] == 10 and paused["consecutive_failures"] >= 1
+        text = api.get("/metrics").text
+        label = f'{{destination="{d["id"]}"}}'
+        assert metric(text, "eventtrack_destination_paused", label) == 1
+        assert metric(text, "eventtrack_destination_lag_events", label) == 10
+        assert metric(text, "eventtrack_destination_lag_seconds", label) > 0
+        assert metric(text, "eventtrack_destination_failed_attempts_total", label) >= 1
         attempts = len(rcv.records())
         time.sleep(0.5)
         assert len(rcv.records()) == attempts  # paused: no more attempts
@@ -207,6 +214,9 @@ def test_a_failing_destination_pauses_an_erasure_reaches_its_queue_and_a_replay_
         assert resumed["status"] == "active" and resumed["paused_reason"] is None
         newest = db.execute("SELECT max(ingest_seq) FROM events").fetchone()[0]
         wait_until(lambda: caught_up(admin, d["id"], newest), timeout=20)
+        text = api.get("/metrics").text
+        assert metric(text, "eventtrack_destination_delivered_events_total", label) == 5
+        assert metric(text, "eventtrack_destination_lag_events", label) == 0
         ok = [r for r in rcv.records() if r["status"] == 200]
         assert sorted(u for r in ok for u in r["uuids"]) == sorted(e["uuid"] for e in kept)
         assert not any("erase-me" in r["distinct_ids"] for r in ok)
