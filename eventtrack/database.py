@@ -5,8 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from eventtrack.embedded_postgres import EmbeddedPostgres, running_url
 from eventtrack.settings import Settings
+
+# What database work raises while the database is away: the API answers 503 (not 500) and readers retry.
+DATABASE_DOWN = (OperationalError, InterfaceError, TimeoutError, ConnectionError)
 
 
 def sqlalchemy_url(database_url: str) -> str:

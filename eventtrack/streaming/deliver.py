@@ -73,6 +73,8 @@ class Deliverer:
 
     async def _hold(self, locks: psycopg.AsyncConnection, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
+            # The locks live as long as this connection: a scan that cannot use it ends them all here too.
+            await locks.execute("SELECT 1")
             for destination_id, task in list(self._tasks.items()):
                 if task.done():  # paused, deleted or failed: the lock goes back
                     del self._tasks[destination_id]

@@ -12,11 +12,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from eventtrack.clock import InvalidTimestamp, parse_timestamp
+from eventtrack.database import DATABASE_DOWN
 from eventtrack.errors import ApiError, unavailable
 from ingest_api.admin.keys import bearer_token, find_key
 from ingest_api.decode import parse_json, read_body
@@ -25,7 +25,6 @@ from ingest_api.state import loaded_snapshot
 
 ADMIN = f"{API}/admin"
 JSON_BODY_LIMIT = 256 * 1024
-_DB_DOWN = (OperationalError, InterfaceError, TimeoutError)
 
 
 def json_bytes(body: Any) -> bytes:
@@ -64,7 +63,7 @@ def admin_only(handler: Handler) -> Handler:
             )
         try:
             return await handler(request)
-        except _DB_DOWN:
+        except DATABASE_DOWN:
             raise unavailable(request.app.state.eventtrack.settings.retry_after_seconds) from None
 
     return wrapped

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from eventtrack.analytics.segments import SegmentError, parse_filters
+from eventtrack.database import DATABASE_DOWN
 from eventtrack.errors import ApiError, unavailable
 from eventtrack.streaming.tail import EventFilter, events_after
 from ingest_api.admin.http import admin_only, check_unknown_params, text_param, text_value
@@ -113,6 +114,9 @@ class EventStream:
             # The resume point first: a client that reconnects before any event came knows where it was.
             await write(b"retry: 1000\nid: %d\n: connected\n\n" % self._cursor)
             await self._follow(write, gone)
+        except DATABASE_DOWN:  # the client reconnects (EventSource does, after `retry`) and resumes
+            log.warning("live tail: database unavailable, stream closed")
+            await write(b'event: close\ndata: {"reason":"database_unavailable"}\n\n', more=False)
         except SlowConsumer:
             metrics.stream_slow_consumers.inc()
             log.warning("live tail: client not reading for %.0f s, stream closed", timeout)

@@ -8,11 +8,11 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from eventtrack.clock import InvalidTimestamp, parse_timestamp
+from eventtrack.database import DATABASE_DOWN
 from eventtrack.errors import ApiError, EventInvalid, unavailable
 from eventtrack.uuid7 import uuid7
 from ingest_api.capture_pipeline import refuse_event
@@ -23,7 +23,6 @@ from ingest_api.validation import check_json_tree, client_time, distinct_id_fiel
 START = "session/start"
 END = "session/end"
 _SESSION_BODY_LIMIT = 64 * 1024
-_DB_DOWN = (OperationalError, InterfaceError, TimeoutError)
 
 _INSERT = sa.text(
     """
@@ -129,7 +128,7 @@ async def start_session(request: Request) -> Response:
             created = (await conn.execute(_INSERT, params)).first()
             if created is None:  # resent start: answer as the first time, if it is the same user's
                 existing = (await conn.execute(_SELECT, {"session_id": params["session_id"]})).first()
-    except _DB_DOWN:
+    except DATABASE_DOWN:
         raise unavailable(state.settings.retry_after_seconds) from None
     if created is not None:
         return _json({"session_id": str(params["session_id"]), "started_at": created.started_at.isoformat()}, 201)
@@ -160,7 +159,7 @@ async def end_session(request: Request) -> Response:
             if final_end is None and ended_at >= started_at:
                 row = (await conn.execute(_END, {"session_id": session_id, "ended_at": ended_at})).first()
                 started_at, final_end = row.started_at, row.ended_at
-    except _DB_DOWN:
+    except DATABASE_DOWN:
         raise unavailable(state.settings.retry_after_seconds) from None
     if final_end is None:
         invalid = EventInvalid(

@@ -127,8 +127,8 @@ def caught_up(admin, destination_id: int, newest: int) -> dict | None:
 
 def test_at_least_once_in_order_through_a_flaky_receiver_and_killed_processes(api, admin, db, database_url, tmp_path):
     rng = random.Random(20261203)
-    with receiver(tmp_path, RECEIVER_MODE="chaos", RECEIVER_CHAOS="0.3", RECEIVER_HANG_SECONDS="0.8") as rcv:
-        d = destination(admin, f"{rcv.url}/hook", batch_size=50, max_wait_ms=50, timeout_ms=500)
+    with receiver(tmp_path, RECEIVER_MODE="chaos", RECEIVER_CHAOS="0.3", RECEIVER_HANG_SECONDS="1.3") as rcv:
+        d = destination(admin, f"{rcv.url}/hook", batch_size=50, max_wait_ms=50, timeout_ms=1000)
         with worker(database_url) as w:
             sent: list[dict] = []
             poison_at = 17
@@ -179,8 +179,11 @@ def test_at_least_once_in_order_through_a_flaky_receiver_and_killed_processes(ap
     assert set(first_seen) | dead == {u for _, u in committed}, "an event was neither delivered nor dead-lettered"
     assert not set(first_seen) & dead
     duplicates = len(delivered) - len(first_seen)
-    assert duplicates <= 50 * kills, duplicates  # at most the batch in flight at each kill
     failures = [r for r in records if r["status"] != 200]
+    # At most the batch in flight at each kill, and at each answer of 200 that came after the worker's timeout
+    # (a loaded machine): the worker counted a failed attempt the receiver did not.
+    late_answers = max(0, final["failed_attempts"] - len(failures))
+    assert duplicates <= 50 * (kills + late_answers), (duplicates, kills, late_answers)
     assert {r["status"] for r in failures} >= {500, 429, 503, 400}  # the chaos happened
     assert final["delivered_events"] >= len(first_seen) - 50 * kills and final["failed_attempts"] >= len(failures) / 2
 
