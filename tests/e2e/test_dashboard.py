@@ -431,6 +431,8 @@ def test_phone_width_layout_has_no_horizontal_scroll(browser, seed):
             ("/admin/rejected", "phone-rejected"),
             ("/admin/funnels", "phone-funnels-empty"),
             ("/admin/experiments", "phone-experiments-empty"),
+            ("/admin/live/", "phone-live"),
+            ("/admin/destinations/", "phone-destinations-empty"),
         ):
             tab.goto(seed.url + path)
             width = tab.evaluate("document.documentElement.scrollWidth")
