@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
+from starlette.datastructures import MutableHeaders, QueryParams
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
@@ -20,7 +22,7 @@ from eventtrack.analytics.segments import SegmentError, parse_filters
 from eventtrack.database import DATABASE_DOWN
 from eventtrack.errors import ApiError, unavailable
 from eventtrack.streaming.tail import EventFilter, events_after
-from ingest_api.admin.http import admin_only, check_unknown_params, text_param, text_value
+from ingest_api.admin.http import admin_only, check_unknown_params, text_value
 from ingest_api.metrics import Metrics
 from ingest_api.state import AppState
 
@@ -30,6 +32,10 @@ PAGE_EVENTS = 500
 MAX_SEQ = 2**63 - 1
 # The wait for a first horizon when a stream starts at "now" and this process has not read one yet.
 _FIRST_HORIZON_SECONDS = 5.0
+# The query parameters that choose a stream's events; with `after`, every parameter a stream takes.
+FILTER_PARAMS = ("event_type", "distinct_id", "filter")
+# How often a stream with a `still_allowed` check asks it (the dashboard's: is the session still signed in).
+_ALLOWED_CHECK_SECONDS = 1.0
 
 
 class SlowConsumer(Exception):
@@ -44,39 +50,70 @@ def _seq(name: str, raw: str | None) -> int | None:
     return int(raw)
 
 
-def stream_filter(request: Request) -> EventFilter:
-    types = [text_value("event_type", value) for value in request.query_params.getlist("event_type")[:100]]
+def stream_filter(params: QueryParams) -> EventFilter:
+    """The events a stream's query parameters (FILTER_PARAMS) ask for; 400 on a bad one."""
+    types = [text_value("event_type", value) for value in params.getlist("event_type")[:100]]
     try:
-        properties = parse_filters(request.query_params.getlist("filter"))
+        properties = parse_filters(params.getlist("filter"))
     except SegmentError as err:
         raise ApiError.of("invalid_parameter", "; ".join(err.fields.values()), err.fields) from None
-    return EventFilter(tuple(t for t in types if t), text_param(request, "distinct_id"), tuple(properties))
+    return EventFilter(
+        tuple(t for t in types if t), text_value("distinct_id", params.get("distinct_id")), tuple(properties)
+    )
 
 
-@admin_only
-async def stream_events(request: Request) -> EventStream:
-    check_unknown_params(request, {"after", "event_type", "distinct_id", "filter"})
+async def newest_cursor(state: AppState) -> int:
+    """Where a stream "from now on" starts: this process's arrival horizon (503 while it has none yet)."""
+    cursor = await state.horizon.wait_beyond(None, _FIRST_HORIZON_SECONDS)
+    if cursor is None:
+        raise unavailable(state.settings.retry_after_seconds, "The event stream is not ready yet; retry.")
+    return cursor
+
+
+async def open_stream(request: Request, still_allowed: Callable[[], Awaitable[bool]] | None = None) -> EventStream:
+    """The stream a request asks for (the admin API's and the dashboard's): its filters and where it starts."""
+    check_unknown_params(request, {"after", *FILTER_PARAMS})
     state: AppState = request.app.state.eventtrack
-    wanted = stream_filter(request)
+    wanted = stream_filter(request.query_params)
     # A browser's EventSource reconnects to the same URL with the newest id it saw: that one wins.
     cursor = _seq("Last-Event-ID", request.headers.get("last-event-id"))
     if cursor is None:
         cursor = _seq("after", request.query_params.get("after"))
-    if cursor is None:  # from now on
-        cursor = await state.horizon.wait_beyond(None, _FIRST_HORIZON_SECONDS)
-        if cursor is None:
-            raise unavailable(state.settings.retry_after_seconds, "The event stream is not ready yet; retry.")
-    return EventStream(state, request.app.state.metrics, cursor, wanted)
+    if cursor is None:
+        cursor = await newest_cursor(state)
+    return EventStream(state, request.app.state.metrics, cursor, wanted, still_allowed)
+
+
+@admin_only
+async def stream_events(request: Request) -> EventStream:
+    return await open_stream(request)
 
 
 class EventStream:
-    """The streaming answer (an ASGI app: Starlette calls it like a Response)."""
+    """The streaming answer (an ASGI app: Starlette calls it like a Response, and `headers` can be added to
+    like a Response's). `still_allowed`, when given, is asked every second; once it says no, the stream
+    ends with a `close` event, reason "signed_out"."""
 
-    def __init__(self, state: AppState, metrics: Metrics, cursor: int, wanted: EventFilter):
+    def __init__(
+        self,
+        state: AppState,
+        metrics: Metrics,
+        cursor: int,
+        wanted: EventFilter,
+        still_allowed: Callable[[], Awaitable[bool]] | None = None,
+    ):
         self._state = state
         self._metrics = metrics
         self._cursor = cursor
         self._wanted = wanted
+        self._still_allowed = still_allowed
+        self.headers = MutableHeaders(
+            raw=[
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
+            ]
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         settings = self._state.settings
@@ -104,11 +141,7 @@ class EventStream:
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-cache"),
-                        (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
-                    ],
+                    "headers": self.headers.raw,
                 }
             )
             # The resume point first: a client that reconnects before any event came knows where it was.
@@ -141,8 +174,13 @@ class EventStream:
         state = self._state
         heartbeat = state.settings.stream_heartbeat_seconds
         announced = self._cursor  # the newest id the client was told
-        quiet_since = time.monotonic()
+        quiet_since = checked = time.monotonic()
         while not gone.is_set():
+            if self._still_allowed is not None and time.monotonic() - checked >= _ALLOWED_CHECK_SECONDS:
+                if not await self._still_allowed():
+                    await write(b'event: close\ndata: {"reason":"signed_out"}\n\n', more=False)
+                    return
+                checked = time.monotonic()
             final = await state.horizon.wait_beyond(self._cursor, min(heartbeat, 1.0))
             if gone.is_set():
                 return

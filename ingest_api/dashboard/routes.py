@@ -1,5 +1,6 @@
-"""The dashboard's pages under /admin/: sign-in with an admin key, then overview, events,
-sessions, rejected events, feature flags, funnels and experiments. Server-rendered; no JavaScript needed.
+"""The dashboard's pages under /admin/: sign-in with an admin key, then overview, events, live events,
+sessions, rejected events, feature flags, funnels, experiments and webhook destinations. Server-rendered;
+no JavaScript needed except on the Live page (the browser's EventSource).
 
 Cookie auth applies to these pages only: the JSON API keeps requiring
 `Authorization: Bearer`, and a dashboard cookie opens nothing there.
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount
@@ -26,6 +28,7 @@ from starlette.templating import Jinja2Templates
 from eventtrack.errors import CLIENT_DISCONNECTED, ApiError
 from ingest_api.admin.aggregates import event_counts_answer
 from ingest_api.admin.analytics import parse_funnel_query, run_funnel, saved_funnel_by_id, saved_funnel_list
+from ingest_api.admin.destinations import destination_listing, update_destination
 from ingest_api.admin.events import event_listing, session_listing, session_status
 from ingest_api.admin.experiments import experiment_by_id, experiment_listing, results_of_experiment
 from ingest_api.admin.feature_flags import create_flag, flag_by_id, flag_listing, update_flag
@@ -33,6 +36,7 @@ from ingest_api.admin.http import text_value, time_value
 from ingest_api.admin.keys import find_key
 from ingest_api.admin.pagination import Slice, decode_cursor
 from ingest_api.admin.rows import NEWEST_FIRST_KEY
+from ingest_api.admin.stream import FILTER_PARAMS, newest_cursor, open_stream, stream_filter
 from ingest_api.dashboard import analysis_form, charts, overview, pipeline_status, queries
 from ingest_api.dashboard.flag_form import errors_by_field, flag_to_form, form_to_body
 from ingest_api.dashboard.replay import is_replayable, replay
@@ -53,6 +57,7 @@ from ingest_api.state import AppState
 PREFIX = "/admin"
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
+LIVE_ROWS_KEPT = 200  # the Live page's list: older rows leave the page as new ones come
 MAX_FORM_BYTES = 256 * 1024
 _DB_DOWN = (OperationalError, InterfaceError, TimeoutError, ConnectionError)
 
@@ -468,6 +473,43 @@ async def sessions_page(request: Request, current: Page) -> Response:
     )
 
 
+# --- live events ----------------------------------------------------------------------
+
+
+@page()
+async def live_page(request: Request, current: Page) -> Response:
+    """The page; its script follows `live/stream` from the horizon at page load (`after`) with the page's
+    filters. The filters are a GET form: applying them loads the page again, which opens a new stream."""
+    # An empty field of the form is no filter (an empty `filter` would be a malformed one).
+    chosen = [(k, v) for k, v in request.query_params.multi_items() if k in FILTER_PARAMS and v.strip()]
+    values = {name: dict(chosen).get(name, "") for name in FILTER_PARAMS}
+    try:
+        stream_filter(QueryParams(chosen))
+        after = await newest_cursor(_state(request))
+    except ApiError as err:
+        return section(request, current, "live", err.status, filters=values, error=err)
+    return section(
+        request,
+        current,
+        "live",
+        filters=values,
+        error=None,
+        after=after,
+        stream_url=PREFIX + "/live/stream" + (f"?{urlencode(chosen)}" if chosen else ""),
+        keep=LIVE_ROWS_KEPT,
+    )
+
+
+@page()
+async def live_stream(request: Request, current: Page) -> Response:
+    """The admin API's live tail behind the session cookie (EventSource sends no Authorization header);
+    it ends within a second of the session's sign-out or its key's revocation."""
+    try:
+        return await open_stream(request, functools.partial(_signed_in, request, current.session))
+    except ApiError as err:
+        return Response(err.detail, err.status, media_type="text/plain", headers=err.headers)
+
+
 # --- rejected events -------------------------------------------------------------------
 
 
@@ -644,6 +686,39 @@ async def flag_toggle(request: Request, current: Page) -> Response:
     return redirect("/flags", saved=saved["key"])
 
 
+# --- webhook destinations ---------------------------------------------------------------
+
+
+@page()
+async def destinations_page(request: Request, current: Page) -> Response:
+    async with _state(request).engine.connect() as conn:
+        destinations = (await destination_listing(conn, limit=1000)).results
+    q = request.query_params
+    return section(
+        request, current, "destinations", destinations=destinations,
+        saved={"name": q.get("saved", "")[:200], "status": q.get("status", "")},
+    )  # fmt: skip
+
+
+@page()
+async def destination_status(request: Request, current: Page) -> Response:
+    """Pause or resume, as the admin API's PATCH {"status": ...} does."""
+    destination_id = row_id(request.path_params.get("destination_id", ""))
+    try:
+        if destination_id is None:
+            raise ApiError.of("not_found", "No destination has this id.")
+        async with _state(request).engine.begin() as conn:
+            saved = await update_destination(
+                conn, destination_id, {"status": current.form.get("status", "")}, partial=True
+            )
+    except ApiError as err:
+        return render(
+            request, current, "error.html", err.status, nav="destinations",
+            title="Destination not found" if err.status == 404 else "Not changed", message=err.detail,
+        )  # fmt: skip
+    return redirect("/destinations/", saved=saved["name"], status=saved["status"])
+
+
 # --- funnels -----------------------------------------------------------------------------
 
 SAVED_FUNNELS_SHOWN = 50
@@ -727,6 +802,8 @@ def dashboard_routes() -> list[BaseRoute]:
                 *method_routes("/logout", {"POST": logout}),
                 *method_routes("/events", {"GET": events_page}),
                 *method_routes("/events/{event_uuid}", {"GET": event_page}),
+                *method_routes("/live/", {"GET": live_page}),
+                *method_routes("/live/stream", {"GET": live_stream}),
                 *method_routes("/sessions", {"GET": sessions_page}),
                 *method_routes("/rejected", {"GET": rejected_page}),
                 *method_routes("/rejected/replay", {"POST": replay_action}),
@@ -737,6 +814,8 @@ def dashboard_routes() -> list[BaseRoute]:
                 *method_routes("/funnels", {"GET": funnels_page}),
                 *method_routes("/experiments", {"GET": experiments_page}),
                 *method_routes("/experiments/{experiment_id}", {"GET": experiment_page}),
+                *method_routes("/destinations/", {"GET": destinations_page}),
+                *method_routes("/destinations/{destination_id}/status", {"POST": destination_status}),
                 Mount("/static", StaticFiles(directory=str(HERE / "static")), name="dashboard_static"),
             ],
         )

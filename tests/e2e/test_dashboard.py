@@ -431,6 +431,8 @@ def test_phone_width_layout_has_no_horizontal_scroll(browser, seed):
             ("/admin/rejected", "phone-rejected"),
             ("/admin/funnels", "phone-funnels-empty"),
             ("/admin/experiments", "phone-experiments-empty"),
+            ("/admin/live/", "phone-live"),
+            ("/admin/destinations/", "phone-destinations-empty"),
         ):
             tab.goto(seed.url + path)
             width = tab.evaluate("document.documentElement.scrollWidth")
@@ -704,3 +706,125 @@ def test_funnel_and_experiment_pages_fit_a_phone(browser, seed, experiment, funn
     finally:
         context.close()
     assert problems == []
+
+
+# --- live events and destinations (last: they send events of their own) ----------------------------------
+
+
+def _capture(seed: Seed, event_type: str) -> str:
+    event = {"uuid": str(uuid.uuid4()), "event": event_type, "distinct_id": "live-user", "properties": {"n": 1}}
+    answer = httpx.post(f"{seed.url}{API}/capture/", json=event, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return event["uuid"]
+
+
+def _live_rows(tab) -> list[str]:
+    return tab.locator("#live-rows tr[data-uuid]").evaluate_all("rows => rows.map(r => r.dataset.uuid)")
+
+
+def _live_shows(tab, uuids: list[str]) -> None:
+    """Waits (3 s at most) until the Live list is `uuids`, newest first."""
+    from playwright.sync_api import expect
+
+    expect(tab.locator("#live-rows tr[data-uuid]")).to_have_count(len(uuids), timeout=3000)
+    expect(tab.locator("#live-rows tr[data-uuid]").first).to_have_attribute("data-uuid", uuids[0], timeout=3000)
+    assert _live_rows(tab) == uuids
+
+
+def test_live_page_shows_new_events_filters_them_and_a_pause_skips_none(page, raw_seed):
+    from playwright.sync_api import expect
+
+    sign_in(page, raw_seed, "/admin/live/")
+    status = page.locator("#live-status")
+    expect(status).to_have_attribute("data-state", "live")
+    first = [_capture(raw_seed, "live_a"), _capture(raw_seed, "live_b")]
+    _live_shows(page, first[::-1])
+    # Each row links to the event's own page.
+    href = page.locator(f'#live-rows tr[data-uuid="{first[0]}"] a.event-link').get_attribute("href")
+    opened = page.request.get(raw_seed.url + href)
+    assert opened.status == 200 and first[0] in opened.text()
+
+    page.get_by_label("Event type").fill("live_b")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url(re.compile(r".*/admin/live/\?event_type=live_b&"))
+    expect(status).to_have_attribute("data-state", "live")
+    sent = [_capture(raw_seed, t) for t in ("live_a", "live_b", "live_a", "live_b")]
+    # Arrival order: once the last live_b shows, a live_a before it would have shown too.
+    _live_shows(page, [sent[3], sent[1]])
+    shot(page, "live")
+
+    page.get_by_role("button", name="Pause").click()
+    expect(status).to_have_attribute("data-state", "paused")
+    missed = [_capture(raw_seed, "live_b"), _capture(raw_seed, "live_b")]
+    page.wait_for_timeout(1000)  # an open stream shows an event within the horizon's poll (0.2 s) and a query
+    assert _live_rows(page) == [sent[3], sent[1]]
+    page.get_by_role("button", name="Resume").click()
+    _live_shows(page, [*missed[::-1], sent[3], sent[1]])
+    expect(status).to_have_attribute("data-state", "live")
+
+    # The list keeps the newest 200 rows.
+    batch = [
+        {"uuid": str(uuid.uuid4()), "event": "live_b", "distinct_id": "live-user", "properties": {"i": i}}
+        for i in range(201)
+    ]
+    assert httpx.post(f"{raw_seed.url}{API}/batch/", json={"events": batch}, timeout=30).json()["accepted"] == 201
+    last = _capture(raw_seed, "live_b")
+    expect(page.locator("#live-rows tr[data-uuid]").first).to_have_attribute("data-uuid", last, timeout=3000)
+    shown = _live_rows(page)
+    assert len(shown) == 200 and set(shown[1:]) <= {e["uuid"] for e in batch}
+    seqs = page.locator("#live-rows tr[data-uuid]").evaluate_all("rows => rows.map(r => Number(r.dataset.seq))")
+    assert seqs == sorted(seqs, reverse=True)
+
+
+def test_live_page_refuses_a_malformed_property_filter(page, raw_seed):
+    allow_status(page, 400)
+    sign_in(page, raw_seed, "/admin/live/")
+    page.get_by_label("Property filter").fill("plan=pro")
+    page.get_by_role("button", name="Apply").click()
+    assert "properties." in page.locator(".alert.error").inner_text()
+    assert page.locator("#live").count() == 0  # no stream opened
+    assert page.get_by_label("Property filter").input_value() == "plan=pro"
+
+
+def test_destinations_page_shows_a_destination_s_numbers_and_pauses_and_resumes_it(page, raw_seed):
+    with _admin(raw_seed) as admin:
+        created = admin.post(
+            f"{API}/admin/destinations/",
+            json={"name": "dash-hook", "url": "http://127.0.0.1:9/hook", "event_types": ["dest_evt"]},
+        )
+        assert created.status_code == 201, created.text
+        hook = created.json()
+        for event_type in ("dest_evt", "other_evt", "dest_evt", "dest_evt"):
+            _capture(raw_seed, event_type)
+        # Counters as the delivery worker would have left them (none runs here).
+        with psycopg.connect(raw_seed.database_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE destinations SET delivered_events = 7, delivered_batches = 2, failed_attempts = 5,"
+                " dead_lettered_events = 4, last_status = 500, last_error = 'HTTP 500: boom' WHERE id = %s",
+                (hook["id"],),
+            )
+        assert wait_until(lambda: admin.get(f"{API}/admin/destinations/{hook['id']}/").json()["lag"]["events"] == 3)
+
+        sign_in(page, raw_seed, "/admin/destinations/")
+        row = page.locator(f"#destination-{hook['id']}")
+        assert row.get_attribute("data-status") == "active"
+        assert row.locator("[data-lag-events]").get_attribute("data-lag-events") == "3"
+        assert float(row.locator("[data-lag-seconds]").get_attribute("data-lag-seconds")) > 0
+        numbers = {
+            name: row.locator(f'[data-field="{name}"]').inner_text()
+            for name in ("delivered_events", "failed_attempts", "dead_lettered_events", "last_error")
+        }
+        assert numbers["delivered_events"].startswith("7\n2 batches")
+        assert (numbers["failed_attempts"], numbers["dead_lettered_events"]) == ("5", "4")
+        assert numbers["last_error"] == "500 HTTP 500: boom"
+        shot(page, "destinations")
+
+        row.get_by_role("button", name="Pause dash-hook").click()
+        assert "dash-hook is paused" in page.locator("#saved").inner_text()
+        answer = admin.get(f"{API}/admin/destinations/{hook['id']}/").json()
+        assert (answer["status"], answer["paused_reason"]) == ("paused", "paused by an admin")
+        assert answer["cursor_seq"] == hook["cursor_seq"]  # paused in place: nothing skipped
+
+        page.locator(f"#destination-{hook['id']}").get_by_role("button", name="Resume dash-hook").click()
+        assert "dash-hook is active" in page.locator("#saved").inner_text()
+        assert admin.get(f"{API}/admin/destinations/{hook['id']}/").json()["status"] == "active"

@@ -1,8 +1,10 @@
-"""The dashboard's sessions and listings over plain HTTP (no browser): sign-out, HEAD, cursors."""
+"""The dashboard's sessions and listings over plain HTTP (no browser): sign-out, HEAD, cursors, the live stream."""
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -141,3 +143,47 @@ def test_the_flag_form_is_titled_and_filled_for_a_new_flag_an_edit_and_a_refused
         assert 'name="key" value="Not A Slug"' in refused.text and 'aria-invalid="true"' in refused.text
         unknown = client.get(f"/admin/flags/{flag['id'] + 1000}")
         assert unknown.status_code == 404 and "No feature flag has this id." in unknown.text
+
+
+def _blocks(lines: Iterator[str]) -> Iterator[list[str]]:
+    """The message blocks of an event stream, as lists of lines."""
+    block: list[str] = []
+    for line in lines:
+        if line:
+            block.append(line)
+        elif block:
+            yield block
+            block = []
+
+
+def test_the_live_stream_needs_a_session_and_ends_when_it_is_signed_out(dashboard, admin_key, db):
+    # No cookie (a Bearer key opens the JSON API only): the sign-in page, as for every page.
+    for headers in ({}, {"Authorization": f"Bearer {admin_key}"}):
+        refused = httpx.get(f"{dashboard.url}/admin/live/stream", headers=headers)
+        assert refused.status_code == 303 and refused.headers["location"].startswith("/admin/login")
+
+    with signed_in_client(dashboard, admin_key) as client:
+        bad = client.get("/admin/live/stream", params={"filter": "plan=pro"})
+        assert bad.status_code == 400 and "properties." in bad.text
+        with client.stream(
+            "GET", "/admin/live/stream", params={"event_type": "live_http"}, timeout=httpx.Timeout(30, read=10)
+        ) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            assert "frame-ancestors 'none'" in stream.headers["content-security-policy"]
+            blocks = _blocks(stream.iter_lines())
+            assert next(blocks)[0] == "retry: 1000"  # connected
+            for event_type in ("other", "live_http"):
+                event = {"event": event_type, "distinct_id": "http-user", "uuid": str(uuid.uuid4())}
+                assert client.post("/api/v1/analytics/capture/", json=event).status_code == 200
+            shown = next(b for b in blocks if "event: event" in b)
+            assert json.loads(shown[2].removeprefix("data: "))["uuid"] == event["uuid"]
+
+            csrf = csrf_of(client.get("/admin/flags").text)
+            assert client.post("/admin/logout", data={"csrf_token": csrf}).status_code == 303
+            # Within a second or so: the close event, then the end of the answer.
+            assert next(b for b in blocks if b[0].startswith("event:")) == [
+                "event: close",
+                'data: {"reason":"signed_out"}',
+            ]
+            assert list(blocks) == []
