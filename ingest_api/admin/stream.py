@@ -116,6 +116,10 @@ class EventStream:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "HEAD":  # the headers are the whole answer: no stream to keep open
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers.raw})
+            await send({"type": "http.response.body", "body": b""})
+            return
         settings = self._state.settings
         metrics = self._metrics
         gone = asyncio.Event()

@@ -246,6 +246,8 @@ def test_bad_parameters_are_refused_with_the_error_body(tail_server, key):
     answer = httpx.get(f"{tail_server.url}{STREAM}", headers={**headers, "Last-Event-ID": "x"})
     assert answer.status_code == 400 and "Last-Event-ID" in answer.json()["fields"]
     assert httpx.get(f"{tail_server.url}{STREAM}").status_code == 401
+    head = httpx.head(f"{tail_server.url}{STREAM}", headers=headers, timeout=5)  # answered, not left streaming
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/event-stream")
 
 
 def test_a_client_that_stops_reading_is_cut_off(tail_server, key, db, database_url):
