@@ -60,7 +60,7 @@ from bench.run_spike import Connection, latencies, percentile
 from eventtrack.migrate import migrate
 from eventtrack.settings import Settings
 from eventtrack.streaming import deliver_command
-from eventtrack.streaming.destinations import LOCK_NAMESPACE
+from eventtrack.streaming.destinations import LAG_COUNT_CAP, LOCK_NAMESPACE
 from ingest_api.admin.key_store import create_admin_key
 
 RATE = harness.env_int("BENCH_STREAM_RATE", 2000)
@@ -487,9 +487,10 @@ def summary(result: dict[str, Any]) -> str:
             extra = ""
             if "delivery" in r:
                 d = r["delivery"]
+                behind = d["lag_events_at_round_end"]
                 extra = (
                     f"; delivered {d['delivered_events_by_round_end']:,} ({d['delivered_events_per_s']:,.0f}/s),"
-                    f" {d['lag_events_at_round_end']:,} behind"
+                    f" {'at least ' if behind >= LAG_COUNT_CAP else ''}{behind:,} behind"
                 )
             lines.append(
                 f"  {side:>7} destination #{i}: {r['events_per_s']:>9,.0f} events/s{extra}\n"
