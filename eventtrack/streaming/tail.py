@@ -64,18 +64,23 @@ class Page:
     through: int
 
 
+def page_query(where: str) -> str:
+    """The read of one window (:lo, :hi] of `events_after`, at most :n rows; `where` from EventFilter.sql."""
+    # The JSON is built outside the LIMIT: Postgres would build it for every row of the window before sorting
+    # (5,000 rows for the 100 of a batch: most of a delivery's database time, bench/run_stream.py).
+    return (
+        f"SELECT e.ingest_seq, e.uuid::text, {EVENT_JSON} FROM ("
+        f"SELECT e.* FROM events e WHERE e.ingest_seq > :lo AND e.ingest_seq <= :hi{where}"
+        " ORDER BY e.ingest_seq LIMIT :n) e ORDER BY e.ingest_seq"
+    )
+
+
 async def events_after(
     conn: AsyncConnection, after: int, upto: int, wanted: EventFilter, limit: int, window: int = FIRST_WINDOW
 ) -> Page:
     """At most `limit` matching events with after < seq <= upto, oldest first."""
     where, params = wanted.sql()
-    # The JSON is built outside the LIMIT: Postgres would build it for every row of the window before sorting
-    # (5,000 rows for the 100 of a batch: most of a delivery's database time, bench/run_stream.py).
-    query = sa.text(
-        f"SELECT e.ingest_seq, e.uuid::text, {EVENT_JSON} FROM ("
-        f"SELECT e.* FROM events e WHERE e.ingest_seq > :lo AND e.ingest_seq <= :hi{where}"
-        " ORDER BY e.ingest_seq LIMIT :n) e ORDER BY e.ingest_seq"
-    )
+    query = sa.text(page_query(where))
     rows: list[tuple[int, str, str]] = []
     lo = after
     for _ in range(MAX_QUERIES):
