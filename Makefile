@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install js bench bench-pipeline bench-soak bench-spike bench-analytics bench-clickhouse bench-experiments bench-schema bench-retention clean
+.PHONY: run test install js bench bench-pipeline bench-soak bench-spike bench-stream bench-analytics bench-clickhouse bench-experiments bench-schema bench-retention clean
 
 # uv installs the ~160 packages in a third of pip's time (measured on a fresh clone here: 21 s against 56 s,
 # bytecode compiled by both), which was most of a fresh clone's `make test` set-up. --compile-bytecode as pip does: where
@@ -69,6 +69,13 @@ bench-soak: install
 # drain time, every event stored exactly once, the API's RSS bounded (BENCH_SPIKE_* to change; ~10 min here).
 bench-spike: install
 	$(BIN)/python -m bench.run_spike
+
+# Webhook delivery (issue 17): capture-to-delivery p50/p99 at 2,000 events/s for 30 s (API, `eventtrack deliver`
+# and a receiver, every acked event checked delivered), then the batch capture throughput without and with an
+# active destination, A/B rounds (BENCH_STREAM_*; ~3 min here; docs/performance.md "Streaming").
+bench-stream: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.run_stream
 
 # The funnels endpoint on 10M synthetic events (BENCH_FUNNEL_ROWS), median of BENCH_FUNNEL_RUNS requests.
 bench-analytics: install

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 
@@ -77,30 +77,37 @@ def machine_cpu() -> tuple[float, float]:
 
 
 class CpuMeter:
-    """CPU seconds used by the server's process group, the Postgres processes and the whole machine.
+    """CPU seconds used by the server's process group, the Postgres processes, any other process groups of the
+    benchmark (`groups`: name -> process group id) and the whole machine.
 
     Anything the machine did beyond ours ("others") is load from outside the
     benchmark: on a shared 2-core machine it is what makes a run noisy.
     """
 
-    def __init__(self, server_pgid: int | None, postmaster_pid: int):
+    def __init__(self, server_pgid: int | None, postmaster_pid: int, **groups: int | None):
         self.server_pgid = server_pgid
         self.postmaster_pid = postmaster_pid
+        self.groups = groups
 
     def sample(self) -> dict[str, Any]:
         stats = proc_stats()
-        server = {
-            pid: cpu
-            for pid, (_, pgrp, cpu) in stats.items()
-            if self.server_pgid is not None and pgrp == self.server_pgid
+        pgids = {"server": self.server_pgid, **self.groups}
+        out: dict[str, Any] = {
+            name: {pid: cpu for pid, (_, pgrp, cpu) in stats.items() if pgid is not None and pgrp == pgid}
+            for name, pgid in pgids.items()
         }
-        postgres = {
+        out["postgres"] = {
             pid: cpu
             for pid, (ppid, _, cpu) in stats.items()
             if pid == self.postmaster_pid or ppid == self.postmaster_pid
         }
-        busy, steal = machine_cpu()
-        return {"server": server, "postgres": postgres, "machine": busy, "steal": steal}
+        out["machine"], out["steal"] = machine_cpu()
+        return out
+
+
+def measured(sample: dict[str, Any]) -> list[str]:
+    """The names of the process groups a CpuMeter sample holds (server, the other groups, postgres)."""
+    return [name for name, value in sample.items() if isinstance(value, dict)]
 
 
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
@@ -110,12 +117,17 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
 
 def cpu_percent(cpu0: dict[str, Any], cpu1: dict[str, Any], wall: float, **ours: float) -> dict[str, float]:
     """% of one core over `wall` seconds: ours (server, postgres, wrk...), the rest of the machine, VM steal."""
-    out = {name: round(100 * cpu_delta(cpu0[name], cpu1[name]) / wall, 1) for name in ("server", "postgres")}
+    out = {name: round(100 * cpu_delta(cpu0[name], cpu1[name]) / wall, 1) for name in measured(cpu1)}
     out.update({name: round(100 * seconds / wall, 1) for name, seconds in ours.items()})
     machine = 100 * (cpu1["machine"] - cpu0["machine"]) / wall
     out["others"] = round(max(0.0, machine - sum(out.values())), 1)
     out["steal"] = round(100 * (cpu1["steal"] - cpu0["steal"]) / wall, 1)
     return out
+
+
+def cpu_us_per_event(cpu0: dict[str, Any], cpu1: dict[str, Any], events: int) -> dict[str, float]:
+    """CPU microseconds per event of each measured process group: hardly changed by load from outside."""
+    return {name: round(1e6 * cpu_delta(cpu0[name], cpu1[name]) / max(1, events), 1) for name in measured(cpu1)}
 
 
 def free_port() -> int:
@@ -124,42 +136,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
-    """uvicorn started with `eventtrack api`'s command line, in its own process group."""
+class Process:
+    """A process of the benchmark in its own process group (so its children are measured and stopped with it),
+    its output in `<workdir>/<name>.log`."""
 
-    def __init__(self, name: str, app: str, database_url: str, workdir: Path):
+    def __init__(self, name: str, command: list[str], env: dict[str, str], workdir: Path):
         self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        settings = replace(
-            Settings(), database_url=database_url, api_host="127.0.0.1", api_port=self.port, api_workers=WORKERS
-        )
-        command = api_command(settings)
-        command[command.index("ingest_api.asgi:app")] = app
         self.command = command
-        self.env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(self.port), "API_WORKERS": str(WORKERS)}
+        self.env = env
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> Server:
+    def start(self) -> Process:
         log(f"starting {self.name}: {' '.join(self.command[1:])}")
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
                 self.command, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchFailure(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchFailure(f"{self.name} did not answer /healthz within 60 s:\n{self.log_tail()}")
-            time.sleep(0.1)
+        return self
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise BenchFailure(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
 
     @property
     def pgid(self) -> int | None:
@@ -204,13 +202,56 @@ class Server:
         log(f"{self.name} stopped")
 
 
+P = TypeVar("P", bound=Process)
+
+
+class Server(Process):
+    """uvicorn started with `eventtrack api`'s command line, in its own process group; `env` adds to the
+    environment."""
+
+    def __init__(self, name: str, app: str, database_url: str, workdir: Path, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        settings = replace(
+            Settings(), database_url=database_url, api_host="127.0.0.1", api_port=self.port, api_workers=WORKERS
+        )
+        command = api_command(settings)
+        command[command.index("ingest_api.asgi:app")] = app
+        base = {"DATABASE_URL": database_url, "API_PORT": str(self.port), "API_WORKERS": str(WORKERS)}
+        super().__init__(name, command, {**os.environ, **base, **(env or {})}, workdir)
+
+    def start(self) -> Server:
+        super().start()
+        deadline = time.monotonic() + 60
+        while True:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchFailure(f"{self.name} did not answer /healthz within 60 s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+
 @contextmanager
-def serving(name: str, app: str, database_url: str, workdir: Path) -> Iterator[Server]:
-    server = Server(name, app, database_url, workdir)
+def serving(
+    name: str, app: str, database_url: str, workdir: Path, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    with running(Server(name, app, database_url, workdir, env)) as server:
+        yield server
+
+
+@contextmanager
+def running(process: P) -> Iterator[P]:
+    """The process started, and stopped (its whole group) on the way out, whatever happens."""
     try:
-        yield server.start()
+        process.start()
+        yield process
     finally:
-        server.stop()
+        process.stop()
 
 
 @contextmanager

@@ -60,6 +60,7 @@ from bench.harness import (
     count_events,
     cpu_delta,
     cpu_percent,
+    cpu_us_per_event,
     env_int,
     log,
     machine_info,
@@ -239,10 +240,7 @@ def load(
         "latency_ms": {k: round(v / 1000, 2) for k, v in stats["latency_us"].items()},
         "cpu_percent": cpu_percent(cpu0, cpu1, wall, wrk=stats["wrk_cpu_seconds"]),
         # CPU per event hardly depends on load from outside the benchmark, unlike throughput.
-        "cpu_us_per_event": {
-            name: round(1e6 * cpu_delta(cpu0[name], cpu1[name]) / max(1, stats["requests"] * events_per_request), 1)
-            for name in ("server", "postgres")
-        },
+        "cpu_us_per_event": cpu_us_per_event(cpu0, cpu1, stats["requests"] * events_per_request),
         "wrk_output": stats["wrk_output"],
     }
     if database_url:

@@ -16,6 +16,7 @@ from datetime import date
 from eventtrack.database import connectable_url, embedded_pgdata, start_embedded
 from eventtrack.migrate import migrate
 from eventtrack.settings import Settings
+from eventtrack.streaming import deliver_command
 from eventtrack_cli.clickhouse_commands import clickhouse_backfill, clickhouse_promote, clickhouse_status
 from ingest_api.serve import api_command
 
@@ -82,10 +83,6 @@ def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
     with database(settings) as s:
         asyncio.run(run(s))
     return 0
-
-
-def deliver_command() -> list[str]:
-    return [sys.executable, "-m", "eventtrack_cli.main", "deliver"]
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from eventtrack.settings import Settings
 from eventtrack.streaming import destinations as store
 from eventtrack.streaming.horizon import HorizonWatch
 from eventtrack.streaming.signing import HEADER, header_value
-from eventtrack.streaming.tail import events_after
+from eventtrack.streaming.tail import events_after, summarize_arrivals
 
 log = logging.getLogger("eventtrack.deliver")
 
@@ -40,6 +40,10 @@ _RETRYABLE_4XX = (408, 429)
 # How long a destination's loop waits for something to change before looking at its row again (a PATCH,
 # a replay, a pause): bounds how late it notices.
 _RECHECK_SECONDS = 1.0
+# How often the BRIN ranges written since are summarized while this worker delivers (eventtrack/streaming/tail.py),
+# and how long it waits for a partition another session is summarizing or vacuuming.
+_SUMMARIZE_SECONDS = 1.0
+_SUMMARIZE_LOCK_TIMEOUT = "100ms"
 
 
 def batch_body(destination_id: int, batch_id: str, events: list[str]) -> bytes:
@@ -57,6 +61,14 @@ class Deliverer:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Until `stopping`: takes the destinations no other worker holds and delivers to them."""
+        summarizer = asyncio.create_task(self._summarize(stopping))
+        try:
+            await self._run(stopping)
+        finally:
+            summarizer.cancel()
+            await asyncio.gather(summarizer, return_exceptions=True)
+
+    async def _run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(
@@ -93,6 +105,26 @@ class Deliverer:
                     log.info("delivering to destination %s", destination_id)
                     self._tasks[destination_id] = asyncio.create_task(self._deliver(destination_id))
             await _wait(stopping, self._settings.delivery_scan_seconds)
+
+    async def _summarize(self, stopping: asyncio.Event) -> None:
+        """While this worker delivers to any destination: the new BRIN ranges of `ingest_seq` summarized every
+        _SUMMARIZE_SECONDS, so that its reads skip all but the ranges they need."""
+        while not stopping.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._settings.require_database_url(), autocommit=True
+                ) as conn:
+                    await conn.execute(f"SET lock_timeout = '{_SUMMARIZE_LOCK_TIMEOUT}'")
+                    while not stopping.is_set():
+                        if self._tasks:
+                            await summarize_arrivals(conn)
+                        await _wait(stopping, _SUMMARIZE_SECONDS)
+            except psycopg.errors.InsufficientPrivilege as err:
+                log.warning("cannot summarize the ingest_seq index (%s): reads scan unsummarized ranges", err)
+                return
+            except (psycopg.Error, OSError) as err:
+                log.warning("summarizing the ingest_seq index failed (%s); retrying", err)
+            await _wait(stopping, _SUMMARIZE_SECONDS)
 
     async def _drop_all(self) -> None:
         for task in self._tasks.values():

@@ -272,3 +272,25 @@ def test_retry_after_is_honoured(retry_after):
     assert retry_after_seconds("soon", now) is None and retry_after_seconds(None, now) is None
     assert [backoff_seconds(n, 1.0, 300.0, 1.0) for n in (1, 2, 3, 10, 20)] == [1.0, 2.0, 4.0, 300.0, 300.0]
     assert backoff_seconds(3, 1.0, 300.0, 0.0) == 2.0  # the jitter spreads it over [half, whole]
+
+
+def test_the_worker_keeps_the_arrival_index_summarized_while_it_delivers(api, admin, db, database_url, tmp_path):
+    """Its reads skip the BRIN ranges they do not need only once those are summarized (eventtrack/streaming/tail.py):
+    the worker summarizes what arrived, so nothing is left for a summarization run after it (without the worker's,
+    the whole range would be, until VACUUM)."""
+    with receiver(tmp_path) as rcv, worker(database_url):
+        d = destination(admin, f"{rcv.url}/hook", batch_size=500, max_wait_ms=0)
+        for _ in range(30):  # 15,000 rows, ~200 pages: a whole 128-page range of the day's partition and a part
+            assert api.post(BATCH, json={"batch": [new_event() for _ in range(500)]}).status_code == 200
+        newest = db.execute("SELECT max(ingest_seq) FROM events").fetchone()[0]
+        wait_until(lambda: caught_up(admin, d["id"], newest), timeout=30, interval=0.2)
+        time.sleep(2.5)  # the worker summarizes every second
+        indexes = [r[0] for r in db.execute(SUMMARIZE_CHECK).fetchall()]
+    # (The part of a range at the end is never summarized: it is read by every query, and costs writes nothing.)
+    assert len(indexes) > 1 and sum(indexes) == 0, indexes
+
+
+# Summarizes what is left to summarize in every partition, and says how much that was.
+SUMMARIZE_CHECK = (
+    "SELECT brin_summarize_new_values(inhrelid) FROM pg_inherits WHERE inhparent = 'events_ingest_seq_brin'::regclass"
+)

@@ -115,3 +115,35 @@ async def _newest_visible(conn, at_least: int) -> int:
 
     newest = (await conn.execute(sa.text("SELECT max(ingest_seq) FROM events"))).scalar_one()
     return max(at_least, newest or 0)
+
+
+def test_a_page_builds_the_json_of_its_own_rows_only(database_url, db):
+    """Not of every row of the window it sorts them from: the delivery worker reads windows of 5,000 seqs for
+    batches of 100 (docs/performance.md "Streaming")."""
+    import sqlalchemy as sa
+
+    from eventtrack.streaming.tail import page_query
+
+    async def plan() -> list[dict]:
+        engine = create_async_engine(sqlalchemy_url(database_url))
+        try:
+            async with engine.connect() as conn:
+                query = sa.text("EXPLAIN (VERBOSE, FORMAT JSON) " + page_query(EventFilter().sql()[0]))
+                return (await conn.execute(query, {"lo": 0, "hi": 5000, "n": 100})).scalar_one()
+        finally:
+            await engine.dispose()
+
+    def nodes(node: dict, depth: int = 0):
+        yield depth, node
+        for child in node.get("Plans", []):
+            yield from nodes(child, depth + 1)
+
+    tree = list(nodes(asyncio.run(plan())[0]["Plan"]))
+    building = [
+        (depth, node["Node Type"])
+        for depth, node in tree
+        if any("json_build_object" in column for column in node.get("Output", []))
+    ]
+    limits = [depth for depth, node in tree if node["Node Type"] == "Limit"]
+    # Above the LIMIT only (the outer select, a sort of the page's rows at most), never in the scans below it.
+    assert building and limits and all(depth < min(limits) for depth, _ in building), building
