@@ -123,6 +123,8 @@ class EventtrackResource(ConfigurableResource):
     aggregates_retention_days: int = Settings.aggregates_retention_days
     retention_return_event: str | None = Settings.retention_return_event
     arrival_settle_minutes: int = Settings.arrival_settle_minutes
+    anomaly_threshold: float = Settings.anomaly_threshold
+    anomaly_min_expected_events: float = Settings.anomaly_min_expected_events
     clickhouse_url: str | None = Settings.clickhouse_url
     clickhouse_cluster: str | None = Settings.clickhouse_cluster
 
