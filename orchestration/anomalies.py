@@ -3,8 +3,8 @@
 Runs in the `hourly_aggregates` job, downstream of the hourly aggregates and partitioned like them:
 each run judges the hours of its partitions (complete hours: a partition is built once it has ended)
 with orchestration/anomaly_stats.py over the counts of analytics.agg_events_hourly, and replaces
-those hours' rows of analytics.event_volume_anomalies (a table dbt declares:
-marts/event_volume_anomalies.sql and its yml) in one transaction, so a re-run is idempotent. Its check
+those hours' rows of analytics.agg_event_volume_anomalies (a table dbt declares:
+marts/agg_event_volume_anomalies.sql and its yml) in one transaction, so a re-run is idempotent. Its check
 `no_new_volume_anomalies` warns in the Dagster UI when the hours just judged hold an anomaly.
 """
 
@@ -29,10 +29,10 @@ from dagster import (
 from orchestration.anomaly_stats import BASELINE_WEEKS, POOLED_HOURS, WEEK, judge_hours
 from orchestration.resources import EventtrackResource, dbt_relation, replace_declared_table
 
-ANOMALIES = AssetKey(["analytics", "event_volume_anomalies"])
+ANOMALIES = AssetKey(["analytics", "agg_event_volume_anomalies"])
 HOURLY_AGGREGATES = AssetKey(["analytics", "agg_events_hourly"])
-# The table itself is a dbt model (marts/event_volume_anomalies.sql), built with the hourly aggregates.
-TABLE_DEFINITION = AssetKey(["analytics", "event_volume_anomalies_table"])
+# The table itself is a dbt model (marts/agg_event_volume_anomalies.sql), built with the hourly aggregates.
+TABLE_DEFINITION = AssetKey(["analytics", "agg_event_volume_anomalies_table"])
 CHECK = "no_new_volume_anomalies"
 HOUR = timedelta(hours=1)
 CHECK_LISTED = 20  # anomalies listed in the check's metadata
@@ -53,7 +53,7 @@ def hourly_counts(conn: psycopg.Connection, start: datetime, end: datetime) -> d
 def judged_rows(
     counts: dict[str, dict[datetime, int]], first: datetime, last: datetime, eventtrack: EventtrackResource
 ) -> list[dict]:
-    """The rows of event_volume_anomalies for the hours [first, last) of every event type in `counts`. A type's
+    """The rows of agg_event_volume_anomalies for the hours [first, last) of every event type in `counts`. A type's
     history starts at its first hour in `counts` (a type seen for the first time has none before)."""
     hours = [first + n * HOUR for n in range(int((last - first) / HOUR))]
     judged_at = datetime.now(UTC)
@@ -111,7 +111,7 @@ def volume_anomalies_asset(partitions: TimeWindowPartitionsDefinition) -> Assets
             "Volume anomalies)."
         ),
     )
-    def event_volume_anomalies(context: AssetExecutionContext, eventtrack: EventtrackResource) -> MaterializeResult:
+    def agg_event_volume_anomalies(context: AssetExecutionContext, eventtrack: EventtrackResource) -> MaterializeResult:
         window = context.partition_time_window
         first, last = window.start.astimezone(UTC), window.end.astimezone(UTC)
         with eventtrack.connect() as conn:
@@ -119,7 +119,7 @@ def volume_anomalies_asset(partitions: TimeWindowPartitionsDefinition) -> Assets
             rows = judged_rows(counts, first, last, eventtrack)
             replace_declared_table(
                 conn,
-                "event_volume_anomalies",
+                "agg_event_volume_anomalies",
                 rows,
                 "hour >= %(first)s AND hour < %(last)s",
                 {"first": first, "last": last},
@@ -134,4 +134,4 @@ def volume_anomalies_asset(partitions: TimeWindowPartitionsDefinition) -> Assets
         )
         return MaterializeResult(metadata={"judged": len(rows)}, check_results=[result])
 
-    return event_volume_anomalies
+    return agg_event_volume_anomalies

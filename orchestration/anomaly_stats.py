@@ -36,7 +36,7 @@ SEVERITIES = ((1 / 3, 3.0, "high"), (1 / 2, 2.0, "medium"))
 
 @dataclass(frozen=True)
 class HourVerdict:
-    """One judged hour of one event type: a row of analytics.event_volume_anomalies."""
+    """One judged hour of one event type: a row of analytics.agg_event_volume_anomalies."""
 
     hour: datetime
     actual: int

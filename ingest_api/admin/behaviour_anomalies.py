@@ -1,4 +1,4 @@
-"""Volume anomalies (analytics.event_volume_anomalies, built after each hourly aggregate by the pipeline:
+"""Volume anomalies (analytics.agg_event_volume_anomalies, built after each hourly aggregate by the pipeline:
 orchestration/anomalies.py): the admin listing, and the judged hours the dashboard draws."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ingest_api.admin.http import admin_only, check_unknown_params, json_respons
 from ingest_api.admin.pagination import TEXT, TIMESTAMP, Slice, decode_cursor, parse_limit
 from ingest_api.admin.rows import NewestFirstWindow, listing_body, newest_first_rows
 
-ANOMALIES = "analytics.event_volume_anomalies"
+ANOMALIES = "analytics.agg_event_volume_anomalies"
 SEVERITIES = ("low", "medium", "high")
 DIRECTIONS = ("drop", "spike")
 # Newest first by (hour, event_type): the table's key.

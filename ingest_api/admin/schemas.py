@@ -477,7 +477,7 @@ OPERATIONS += (
         "get",
         f"{ADMIN}/behaviour/anomalies/",
         "adminListVolumeAnomalies",
-        "Volume anomalies of analytics.event_volume_anomalies, newest hour first",
+        "Volume anomalies of analytics.agg_event_volume_anomalies, newest hour first",
         Response(200, type=Page),
         params=(
             query("event_type"),

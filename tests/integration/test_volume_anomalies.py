@@ -1,5 +1,5 @@
 """Volume anomalies end to end: raw events -> hourly aggregates (dbt) -> the anomalies asset and its check
-(Dagster) -> analytics.event_volume_anomalies -> the admin endpoint and the dashboard.
+(Dagster) -> analytics.agg_event_volume_anomalies -> the admin endpoint and the dashboard.
 
 Four weeks of a seasonal event stream are planted around the judged hours (only the hours the baseline
 reads: the same hours of the previous weeks, and half a day either side), then a 5x drop for 3 hours."""
@@ -68,18 +68,20 @@ def test_a_planted_drop_is_flagged_listed_and_drawn(pipeline, db, admin, server,
     assert (check.passed, check.metadata["anomalies"].value, check.metadata["high"].value) == (False, 3, 3)
     dropped = [first + timedelta(hours=h) for h in DROPPED]
     rows = db.execute(
-        "SELECT hour, event_type, direction, severity, history_weeks FROM analytics.event_volume_anomalies"
+        "SELECT hour, event_type, direction, severity, history_weeks FROM analytics.agg_event_volume_anomalies"
         " WHERE severity IS NOT NULL ORDER BY hour"
     ).fetchall()
     assert rows == [(hour, "screen_view", "drop", "high", 4) for hour in dropped]
-    judged_types = db.execute("SELECT event_type, count(*) FROM analytics.event_volume_anomalies GROUP BY 1").fetchall()
+    judged_types = db.execute(
+        "SELECT event_type, count(*) FROM analytics.agg_event_volume_anomalies GROUP BY 1"
+    ).fetchall()
     assert judged_types == [("screen_view", JUDGED_HOURS)]  # purchase: too few events; new_feature: cold start
 
     # Idempotent: judging the hours again replaces their rows.
-    (before,) = db.execute("SELECT max(judged_at) FROM analytics.event_volume_anomalies").fetchone()
+    (before,) = db.execute("SELECT max(judged_at) FROM analytics.agg_event_volume_anomalies").fetchone()
     assert materialize([anomalies], resources=pipeline.resources, tags=tags).success
     assert db.execute(
-        "SELECT count(*), count(severity), min(judged_at) > %s FROM analytics.event_volume_anomalies", (before,)
+        "SELECT count(*), count(severity), min(judged_at) > %s FROM analytics.agg_event_volume_anomalies", (before,)
     ).fetchone() == (JUDGED_HOURS, 3, True)
 
     # The admin endpoint: newest first, paginated, filtered.
