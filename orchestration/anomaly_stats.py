@@ -28,7 +28,7 @@ MAD_TO_SIGMA = 1.4826  # the MAD of a normal distribution is 0.6745 sigma
 # for n = 3 and 0.672 sigma for n = 4 (simulated, 200,000 draws); each hour's ratio is scaled back by this.
 SMALL_SAMPLE = {3: 1 / 0.538, 4: 1 / 0.672}
 RELATIVE_FLOOR = 0.05
-POOLED_HOURS = 24
+POOLED_HOURS = 168  # a week of hours, centred on the judged one: every hour of the day and day of the week
 WEEK = timedelta(weeks=1)
 # (ratio at or below, ratio at or above, severity), checked in order
 SEVERITIES = ((1 / 3, 3.0, "high"), (1 / 2, 2.0, "medium"))
@@ -62,14 +62,27 @@ def history(counts: Mapping[datetime, int], hour: datetime, history_start: datet
     return [counts.get(hour - k * WEEK, 0) for k in range(1, BASELINE_WEEKS + 1) if hour - k * WEEK >= history_start]
 
 
-def relative_dispersion(counts: Mapping[datetime, int], hour: datetime, history_start: datetime) -> float:
+def slot_wobble(counts: Mapping[datetime, int], slot: datetime, history_start: datetime) -> float | None:
+    """One hour's MAD / median across its history, scaled by SMALL_SAMPLE; None without enough history or events."""
+    values = np.asarray(history(counts, slot, history_start))
+    if len(values) < MIN_HISTORY_WEEKS or (median := np.median(values)) <= 0:
+        return None
+    return float(SMALL_SAMPLE[len(values)] * np.median(np.abs(values - median)) / median)
+
+
+def relative_dispersion(
+    counts: Mapping[datetime, int], hour: datetime, history_start: datetime, known: dict[datetime, float | None]
+) -> float:
     """The type's week-to-week wobble around `hour`: the median, over the POOLED_HOURS hours of the week
-    around it, of each one's MAD / median across the weeks (a MAD of 3-4 values alone is too unsteady)."""
+    around it, of each one's `slot_wobble` (a MAD of 3-4 values alone is too unsteady). `known`: the
+    slots' wobbles computed so far (consecutive hours share most of their slots)."""
     ratios = []
     for offset in range(-(POOLED_HOURS // 2), POOLED_HOURS - POOLED_HOURS // 2):
-        values = np.asarray(history(counts, hour + timedelta(hours=offset), history_start))
-        if len(values) >= MIN_HISTORY_WEEKS and (median := np.median(values)) > 0:
-            ratios.append(SMALL_SAMPLE[len(values)] * np.median(np.abs(values - median)) / median)
+        slot = hour + timedelta(hours=offset)
+        if slot not in known:
+            known[slot] = slot_wobble(counts, slot, history_start)
+        if known[slot] is not None:
+            ratios.append(known[slot])
     return float(np.median(ratios)) if ratios else 0.0
 
 
@@ -84,7 +97,7 @@ def judge_hours(
     """The verdicts on `hours` (complete UTC hours) of one event type, given its hourly `counts` (hours without
     an entry count 0) known from `history_start` on; hours in cold start or below `min_expected` have none.
     `counts` must cover BASELINE_WEEKS weeks and POOLED_HOURS / 2 hours before the first of `hours`."""
-    verdicts = []
+    verdicts, known = [], {}
     for hour in hours:
         past = history(counts, hour, history_start)
         if len(past) < MIN_HISTORY_WEEKS:
@@ -92,7 +105,7 @@ def judge_hours(
         expected = float(np.median(past))
         if expected < min_expected:
             continue
-        wobble = MAD_TO_SIGMA * relative_dispersion(counts, hour, history_start)
+        wobble = MAD_TO_SIGMA * relative_dispersion(counts, hour, history_start, known)
         noise = max(math.sqrt(expected), max(wobble, RELATIVE_FLOOR) * expected)
         # actual - median: the hour's own noise plus the median's (variance pi/2 * sigma^2 / n for n values)
         spread = noise * math.sqrt(1 + math.pi / (2 * len(past)))
