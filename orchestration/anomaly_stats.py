@@ -3,10 +3,12 @@
 Definitions (docs/analytics.md, "Volume anomalies"):
 - history of hour h: the counts at h - 1 week, ..., h - BASELINE_WEEKS weeks that fall on or after the
   type's history start (hours without a row count 0); fewer than MIN_HISTORY_WEEKS: no verdict (cold start);
-- expected = median of the history; spread = max(1.4826 * MAD, sqrt(expected), RELATIVE_FLOOR * expected)
-  (MAD: median absolute deviation from the median; the floors: Poisson noise, and the day-to-day wobble
-  of large counts, which a MAD over 3-4 weeks underestimates);
-- expected below the minimum volume: not judged;
+- expected = median of the history; below the minimum volume: not judged;
+- wobble = the median, over the POOLED_HOURS hours of the week around h, of each hour's MAD / median
+  across its own history (MAD: median absolute deviation from the median), made a standard deviation
+  (x 1.4826, x SMALL_SAMPLE); pooled because a MAD of 3-4 values alone is too unsteady;
+- spread = max(sqrt(expected), max(wobble, RELATIVE_FLOOR) * expected) * sqrt(1 + pi / (2n)) for n weeks
+  of history (Poisson noise at least; the last factor: the median of n values has noise of its own);
 - score = (actual - expected) / spread; an anomaly when |score| >= threshold, a `drop` or a `spike`;
 - severity from the ratio actual / expected (the score says how sure, the ratio how big):
   high at <= 1/3 or >= 3x, medium at <= 1/2 or >= 2x, low otherwise.
