@@ -32,7 +32,14 @@ def _parser(convert: Callable[[str], Any], what: str) -> Callable[[str, str], An
 
 _int = _parser(int, "an integer")
 _float = _parser(float, "a number")
+_positive_float = _parser(lambda raw: _positive(float(raw)), "a positive number")
 _date = _parser(lambda raw: date.fromisoformat(raw.strip()), "a date (YYYY-MM-DD)")
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise ValueError("not positive")
+    return value
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -95,6 +102,13 @@ class Settings:
     # Arrivals younger than this are left to the next run (a still-open transaction may hold lower
     # ingest_seq values): the dbt marts and the ClickHouse loader (docs/analytics.md).
     arrival_settle_minutes: int = field(default=5, metadata=env_var("ARRIVAL_SETTLE_MINUTES", _int))
+    # Volume anomalies (docs/analytics.md "Volume anomalies"): an hour is flagged when its count is at least
+    # this many spreads from the same hour of the week's median over the previous weeks; hours whose
+    # expected count is below the minimum are not judged (too few events for a verdict).
+    anomaly_threshold: float = field(default=4.0, metadata=env_var("ANOMALY_THRESHOLD", _positive_float))
+    anomaly_min_expected_events: float = field(
+        default=20.0, metadata=env_var("ANOMALY_MIN_EXPECTED_EVENTS", _positive_float)
+    )
 
     # ClickHouse (docs/scaling.md): unset, Postgres answers everything. `http(s)://user:password@host:port/db`
     # for a server; `chdb://<path>` or `chdb://:memory:` for the embedded engine (one process: not `up`).

@@ -42,7 +42,9 @@ partial_parses = PartialParseCache(DBT_PROJECT_DIR / "target")
 DBT_POOL = "dbt"
 DBT_RUN_TAG = {"eventtrack/dbt": "true"}
 
-HOURLY_MODELS = "agg_events_hourly"
+# With the table the volume anomalies are written to (declared by dbt, filled by orchestration/anomalies.py):
+# created by the same run, so it exists before the anomalies asset first runs.
+HOURLY_MODELS = "agg_events_hourly agg_event_volume_anomalies"
 # With active_users_daily, the deprecated view of agg_active_users_daily's old name (marts/deprecated),
 # built in the same run as its table.
 DAILY_MODELS = "agg_events_daily agg_active_users_daily active_users_daily"

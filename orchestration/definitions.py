@@ -8,6 +8,7 @@ from dagster import Definitions, definitions
 
 from eventtrack.migrate import installed_at
 from eventtrack.settings import Settings
+from orchestration.anomalies import volume_anomalies_asset
 from orchestration.clickhouse import clickhouse_definitions
 from orchestration.dbt import aggregate_assets, dbt_models, dbt_resource
 from orchestration.experiments import experiment_assets
@@ -24,9 +25,11 @@ def build_definitions(settings: Settings) -> Definitions:
     installed = installed_at(settings.database_url) if settings.database_url else None
     start = partitions_start(settings.partitions_start_date, installed, datetime.now(UTC))
     hourly, daily = aggregate_assets(start)
-    jobs = build_jobs(hourly, daily)
+    anomalies = volume_anomalies_asset(hourly.partitions_def)
+    jobs = build_jobs(hourly, daily, anomalies)
     schedules = build_schedules(jobs, hourly, daily)
-    assets = [*raw_table_specs, dbt_models, hourly, daily, *maintenance_assets, *experiment_assets, *funnel_assets]
+    assets = [*raw_table_specs, dbt_models, hourly, daily, anomalies, *maintenance_assets, *experiment_assets]
+    assets += funnel_assets
     if settings.clickhouse_url:
         ch_assets, ch_jobs, ch_schedules = clickhouse_definitions(settings.clickhouse_load_minutes)
         assets, jobs, schedules = assets + ch_assets, jobs + ch_jobs, schedules + ch_schedules

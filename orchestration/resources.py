@@ -44,13 +44,19 @@ def dbt_model_columns(model: str) -> list[str]:
     return list(dbt_model_node(model)["columns"])
 
 
-def replace_declared_table(conn: psycopg.Connection, model: str, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Replaces every row of a table dbt declares (macros/declared_table.sql) with `rows`, in one
-    transaction: readers see the previous rows or the new ones, never a mix. The table's name and
-    columns are the model's (its yml), so they are written once."""
+def replace_declared_table(
+    conn: psycopg.Connection,
+    model: str,
+    rows: Iterable[Mapping[str, Any]],
+    where: str = "true",
+    params: Mapping[str, Any] | None = None,
+) -> None:
+    """Replaces the rows of a table dbt declares (macros/declared_table.sql) that match `where` (every
+    row by default) with `rows`, in one transaction: readers see the previous rows or the new ones, never
+    a mix. The table's name and columns are the model's (its yml), so they are written once."""
     table, columns = dbt_relation(model), dbt_model_columns(model)
     with conn.transaction():
-        conn.execute(f"DELETE FROM {table}")
+        conn.execute(f"DELETE FROM {table} WHERE {where}", params)
         with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row([row[c] for c in columns])
@@ -123,6 +129,8 @@ class EventtrackResource(ConfigurableResource):
     aggregates_retention_days: int = Settings.aggregates_retention_days
     retention_return_event: str | None = Settings.retention_return_event
     arrival_settle_minutes: int = Settings.arrival_settle_minutes
+    anomaly_threshold: float = Settings.anomaly_threshold
+    anomaly_min_expected_events: float = Settings.anomaly_min_expected_events
     clickhouse_url: str | None = Settings.clickhouse_url
     clickhouse_cluster: str | None = Settings.clickhouse_cluster
 

@@ -36,10 +36,15 @@ BUILT_OR_RUNNING = (AssetPartitionStatus.MATERIALIZED, AssetPartitionStatus.IN_P
 BUILT = (AssetPartitionStatus.MATERIALIZED,)
 
 
-def build_jobs(hourly_aggregates: AssetsDefinition, daily_aggregates: AssetsDefinition) -> list:
-    """The jobs, given the partitioned aggregates (orchestration.dbt.aggregate_assets)."""
+def build_jobs(
+    hourly_aggregates: AssetsDefinition, daily_aggregates: AssetsDefinition, volume_anomalies: AssetsDefinition
+) -> list:
+    """The jobs, given the partitioned aggregates (orchestration.dbt.aggregate_assets) and the volume anomalies
+    (orchestration.anomalies), partitioned as the hourly aggregates."""
     return [
-        define_asset_job("hourly_aggregates", selection=[hourly_aggregates], tags=DBT_RUN_TAG),
+        # The hours' aggregates, then their volume anomalies: each hour is judged as soon as it is counted,
+        # in the same run (one run per tick; catch-up's and backfills' ranges judge every hour they build).
+        define_asset_job("hourly_aggregates", selection=[hourly_aggregates, volume_anomalies], tags=DBT_RUN_TAG),
         define_asset_job("daily_aggregates", selection=[daily_aggregates], tags=DBT_RUN_TAG),
         # The models rebuilt whole (the views, fct_sessions, retention, ...), then the saved funnels' results.
         define_asset_job("sessions_and_staging", selection=[dbt_models, funnel_results], tags=DBT_RUN_TAG),

@@ -17,6 +17,7 @@ from ingest_api.admin.analytics import (
     list_saved_funnels,
     retention,
 )
+from ingest_api.admin.behaviour_anomalies import list_anomalies
 from ingest_api.admin.events import list_events, list_sessions
 from ingest_api.admin.experiments import experiment_routes
 from ingest_api.admin.feature_flags import (
@@ -55,6 +56,7 @@ def admin_routes() -> list[Route]:
             f"{ADMIN}/funnels/saved/{{funnel_id}}/", {"GET": get_saved_funnel, "DELETE": delete_saved_funnel}
         ),
         *method_routes(f"{ADMIN}/retention/", {"GET": retention}),
+        *method_routes(f"{ADMIN}/behaviour/anomalies/", {"GET": list_anomalies}),
         *experiment_routes(),
         *method_routes(f"{ADMIN}/destinations/", {"GET": destinations.list_destinations, "POST": destinations.create}),
         *method_routes(

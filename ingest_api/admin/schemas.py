@@ -20,6 +20,7 @@ from eventtrack.analytics.funnels import (
     WINDOW_PATTERN,
 )
 from eventtrack.analytics.segments import MAX_FILTERS
+from ingest_api.admin.behaviour_anomalies import DIRECTIONS, SEVERITIES
 from ingest_api.admin.http import ADMIN
 from ingest_api.admin.pagination import MAX_LIMIT
 from ingest_api.declarations import (
@@ -466,5 +467,24 @@ OPERATIONS += (
         "Batches the receiver refused for good (4xx), with its answer",
         Response(200, type=Page),
         params=(DESTINATION_ID, *PAGING),
+    ),
+)
+
+
+# Behaviour: volume anomalies (docs/analytics.md "Volume anomalies"), built by the pipeline after each hourly aggregate.
+OPERATIONS += (
+    admin_operation(
+        "get",
+        f"{ADMIN}/behaviour/anomalies/",
+        "adminListVolumeAnomalies",
+        "Volume anomalies of analytics.agg_event_volume_anomalies, newest hour first",
+        Response(200, type=Page),
+        params=(
+            query("event_type"),
+            query("severity", Literal[SEVERITIES]),
+            query("direction", Literal[DIRECTIONS]),
+            *WINDOW,
+            *PAGING,
+        ),
     ),
 )

@@ -114,3 +114,31 @@ def funnel_chart(items: Sequence[tuple[str, int]], *, title: str) -> Markup:
     chart.x_labels = [label for label, _ in reversed(items)]  # pygal draws the first label at the bottom
     chart.add("users", [value for _, value in reversed(items)])
     return _svg(chart)
+
+
+def volume_band_chart(
+    labels: Sequence[str],
+    actual: Sequence[float | None],
+    lower: Sequence[float | None],
+    upper: Sequence[float | None],
+    anomalies: Sequence[float | None],
+    *,
+    title: str,
+) -> Markup:
+    """Hourly counts inside their expected band (dashed edges), the anomalies as large dots on the counts."""
+    chart = pygal.Line(
+        **_config(
+            title=title,
+            x_labels_major_every=_major_every(len(labels)),
+            show_legend=True,
+            legend_at_bottom=True,
+            dots_size=1,
+            show_minor_x_labels=False,
+        )
+    )
+    chart.x_labels = list(labels)
+    chart.add("events", list(actual))
+    chart.add("anomaly", list(anomalies), stroke=False, dots_size=5)
+    chart.add("band low", list(lower), stroke_style={"dasharray": "4, 4"}, show_dots=False)
+    chart.add("band high", list(upper), stroke_style={"dasharray": "4, 4"}, show_dots=False)
+    return _svg(chart)

@@ -28,6 +28,7 @@ from starlette.templating import Jinja2Templates
 from eventtrack.errors import CLIENT_DISCONNECTED, ApiError
 from ingest_api.admin.aggregates import event_counts_answer
 from ingest_api.admin.analytics import parse_funnel_query, run_funnel, saved_funnel_by_id, saved_funnel_list
+from ingest_api.admin.behaviour_anomalies import anomaly_listing, judged_hours, judged_types
 from ingest_api.admin.destinations import destination_listing, update_destination
 from ingest_api.admin.events import event_listing, session_listing, session_status
 from ingest_api.admin.experiments import experiment_by_id, experiment_listing, results_of_experiment
@@ -37,7 +38,7 @@ from ingest_api.admin.keys import find_key
 from ingest_api.admin.pagination import Slice, decode_cursor
 from ingest_api.admin.rows import NEWEST_FIRST_KEY
 from ingest_api.admin.stream import FILTER_PARAMS, newest_cursor, open_stream, stream_filter
-from ingest_api.dashboard import analysis_form, charts, overview, pipeline_status, queries
+from ingest_api.dashboard import analysis_form, anomaly_chart, charts, overview, pipeline_status, queries
 from ingest_api.dashboard.flag_form import errors_by_field, flag_to_form, form_to_body
 from ingest_api.dashboard.replay import is_replayable, replay
 from ingest_api.dashboard.session import (
@@ -792,6 +793,30 @@ async def experiment_page(request: Request, current: Page) -> Response:
     )  # fmt: skip
 
 
+# --- volume anomalies ------------------------------------------------------------------
+
+
+@page()
+async def anomalies_page(request: Request, current: Page) -> Response:
+    """One event type's last week of hourly counts in their expected band, anomalies marked, and its anomalies."""
+    now = datetime.now(UTC)
+    since = now - timedelta(hours=anomaly_chart.HOURS_SHOWN)
+    async with _state(request).engine.connect() as conn:
+        types = await judged_types(conn, since)
+        chosen = request.query_params.get("event_type", "")
+        if types and chosen not in {t for t, _ in types}:
+            chosen = types[0][0]  # the type with the most anomalies
+        figure, series, rows = None, None, []
+        if types:
+            series = anomaly_chart.band_series(await judged_hours(conn, chosen, since), now)
+            figure = charts.volume_band_chart(
+                series.labels, series.actual, series.lower, series.upper, series.anomalies,
+                title=f"{chosen}: events per hour and expected band (UTC)",
+            )  # fmt: skip
+            rows = (await anomaly_listing(conn, event_type=chosen, limit=PAGE_SIZE)).results
+    return section(request, current, "anomalies", types=types, chosen=chosen, figure=figure, series=series, rows=rows)
+
+
 def dashboard_routes() -> list[BaseRoute]:
     return [
         Mount(
@@ -812,6 +837,7 @@ def dashboard_routes() -> list[BaseRoute]:
                 *method_routes("/flags/{flag_id}", {"GET": flag_edit_form, "POST": flag_update}),
                 *method_routes("/flags/{flag_id}/toggle", {"POST": flag_toggle}),
                 *method_routes("/funnels", {"GET": funnels_page}),
+                *method_routes("/anomalies", {"GET": anomalies_page}),
                 *method_routes("/experiments", {"GET": experiments_page}),
                 *method_routes("/experiments/{experiment_id}", {"GET": experiment_page}),
                 *method_routes("/destinations/", {"GET": destinations_page}),

@@ -142,6 +142,8 @@ def test_up_serves_everything_restarts_what_dies_and_ctrl_c_stops_everything():
             "analytics/agg_active_users_daily",
             "maintenance/retention",
             "maintenance/session_closure",
+            "analytics/agg_event_volume_anomalies",
+            "analytics/agg_event_volume_anomalies_table",
         } <= names
         repos = graphql(
             up.ui,

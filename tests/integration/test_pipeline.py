@@ -309,6 +309,16 @@ def test_definitions_load(dbt_env):
     # The saved funnels' results are computed daily, by the job that rebuilds the models rebuilt whole.
     daily = defs.resolve_job_def("sessions_and_staging").asset_layer.selected_asset_keys
     assert {"analytics/agg_funnel_results", "analytics/agg_funnel_results_table"} <= {k.to_user_string() for k in daily}
+    # The volume anomalies are judged in the hourly job, after the hourly aggregates, with a check of their own.
+    hourly = defs.resolve_job_def("hourly_aggregates").asset_layer.selected_asset_keys
+    assert {"analytics/agg_events_hourly", "analytics/agg_event_volume_anomalies"} <= {
+        k.to_user_string() for k in hourly
+    }
+    assert "no_new_volume_anomalies" in checks
+    assert {d.asset_key.to_user_string() for d in specs["analytics/agg_event_volume_anomalies"].deps} == {
+        "analytics/agg_events_hourly",
+        "analytics/agg_event_volume_anomalies_table",
+    }
     assert {d.asset_key.to_user_string() for d in specs["analytics/agg_funnel_results"].deps} == {
         "analytics/agg_funnel_results_table",
         "analytics_staging/stg_eventtrack__saved_funnels",
@@ -567,6 +577,8 @@ def test_catch_up_builds_every_partition_and_mart_in_runs_of_named_jobs(
     monkeypatch.setenv("DAGSTER_PG_URL", env["DAGSTER_PG_URL"])
     marts = {
         AssetKey(["analytics", "agg_events_hourly"]): hourly_partitions(start),
+        # Judged in the same runs as the hourly aggregates (orchestration/anomalies.py).
+        AssetKey(["analytics", "agg_event_volume_anomalies"]): hourly_partitions(start),
         AssetKey(["analytics", "agg_events_daily"]): daily_partitions(start),
         AssetKey(["analytics", "agg_active_users_daily"]): daily_partitions(start),
     }
