@@ -49,7 +49,7 @@ MAX_VALIDATION_ROWS = 500_000
 _COLUMNS = ("cutoff_date", "distinct_id", *NUMERIC_FEATURES, *CATEGORICAL_FEATURES, "churned")
 
 
-def _sample(conn: psycopg.Connection, where: str, params: dict[str, Any], cap: int) -> FeatureRows:
+def read_feature_rows(conn: psycopg.Connection, where: str, params: dict[str, Any], cap: int) -> FeatureRows:
     """The feature rows matching `where`, a deterministic sample of about `cap` of them when there are more."""
     table = dbt_relation("fct_user_churn_features")
     (total,) = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()
@@ -107,13 +107,13 @@ def train_and_score(conn: psycopg.Connection, horizon_days: int, now: datetime) 
     }
     metrics: dict[str, Any] | None = None
     if split.verdict is None:
-        training = _sample(conn, "cutoff_date = ANY(%(c)s)", {"c": split.training_cutoffs}, MAX_TRAINING_ROWS)
-        validation = _sample(conn, "cutoff_date = %(c)s", {"c": split.validation_cutoff}, MAX_VALIDATION_ROWS)
+        training = read_feature_rows(conn, "cutoff_date = ANY(%(c)s)", {"c": split.training_cutoffs}, MAX_TRAINING_ROWS)
+        validation = read_feature_rows(conn, "cutoff_date = %(c)s", {"c": split.validation_cutoff}, MAX_VALIDATION_ROWS)
         model = train_and_validate(training, validation)
         if isinstance(model, str):
             row["verdict"] = model
         else:
-            scored = _sample(conn, "cutoff_date = %(c)s", {"c": split.scored_cutoff}, 2**62)
+            scored = read_feature_rows(conn, "cutoff_date = %(c)s", {"c": split.scored_cutoff}, 2**62)
             scores, explained = score(model, scored)
             metrics = model.metrics
             row.update(
