@@ -17,6 +17,7 @@ from ingest_api.admin.analytics import (
     list_saved_funnels,
     retention,
 )
+from ingest_api.admin.behaviour_churn import churn_routes
 from ingest_api.admin.events import list_events, list_sessions
 from ingest_api.admin.experiments import experiment_routes
 from ingest_api.admin.feature_flags import (
@@ -56,6 +57,7 @@ def admin_routes() -> list[Route]:
         ),
         *method_routes(f"{ADMIN}/retention/", {"GET": retention}),
         *experiment_routes(),
+        *churn_routes(),
         *method_routes(f"{ADMIN}/destinations/", {"GET": destinations.list_destinations, "POST": destinations.create}),
         *method_routes(
             f"{ADMIN}/destinations/{{destination_id}}/",

@@ -80,7 +80,7 @@ class Population:
 
 
 def settings(database_url: str, **overrides):
-    return settings_for(database_url, churn_cutoff_weeks=CUTOFF_WEEKS, churn_horizon_days=HORIZON, **overrides)
+    return settings_for(database_url, **{"churn_cutoff_weeks": CUTOFF_WEEKS, "churn_horizon_days": HORIZON, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +181,92 @@ def pipeline_resources(database_url):
         }
 
     return build
+
+
+def test_scores_are_listed_highest_first_with_filters(planted, admin, database_url):
+    """The admin route pages through every score of the latest model, highest first; filters narrow it."""
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT distinct_id, score, model_id FROM analytics.user_churn_scores").fetchall()
+        (model_id,) = conn.execute("SELECT model_id FROM analytics.churn_models WHERE status = 'trained'").fetchone()
+    active = {u for u in planted.days if planted.expected(u, planted.today) is not None}
+    assert {u for u, _, _ in stored} == active and {m for _, _, m in stored} == {model_id}
+
+    seen, url = [], "/api/v1/analytics/admin/behaviour/churn/?limit=300"
+    while url:
+        body = admin.get(url).json()
+        seen += body["results"]
+        url = body["next"]
+    assert [r["distinct_id"] for r in seen] == [
+        u for u, _ in sorted(((u, -s) for u, s, _ in stored), key=lambda x: (x[1], x[0]))
+    ]
+    top = seen[0]
+    assert top["model_id"] == model_id and top["cutoff_date"] == planted.today.isoformat()
+    assert 1 <= len(top["top_features"]) <= 3 and all(f["effect"] > 0 for f in top["top_features"])
+
+    high = admin.get(
+        "/api/v1/analytics/admin/behaviour/churn/", params={"min_score": 0.8, "os_name": "ios", "limit": 1000}
+    )
+    results = high.json()["results"]
+    assert results and all(r["score"] >= 0.8 and r["os_name"] == "ios" for r in results)
+    assert len(results) == sum(1 for r in seen if r["score"] >= 0.8 and r["os_name"] == "ios")
+
+    bad = admin.get("/api/v1/analytics/admin/behaviour/churn/", params={"min_score": "2"})
+    assert bad.status_code == 400 and set(bad.json()) == {"error", "detail", "fields"}
+
+
+def test_erasure_removes_a_persons_scores_and_features(planted, admin, database_url):
+    user = "planted-1"
+    with psycopg.connect(database_url) as conn:
+        features = conn.execute(
+            "SELECT count(*) FROM analytics.fct_user_churn_features WHERE distinct_id = %s", (user,)
+        ).fetchone()[0]
+        daily = conn.execute(
+            "SELECT count(*) FROM analytics_intermediate.int_user_activity_daily WHERE distinct_id = %s", (user,)
+        ).fetchone()[0]
+        scores = conn.execute(
+            "SELECT count(*) FROM analytics.user_churn_scores WHERE distinct_id = %s", (user,)
+        ).fetchone()[0]
+    assert features and daily
+    body = admin.delete(f"/api/v1/analytics/admin/persons/{user}/").json()
+    assert body["deleted"]["churn_scores"] == scores and body["deleted"]["churn_features"] == features + daily
+    with psycopg.connect(database_url) as conn:
+        for table in (
+            "analytics.fct_user_churn_features",
+            "analytics_intermediate.int_user_activity_daily",
+            "analytics.user_churn_scores",
+        ):
+            assert conn.execute(f"SELECT count(*) FROM {table} WHERE distinct_id = %s", (user,)).fetchone()[0] == 0
+
+
+def test_the_check_fails_below_the_floor(planted, pipeline_resources):
+    from orchestration.churn import churn_validation_auc
+
+    eventtrack = pipeline_resources(churn_auc_floor=0.999)["eventtrack"]
+    check = churn_validation_auc(eventtrack=eventtrack)
+    assert not check.passed and check.metadata["floor"].value == 0.999
+
+
+def test_too_little_history_says_so_and_keeps_the_scores(planted, database_url, pipeline_resources):
+    """One cut-off a week back and a 14-day horizon: no label is known yet, so no model; the metadata and
+    analytics.churn_models say why in words, the check passes without a verdict, the run succeeds."""
+    from dagster import materialize
+
+    from orchestration.churn import churn_validation_auc, user_churn_scores
+    from orchestration.dbt import churn_feature_models
+
+    resources = pipeline_resources(churn_cutoff_weeks=1)
+    assert materialize([churn_feature_models], resources=resources).success
+    result = materialize([user_churn_scores, churn_validation_auc], resources=resources)
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("analytics__user_churn_scores")
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert metadata["status"] == "no_verdict"
+    assert metadata["verdict"].startswith("not enough history for a verdict: 0 cut-off(s) with a known label")
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed and check.description.startswith("No verdict")
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM analytics.user_churn_scores").fetchone()[0] > 0
+        assert [s for (s,) in conn.execute("SELECT status FROM analytics.churn_models ORDER BY trained_at")] == [
+            "trained",
+            "no_verdict",
+        ]

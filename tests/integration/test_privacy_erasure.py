@@ -217,6 +217,8 @@ def test_erasure_leaves_no_trace_keeps_the_other_user_and_aggregates_exact(api, 
         "persons": 1,
         "person_distinct_ids": 1,
         "rejected_events": 3,
+        "churn_scores": 0,
+        "churn_features": 0,
     }
     queued = db.execute("SELECT count(*) FROM aggregate_rebuilds").fetchone()[0]
     assert body["aggregate_buckets_queued"] == queued > 0
