@@ -80,7 +80,9 @@ class Population:
 
 
 def settings(database_url: str, **overrides):
-    return settings_for(database_url, **{"churn_cutoff_weeks": CUTOFF_WEEKS, "churn_horizon_days": HORIZON, **overrides})
+    return settings_for(
+        database_url, **{"churn_cutoff_weeks": CUTOFF_WEEKS, "churn_horizon_days": HORIZON, **overrides}
+    )
 
 
 @pytest.fixture(scope="module")
