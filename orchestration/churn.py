@@ -45,6 +45,8 @@ MODELS_TABLE_DEFINITION = AssetKey(["analytics", "churn_models_table"])
 # Rows read per set (a deterministic sample by user and cut-off above it): bounds the weekly run's time and memory.
 MAX_TRAINING_ROWS = 1_000_000
 MAX_VALIDATION_ROWS = 500_000
+# Rows turned into arrays at a time: the query's Python rows never all exist at once.
+READ_CHUNK = 100_000
 
 _COLUMNS = ("cutoff_date", "distinct_id", *NUMERIC_FEATURES, *CATEGORICAL_FEATURES, "churned")
 
@@ -60,9 +62,12 @@ def read_feature_rows(conn: psycopg.Connection, where: str, params: dict[str, An
         f" FROM {table} WHERE {where} AND (hashtext(distinct_id || cutoff_date::text) & 1023) < %(keep)s"
         " ORDER BY cutoff_date, distinct_id"
     )
+    parts = []
     with conn.cursor(binary=True) as cur:
         cur.execute(sql, {**params, "keep": keep})
-        return rows_of(cur.fetchall())
+        while chunk := cur.fetchmany(READ_CHUNK):
+            parts.append(rows_of(chunk))
+    return FeatureRows.concat(parts)
 
 
 def model_id_of(trained_at: datetime) -> str:
