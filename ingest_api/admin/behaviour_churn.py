@@ -99,6 +99,40 @@ async def churn_listing(
     return Slice([json_row(r) for r in part.results], part.next, part.previous)
 
 
+MODELS_TABLE = "analytics.churn_models"
+DISTRIBUTION_BINS = 10
+
+
+async def churn_overview(conn: AsyncConnection) -> dict[str, Any]:
+    """The latest run of the churn model (None before the first) and the scores' distribution in
+    DISTRIBUTION_BINS equal bins of [0, 1]: what the dashboard's Churn risk page shows above the table."""
+    if not (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": MODELS_TABLE})).scalar_one():
+        return {"model": None, "bins": []}
+    model = (
+        await conn.execute(
+            sa.text(
+                f"SELECT model_id, trained_at, status, verdict, scored_cutoff, validation_cutoff, metrics"
+                f" FROM {MODELS_TABLE} ORDER BY trained_at DESC LIMIT 1"
+            )
+        )
+    ).first()
+    counts = dict(
+        (
+            await conn.execute(
+                sa.text(
+                    f"SELECT least(floor(score * {DISTRIBUTION_BINS}), {DISTRIBUTION_BINS - 1})::int AS bin, count(*)"
+                    f" FROM {SCORES_TABLE} GROUP BY 1"
+                )
+            )
+        ).all()
+    )
+    bins = [
+        (f"{b / DISTRIBUTION_BINS:.1f}–{(b + 1) / DISTRIBUTION_BINS:.1f}", counts.get(b, 0))
+        for b in range(DISTRIBUTION_BINS)
+    ]
+    return {"model": dict(model._mapping) if model else None, "bins": bins if counts else []}
+
+
 def churn_filters(request: Request) -> dict[str, Any]:
     """The listing's filters from the query, checked (400 on a bad one)."""
     check_unknown_params(request, _PARAMS)

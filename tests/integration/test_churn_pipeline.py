@@ -10,10 +10,12 @@ find the driver (validation ROC AUC >= 0.80), and the same rows with shuffled la
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
+import httpx
 import numpy as np
 import psycopg
 import pytest
@@ -238,6 +240,32 @@ def test_erasure_removes_a_persons_scores_and_features(planted, admin, database_
             "analytics.user_churn_scores",
         ):
             assert conn.execute(f"SELECT count(*) FROM {table} WHERE distinct_id = %s", (user,)).fetchone()[0] == 0
+
+
+def test_dashboard_page_shows_the_table_and_the_distribution(planted, server, admin_key, database_url):
+    """Signed in, /admin/churn shows the latest model, the scores' distribution (its numbers sum to the
+    users scored) and the highest scores first; a bad filter is a 400 page, not a 500."""
+    with psycopg.connect(database_url) as conn:
+        scored = conn.execute(
+            "SELECT distinct_id FROM analytics.user_churn_scores ORDER BY score DESC, distinct_id"
+        ).fetchall()
+        (model_id,) = conn.execute(
+            "SELECT model_id FROM analytics.churn_models ORDER BY trained_at DESC LIMIT 1"
+        ).fetchone()
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        form = browser.get("/admin/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+        browser.post("/admin/login", data={"api_key": admin_key, "csrf_token": csrf})
+        page = browser.get("/admin/churn")
+        bad = browser.get("/admin/churn", params={"min_score": "x"})
+    assert page.status_code == 200, page.text
+    assert model_id in page.text
+    figure = page.text.split('data-chart="churn-distribution"')[1].split("</figure>")[0]
+    assert sum(int(n) for n in re.findall(r'<td class="num">(\d+)</td>', figure)) == len(scored)
+    table = page.text.split('id="churn-table"')[1]
+    shown = re.findall(r"<tr>\s*<td>([^<]+)</td>", table)
+    assert shown == [u for (u,) in scored[:50]]
+    assert bad.status_code == 400 and "min_score" in bad.text
 
 
 def test_the_check_fails_below_the_floor(planted, pipeline_resources):
