@@ -155,7 +155,7 @@ def test_up_serves_everything_restarts_what_dies_and_ctrl_c_stops_everything():
             " name cronSchedule executionTimezone scheduleState { status } } } } } }",
         )
         schedules = repos["repositoriesOrError"]["nodes"][0]["schedules"]
-        assert {"name": "churn_scores", "cronSchedule": "0 2 * * 1"} in [
+        assert {"name": "churn_scores_schedule", "cronSchedule": "0 2 * * 1"} in [
             {"name": s["name"], "cronSchedule": s["cronSchedule"]} for s in schedules
         ]
         checks = graphql(
