@@ -42,6 +42,10 @@ _SELECT = (
 _PARAMS = {"limit", "cursor", "min_score", "max_score", "os_name", "app_version", "distinct_id"}
 
 
+async def _exists(conn: AsyncConnection, table: str) -> bool:
+    return (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table})).scalar_one()
+
+
 def score_param(request: Request, name: str) -> float | None:
     """A score bound in [0, 1]; 400 otherwise."""
     raw = request.query_params.get(name)
@@ -67,8 +71,9 @@ async def churn_listing(
     limit: int = DEFAULT_LIMIT,
     cursor: Cursor | None = None,
 ) -> Slice:
-    """A keyset page of the scores, highest first (ties by distinct_id); empty until the pipeline has scored."""
-    if not (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": SCORES_TABLE})).scalar_one():
+    """A keyset page of the scores, highest first (ties by distinct_id); empty until the pipeline has scored
+    (dbt declares the scores table daily; the features table comes with the first weekly run)."""
+    if not all([await _exists(conn, SCORES_TABLE), await _exists(conn, FEATURES_TABLE)]):
         return Slice([], None, None)
     where, params = [], {}
     for column, value in (("f.os_name", os_name), ("f.app_version", app_version), ("s.distinct_id", distinct_id)):
@@ -106,7 +111,7 @@ DISTRIBUTION_BINS = 10
 async def churn_overview(conn: AsyncConnection) -> dict[str, Any]:
     """The latest run of the churn model (None before the first) and the scores' distribution in
     DISTRIBUTION_BINS equal bins of [0, 1]: what the dashboard's Churn risk page shows above the table."""
-    if not (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": MODELS_TABLE})).scalar_one():
+    if not await _exists(conn, MODELS_TABLE):
         return {"model": None, "bins": []}
     model = (
         await conn.execute(

@@ -300,3 +300,11 @@ def test_too_little_history_says_so_and_keeps_the_scores(planted, database_url, 
             "trained",
             "no_verdict",
         ]
+
+
+def test_before_the_first_weekly_run_the_route_answers_an_empty_page(planted, admin, database_url):
+    """dbt declares the scores table with the daily models; the features table comes with the weekly job."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE analytics.fct_user_churn_features")
+    answer = admin.get("/api/v1/analytics/admin/behaviour/churn/", params={"os_name": "ios"})
+    assert answer.status_code == 200 and answer.json() == {"next": None, "previous": None, "results": []}
