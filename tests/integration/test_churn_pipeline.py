@@ -108,6 +108,24 @@ def planted(dbt_env, database_url):
     return population
 
 
+def resources(database_url: str, **overrides) -> dict:
+    """Resources of the churn assets with the module's settings and any overrides."""
+    from orchestration.dbt import dbt_resource
+    from orchestration.resources import EventtrackResource
+
+    return {"dbt": dbt_resource(), "eventtrack": EventtrackResource.from_settings(settings(database_url, **overrides))}
+
+
+@pytest.fixture(scope="module")
+def trained(planted, database_url):
+    """The churn asset and its check, materialized once on the planted features."""
+    from dagster import materialize
+
+    from orchestration.churn import churn_validation_auc, user_churn_scores
+
+    return materialize([user_churn_scores, churn_validation_auc], resources=resources(database_url))
+
+
 def feature_rows(database_url: str, cutoff: date):
     from orchestration.churn import read_feature_rows
 
@@ -138,12 +156,8 @@ def test_features_and_labels_are_the_planted_ones(planted, database_url):
     assert got == want
 
 
-def test_the_model_finds_the_planted_driver(planted, pipeline_resources):
-    from dagster import materialize
-
-    from orchestration.churn import churn_validation_auc, user_churn_scores
-
-    result = materialize([user_churn_scores, churn_validation_auc], resources=pipeline_resources())
+def test_the_model_finds_the_planted_driver(planted, trained):
+    result = trained
     assert result.success
     (materialization,) = result.asset_materializations_for_node("analytics__user_churn_scores")
     metadata = {k: v.value for k, v in materialization.metadata.items()}
@@ -171,23 +185,7 @@ def test_shuffled_labels_give_chance(planted, database_url):
     assert 0.40 <= shuffled.metrics["roc_auc"] <= 0.60
 
 
-@pytest.fixture
-def pipeline_resources(database_url):
-    """Resources of the churn asset with the module's settings and any overrides."""
-
-    def build(**overrides):
-        from orchestration.dbt import dbt_resource
-        from orchestration.resources import EventtrackResource
-
-        return {
-            "dbt": dbt_resource(),
-            "eventtrack": EventtrackResource.from_settings(settings(database_url, **overrides)),
-        }
-
-    return build
-
-
-def test_scores_are_listed_highest_first_with_filters(planted, admin, database_url):
+def test_scores_are_listed_highest_first_with_filters(trained, planted, admin, database_url):
     """The admin route pages through every score of the latest model, highest first; filters narrow it."""
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT distinct_id, score, model_id FROM analytics.user_churn_scores").fetchall()
@@ -218,7 +216,7 @@ def test_scores_are_listed_highest_first_with_filters(planted, admin, database_u
     assert bad.status_code == 400 and set(bad.json()) == {"error", "detail", "fields"}
 
 
-def test_erasure_removes_a_persons_scores_and_features(planted, admin, database_url):
+def test_erasure_removes_a_persons_scores_and_features(trained, admin, database_url):
     user = "planted-1"
     with psycopg.connect(database_url) as conn:
         features = conn.execute(
@@ -242,7 +240,7 @@ def test_erasure_removes_a_persons_scores_and_features(planted, admin, database_
             assert conn.execute(f"SELECT count(*) FROM {table} WHERE distinct_id = %s", (user,)).fetchone()[0] == 0
 
 
-def test_dashboard_page_shows_the_table_and_the_distribution(planted, server, admin_key, database_url):
+def test_dashboard_page_shows_the_table_and_the_distribution(trained, server, admin_key, database_url):
     """Signed in, /admin/churn shows the latest model, the scores' distribution (its numbers sum to the
     users scored) and the highest scores first; a bad filter is a 400 page, not a 500."""
     with psycopg.connect(database_url) as conn:
@@ -265,18 +263,19 @@ def test_dashboard_page_shows_the_table_and_the_distribution(planted, server, ad
     table = page.text.split('id="churn-table"')[1]
     shown = re.findall(r"<tr>\s*<td>([^<]+)</td>", table)
     assert shown == [u for (u,) in scored[:50]]
+    assert 'rel="next">Lower scores →</a>' in page.text
     assert bad.status_code == 400 and "min_score" in bad.text
 
 
-def test_the_check_fails_below_the_floor(planted, pipeline_resources):
+def test_the_check_fails_below_the_floor(trained, database_url):
     from orchestration.churn import churn_validation_auc
 
-    eventtrack = pipeline_resources(churn_auc_floor=0.999)["eventtrack"]
+    eventtrack = resources(database_url, churn_auc_floor=0.999)["eventtrack"]
     check = churn_validation_auc(eventtrack=eventtrack)
     assert not check.passed and check.metadata["floor"].value == 0.999
 
 
-def test_too_little_history_says_so_and_keeps_the_scores(planted, database_url, pipeline_resources):
+def test_too_little_history_says_so_and_keeps_the_scores(trained, database_url):
     """One cut-off a week back and a 14-day horizon: no label is known yet, so no model; the metadata and
     analytics.churn_models say why in words, the check passes without a verdict, the run succeeds."""
     from dagster import materialize
@@ -284,9 +283,9 @@ def test_too_little_history_says_so_and_keeps_the_scores(planted, database_url, 
     from orchestration.churn import churn_validation_auc, user_churn_scores
     from orchestration.dbt import churn_feature_models
 
-    resources = pipeline_resources(churn_cutoff_weeks=1)
-    assert materialize([churn_feature_models], resources=resources).success
-    result = materialize([user_churn_scores, churn_validation_auc], resources=resources)
+    short = resources(database_url, churn_cutoff_weeks=1)
+    assert materialize([churn_feature_models], resources=short).success
+    result = materialize([user_churn_scores, churn_validation_auc], resources=short)
     assert result.success
     (materialization,) = result.asset_materializations_for_node("analytics__user_churn_scores")
     metadata = {k: v.value for k, v in materialization.metadata.items()}
