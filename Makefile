@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install js bench bench-pipeline bench-soak bench-spike bench-stream bench-analytics bench-clickhouse bench-experiments bench-schema bench-retention clean
+.PHONY: run test install js bench bench-pipeline bench-soak bench-spike bench-stream bench-analytics bench-clickhouse bench-experiments bench-churn bench-schema bench-retention clean
 
 # uv installs the ~160 packages in a third of pip's time (measured on a fresh clone here: 21 s against 56 s,
 # bytecode compiled by both), which was most of a fresh clone's `make test` set-up. --compile-bytecode as pip does: where
@@ -92,6 +92,9 @@ bench-clickhouse: install
 # Experiment results refresh (dbt counts + statistics asset) with 1M exposed users (BENCH_EXPOSED_USERS).
 bench-experiments: install
 	$(BIN)/python -m bench.run_experiments
+
+bench-churn: install
+	$(BIN)/python -m bench.run_churn
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/js/node_modules

@@ -110,6 +110,13 @@ class Settings:
         default=20.0, metadata=env_var("ANOMALY_MIN_EXPECTED_EVENTS", _positive_float)
     )
 
+    # Churn risk (docs/analytics.md "Churn risk"): a user has churned after a cut-off when they have no event in
+    # the CHURN_HORIZON_DAYS days from it; features are taken at weekly cut-offs over the last CHURN_CUTOFF_WEEKS
+    # weeks; the asset check fails when the model's validation ROC AUC is below CHURN_AUC_FLOOR.
+    churn_horizon_days: int = field(default=14, metadata=env_var("CHURN_HORIZON_DAYS", _int))
+    churn_cutoff_weeks: int = field(default=8, metadata=env_var("CHURN_CUTOFF_WEEKS", _int))
+    churn_auc_floor: float = field(default=0.7, metadata=env_var("CHURN_AUC_FLOOR", _float))
+
     # ClickHouse (docs/scaling.md): unset, Postgres answers everything. `http(s)://user:password@host:port/db`
     # for a server; `chdb://<path>` or `chdb://:memory:` for the embedded engine (one process: not `up`).
     clickhouse_url: str | None = field(default=None, metadata=env_var("CLICKHOUSE_URL"))

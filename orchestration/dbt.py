@@ -48,6 +48,9 @@ HOURLY_MODELS = "agg_events_hourly agg_event_volume_anomalies"
 # With active_users_daily, the deprecated view of agg_active_users_daily's old name (marts/deprecated),
 # built in the same run as its table.
 DAILY_MODELS = "agg_events_daily agg_active_users_daily active_users_daily"
+# The churn features, rebuilt by the weekly churn_scores job only (orchestration/churn.py); the tables the churn
+# asset fills (fct_user_churn_scores, fct_churn_models) are declared by dbt_models like every other.
+CHURN_FEATURE_MODELS = "int_churn_top_event_types int_user_activity_daily fct_user_churn_features"
 
 
 class EventtrackTranslator(DagsterDbtTranslator):
@@ -102,13 +105,26 @@ def _build(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: Even
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    exclude=f"{HOURLY_MODELS} {DAILY_MODELS}",
+    exclude=f"{HOURLY_MODELS} {DAILY_MODELS} {CHURN_FEATURE_MODELS}",
     dagster_dbt_translator=translator,
     name="dbt_models",
     pool=DBT_POOL,
 )
 def dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
     """Staging views, sessionized events and fct_sessions (rebuilt whole)."""
+    yield from _build(context, dbt, eventtrack)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    select=CHURN_FEATURE_MODELS,
+    dagster_dbt_translator=translator,
+    name="dbt_churn_features",
+    pool=DBT_POOL,
+)
+def churn_feature_models(context: AssetExecutionContext, dbt: DbtCliResource, eventtrack: EventtrackResource):
+    """The users' daily activity and the churn features at each weekly cut-off (rebuilt whole, weekly)."""
     yield from _build(context, dbt, eventtrack)
 
 

@@ -9,8 +9,9 @@ from dagster import Definitions, definitions
 from eventtrack.migrate import installed_at
 from eventtrack.settings import Settings
 from orchestration.anomalies import volume_anomalies_asset
+from orchestration.churn import churn_assets, churn_checks
 from orchestration.clickhouse import clickhouse_definitions
-from orchestration.dbt import aggregate_assets, dbt_models, dbt_resource
+from orchestration.dbt import aggregate_assets, churn_feature_models, dbt_models, dbt_resource
 from orchestration.experiments import experiment_assets
 from orchestration.funnels import funnel_assets
 from orchestration.maintenance import maintenance_assets
@@ -29,12 +30,13 @@ def build_definitions(settings: Settings) -> Definitions:
     jobs = build_jobs(hourly, daily, anomalies)
     schedules = build_schedules(jobs, hourly, daily)
     assets = [*raw_table_specs, dbt_models, hourly, daily, anomalies, *maintenance_assets, *experiment_assets]
-    assets += funnel_assets
+    assets += [*funnel_assets, churn_feature_models, *churn_assets]
     if settings.clickhouse_url:
         ch_assets, ch_jobs, ch_schedules = clickhouse_definitions(settings.clickhouse_load_minutes)
         assets, jobs, schedules = assets + ch_assets, jobs + ch_jobs, schedules + ch_schedules
     return Definitions(
         assets=assets,
+        asset_checks=churn_checks,
         jobs=jobs,
         schedules=schedules,
         resources={

@@ -54,12 +54,17 @@ def replace_declared_table(
     """Replaces the rows of a table dbt declares (macros/declared_table.sql) that match `where` (every
     row by default) with `rows`, in one transaction: readers see the previous rows or the new ones, never
     a mix. The table's name and columns are the model's (its yml), so they are written once."""
-    table, columns = dbt_relation(model), dbt_model_columns(model)
     with conn.transaction():
-        conn.execute(f"DELETE FROM {table} WHERE {where}", params)
-        with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in columns])
+        conn.execute(f"DELETE FROM {dbt_relation(model)} WHERE {where}", params)
+        append_to_declared_table(conn, model, rows)
+
+
+def append_to_declared_table(conn: psycopg.Connection, model: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Adds `rows` to a table dbt declares, by the columns of the model's yml."""
+    table, columns = dbt_relation(model), dbt_model_columns(model)
+    with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
 
 
 # What runs every dbt command of the pipeline: `dbt` itself, answered by a process that has dbt imported
@@ -111,6 +116,8 @@ def settings_dbt_vars(settings: Settings | EventtrackResource) -> dict[str, Any]
     values: dict[str, Any] = {
         "session_timeout_minutes": settings.session_timeout_minutes,
         "arrival_settle_minutes": settings.arrival_settle_minutes,
+        "churn_horizon_days": settings.churn_horizon_days,
+        "churn_cutoff_weeks": settings.churn_cutoff_weeks,
     }
     if settings.retention_return_event:
         values["retention_return_event"] = settings.retention_return_event
@@ -133,6 +140,9 @@ class EventtrackResource(ConfigurableResource):
     anomaly_min_expected_events: float = Settings.anomaly_min_expected_events
     clickhouse_url: str | None = Settings.clickhouse_url
     clickhouse_cluster: str | None = Settings.clickhouse_cluster
+    churn_horizon_days: int = Settings.churn_horizon_days
+    churn_cutoff_weeks: int = Settings.churn_cutoff_weeks
+    churn_auc_floor: float = Settings.churn_auc_floor
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventtrackResource:

@@ -169,13 +169,14 @@ def dagster_commands(settings: Settings) -> dict[str, list[str]]:
 
 # What catch-up runs, in order. `experiment_results` only runs its statistics: sessions_and_staging
 # has just built the experiment models it reads.
-CATCH_UP_JOBS = ("session_closure", "raw_maintenance", "sessions_and_staging", "experiment_results")
+# `churn_scores` after sessions_and_staging, which declares the tables it fills.
+CATCH_UP_JOBS = ("session_closure", "raw_maintenance", "sessions_and_staging", "experiment_results", "churn_scores")
 PARTITIONED_JOBS = ("hourly_aggregates", "daily_aggregates")
 
 
 def catch_up(settings: Settings) -> bool:
     """Runs now what the schedules would have run: maintenance, the views and fct_sessions, the
-    experiment statistics, then the aggregates' partitions not materialized yet, each run of
+    experiment statistics, the churn model and scores, then the aggregates' partitions not materialized yet, each run of
     consecutive ones as one run, and always the latest complete hour and day (each run also
     rebuilds every bucket that received events since the last one). Every run is one of the
     named jobs, so the UI shows them as such and every partition up to the last complete one as built.

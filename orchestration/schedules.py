@@ -24,7 +24,8 @@ from dagster import (
     define_asset_job,
 )
 
-from orchestration.dbt import DBT_RUN_TAG, dbt_models
+from orchestration.churn import user_churn_scores
+from orchestration.dbt import DBT_RUN_TAG, churn_feature_models, dbt_models
 from orchestration.experiments import EXPERIMENT_DBT_MODELS, experiment_results
 from orchestration.funnels import funnel_results
 from orchestration.maintenance import event_partitions_ahead, retention, session_closure
@@ -56,6 +57,8 @@ def build_jobs(
             selection=AssetSelection.assets(*EXPERIMENT_DBT_MODELS, experiment_results),
             tags=DBT_RUN_TAG,
         ),
+        # The users' daily activity and churn features (dbt), then the model, its scores and its check.
+        define_asset_job("churn_scores", selection=[churn_feature_models, user_churn_scores], tags=DBT_RUN_TAG),
     ]
 
 
@@ -81,6 +84,8 @@ def build_schedules(jobs: list, hourly_aggregates: AssetsDefinition, daily_aggre
         every("raw_maintenance", "30 0 * * *"),
         # At 01:30, queued behind the 01:00 dbt runs: exposures and conversions up to now, then the statistics.
         every("experiment_results", "30 1 * * *"),
+        # Mondays at 02:00, behind the daily runs: the features at the new weekly cut-off, a new model, the scores.
+        every("churn_scores", "0 2 * * 1"),
     ]
 
 

@@ -9,6 +9,7 @@ into a large table.
 from __future__ import annotations
 
 import base64
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ ID = "id"  # a bigint row id
 TIMESTAMP = "timestamp"  # ISO 8601, read as UTC when it has no zone
 UUID = "uuid"
 TEXT = "text"  # a sort column's text
+SCORE = "score"  # a finite number (a churn score)
 
 
 def _key_value(kind: str, value: Any) -> Any:
@@ -52,6 +54,8 @@ def _key_value(kind: str, value: Any) -> Any:
         return uuid.UUID(value)  # ValueError when malformed
     if kind == TEXT and isinstance(value, str) and "\x00" not in value:
         return value
+    if kind == SCORE and isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
     raise ValueError(f"not a {kind}")
 
 

@@ -18,6 +18,7 @@ from ingest_api.admin.analytics import (
     retention,
 )
 from ingest_api.admin.behaviour_anomalies import list_anomalies
+from ingest_api.admin.behaviour_churn import churn_routes
 from ingest_api.admin.events import list_events, list_sessions
 from ingest_api.admin.experiments import experiment_routes
 from ingest_api.admin.feature_flags import (
@@ -58,6 +59,7 @@ def admin_routes() -> list[Route]:
         *method_routes(f"{ADMIN}/retention/", {"GET": retention}),
         *method_routes(f"{ADMIN}/behaviour/anomalies/", {"GET": list_anomalies}),
         *experiment_routes(),
+        *churn_routes(),
         *method_routes(f"{ADMIN}/destinations/", {"GET": destinations.list_destinations, "POST": destinations.create}),
         *method_routes(
             f"{ADMIN}/destinations/{{destination_id}}/",

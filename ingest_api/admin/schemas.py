@@ -488,3 +488,24 @@ OPERATIONS += (
         ),
     ),
 )
+
+
+# Churn risk (ingest_api/admin/behaviour_churn.py, docs/analytics.md "Churn risk").
+ScoreBound = Annotated[float, Meta(ge=0, le=1)]
+OPERATIONS += (
+    admin_operation(
+        "get",
+        f"{ADMIN}/behaviour/churn/",
+        "adminListChurnScores",
+        "Users' churn-risk scores of the latest weekly model, highest first",
+        Response(200, type=Page),
+        params=(
+            query("min_score", ScoreBound),
+            query("max_score", ScoreBound),
+            query("os_name"),
+            query("app_version"),
+            query("distinct_id"),
+            *PAGING,
+        ),
+    ),
+)

@@ -1,5 +1,5 @@
 """The dashboard's pages under /admin/: sign-in with an admin key, then overview, events, live events,
-sessions, rejected events, feature flags, funnels, experiments and webhook destinations. Server-rendered;
+sessions, rejected events, feature flags, funnels, experiments, churn risk and webhook destinations. Server-rendered;
 no JavaScript needed except on the Live page (the browser's EventSource).
 
 Cookie auth applies to these pages only: the JSON API keeps requiring
@@ -29,6 +29,7 @@ from eventtrack.errors import CLIENT_DISCONNECTED, ApiError
 from ingest_api.admin.aggregates import event_counts_answer
 from ingest_api.admin.analytics import parse_funnel_query, run_funnel, saved_funnel_by_id, saved_funnel_list
 from ingest_api.admin.behaviour_anomalies import anomaly_listing, judged_hours, judged_types
+from ingest_api.admin.behaviour_churn import HIGHEST_FIRST_KEY, churn_listing, churn_overview, score_param
 from ingest_api.admin.destinations import destination_listing, update_destination
 from ingest_api.admin.events import event_listing, session_listing, session_status
 from ingest_api.admin.experiments import experiment_by_id, experiment_listing, results_of_experiment
@@ -817,6 +818,38 @@ async def anomalies_page(request: Request, current: Page) -> Response:
     return section(request, current, "anomalies", types=types, chosen=chosen, figure=figure, series=series, rows=rows)
 
 
+@page()
+async def churn_page(request: Request, current: Page) -> Response:
+    """Churn risk: the latest model's verdict, the distribution of the scores, the users by score."""
+    q = request.query_params
+    filters = {name: q.get(name, "").strip() for name in ("min_score", "os_name", "app_version")}
+    try:
+        min_score = score_param(request, "min_score")
+        os_name, app_version = (
+            text_value("os_name", filters["os_name"]),
+            text_value("app_version", filters["app_version"]),
+        )
+        cursor = decode_cursor(q.get("cursor"), HIGHEST_FIRST_KEY)
+        async with _state(request).engine.connect() as conn:
+            summary = await churn_overview(conn)
+            part = await churn_listing(
+                conn, min_score=min_score, os_name=os_name, app_version=app_version, limit=PAGE_SIZE, cursor=cursor
+            )
+    except ApiError as err:
+        return section(request, current, "churn", 400, filters=filters, rows=[], pages={}, error=err, model=None,
+                       bins=[], distribution=None)  # fmt: skip
+    bins = summary["bins"]
+    distribution = (
+        charts.bar_chart([b for b, _ in bins], [n for _, n in bins], title="Users by churn score", series="users")
+        if bins
+        else None
+    )
+    return section(
+        request, current, "churn", filters=filters, rows=part.results, pages=_pager("/churn", filters, part),
+        error=None, model=summary["model"], bins=bins, distribution=distribution,
+    )  # fmt: skip
+
+
 def dashboard_routes() -> list[BaseRoute]:
     return [
         Mount(
@@ -840,6 +873,7 @@ def dashboard_routes() -> list[BaseRoute]:
                 *method_routes("/anomalies", {"GET": anomalies_page}),
                 *method_routes("/experiments", {"GET": experiments_page}),
                 *method_routes("/experiments/{experiment_id}", {"GET": experiment_page}),
+                *method_routes("/churn", {"GET": churn_page}),
                 *method_routes("/destinations/", {"GET": destinations_page}),
                 *method_routes("/destinations/{destination_id}/status", {"POST": destination_status}),
                 Mount("/static", StaticFiles(directory=str(HERE / "static")), name="dashboard_static"),

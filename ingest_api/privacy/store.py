@@ -90,6 +90,7 @@ async def erase_person(conn: AsyncConnection, distinct_id: str, actor: Actor, *,
         ),
         "rejected_events": 0,
     }
+    deleted["churn_scores"], deleted["churn_features"] = await _erase_churn_rows(conn, params)
     letters = [row_id async for row_id, _ in _matching_dead_letters(conn, ids, columns="id")]
     for start in range(0, len(letters), PAGE_ROWS):
         deleted["rejected_events"] += await _delete(
@@ -122,6 +123,23 @@ async def erase_person(conn: AsyncConnection, distinct_id: str, actor: Actor, *,
         },
     )
     return result
+
+
+# The churn tables with a person's rows (dbt tables: docs/analytics.md "Churn risk"), once the pipeline built them.
+CHURN_SCORE_TABLES = ("analytics.user_churn_scores",)
+CHURN_FEATURE_TABLES = ("analytics.fct_user_churn_features", "analytics_intermediate.int_user_activity_daily")
+
+
+async def _erase_churn_rows(conn: AsyncConnection, params: dict[str, Any]) -> tuple[int, int]:
+    """The person's churn scores, and their features and daily activity rows (counted together)."""
+    counts = []
+    for tables in (CHURN_SCORE_TABLES, CHURN_FEATURE_TABLES):
+        n = 0
+        for table in tables:
+            if (await conn.execute(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table})).scalar_one():
+                n += await _delete(conn, f"DELETE FROM {table} WHERE distinct_id = ANY(:ids)", params)
+        counts.append(n)
+    return counts[0], counts[1]
 
 
 async def _delete(conn: AsyncConnection, sql: str, params: dict[str, Any]) -> int:

@@ -144,6 +144,12 @@ def test_up_serves_everything_restarts_what_dies_and_ctrl_c_stops_everything():
             "maintenance/session_closure",
             "analytics/agg_event_volume_anomalies",
             "analytics/agg_event_volume_anomalies_table",
+            # Churn risk (docs/analytics.md): the features, the model's scores, the tables it fills.
+            "analytics_intermediate/int_user_activity_daily",
+            "analytics/fct_user_churn_features",
+            "analytics/user_churn_scores",
+            "analytics/user_churn_scores_table",
+            "analytics/churn_models_table",
         } <= names
         repos = graphql(
             up.ui,
@@ -151,6 +157,15 @@ def test_up_serves_everything_restarts_what_dies_and_ctrl_c_stops_everything():
             " name cronSchedule executionTimezone scheduleState { status } } } } } }",
         )
         schedules = repos["repositoriesOrError"]["nodes"][0]["schedules"]
+        assert {"name": "churn_scores_schedule", "cronSchedule": "0 2 * * 1"} in [
+            {"name": s["name"], "cronSchedule": s["cronSchedule"]} for s in schedules
+        ]
+        checks = graphql(
+            up.ui,
+            '{ assetNodeOrError(assetKey: {path: ["analytics", "user_churn_scores"]}) { ... on AssetNode {'
+            " assetChecksOrError { ... on AssetChecks { checks { name } } } } } }",
+        )
+        assert checks["assetNodeOrError"]["assetChecksOrError"]["checks"] == [{"name": "churn_validation_auc"}]
         assert schedules and all(
             s["scheduleState"]["status"] == "RUNNING" and s["executionTimezone"] == "UTC" for s in schedules
         )

@@ -433,6 +433,7 @@ def test_phone_width_layout_has_no_horizontal_scroll(browser, seed):
             ("/admin/experiments", "phone-experiments-empty"),
             ("/admin/live/", "phone-live"),
             ("/admin/destinations/", "phone-destinations-empty"),
+            ("/admin/churn", "phone-churn-empty"),
         ):
             tab.goto(seed.url + path)
             width = tab.evaluate("document.documentElement.scrollWidth")

@@ -405,6 +405,7 @@ def test_schedules_run_named_jobs_in_utc_at_the_documented_times(dbt_env):
         "session_closure_schedule": ("session_closure", "*/10 * * * *", "UTC"),
         "raw_maintenance_schedule": ("raw_maintenance", "30 0 * * *", "UTC"),
         "experiment_results_schedule": ("experiment_results", "30 1 * * *", "UTC"),
+        "churn_scores_schedule": ("churn_scores", "0 2 * * 1", "UTC"),
     }
     assert {s.default_status for s in schedules} == {DefaultScheduleStatus.RUNNING}
 
@@ -498,8 +499,13 @@ def test_dbt_runs_get_the_session_timeout_and_the_partition_window(dbt_env):
     from orchestration.dbt import dbt_vars
     from orchestration.resources import EventtrackResource
 
-    eventtrack = EventtrackResource(database_url="", session_timeout_minutes=45)
-    assert dbt_vars(eventtrack, build_asset_context()) == {"session_timeout_minutes": 45, "arrival_settle_minutes": 5}
+    eventtrack = EventtrackResource(database_url="", session_timeout_minutes=45, churn_horizon_days=30)
+    assert dbt_vars(eventtrack, build_asset_context()) == {
+        "session_timeout_minutes": 45,
+        "arrival_settle_minutes": 5,
+        "churn_horizon_days": 30,
+        "churn_cutoff_weeks": 8,
+    }
 
 
 def test_the_views_built_at_start_up_get_the_settings_session_timeout(pipeline, db, database_url):
@@ -601,6 +607,7 @@ def test_catch_up_builds_every_partition_and_mart_in_runs_of_named_jobs(
                 "raw_maintenance",
                 "sessions_and_staging",
                 "experiment_results",
+                "churn_scores",
                 "hourly_aggregates",
                 "daily_aggregates",
             ]

@@ -198,6 +198,9 @@ def test_erasure_leaves_no_trace_keeps_the_other_user_and_aggregates_exact(api, 
         "public.person_distinct_ids",
         "rejected_events.payload",
         "analytics.fct_sessions",
+        # catch-up ran the churn job: alice's daily activity and churn features (docs/analytics.md "Churn risk").
+        "analytics.fct_user_churn_features",
+        "analytics_intermediate.int_user_activity_daily",
     } <= set(before)
     assert before["rejected_events.payload"] == 3
     bob_before = snapshot_of(db, bob_ids)
@@ -217,6 +220,9 @@ def test_erasure_leaves_no_trace_keeps_the_other_user_and_aggregates_exact(api, 
         "persons": 1,
         "person_distinct_ids": 1,
         "rejected_events": 3,
+        "churn_scores": before.get("analytics.user_churn_scores", 0),
+        "churn_features": before["analytics.fct_user_churn_features"]
+        + before["analytics_intermediate.int_user_activity_daily"],
     }
     queued = db.execute("SELECT count(*) FROM aggregate_rebuilds").fetchone()[0]
     assert body["aggregate_buckets_queued"] == queued > 0
