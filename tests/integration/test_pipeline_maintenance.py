@@ -196,4 +196,5 @@ def test_the_aggregate_tables_pruned_are_the_dbt_models_that_say_so():
         "analytics.agg_events_hourly": "hour",
         "analytics.agg_events_daily": "day",
         "analytics.agg_active_users_daily": "day",
+        "analytics.agg_event_volume_anomalies": "hour",
     }

@@ -65,7 +65,9 @@ def test_concurrent_writers_committing_out_of_order_skip_nothing(database_url, d
         with psycopg.connect(database_url) as conn:
             for _ in range(per_writer):
                 seqs = [conn.execute(INSERT, (uuid.uuid4(), "e")).fetchone()[0] for _ in range(rng.randint(1, 3))]
-                threading.Event().wait(rng.random() * 0.01)
+                # Writer 0 holds every transaction open for 30 ms while the others commit: the naive reader
+                # is all but certain to read past its seqs in one of them (the trap made to happen).
+                threading.Event().wait(0.03 if seed == 0 else rng.random() * 0.01)
                 conn.commit()
                 with lock:
                     written.extend(seqs)
