@@ -39,9 +39,8 @@ run: install
 # The tests run on PYTEST_WORKERS pytest-xdist workers, each with its own embedded Postgres and servers. A test
 # file is one unit of work (its tests in file order, module fixtures once); the files are handed out in collection
 # order, so the many short unit test files fill in at the end. PYTEST_WORKERS=0 runs everything in one process.
-# Three on two cores: the tests wait for servers, subprocesses and dbt a good part of the time (measured on the
-# quiet machine, 2026-12-03: 7:07 with two workers, 6:41 with three, the same 1,074 tests passing).
-PYTEST_WORKERS ?= 3
+# Two: three were measured no faster on these two cores (2026-12-03, quiet: 7:07 with two; 6:41 and 7:10 with three).
+PYTEST_WORKERS ?= 2
 test: install js
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/ruff check .
