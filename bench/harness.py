@@ -5,6 +5,7 @@ Each `bench/run_*.py` is one benchmark; the pieces several of them need live her
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -356,6 +357,19 @@ def machine_info(database_url: str) -> dict[str, Any]:
         "postgres_settings": pg_settings,
         "wrk": wrk_version[0] if wrk_version else "",
     }
+
+
+def report_checked(result: dict, name: str, problems: list[str], summary: str) -> int:
+    """A benchmark that checks guarantees: its figures and `problems` to RESULTS_DIR/<name>.json, the summary
+    printed, each problem on stderr; the exit status (1 when a guarantee failed)."""
+    result["failures"] = problems
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(summary)
+    print(f"\nresults: {RESULTS_DIR / f'{name}.json'}")
+    for problem in problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def run_benchmark(main: Callable[[], int], stopped: str) -> NoReturn:

@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -930,15 +928,7 @@ def summary(result: dict[str, Any]) -> str:
 
 def main() -> int:
     result = run()
-    problems = failures(result)
-    result["failures"] = problems
-    harness.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (harness.RESULTS_DIR / "spike.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(summary(result))
-    print(f"\nresults: {harness.RESULTS_DIR / 'spike.json'}")
-    for problem in problems:
-        print(f"FAILED: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return harness.report_checked(result, "spike", failures(result), summary(result))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ each side, as `make bench` reports). Results: bench/results/stream.json and a su
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -514,15 +513,7 @@ def main() -> int:
         print("wrk is not installed (make bench-stream installs it: apt-get install wrk)", file=sys.stderr)
         return 2
     result = run()
-    problems = failures(result)
-    result["failures"] = problems
-    harness.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (harness.RESULTS_DIR / "stream.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(summary(result))
-    print(f"\nresults: {harness.RESULTS_DIR / 'stream.json'}")
-    for problem in problems:
-        print(f"FAILED: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return harness.report_checked(result, "stream", failures(result), summary(result))
 
 
 if __name__ == "__main__":
