@@ -50,8 +50,14 @@ def plan_demo(users: int, days: int, now: datetime, seed: int = 42) -> list[Demo
         device_id = str(uuid.UUID(int=rng.getrandbits(128)))
         version_index = rng.randrange(3)
         clock_offset = timedelta(hours=rng.choice([0, 0, 0, 0, 2, -3]))
+        # A quarter of the users leave during the period, coming back less and less before they do: churn
+        # the churn model can learn from with a long enough demo (docs/analytics.md "Churn risk").
+        leaves_after = rng.uniform(0.2, 0.9) * days * 86400 if rng.random() < 0.25 else None
         for _ in range(rng.randrange(1, 3 * days + 1)):
-            started = now - timedelta(seconds=rng.randrange(days * 86400))
+            if leaves_after is None:
+                started = now - timedelta(seconds=rng.randrange(days * 86400))
+            else:
+                started = now - timedelta(days=days) + timedelta(seconds=rng.triangular(0, leaves_after, 0))
             if rng.random() < 0.1 and version_index < 2:  # users update the app now and then
                 version_index += 1
             session = DemoSession(
