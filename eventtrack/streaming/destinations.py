@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from eventtrack.analytics.segments import SegmentError, parse_filters
+from eventtrack.streaming.horizon import newest_seq  # a new destination starts after it
 from eventtrack.streaming.signing import new_secret
 from eventtrack.streaming.tail import EventFilter, events_after
 
@@ -167,15 +168,6 @@ async def active_ids(conn: AsyncConnection) -> list[int]:
     return list(
         (await conn.execute(sa.text("SELECT id FROM destinations WHERE status = 'active' ORDER BY id"))).scalars()
     )
-
-
-async def newest_seq(conn: AsyncConnection) -> int:
-    """The newest ingest_seq handed out so far: a new destination starts after it."""
-    return (
-        await conn.execute(
-            sa.text("SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM events_ingest_seq")
-        )
-    ).scalar_one()
 
 
 _SAME_RUN = "WHERE id = :id AND generation = :generation AND cursor_seq = :cursor"

@@ -27,6 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 # The sequence's last value, as the newest seq handed out so far (is_called false: none handed out yet).
 _LAST_VALUE = sa.text("SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM events_ingest_seq")
+
+
+async def newest_seq(conn: AsyncConnection) -> int:
+    """The newest ingest_seq handed out so far (committed or not)."""
+    return int((await conn.execute(_LAST_VALUE)).scalar_one())
+
+
 # The transactions writing to `events` or any of its partitions right now (other than this one).
 _WRITERS = sa.text(
     """
@@ -75,9 +82,9 @@ class Horizon:
 
 async def observe(conn: AsyncConnection) -> tuple[int, frozenset[str]]:
     """Reads (V, L) in that order, each statement with its own snapshot (L must be read after V)."""
-    last_value = (await conn.execute(_LAST_VALUE)).scalar_one()
+    last_value = await newest_seq(conn)
     writers = (await conn.execute(_WRITERS)).scalar_one()
-    return int(last_value), frozenset(writers)
+    return last_value, frozenset(writers)
 
 
 class HorizonWatch:

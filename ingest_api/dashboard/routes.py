@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -25,6 +24,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from eventtrack.database import DATABASE_DOWN
 from eventtrack.errors import CLIENT_DISCONNECTED, ApiError
 from ingest_api.admin.aggregates import event_counts_answer
 from ingest_api.admin.analytics import parse_funnel_query, run_funnel, saved_funnel_by_id, saved_funnel_list
@@ -61,7 +61,6 @@ HERE = Path(__file__).parent
 PAGE_SIZE = 50
 LIVE_ROWS_KEPT = 200  # the Live page's list: older rows leave the page as new ones come
 MAX_FORM_BYTES = 256 * 1024
-_DB_DOWN = (OperationalError, InterfaceError, TimeoutError, ConnectionError)
 
 SECURITY_HEADERS = {
     # pygal's SVG carries its own <style>; no inline script anywhere.
@@ -199,7 +198,7 @@ def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awa
                 session = new_session()
             try:
                 signed_in = public or await _signed_in(request, session)
-            except _DB_DOWN:
+            except DATABASE_DOWN:
                 return _database_unavailable(request, None)
             if not signed_in:
                 if request.method not in ("GET", "HEAD"):
@@ -231,7 +230,7 @@ def page(*, public: bool = False) -> Callable[[Handler], Callable[[Request], Awa
             current = Page(session, form, lists)
             try:
                 response = await handler(request, current)
-            except _DB_DOWN:
+            except DATABASE_DOWN:
                 response = _database_unavailable(request, current)
             if fresh and COOKIE_NAME not in response.headers.get("set-cookie", ""):
                 _set_session(response, request, session)
