@@ -44,7 +44,8 @@ def full_queue(database_url: str, db) -> Iterator[RunningServer]:
         for t in waiting:
             t.start()
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            wait_until(lambda: "eventtrack_sink_queue_depth 3.0" in client.get("/metrics").text)
+            # Generous: on a loaded machine the four senders can take seconds to reach the queue.
+            wait_until(lambda: "eventtrack_sink_queue_depth 3.0" in client.get("/metrics").text, timeout=30)
         yield server
         blocker.rollback()
         for t in waiting:
